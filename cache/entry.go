@@ -1,0 +1,69 @@
+package cache
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+// Meta describes a stored response: everything but its body. It is what the
+// disk tier writes in an entry file's header.
+type Meta struct {
+	Key    string
+	Status int
+	// Header holds the stored response headers. Values are clipped
+	// (len == cap) so that an Add on a copy of the map can never write into
+	// the shared backing array: hits assign these slices without copying.
+	Header     http.Header
+	StoredAt   time.Time
+	ValidUntil time.Time // fresh until this instant; stale (but usable) after
+	// StaleWhileRevalidate and StaleIfError come from the backend's
+	// Cache-Control when it is honoured; they extend how long a stale entry
+	// may be served while updating or while the backend fails.
+	StaleWhileRevalidate time.Duration
+	StaleIfError         time.Duration
+	BodySize             int64
+}
+
+// Entry is a stored response. Its body is either in memory (Body) or in a
+// file of the disk tier (File, from BodyOffset on, BodySize bytes).
+// Entries are immutable once stored: an overwrite stores a new Entry.
+type Entry struct {
+	Meta
+	Body       []byte
+	File       string
+	BodyOffset int64
+}
+
+// Fresh reports whether the entry may be served without contacting the backend.
+func (e *Entry) Fresh(now time.Time) bool { return now.Before(e.ValidUntil) }
+
+// InMemory reports whether the body is held in memory.
+func (e *Entry) InMemory() bool { return e.File == "" }
+
+// OpenBody returns a reader over the body. For a disk entry it opens the file;
+// on Linux an open file stays readable after a concurrent overwrite (rename)
+// or purge (unlink), so a reader gets the old or the new body, never a mix.
+func (e *Entry) OpenBody() (io.ReadSeekCloser, error) {
+	if e.File == "" {
+		return nopCloser{bytes.NewReader(e.Body)}, nil
+	}
+	f, err := os.Open(e.File)
+	if err != nil {
+		return nil, err
+	}
+	return &sectionFile{SectionReader: io.NewSectionReader(f, e.BodyOffset, e.BodySize), f: f}, nil
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+type sectionFile struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s *sectionFile) Close() error { return s.f.Close() }
