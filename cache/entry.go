@@ -25,6 +25,9 @@ type Meta struct {
 	StaleWhileRevalidate time.Duration
 	StaleIfError         time.Duration
 	BodySize             int64
+	// Variant holds the request's values of the headers the response's Vary
+	// names, when Vary is honoured (see Variant); empty otherwise.
+	Variant string
 }
 
 // Entry is a stored response. Its body is either in memory (Body) or in a

@@ -1,0 +1,186 @@
+package cache
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// memoryTier is the hot tier: a ristretto cache whose cost is the entry's
+// size in bytes.
+//
+// ristretto's Set is lossy: writes are buffered and applied later, and its
+// TinyLFU admission policy may reject a new entry once the cache is full. So
+// that an entry just stored is served on the next request, store waits for
+// the write to be applied and checks whether it was admitted; an entry that
+// was not is kept in a small FIFO of recent entries (a bounded share of the
+// tier's size). A hit there offers the entry to ristretto again, which admits
+// it once its frequency earns it a place.
+type memoryTier struct {
+	items    *ristretto.Cache[string, *Entry]
+	recent   recentEntries
+	maxEntry int64
+	// gone, when set, is told of a key that left the tier for good (evicted,
+	// or pushed out of the recent FIFO without being admitted), so a
+	// memory-only zone's key index stays true.
+	gone func(key string)
+}
+
+// entryOverhead approximates what an entry costs beyond its body and
+// headers: the Entry struct, map slots and ristretto's bookkeeping.
+const entryOverhead = 256
+
+func newMemoryTier(size, maxEntry int64, gone func(string)) (*memoryTier, error) {
+	recentBudget := min(size/16, 64<<20)
+	m := &memoryTier{maxEntry: maxEntry, gone: gone}
+	m.recent.init(recentBudget)
+	counters := min(max(size/1024, 100_000), 50_000_000) // ~10 per expected entry of 10 KiB
+	c, err := ristretto.NewCache(&ristretto.Config[string, *Entry]{
+		NumCounters:        counters,
+		MaxCost:            max(size-recentBudget, 1),
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		OnEvict: func(item *ristretto.Item[*Entry]) {
+			if m.gone != nil && item.Value != nil && !m.recent.has(item.Value.Key) {
+				m.gone(item.Value.Key)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.items = c
+	return m, nil
+}
+
+func entryCost(e *Entry) int64 {
+	n := int64(len(e.Key)) + int64(len(e.Body)) + entryOverhead
+	for k, vs := range e.Header {
+		n += int64(len(k))
+		for _, v := range vs {
+			n += int64(len(v)) + 16
+		}
+	}
+	return n
+}
+
+func (m *memoryTier) get(key string) (*Entry, bool) {
+	if e, ok := m.items.Get(key); ok {
+		return e, true
+	}
+	if e, ok := m.recent.get(key); ok {
+		m.items.Set(key, e, entryCost(e)) // earn a place by use, as TinyLFU intends
+		return e, true
+	}
+	return nil, false
+}
+
+// set stores e, replacing any entry of its key. It reports false when the
+// entry is too large for this tier.
+func (m *memoryTier) set(e *Entry) bool {
+	cost := entryCost(e)
+	if int64(len(e.Body)) > m.maxEntry {
+		m.del(e.Key)
+		return false
+	}
+	m.items.Set(e.Key, e, cost)
+	m.items.Wait()
+	if _, admitted := m.items.GetTTL(e.Key); admitted {
+		m.recent.remove(e.Key)
+		return true
+	}
+	for _, out := range m.recent.put(e, cost) {
+		if _, ok := m.items.GetTTL(out); !ok && m.gone != nil {
+			m.gone(out)
+		}
+	}
+	return true
+}
+
+func (m *memoryTier) del(key string) {
+	m.items.Del(key)
+	m.recent.remove(key)
+}
+
+func (m *memoryTier) clear() {
+	m.items.Clear()
+	m.recent.clear()
+}
+
+func (m *memoryTier) close() { m.items.Close() }
+
+// recentEntries is a FIFO of entries bounded in bytes.
+type recentEntries struct {
+	mu     sync.Mutex
+	budget int64
+	used   int64
+	order  *list.List // of *recentEntry, oldest first
+	byKey  map[string]*list.Element
+}
+
+type recentEntry struct {
+	entry *Entry
+	cost  int64
+}
+
+func (r *recentEntries) init(budget int64) {
+	r.budget = budget
+	r.order = list.New()
+	r.byKey = make(map[string]*list.Element)
+}
+
+func (r *recentEntries) get(key string) (*Entry, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if el, ok := r.byKey[key]; ok {
+		return el.Value.(*recentEntry).entry, true
+	}
+	return nil, false
+}
+
+func (r *recentEntries) has(key string) bool {
+	_, ok := r.get(key)
+	return ok
+}
+
+// put adds e and returns the keys pushed out to make room.
+func (r *recentEntries) put(e *Entry, cost int64) (pushedOut []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removeLocked(e.Key)
+	if cost > r.budget {
+		return []string{e.Key}
+	}
+	for r.used+cost > r.budget {
+		oldest := r.order.Front()
+		re := oldest.Value.(*recentEntry)
+		r.removeLocked(re.entry.Key)
+		pushedOut = append(pushedOut, re.entry.Key)
+	}
+	r.byKey[e.Key] = r.order.PushBack(&recentEntry{entry: e, cost: cost})
+	r.used += cost
+	return pushedOut
+}
+
+func (r *recentEntries) remove(key string) {
+	r.mu.Lock()
+	r.removeLocked(key)
+	r.mu.Unlock()
+}
+
+func (r *recentEntries) removeLocked(key string) {
+	if el, ok := r.byKey[key]; ok {
+		r.used -= el.Value.(*recentEntry).cost
+		r.order.Remove(el)
+		delete(r.byKey, key)
+	}
+}
+
+func (r *recentEntries) clear() {
+	r.mu.Lock()
+	r.order.Init()
+	clear(r.byKey)
+	r.used = 0
+	r.mu.Unlock()
+}

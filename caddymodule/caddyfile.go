@@ -1,0 +1,305 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/edgecache/edgecache/cache"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("edge_cache", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("edge_cache", parseCaddyfileHandler)
+	// Before reverse_proxy, so a plain edge_cache + reverse_proxy site needs
+	// no order line; after the directives that set variables (map, vars),
+	// which the zone and key templates may use.
+	httpcaddyfile.RegisterDirectiveOrder("edge_cache", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// parseGlobalOption sets up the edge_cache app from the global options:
+//
+//	{
+//	    edge_cache {
+//	        zone <name> [<memory size>]
+//	        zone <name> {
+//	            memory           <size>   # hot tier size, default 256MiB
+//	            memory_entry_max <size>   # largest body held in memory
+//	        }
+//	    }
+//	}
+//
+// (Caddyfile blocks cannot be written on one line: `zone a { memory 1GiB }`
+// is a syntax error; use the shorthand or one option per line.)
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		if err := json.Unmarshal(existing.(httpcaddyfile.App).Value, app); err != nil {
+			return nil, err
+		}
+	}
+	if app.Zones == nil {
+		app.Zones = make(map[string]*ZoneConfig)
+	}
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "zone":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			name := d.Val()
+			if _, dup := app.Zones[name]; dup {
+				return nil, d.Errf("zone %s is defined twice", name)
+			}
+			zc := new(ZoneConfig)
+			if d.NextArg() { // shorthand: zone <name> <memory>
+				d.Prev()
+				n, err := parseSize(d)
+				if err != nil {
+					return nil, err
+				}
+				zc.Memory = n
+			}
+			for d.NextBlock(1) {
+				switch d.Val() {
+				case "memory":
+					n, err := parseSize(d)
+					if err != nil {
+						return nil, err
+					}
+					zc.Memory = n
+				case "memory_entry_max":
+					n, err := parseSize(d)
+					if err != nil {
+						return nil, err
+					}
+					zc.MemoryEntryMax = n
+				default:
+					return nil, d.Errf("unrecognized zone option %q", d.Val())
+				}
+			}
+			if err := zc.validate(name); err != nil {
+				return nil, d.Err(err.Error())
+			}
+			app.Zones[name] = zc
+		default:
+			return nil, d.Errf("unrecognized edge_cache option %q", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: "edge_cache", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseSize reads one size argument such as 256MiB or 1GB.
+func parseSize(d *caddyfile.Dispenser) (int64, error) {
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := humanize.ParseBytes(d.Val())
+	if err != nil || n == 0 || n > 1<<62 {
+		return 0, d.Errf("bad size %q: want a positive size such as 256MiB or 10GB", d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return int64(n), nil
+}
+
+func parseCaddyfileHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	edge_cache [<matcher>] {
+//	    zone <name>                       # default "default"; placeholders allowed
+//	    key <template>                    # default {http.request.uri}; placeholders allowed
+//	    strip_query <param>...            # drop these query parameters from the key
+//	    valid [<status>...|any] <dur>     # like proxy_cache_valid; repeatable; a bare duration means 200 301 302
+//	    ignore_headers <name>...          # Cache-Control Expires Set-Cookie Vary X-Accel-Expires
+//	    methods GET [HEAD]                # default GET HEAD
+//	    lock on|off                       # default on
+//	    lock_age <dur>                    # default 5s
+//	    lock_timeout <dur>                # default 5s
+//	    min_uses <n>
+//	    refresh                           # never look up: fetch and overwrite (the cache buster)
+//	    private_cookies <name>...         # requests carrying any of these cookies are never cached
+//	    status_header <name>|off          # default X-Cache-Status
+//	}
+//
+// Without a block, `edge_cache [<matcher>] [<zone>]`.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		h.Zone = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "zone":
+			if err := oneArg(d, &h.Zone); err != nil {
+				return err
+			}
+		case "key":
+			if err := oneArg(d, &h.Key); err != nil {
+				return err
+			}
+		case "strip_query":
+			h.StripQuery = append(h.StripQuery, d.RemainingArgs()...)
+			if len(h.StripQuery) == 0 {
+				return d.ArgErr()
+			}
+		case "valid":
+			v, err := parseValid(d)
+			if err != nil {
+				return err
+			}
+			h.Valid = append(h.Valid, v)
+		case "ignore_headers":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, name := range args {
+				if _, ok := cache.IgnoreFlag(name); !ok {
+					return d.Errf("ignore_headers: %q cannot be ignored (want Cache-Control, Expires, Set-Cookie, Vary or X-Accel-Expires)", name)
+				}
+			}
+			h.IgnoreHeaders = append(h.IgnoreHeaders, args...)
+		case "methods":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, m := range args {
+				m = strings.ToUpper(m)
+				if m != "GET" && m != "HEAD" {
+					return d.Errf("methods: only GET and HEAD can be cached, not %s", m)
+				}
+				h.Methods = append(h.Methods, m)
+			}
+		case "lock":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return err
+			}
+			switch v {
+			case "on":
+				h.Lock = new(true)
+			case "off":
+				h.Lock = new(false)
+			default:
+				return d.Errf("lock: want on or off, not %q", v)
+			}
+		case "lock_age":
+			if err := durationArg(d, &h.LockAge); err != nil {
+				return err
+			}
+		case "lock_timeout":
+			if err := durationArg(d, &h.LockTimeout); err != nil {
+				return err
+			}
+		case "min_uses":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("min_uses: want a whole number of at least 1, not %q", v)
+			}
+			h.MinUses = n
+		case "refresh":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Refresh = true
+		case "private_cookies":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.PrivateCookies = append(h.PrivateCookies, args...)
+		case "status_header":
+			if err := oneArg(d, &h.StatusHeader); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized edge_cache option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseValid reads `valid [<status>...|any] <dur>`.
+func parseValid(d *caddyfile.Dispenser) (ValidConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return ValidConfig{}, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(args[len(args)-1])
+	if err != nil || dur <= 0 {
+		return ValidConfig{}, d.Errf("valid: bad duration %q: want a positive duration such as 10m or 1d", args[len(args)-1])
+	}
+	v := ValidConfig{For: caddy.Duration(dur)}
+	codes := args[:len(args)-1]
+	if len(codes) == 0 {
+		v.Status = []int{200, 301, 302}
+		return v, nil
+	}
+	if len(codes) == 1 && codes[0] == "any" {
+		return v, nil
+	}
+	for _, c := range codes {
+		s, err := strconv.Atoi(c)
+		if err != nil || s < 100 || s > 599 {
+			return ValidConfig{}, d.Errf("valid: bad status %q: want a status code from 100 to 599, or any", c)
+		}
+		v.Status = append(v.Status, s)
+	}
+	return v, nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	option := d.Val()
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur < 0 {
+		return d.Errf("%s: bad duration %q: want a duration such as 5s or 1m", option, v)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

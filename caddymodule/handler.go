@@ -1,0 +1,296 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/cache"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler answers requests from a cache zone and stores what the next
+// handler (normally reverse_proxy) answers, with nginx's proxy_cache
+// semantics: responses are stored for the configured time per status
+// whatever the backend's headers say, when those headers are ignored.
+type Handler struct {
+	// Zone names the zone (defined in the edge_cache app) to use.
+	// Placeholders allowed. Default: "default".
+	Zone string `json:"zone,omitempty"`
+	// Key is the cache key template. Default: {http.request.uri}.
+	Key string `json:"key,omitempty"`
+	// StripQuery lists query parameters dropped from the key (e.g. jQuery's _).
+	StripQuery []string `json:"strip_query,omitempty"`
+	// Valid sets how long responses stay fresh, per status
+	// (nginx's proxy_cache_valid). A status no rule covers is not stored,
+	// unless a backend header the handler honours gives a validity.
+	Valid []ValidConfig `json:"valid,omitempty"`
+	// IgnoreHeaders lists backend headers that do not affect caching:
+	// Cache-Control, Expires, Set-Cookie, Vary, X-Accel-Expires.
+	IgnoreHeaders []string `json:"ignore_headers,omitempty"`
+	// Methods that are cached. Default: GET and HEAD (HEAD shares the GET entry).
+	Methods []string `json:"methods,omitempty"`
+	// Lock makes concurrent misses for one key wait for a single backend
+	// request. Default: on.
+	Lock *bool `json:"lock,omitempty"`
+	// LockAge is how long a fill may hold others back before one more
+	// request may go to the backend. Default: 5s.
+	LockAge caddy.Duration `json:"lock_age,omitempty"`
+	// LockTimeout is how long a request waits for a fill before it goes to
+	// the backend itself, without storing. Default: 5s.
+	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
+	// MinUses is how many requests a key needs before its response is stored.
+	MinUses int `json:"min_uses,omitempty"`
+	// Refresh makes this handler never look up: every request goes to the
+	// backend and its response overwrites the entry (the cache buster).
+	Refresh bool `json:"refresh,omitempty"`
+	// PrivateCookies names login-session cookies: requests carrying any of
+	// them (or an Authorization header) bypass the cache entirely.
+	PrivateCookies []string `json:"private_cookies,omitempty"`
+	// StatusHeader names the response header carrying the cache status;
+	// "off" sends none. Default: X-Cache-Status.
+	StatusHeader string `json:"status_header,omitempty"`
+
+	app          *App
+	zone         *cache.Zone // when Zone has no placeholder
+	policy       cache.Policy
+	defaultKey   bool
+	methods      map[string]bool
+	lock         bool
+	statusValues [8][]string
+	logger       *zap.Logger
+}
+
+// ValidConfig is one validity rule; no statuses means any status.
+type ValidConfig struct {
+	Status []int          `json:"status,omitempty"`
+	For    caddy.Duration `json:"for"`
+}
+
+// Defaults, as nginx's.
+const (
+	defaultStatusHeader = "X-Cache-Status"
+	defaultKey          = "{http.request.uri}"
+	defaultLockAge      = caddy.Duration(5 * time.Second)
+	defaultLockTimeout  = caddy.Duration(5 * time.Second)
+)
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.edge_cache",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills defaults and binds the handler to its zone.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	appIface, err := ctx.App("edge_cache")
+	if err != nil {
+		return fmt.Errorf("loading edge_cache app: %v", err)
+	}
+	h.app = appIface.(*App)
+	if h.Zone == "" {
+		h.Zone = "default"
+	}
+	if h.Key == "" {
+		h.Key = defaultKey
+	}
+	h.defaultKey = h.Key == defaultKey
+	if len(h.Methods) == 0 {
+		h.Methods = []string{http.MethodGet, http.MethodHead}
+	}
+	h.methods = make(map[string]bool, len(h.Methods))
+	for _, m := range h.Methods {
+		h.methods[strings.ToUpper(m)] = true
+	}
+	h.lock = h.Lock == nil || *h.Lock
+	if h.LockAge == 0 {
+		h.LockAge = defaultLockAge
+	}
+	if h.LockTimeout == 0 {
+		h.LockTimeout = defaultLockTimeout
+	}
+	if h.StatusHeader == "" {
+		h.StatusHeader = defaultStatusHeader
+	}
+	if h.StatusHeader == "off" {
+		h.StatusHeader = ""
+	} else {
+		h.StatusHeader = http.CanonicalHeaderKey(h.StatusHeader)
+	}
+	for _, s := range cache.Statuses() {
+		h.statusValues[s] = []string{s.String()}
+	}
+	for _, v := range h.Valid {
+		h.policy.Valid = append(h.policy.Valid, cache.ValidRule{Statuses: v.Status, For: time.Duration(v.For)})
+	}
+	for _, name := range h.IgnoreHeaders {
+		flag, ok := cache.IgnoreFlag(name)
+		if !ok {
+			return fmt.Errorf("ignore_headers: %q cannot be ignored (want Cache-Control, Expires, Set-Cookie, Vary or X-Accel-Expires)", name)
+		}
+		h.policy.Ignore |= flag
+	}
+	if !strings.Contains(h.Zone, "{") {
+		h.zone = h.app.Zone(h.Zone)
+	}
+	return h.Validate()
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if !strings.Contains(h.Zone, "{") && h.app != nil && h.zone == nil {
+		return fmt.Errorf("zone %q is not defined in the edge_cache global options (defined: %s)", h.Zone, strings.Join(h.app.ZoneNames(), ", "))
+	}
+	for _, v := range h.Valid {
+		if v.For <= 0 {
+			return fmt.Errorf("valid: duration must be positive")
+		}
+		for _, s := range v.Status {
+			if s < 100 || s > 599 {
+				return fmt.Errorf("valid: bad status %d", s)
+			}
+		}
+	}
+	if h.MinUses < 0 {
+		return fmt.Errorf("min_uses must not be negative")
+	}
+	if h.LockAge < 0 || h.LockTimeout < 0 {
+		return fmt.Errorf("lock_age and lock_timeout must not be negative")
+	}
+	for m := range h.methods {
+		if m != http.MethodGet && m != http.MethodHead {
+			return fmt.Errorf("methods: only GET and HEAD can be cached, not %s", m)
+		}
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.methods[r.Method] {
+		return next.ServeHTTP(w, r)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if h.isPrivate(r) {
+		// Untouched, Set-Cookie included: this is someone's session.
+		h.setStatus(w, repl, cache.StatusBypass)
+		return next.ServeHTTP(w, r)
+	}
+	zone, err := h.zoneFor(repl)
+	if err != nil {
+		return err
+	}
+	key := h.keyFor(r, repl)
+
+	if h.Refresh {
+		zone.Stats.Requests[cache.StatusBypass].Add(1)
+		return h.fetch(w, r, next, zone, key, cache.StatusBypass, true, nil)
+	}
+
+	now := time.Now()
+	entry, found := zone.Get(key)
+	if found && entry.Fresh(now) && h.variantMatches(entry, r) {
+		return h.serveEntry(w, r, repl, zone, entry, cache.StatusHit)
+	}
+	status := cache.StatusMiss
+	if found {
+		status = cache.StatusExpired
+	}
+	zone.Stats.Requests[status].Add(1)
+
+	store := h.MinUses <= 1 || zone.CountUse(key) >= h.MinUses
+	if !store || !h.lock {
+		return h.fetch(w, r, next, zone, key, status, store, nil)
+	}
+	fill, leader := zone.JoinFill(key, now, time.Duration(h.LockAge))
+	if leader {
+		return h.fetch(w, r, next, zone, key, status, true, &fill)
+	}
+	ended, stored := fill.Wait(r.Context(), time.Duration(h.LockTimeout))
+	if stored {
+		if entry, ok := zone.Get(key); ok && h.variantMatches(entry, r) {
+			zone.Stats.Requests[status].Add(-1) // it turned out a hit
+			return h.serveEntry(w, r, repl, zone, entry, cache.StatusHit)
+		}
+	}
+	// A fill that timed out may still be running: go to the backend without
+	// storing, as nginx does after proxy_cache_lock_timeout. One that ended
+	// without storing (an uncacheable or failed response) leaves the way open.
+	return h.fetch(w, r, next, zone, key, status, ended, nil)
+}
+
+// isPrivate reports whether the request carries credentials: an
+// Authorization header or a login-session cookie. OMERO gives anonymous
+// visitors a session cookie too, so only the configured names count.
+func (h *Handler) isPrivate(r *http.Request) bool {
+	if _, ok := r.Header["Authorization"]; ok {
+		return true
+	}
+	if len(h.PrivateCookies) == 0 {
+		return false
+	}
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, _, _ := strings.Cut(part, "=")
+			name = strings.TrimSpace(name)
+			for _, p := range h.PrivateCookies {
+				if name == p {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func (h *Handler) zoneFor(repl *caddy.Replacer) (*cache.Zone, error) {
+	if h.zone != nil {
+		return h.zone, nil
+	}
+	name := repl.ReplaceAll(h.Zone, "")
+	if z := h.app.Zone(name); z != nil {
+		return z, nil
+	}
+	return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("edge_cache: zone %q (from %s) is not defined", name, h.Zone))
+}
+
+func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string {
+	var key string
+	if h.defaultKey && strings.HasPrefix(r.RequestURI, "/") {
+		key = r.RequestURI // what {http.request.uri} gives, without building it
+	} else {
+		key = repl.ReplaceAll(h.Key, "")
+	}
+	return cache.StripQuery(key, h.StripQuery)
+}
+
+// setStatus announces the cache status in the header and the placeholder.
+func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache.Status) {
+	if h.StatusHeader != "" {
+		w.Header()[h.StatusHeader] = h.statusValues[s]
+	}
+	repl.Set(statusPlaceholder, h.statusValues[s][0])
+}
+
+// statusPlaceholder carries the cache status to access logs.
+const statusPlaceholder = "http.edge_cache.status"
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,268 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/edgecache/edgecache/cache"
+)
+
+// captureWriter sits between the backend's response and the client on a
+// miss. At header time it decides whether the response is stored; then
+// every body write goes to the client and into the store at once, so large
+// bodies stream with bounded memory and nothing is buffered for the client.
+type captureWriter struct {
+	rw        http.ResponseWriter
+	h         *Handler
+	client    *http.Request
+	repl      *caddy.Replacer
+	zone      *cache.Zone
+	key       string
+	status    cache.Status
+	wantStore bool
+	before    http.Header // header entries set before the backend answered (not the backend's)
+
+	wroteHeader bool
+	store       *cache.Store
+	headOnly    bool
+	window      *byteWindow
+	pos         int64
+}
+
+func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer,
+	zone *cache.Zone, key string, status cache.Status, store bool) *captureWriter {
+	cw := &captureWriter{
+		rw: w, h: h, client: r, repl: repl, zone: zone, key: key, status: status, wantStore: store,
+		headOnly: r.Method == http.MethodHead,
+	}
+	if store {
+		cw.before = make(http.Header, len(w.Header()))
+		for k, v := range w.Header() {
+			cw.before[k] = v
+		}
+	}
+	return cw
+}
+
+func (cw *captureWriter) Header() http.Header { return cw.rw.Header() }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (cw *captureWriter) Unwrap() http.ResponseWriter { return cw.rw }
+
+func (cw *captureWriter) WriteHeader(code int) {
+	if cw.wroteHeader {
+		return
+	}
+	if code < 200 {
+		cw.rw.WriteHeader(code) // 1xx informational: not the response
+		return
+	}
+	cw.wroteHeader = true
+	hdr := cw.rw.Header()
+	if cw.wantStore {
+		now := time.Now()
+		d := cw.h.policy.Decide(code, hdr, now)
+		if d.Store {
+			cw.store = cw.zone.BeginStore(cache.Meta{
+				Key:                  cw.key,
+				Status:               code,
+				Header:               cw.storedHeader(hdr),
+				StoredAt:             now,
+				ValidUntil:           d.ValidUntil,
+				StaleWhileRevalidate: d.StaleWhileRevalidate,
+				StaleIfError:         d.StaleIfError,
+				BodySize:             contentLength(hdr),
+				Variant:              cw.variant(hdr),
+			})
+		} else {
+			cw.zone.Stats.CountSkip(d.Reason)
+		}
+	}
+	// Never replayed from the cache, and removed on a miss too (nginx's
+	// proxy_hide_header): one visitor's session must not reach another.
+	delete(hdr, "Set-Cookie")
+	cw.h.setStatus(cw.rw, cw.repl, cw.status)
+	if code == http.StatusOK && !cw.headOnly {
+		cw.window, code = rangeWindow(cw.client.Header, hdr)
+	}
+	cw.rw.WriteHeader(code)
+}
+
+// storedHeader is the part of the response header that is the backend's
+// and the resource's: not hop-by-hop, not a session, not set by handlers
+// that run again on every hit.
+func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
+	stored := make(http.Header, len(hdr))
+	for k, v := range hdr {
+		if before, ok := cw.before[k]; ok && sameValues(before, v) {
+			continue
+		}
+		switch k {
+		case "Set-Cookie", "Date", "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection",
+			"Transfer-Encoding", "Te", "Trailer", "Upgrade", "Proxy-Authenticate", cw.h.StatusHeader:
+			continue
+		}
+		stored[k] = append([]string(nil), v...)
+	}
+	return stored
+}
+
+func (cw *captureWriter) variant(hdr http.Header) string {
+	if cw.h.policy.Ignore&cache.IgnoreVary != 0 {
+		return ""
+	}
+	return cache.Variant(hdr["Vary"], cw.client.Header)
+}
+
+func (cw *captureWriter) Write(p []byte) (int, error) {
+	if !cw.wroteHeader {
+		cw.WriteHeader(http.StatusOK)
+	}
+	if cw.store != nil {
+		cw.store.Write(p)
+	}
+	if cw.headOnly {
+		return len(p), nil
+	}
+	if cw.window != nil {
+		part := cw.window.clip(cw.pos, p)
+		cw.pos += int64(len(p))
+		if len(part) > 0 {
+			if _, err := cw.rw.Write(part); err != nil {
+				cw.abort()
+				return 0, err
+			}
+		}
+		return len(p), nil
+	}
+	n, err := cw.rw.Write(p)
+	if err != nil {
+		// The client went away mid-body: what we hold may be complete for
+		// all we know, but nginx's rule is that an interrupted fill stores
+		// nothing, and the backend copy is about to be cut short anyway.
+		cw.abort()
+	}
+	return n, err
+}
+
+// Flush streams what the backend has sent so far (reverse_proxy flushes
+// for event streams and long polls).
+func (cw *captureWriter) Flush() {
+	if !cw.wroteHeader {
+		cw.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(cw.rw).Flush()
+}
+
+// commit stores the entry if the response was complete and storable.
+func (cw *captureWriter) commit() bool {
+	if cw.store == nil {
+		return false
+	}
+	_, ok := cw.store.Commit()
+	cw.store = nil
+	return ok
+}
+
+func (cw *captureWriter) abort() {
+	if cw.store != nil {
+		cw.store.Abort()
+		cw.store = nil
+	}
+}
+
+func sameValues(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func contentLength(hdr http.Header) int64 {
+	if v := hdr.Get("Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return -1
+}
+
+// byteWindow is the part of a body a Range request asked for, served while
+// the whole body is fetched and stored.
+type byteWindow struct{ start, end int64 } // [start, end)
+
+// clip returns the part of p, which starts at body offset pos, inside the window.
+func (b *byteWindow) clip(pos int64, p []byte) []byte {
+	from := max(b.start-pos, 0)
+	to := min(b.end-pos, int64(len(p)))
+	if from >= to {
+		return nil
+	}
+	return p[from:to]
+}
+
+// rangeWindow applies a client's single byte range to a full 200 response
+// whose length is known, adjusting the header to a 206 (or a 416). Other
+// cases (several ranges, If-Range, unknown length, encoded bodies) get the
+// whole 200, which RFC 9110 allows.
+func rangeWindow(req, hdr http.Header) (*byteWindow, int) {
+	spec := req.Get("Range")
+	if spec == "" || req.Get("If-Range") != "" || hdr.Get("Content-Encoding") != "" {
+		return nil, http.StatusOK
+	}
+	size := contentLength(hdr)
+	if size < 0 {
+		return nil, http.StatusOK
+	}
+	spec, ok := strings.CutPrefix(spec, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return nil, http.StatusOK
+	}
+	first, last, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return nil, http.StatusOK
+	}
+	var start, end int64
+	switch {
+	case first == "":
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			return nil, http.StatusOK
+		}
+		start, end = max(size-n, 0), size
+		if n == 0 {
+			start = size
+		}
+	default:
+		s, err := strconv.ParseInt(first, 10, 64)
+		if err != nil || s < 0 {
+			return nil, http.StatusOK
+		}
+		start, end = s, size
+		if last != "" {
+			e, err := strconv.ParseInt(last, 10, 64)
+			if err != nil || e < s {
+				return nil, http.StatusOK
+			}
+			end = min(e+1, size)
+		}
+	}
+	if start >= size || start >= end {
+		hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		hdr.Del("Content-Length")
+		return &byteWindow{}, http.StatusRequestedRangeNotSatisfiable
+	}
+	hdr.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end-1, 10)+"/"+strconv.FormatInt(size, 10))
+	hdr.Set("Content-Length", strconv.FormatInt(end-start, 10))
+	hdr.Set("Accept-Ranges", "bytes")
+	return &byteWindow{start: start, end: end}, http.StatusPartialContent
+}
