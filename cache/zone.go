@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -251,4 +252,29 @@ func (u *useCounter) add(key string) int {
 	}
 	u.counts[key]++
 	return u.counts[key]
+}
+
+// Revalidation is a backend's confirmation (304) that a stale entry still
+// holds, with the headers it sent and the validity they give.
+type Revalidation struct {
+	Header   http.Header // the 304's headers that replace stored ones
+	Decision Decision
+	At       time.Time
+}
+
+// Revalidate stores a copy of old with the new validity and headers, sharing
+// its body, and returns it.
+func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
+	e := &Entry{Meta: old.Meta, Body: old.Body, File: old.File, BodyOffset: old.BodyOffset}
+	e.Header = old.Header.Clone()
+	for k, v := range rv.Header {
+		e.Header[k] = v[:len(v):len(v)]
+	}
+	e.StoredAt = rv.At
+	e.ValidUntil = rv.Decision.ValidUntil
+	e.StaleWhileRevalidate = rv.Decision.StaleWhileRevalidate
+	e.StaleIfError = rv.Decision.StaleIfError
+	z.keys.add(e.Key)
+	z.mem.set(e)
+	return e
 }

@@ -137,6 +137,11 @@ func parseCaddyfileHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    refresh                           # never look up: fetch and overwrite (the cache buster)
 //	    private_cookies <name>...         # requests carrying any of these cookies are never cached
 //	    status_header <name>|off          # default X-Cache-Status
+//	    use_stale <condition>...          # error timeout invalid_header updating http_500 http_502
+//	                                      # http_503 http_504 http_403 http_404 http_429 | off
+//	    background_update on|off          # serve stale while a background request updates (default off)
+//	    background_timeout <dur>          # bound on a background update (default 5m)
+//	    revalidate on|off                 # re-check expired entries with If-None-Match/If-Modified-Since
 //	}
 //
 // Without a block, `edge_cache [<matcher>] [<zone>]`.
@@ -193,18 +198,36 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Methods = append(h.Methods, m)
 			}
 		case "lock":
-			var v string
-			if err := oneArg(d, &v); err != nil {
+			on, err := onOffArg(d)
+			if err != nil {
 				return err
 			}
-			switch v {
-			case "on":
-				h.Lock = new(true)
-			case "off":
-				h.Lock = new(false)
-			default:
-				return d.Errf("lock: want on or off, not %q", v)
+			h.Lock = &on
+		case "use_stale":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
 			}
+			if _, err := parseStaleConditions(args); err != nil {
+				return d.Err(err.Error())
+			}
+			h.UseStale = append(h.UseStale, args...)
+		case "background_update":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.BackgroundUpdate = on
+		case "background_timeout":
+			if err := durationArg(d, &h.BackgroundTimeout); err != nil {
+				return err
+			}
+		case "revalidate":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.Revalidate = on
 		case "lock_age":
 			if err := durationArg(d, &h.LockAge); err != nil {
 				return err
@@ -283,6 +306,21 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 		return d.ArgErr()
 	}
 	return nil
+}
+
+func onOffArg(d *caddyfile.Dispenser) (bool, error) {
+	option := d.Val()
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return false, err
+	}
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("%s: want on or off, not %q", option, v)
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -9,32 +10,71 @@ import (
 	"github.com/edgecache/edgecache/cache"
 )
 
-// fetch sends the request to the next handler (the backend) and, when store
-// is set, stores the response as it streams to the client. A fill, when
-// given, is finished whatever happens, so waiters never hang.
-func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	zone *cache.Zone, key string, status cache.Status, store bool, fill *cache.Fill) error {
+// fetchJob is what one trip to the backend is for.
+type fetchJob struct {
+	zone   *cache.Zone
+	key    string
+	status cache.Status // reported when the backend's response is served
+	store  bool         // store the response if the policy allows
+	fill   *cache.Fill  // finished whatever happens, so waiters never hang
+	// stale, when set, is the expired entry: served instead when the
+	// backend fails (use_stale), and revalidated when revalidate is on.
+	stale      *cache.Entry
+	background bool // a background update: no client, not counted as a request
+}
+
+// fetch sends the request to the next handler (the backend) and, when the
+// job stores, stores the response as it streams to the client.
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	cw := newCaptureWriter(h, w, r, repl, zone, key, status, store)
-	done := false
+	cw := newCaptureWriter(h, w, r, repl, job)
+	finished := false
+	finish := func(stored bool) {
+		finished = true
+		if job.fill != nil {
+			job.fill.Finish(stored)
+		}
+	}
 	defer func() {
-		// Reached without done on an error, or while reverse_proxy panics
-		// with http.ErrAbortHandler because the backend broke mid-body: the
-		// partial entry is dropped and the panic goes on.
-		if !done {
+		// Reached unfinished on a panic: reverse_proxy panics with
+		// http.ErrAbortHandler when the backend breaks mid-body. The partial
+		// entry is dropped, waiters are released, and the panic goes on.
+		if !finished {
 			cw.abort()
-			if fill != nil {
-				fill.Finish(false)
-			}
+			finish(false)
 		}
 	}()
-	if err := next.ServeHTTP(cw, backendRequest(r)); err != nil {
+
+	backend := backendRequest(r)
+	if job.stale != nil && h.revalidate {
+		backend = withValidators(backend, r, job.stale)
+	}
+	err := next.ServeHTTP(cw, backend)
+	now := time.Now()
+	if err != nil {
+		cw.abort()
+		if job.stale != nil && !cw.wroteHeader && h.staleAllowed(staleConditionOfError(err), job.stale, now) {
+			finish(false)
+			return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+		}
+		finish(false)
+		if !job.background {
+			job.zone.Stats.Requests[job.status].Add(1)
+		}
 		return err
 	}
-	stored := cw.commit()
-	done = true
-	if fill != nil {
-		fill.Finish(stored)
+	switch {
+	case cw.revalidated != nil:
+		e := job.zone.Revalidate(job.stale, *cw.revalidated)
+		finish(true)
+		return h.serveEntry(w, r, job.zone, e, cache.StatusRevalidated)
+	case cw.swallowed:
+		finish(false)
+		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+	}
+	finish(cw.commit())
+	if !job.background {
+		job.zone.Stats.Requests[job.status].Add(1)
 	}
 	return nil
 }
@@ -61,4 +101,23 @@ func backendRequest(r *http.Request) *http.Request {
 		delete(up.Header, name)
 	}
 	return up
+}
+
+// withValidators asks the backend whether a stale entry is still good
+// (nginx's proxy_cache_revalidate): a 304 then extends it without a body.
+func withValidators(backend, client *http.Request, stale *cache.Entry) *http.Request {
+	etag, lastModified := stale.Header.Get("ETag"), stale.Header.Get("Last-Modified")
+	if etag == "" && lastModified == "" {
+		return backend
+	}
+	if backend == client {
+		backend = client.Clone(client.Context())
+	}
+	if etag != "" {
+		backend.Header.Set("If-None-Match", etag)
+	}
+	if lastModified != "" {
+		backend.Header.Set("If-Modified-Since", lastModified)
+	}
+	return backend
 }

@@ -58,15 +58,32 @@ type Handler struct {
 	// StatusHeader names the response header carrying the cache status;
 	// "off" sends none. Default: X-Cache-Status.
 	StatusHeader string `json:"status_header,omitempty"`
+	// UseStale lists when a stale entry is served instead of the backend's
+	// answer (nginx's proxy_cache_use_stale): error, timeout,
+	// invalid_header, updating, http_500, http_502, http_503, http_504,
+	// http_403, http_404, http_429.
+	UseStale []string `json:"use_stale,omitempty"`
+	// BackgroundUpdate answers an expired request from the stale entry
+	// while a background request refreshes it (needs use_stale updating,
+	// or the backend's stale-while-revalidate). Default: off.
+	BackgroundUpdate bool `json:"background_update,omitempty"`
+	// BackgroundTimeout bounds a background update. Default: 5m.
+	BackgroundTimeout caddy.Duration `json:"background_timeout,omitempty"`
+	// Revalidate re-checks an expired entry with If-None-Match /
+	// If-Modified-Since; a 304 extends it without a body transfer.
+	Revalidate bool `json:"revalidate,omitempty"`
 
-	app          *App
-	zone         *cache.Zone // when Zone has no placeholder
-	policy       cache.Policy
-	defaultKey   bool
-	methods      map[string]bool
-	lock         bool
-	statusValues [8][]string
-	logger       *zap.Logger
+	app              *App
+	zone             *cache.Zone // when Zone has no placeholder
+	policy           cache.Policy
+	defaultKey       bool
+	methods          map[string]bool
+	lock             bool
+	useStale         staleCondition
+	backgroundUpdate bool
+	revalidate       bool
+	statusValues     [8][]string
+	logger           *zap.Logger
 }
 
 // ValidConfig is one validity rule; no statuses means any status.
@@ -77,10 +94,11 @@ type ValidConfig struct {
 
 // Defaults, as nginx's.
 const (
-	defaultStatusHeader = "X-Cache-Status"
-	defaultKey          = "{http.request.uri}"
-	defaultLockAge      = caddy.Duration(5 * time.Second)
-	defaultLockTimeout  = caddy.Duration(5 * time.Second)
+	defaultStatusHeader      = "X-Cache-Status"
+	defaultKey               = "{http.request.uri}"
+	defaultLockAge           = caddy.Duration(5 * time.Second)
+	defaultLockTimeout       = caddy.Duration(5 * time.Second)
+	defaultBackgroundTimeout = caddy.Duration(5 * time.Minute)
 )
 
 // CaddyModule returns the Caddy module information.
@@ -119,6 +137,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.LockTimeout == 0 {
 		h.LockTimeout = defaultLockTimeout
+	}
+	if h.BackgroundTimeout == 0 {
+		h.BackgroundTimeout = defaultBackgroundTimeout
+	}
+	h.backgroundUpdate, h.revalidate = h.BackgroundUpdate, h.Revalidate
+	if h.useStale, err = parseStaleConditions(h.UseStale); err != nil {
+		return err
 	}
 	if h.StatusHeader == "" {
 		h.StatusHeader = defaultStatusHeader
@@ -165,8 +190,8 @@ func (h *Handler) Validate() error {
 	if h.MinUses < 0 {
 		return fmt.Errorf("min_uses must not be negative")
 	}
-	if h.LockAge < 0 || h.LockTimeout < 0 {
-		return fmt.Errorf("lock_age and lock_timeout must not be negative")
+	if h.LockAge < 0 || h.LockTimeout < 0 || h.BackgroundTimeout < 0 {
+		return fmt.Errorf("lock_age, lock_timeout and background_timeout must not be negative")
 	}
 	for m := range h.methods {
 		if m != http.MethodGet && m != http.MethodHead {
@@ -185,6 +210,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.isPrivate(r) {
 		// Untouched, Set-Cookie included: this is someone's session.
 		h.setStatus(w, repl, cache.StatusBypass)
+		if z, err := h.zoneFor(repl); err == nil {
+			z.Stats.Requests[cache.StatusBypass].Add(1)
+		}
 		return next.ServeHTTP(w, r)
 	}
 	zone, err := h.zoneFor(repl)
@@ -194,40 +222,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	key := h.keyFor(r, repl)
 
 	if h.Refresh {
-		zone.Stats.Requests[cache.StatusBypass].Add(1)
-		return h.fetch(w, r, next, zone, key, cache.StatusBypass, true, nil)
+		return h.fetch(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, store: true})
 	}
 
 	now := time.Now()
 	entry, found := zone.Get(key)
-	if found && entry.Fresh(now) && h.variantMatches(entry, r) {
-		return h.serveEntry(w, r, repl, zone, entry, cache.StatusHit)
+	if found && h.variantMatches(entry, r) {
+		if entry.Fresh(now) {
+			return h.serveEntry(w, r, zone, entry, cache.StatusHit)
+		}
+		return h.serveExpired(w, r, next, zone, key, entry, now)
 	}
-	status := cache.StatusMiss
-	if found {
-		status = cache.StatusExpired
-	}
-	zone.Stats.Requests[status].Add(1)
 
-	store := h.MinUses <= 1 || zone.CountUse(key) >= h.MinUses
-	if !store || !h.lock {
-		return h.fetch(w, r, next, zone, key, status, store, nil)
+	job := fetchJob{zone: zone, key: key, status: cache.StatusMiss, store: true}
+	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
+		job.store = false
+	}
+	if !job.store || !h.lock {
+		return h.fetch(w, r, next, job)
 	}
 	fill, leader := zone.JoinFill(key, now, time.Duration(h.LockAge))
 	if leader {
-		return h.fetch(w, r, next, zone, key, status, true, &fill)
+		job.fill = &fill
+		return h.fetch(w, r, next, job)
 	}
 	ended, stored := fill.Wait(r.Context(), time.Duration(h.LockTimeout))
 	if stored {
-		if entry, ok := zone.Get(key); ok && h.variantMatches(entry, r) {
-			zone.Stats.Requests[status].Add(-1) // it turned out a hit
-			return h.serveEntry(w, r, repl, zone, entry, cache.StatusHit)
+		if e, ok := zone.Get(key); ok && h.variantMatches(e, r) {
+			return h.serveEntry(w, r, zone, e, cache.StatusHit)
 		}
 	}
 	// A fill that timed out may still be running: go to the backend without
 	// storing, as nginx does after proxy_cache_lock_timeout. One that ended
 	// without storing (an uncacheable or failed response) leaves the way open.
-	return h.fetch(w, r, next, zone, key, status, ended, nil)
+	job.store = ended
+	return h.fetch(w, r, next, job)
 }
 
 // isPrivate reports whether the request carries credentials: an

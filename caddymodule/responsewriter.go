@@ -16,30 +16,31 @@ import (
 // every body write goes to the client and into the store at once, so large
 // bodies stream with bounded memory and nothing is buffered for the client.
 type captureWriter struct {
-	rw        http.ResponseWriter
-	h         *Handler
-	client    *http.Request
-	repl      *caddy.Replacer
-	zone      *cache.Zone
-	key       string
-	status    cache.Status
-	wantStore bool
-	before    http.Header // header entries set before the backend answered (not the backend's)
+	rw     http.ResponseWriter
+	h      *Handler
+	client *http.Request
+	repl   *caddy.Replacer
+	zone   *cache.Zone
+	job    fetchJob
+	before http.Header // header entries set before the backend answered (not the backend's)
 
 	wroteHeader bool
+	// swallowed: the backend's answer is replaced by the stale entry.
+	swallowed bool
+	// revalidated: the backend confirmed the stale entry (304); its new validity.
+	revalidated *cache.Revalidation
 	store       *cache.Store
 	headOnly    bool
 	window      *byteWindow
 	pos         int64
 }
 
-func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer,
-	zone *cache.Zone, key string, status cache.Status, store bool) *captureWriter {
+func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
 	cw := &captureWriter{
-		rw: w, h: h, client: r, repl: repl, zone: zone, key: key, status: status, wantStore: store,
+		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
 		headOnly: r.Method == http.MethodHead,
 	}
-	if store {
+	if job.store || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
 		for k, v := range w.Header() {
 			cw.before[k] = v
@@ -63,12 +64,28 @@ func (cw *captureWriter) WriteHeader(code int) {
 	}
 	cw.wroteHeader = true
 	hdr := cw.rw.Header()
-	if cw.wantStore {
-		now := time.Now()
+	now := time.Now()
+	if stale := cw.job.stale; stale != nil {
+		if code == http.StatusNotModified && cw.h.revalidate {
+			d := cw.h.policy.Decide(stale.Status, hdr, now)
+			if d.Store {
+				cw.revalidated = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now}
+			}
+			cw.swallowed = true
+			cw.discardHeader(hdr)
+			return
+		}
+		if cw.h.staleAllowed(staleConditionOfStatus(code), stale, now) {
+			cw.swallowed = true
+			cw.discardHeader(hdr)
+			return
+		}
+	}
+	if cw.job.store {
 		d := cw.h.policy.Decide(code, hdr, now)
 		if d.Store {
 			cw.store = cw.zone.BeginStore(cache.Meta{
-				Key:                  cw.key,
+				Key:                  cw.job.key,
 				Status:               code,
 				Header:               cw.storedHeader(hdr),
 				StoredAt:             now,
@@ -85,7 +102,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 	// Never replayed from the cache, and removed on a miss too (nginx's
 	// proxy_hide_header): one visitor's session must not reach another.
 	delete(hdr, "Set-Cookie")
-	cw.h.setStatus(cw.rw, cw.repl, cw.status)
+	cw.h.setStatus(cw.rw, cw.repl, cw.job.status)
 	if code == http.StatusOK && !cw.headOnly {
 		cw.window, code = rangeWindow(cw.client.Header, hdr)
 	}
@@ -122,6 +139,9 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 	if !cw.wroteHeader {
 		cw.WriteHeader(http.StatusOK)
 	}
+	if cw.swallowed {
+		return len(p), nil
+	}
 	if cw.store != nil {
 		cw.store.Write(p)
 	}
@@ -155,7 +175,22 @@ func (cw *captureWriter) Flush() {
 	if !cw.wroteHeader {
 		cw.WriteHeader(http.StatusOK)
 	}
-	_ = http.NewResponseController(cw.rw).Flush()
+	if !cw.swallowed {
+		_ = http.NewResponseController(cw.rw).Flush()
+	}
+}
+
+// discardHeader undoes what the backend's swallowed answer put in the
+// header, so the stale entry is served with its own.
+func (cw *captureWriter) discardHeader(hdr http.Header) {
+	for k, v := range hdr {
+		if before, ok := cw.before[k]; !ok || !sameValues(before, v) {
+			delete(hdr, k)
+		}
+	}
+	for k, v := range cw.before {
+		hdr[k] = v
+	}
 }
 
 // commit stores the entry if the response was complete and storable.

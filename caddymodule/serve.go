@@ -13,8 +13,9 @@ import (
 // serveEntry answers from a stored entry. The common case (no range, no
 // conditional) copies the stored header slices into the response header map
 // and writes the body in one call: no per-hit copies of headers or body.
-func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
+func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
 	zone.Stats.Requests[status].Add(1)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	hdr := w.Header()
 	for k, v := range e.Header {
 		hdr[k] = v

@@ -1,0 +1,275 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// faultyBackend is a backend whose behaviour a test switches at will.
+type faultyBackend struct {
+	srv     *httptest.Server
+	mode    atomic.Value // string: ok, 503, hang, reset, midbody
+	version atomic.Int64
+	hits    atomic.Int64
+	lastINM atomic.Value // If-None-Match of the last request
+}
+
+func newFaultyBackend(t *testing.T) *faultyBackend {
+	b := &faultyBackend{}
+	b.mode.Store("ok")
+	b.lastINM.Store("")
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		b.lastINM.Store(r.Header.Get("If-None-Match"))
+		body := fmt.Sprintf("version %d of %s", b.version.Load(), r.URL.Path)
+		etag := fmt.Sprintf(`"v%d"`, b.version.Load())
+		switch b.mode.Load().(string) {
+		case "503":
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "backend unavailable")
+			return
+		case "hang":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		case "reset":
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+			return
+		case "midbody":
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusOK)
+			io.WriteString(w, strings.Repeat("x", 300))
+			w.(http.Flusher).Flush()
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		if r.Header.Get("If-None-Match") == etag {
+			w.Header().Set("ETag", etag)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Set-Cookie", "sessionid=anonymous")
+		w.Header().Set("Cache-Control", "no-cache")
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// loadCaddyfile runs Caddy with a Caddyfile (in which {PORT} and
+// {BACKEND} are replaced) and returns the site's base URL.
+func loadCaddyfile(t *testing.T, caddyfile, backend string) string {
+	t.Helper()
+	port := freePort(t)
+	caddyfile = strings.ReplaceAll(caddyfile, "{PORT}", fmt.Sprint(port))
+	caddyfile = strings.ReplaceAll(caddyfile, "{BACKEND}", backend)
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapt: %v (%v)", err, warnings)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+type answer struct {
+	code   int
+	status string
+	body   string
+	err    error
+}
+
+func get(url string, hdr ...string) answer {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return answer{code: res.StatusCode, status: res.Header.Get("X-Cache-Status"), body: string(body), err: err}
+}
+
+const staleSite = `{
+	admin off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	edge_cache {
+		valid 200 300ms
+		ignore_headers Cache-Control Set-Cookie
+		%s
+	}
+	reverse_proxy {BACKEND} {
+		transport http {
+			response_header_timeout 300ms
+		}
+	}
+}`
+
+func TestStaleServedWhileBackendsFail(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error timeout http_500 http_502 http_503 http_504"), b.srv.URL)
+	keys := []string{"/a", "/b", "/c"}
+	for _, k := range keys {
+		if a := get(base + k); a.status != "MISS" || a.code != 200 {
+			t.Fatalf("%s: first answer %+v", k, a)
+		}
+	}
+	time.Sleep(400 * time.Millisecond)
+	for _, mode := range []string{"reset", "503", "hang"} {
+		b.mode.Store(mode)
+		for _, k := range keys {
+			a := get(base + k)
+			if a.err != nil || a.code != 200 || a.status != "STALE" || a.body != "version 0 of "+k {
+				t.Fatalf("backend %s, %s: got %+v, want the stale entry", mode, k, a)
+			}
+		}
+	}
+	b.srv.Close() // all backends down: connection refused
+	for _, k := range keys {
+		if a := get(base + k); a.code != 200 || a.status != "STALE" {
+			t.Fatalf("backend down, %s: got %+v", k, a)
+		}
+	}
+}
+
+func TestMidBodyResetKeepsOldEntry(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, ""), b.srv.URL)
+	if a := get(base + "/k"); a.status != "MISS" {
+		t.Fatalf("first: %+v", a)
+	}
+	time.Sleep(400 * time.Millisecond)
+	b.mode.Store("midbody")
+	for i := 0; i < 100; i++ {
+		a := get(base + "/k")
+		if a.err == nil && a.code == 200 && len(a.body) == 1000 {
+			t.Fatalf("broken backend answer %d arrived whole", i)
+		}
+	}
+	b.mode.Store("ok")
+	b.version.Add(1)
+	a := get(base + "/k")
+	if a.status != "EXPIRED" || a.body != "version 1 of /k" {
+		t.Fatalf("after resets: %+v, want EXPIRED with the new body (no truncated entry stored)", a)
+	}
+	if a := get(base + "/k"); a.status != "HIT" || a.body != "version 1 of /k" {
+		t.Fatalf("then: %+v", a)
+	}
+}
+
+func TestStale503NotStored(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale http_503"), b.srv.URL)
+	get(base + "/k")
+	time.Sleep(400 * time.Millisecond)
+	b.mode.Store("503")
+	if a := get(base + "/k"); a.status != "STALE" || a.body != "version 0 of /k" {
+		t.Fatalf("503: %+v", a)
+	}
+	b.mode.Store("ok")
+	b.version.Add(1)
+	if a := get(base + "/k"); a.status != "EXPIRED" || a.body != "version 1 of /k" {
+		t.Fatalf("recovered: %+v", a)
+	}
+}
+
+func TestBackgroundUpdate(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error updating\n\t\tbackground_update on"), b.srv.URL)
+	get(base + "/k")
+	time.Sleep(400 * time.Millisecond)
+	b.version.Add(1)
+	a := get(base + "/k")
+	if a.status != "STALE" || a.body != "version 0 of /k" {
+		t.Fatalf("expired with background update: %+v, want the stale body at once", a)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		a = get(base + "/k")
+		if a.status == "HIT" && a.body == "version 1 of /k" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("background update never landed: %+v", a)
+		}
+		if a.status != "UPDATING" && a.status != "STALE" {
+			t.Fatalf("during update: %+v", a)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestUpdatingServedWhileOneFetches(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating\n\t\tlock_timeout 5s"), b.srv.URL)
+	get(base + "/k")
+	time.Sleep(400 * time.Millisecond)
+	slow := make(chan struct{})
+	b.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-slow
+		io.WriteString(w, "new")
+	})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); get(base + "/k") }() // the updater, held by the backend
+	time.Sleep(100 * time.Millisecond)
+	if a := get(base + "/k"); a.status != "UPDATING" || a.body != "version 0 of /k" {
+		t.Errorf("while another request updates: %+v", a)
+	}
+	close(slow)
+	wg.Wait()
+	if a := get(base + "/k"); a.status != "HIT" || a.body != "new" {
+		t.Errorf("after the update: %+v", a)
+	}
+}
+
+func TestRevalidate(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "revalidate on"), b.srv.URL)
+	get(base + "/k")
+	time.Sleep(400 * time.Millisecond)
+	a := get(base + "/k")
+	if a.status != "REVALIDATED" || a.body != "version 0 of /k" || b.lastINM.Load() != `"v0"` {
+		t.Fatalf("revalidation: %+v (backend saw If-None-Match %q)", a, b.lastINM.Load())
+	}
+	if a := get(base + "/k"); a.status != "HIT" {
+		t.Fatalf("after revalidation: %+v", a)
+	}
+}
