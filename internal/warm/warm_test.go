@@ -521,3 +521,29 @@ func TestTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestRunStoresRedirectsWithoutFollowing(t *testing.T) {
+	var encodings sync.Map
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request, hit int) {
+		encodings.Store(r.RequestURI, r.Header.Get("Accept-Encoding"))
+		if r.URL.Path == "/webclient/login" {
+			http.Redirect(w, r, "https://elsewhere.example/", http.StatusFound)
+			return
+		}
+		w.Write([]byte("ok"))
+	})
+	list := writeList(t, "/webclient/login", "/api/v0/")
+	sum, err := Run(context.Background(), testOptions(list, b.URL))
+	if err != nil || sum.Succeeded != 2 {
+		t.Fatalf("summary %+v, error %v", sum, err)
+	}
+	if b.totalHits() != 2 {
+		t.Errorf("hits %v: the redirect was followed", b.hits)
+	}
+	encodings.Range(func(uri, enc any) bool {
+		if enc != "" {
+			t.Errorf("%s sent with Accept-Encoding %q; the identity encoding is wanted", uri, enc)
+		}
+		return true
+	})
+}
