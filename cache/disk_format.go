@@ -66,15 +66,14 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 	if m.Status < 0 || m.Status > math.MaxUint16 {
 		return nil, errors.New("status out of range")
 	}
-	n := fixedHeaderLen + binary.MaxVarintLen64 + len(m.Key) + binary.MaxVarintLen64
+	n := fixedHeaderLen + stringLen(m.Key) + uvarintLen(uint64(len(m.Header)))
 	for name, vals := range m.Header {
-		n += 2*binary.MaxVarintLen64 + len(name)
+		n += stringLen(name) + uvarintLen(uint64(len(vals)))
 		for _, v := range vals {
-			n += binary.MaxVarintLen64 + len(v)
+			n += stringLen(v)
 		}
 	}
-	if n > maxEntryHeader+fixedHeaderLen {
-		// Rough bound; the exact check is below.
+	if n > maxEntryHeader {
 		return nil, errHeaderLarge
 	}
 	b := make([]byte, fixedHeaderLen, n)
@@ -95,9 +94,6 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 			b = appendString(b, v)
 		}
 	}
-	if len(b) > maxEntryHeader {
-		return nil, errHeaderLarge
-	}
 	le.PutUint32(b[8:], uint32(len(b)))
 	patchHeader(b, bodySize, bodyCRC)
 	return b, nil
@@ -116,6 +112,16 @@ func headerChecksum(b []byte) uint32 {
 	c := crc32.Update(0, castagnoli, b[:12])
 	return crc32.Update(c, castagnoli, b[16:])
 }
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
+}
+
+func stringLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))

@@ -629,7 +629,15 @@ func TestDiskMaxSizeBound(t *testing.T) {
 	if _, err := d.Create(testMeta("huge", maxSize+1)); err == nil {
 		t.Fatal("Create of a body over max size succeeded")
 	}
-	if n := d.Stats().WriteErrors["too_large"]; n != 1 {
+	w, err := d.Create(testMeta("huge, size unknown", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, maxSize+1)); err == nil {
+		t.Fatal("Write of a body over max size succeeded")
+	}
+	w.Abort()
+	if n := d.Stats().WriteErrors["too_large"]; n != 2 {
 		t.Fatalf("too_large = %d", n)
 	}
 }

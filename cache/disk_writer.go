@@ -86,6 +86,9 @@ func (w *DiskWriter) Write(p []byte) (int, error) {
 	if w.meta.BodySize >= 0 && w.n+int64(len(p)) > w.meta.BodySize {
 		return 0, w.fail(reasonBodySize, fmt.Errorf("body longer than the announced %d bytes", w.meta.BodySize))
 	}
+	if max := w.d.opts.MaxSize; max > 0 && w.n+int64(len(p)) > max {
+		return 0, w.fail(reasonTooLarge, fmt.Errorf("body exceeds the zone's max size of %d bytes", max))
+	}
 	n, err := w.bw.Write(p)
 	w.crc = crc32.Update(w.crc, castagnoli, p[:n])
 	w.n += int64(n)
