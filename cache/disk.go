@@ -3,6 +3,7 @@ package cache
 import (
 	"container/heap"
 	"crypto/md5"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -99,6 +100,7 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // checked against the file system without races.
 type DiskStore struct {
 	dir  string
+	abs  string // absolute dir, the key of openDirs
 	opts DiskOptions
 	now  func() time.Time // tests use a fake clock
 
@@ -178,7 +180,20 @@ func OpenDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("disk cache: %w", err)
 	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("disk cache: %w", err)
+	}
+	openDirsMu.Lock()
+	if openDirs[abs] {
+		openDirsMu.Unlock()
+		// Two stores would each evict by their own index and count.
+		return nil, fmt.Errorf("disk cache %s: already open in this process; share the DiskStore (across config reloads too)", dir)
+	}
+	openDirs[abs] = true
+	openDirsMu.Unlock()
 	d := &DiskStore{
+		abs:     abs,
 		dir:     dir,
 		opts:    opts,
 		now:     opts.now,
@@ -194,11 +209,15 @@ func OpenDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
 	// creates a temporary file.
 	names, err := readDirNames(dir)
 	if err != nil {
+		d.unregister()
 		return nil, fmt.Errorf("disk cache: %w", err)
 	}
 	var trash []string
 	for _, name := range names {
 		switch {
+		case strings.HasPrefix(name, tempPrefix+processToken):
+			// A store of this process wrote it (Clear's or a reload's
+			// sibling): not a crash leftover.
 		case strings.HasPrefix(name, tempPrefix):
 			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				d.log("cleanup", "disk cache: removing a stale temporary file", err)
@@ -223,10 +242,32 @@ func (d *DiskStore) Loaded() <-chan struct{} { return d.loaded }
 
 // Close stops the manager and the loader. Entries stay on disk.
 func (d *DiskStore) Close() error {
-	d.closed.Do(func() { close(d.stop) })
+	d.closed.Do(func() {
+		close(d.stop)
+		d.unregister()
+	})
 	d.wg.Wait()
 	return nil
 }
+
+func (d *DiskStore) unregister() {
+	openDirsMu.Lock()
+	delete(openDirs, d.abs)
+	openDirsMu.Unlock()
+}
+
+var (
+	openDirsMu sync.Mutex
+	openDirs   = map[string]bool{} // zone folders open in this process
+)
+
+// processToken marks this process's temporary files, so that opening a
+// store removes only those left by a crashed process.
+var processToken = func() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b) + "-"
+}()
 
 func keyHash(key string) [md5.Size]byte { return md5.Sum([]byte(key)) }
 

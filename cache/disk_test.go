@@ -923,3 +923,30 @@ func rewrite(t *testing.T, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+func TestDiskOpenTwice(t *testing.T) {
+	dir := t.TempDir()
+	d := openStore(t, dir, DiskOptions{})
+	if _, err := OpenDiskStore(dir+"/.", DiskOptions{}); err == nil {
+		t.Fatal("a zone folder was opened twice in one process")
+	}
+	// A writer in flight (this process's temporary file) survives another
+	// store's start-up; a crashed process's does not.
+	w, err := d.Create(testMeta("inflight", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, tempPrefix+"0123456789ab-crashed"), nil, 0o644)
+	d.Close()
+	d2 := openStore(t, dir, DiskOptions{})
+	if tmp := tempFiles(t, dir); len(tmp) != 1 || !strings.HasPrefix(tmp[0], tempPrefix+processToken) {
+		t.Fatalf("temporary files after start: %v", tmp)
+	}
+	w.Write([]byte("x"))
+	if _, err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d2.Get("inflight"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -54,11 +54,11 @@ func (d *DiskStore) Create(m Meta) (*DiskWriter, error) {
 	if err != nil {
 		return nil, d.writeFailed(reasonTooLarge, err)
 	}
-	f, err := os.CreateTemp(d.dir, tempPrefix+"*")
+	f, err := os.CreateTemp(d.dir, tempPrefix+processToken+"*")
 	if errors.Is(err, fs.ErrNotExist) {
 		// The zone folder itself was removed: recreate it.
 		if err = os.MkdirAll(d.dir, 0o755); err == nil {
-			f, err = os.CreateTemp(d.dir, tempPrefix+"*")
+			f, err = os.CreateTemp(d.dir, tempPrefix+processToken+"*")
 		}
 	}
 	if err != nil {
