@@ -1,0 +1,11 @@
+//go:build !linux
+
+package cache
+
+import (
+	"io/fs"
+	"time"
+)
+
+// fileAccessTime is the initial last access of an entry found at start.
+func fileAccessTime(fi fs.FileInfo) time.Time { return fi.ModTime() }
