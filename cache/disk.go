@@ -316,7 +316,7 @@ func (d *DiskStore) Get(key string) (*Entry, error) {
 	if !d.touch(h, path, fh.Key, fi) {
 		return nil, ErrNotFound // removed or replaced meanwhile
 	}
-	return &Entry{Meta: fh.Meta, File: path, BodyOffset: int64(fh.HeaderLen)}, nil
+	return &Entry{Meta: fh.Meta, File: path, BodyOffset: int64(fh.HeaderLen), disk: d}, nil
 }
 
 // readErr marks an I/O error (as opposed to damaged content).

@@ -73,6 +73,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 			n += stringLen(v)
 		}
 	}
+	n += stringLen(m.Variant)
 	if n > maxEntryHeader {
 		return nil, errHeaderLarge
 	}
@@ -94,6 +95,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 			b = appendString(b, v)
 		}
 	}
+	b = appendString(b, m.Variant)
 	le.PutUint32(b[8:], uint32(len(b)))
 	patchHeader(b, bodySize, bodyCRC)
 	return b, nil
@@ -194,6 +196,7 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 			h.Header[name] = vals
 		}
 	}
+	h.Variant = r.string()
 	if r.err != nil {
 		return nil, r.err
 	}

@@ -150,7 +150,7 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 	if d.opts.MaxSize > 0 && d.bytes.Load() > d.opts.MaxSize {
 		d.kick()
 	}
-	return &Entry{Meta: w.meta, File: final, BodyOffset: int64(len(w.header))}, nil
+	return &Entry{Meta: w.meta, File: final, BodyOffset: int64(len(w.header)), disk: w.d}, nil
 }
 
 // Abort discards the entry being written. It is safe to call more than

@@ -38,6 +38,7 @@ type Entry struct {
 	Body       []byte
 	File       string
 	BodyOffset int64
+	disk       *DiskStore // the store File belongs to
 }
 
 // Fresh reports whether the entry may be served without contacting the backend.
@@ -52,6 +53,11 @@ func (e *Entry) InMemory() bool { return e.File == "" }
 func (e *Entry) OpenBody() (io.ReadSeekCloser, error) {
 	if e.File == "" {
 		return nopCloser{bytes.NewReader(e.Body)}, nil
+	}
+	if e.disk != nil {
+		// Checks the file is still the version e was read from, and the
+		// body's checksum as it streams.
+		return e.disk.OpenBody(e)
 	}
 	f, err := os.Open(e.File)
 	if err != nil {

@@ -2,7 +2,9 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -18,14 +20,23 @@ type ZoneConfig struct {
 	// MemoryEntryMax is the largest body the hot tier holds; larger
 	// responses are not stored unless the zone has a disk tier.
 	MemoryEntryMax int64
+	// Disk, when set, is the persistent tier under the hot one. The caller
+	// opens it (one store per folder per process) and closes it.
+	Disk *DiskStore
 }
+
+// ErrIndexLoading is returned by purges by prefix and key listings while
+// the disk tier's index is still being rebuilt after a start.
+var ErrIndexLoading = errors.New("cache: the zone's key index is still loading from disk; try again shortly")
 
 // Zone is a named cache, shared by every site that names it (as nginx's
 // keys_zone): its tiers, its key index, the fills under way and its counters.
 type Zone struct {
 	name    string
 	mem     *memoryTier
+	disk    *DiskStore
 	keys    *keyIndex
+	indexed chan struct{} // closed when the key index holds the disk's keys
 	flights flightGroup
 	uses    useCounter
 	Stats   Stats
@@ -60,12 +71,26 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 	if cfg.MemoryEntryMax <= 0 {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
-	z := &Zone{name: cfg.Name, keys: newKeyIndex()}
-	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.remove)
+	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: make(chan struct{})}
+	gone := z.keys.remove
+	if z.disk != nil {
+		gone = nil // the disk holds what memory lets go
+	}
+	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, gone)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}
 	z.mem = mem
+	if z.disk == nil {
+		close(z.indexed)
+		return z, nil
+	}
+	z.disk.OnRemove(z.keys.remove)
+	go func() {
+		<-z.disk.Loaded()
+		z.disk.Walk(func(key string, _ int64) bool { z.keys.add(key); return true })
+		close(z.indexed)
+	}()
 	return z, nil
 }
 
@@ -78,9 +103,38 @@ func DefaultMemoryEntryMax(memorySize int64) int64 {
 // Name is the zone's configured name.
 func (z *Zone) Name() string { return z.name }
 
-// Get returns the entry stored under key, fresh or not.
+// Get returns the entry stored under key, fresh or not. An entry found on
+// disk that fits the hot tier is promoted to it; a larger one is returned
+// with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
-	return z.mem.get(key)
+	if e, ok := z.mem.get(key); ok {
+		return e, true
+	}
+	if z.disk == nil {
+		return nil, false
+	}
+	e, err := z.disk.Get(key)
+	if err != nil {
+		return nil, false
+	}
+	if _, ok := e.Header["Content-Length"]; !ok {
+		// The header was written before a chunked body's length was known.
+		if e.Header == nil {
+			e.Header = make(http.Header, 1)
+		}
+		e.Header["Content-Length"] = []string{strconv.FormatInt(e.BodySize, 10)}
+	}
+	if e.BodySize > z.mem.maxEntry {
+		return e, true
+	}
+	body, err := z.disk.LoadBody(e)
+	if err != nil {
+		return nil, false
+	}
+	hot := &Entry{Meta: e.Meta, Body: body}
+	z.keys.add(key)
+	z.mem.set(hot)
+	return hot, true
 }
 
 // Len is the number of keys the zone holds.
@@ -90,6 +144,11 @@ func (z *Zone) Len() int { return z.keys.len() }
 func (z *Zone) Purge(key string) bool {
 	_, known := z.mem.get(key)
 	z.mem.del(key)
+	if z.disk != nil {
+		if err := z.disk.Delete(key); err == nil {
+			known = true
+		}
+	}
 	z.keys.remove(key)
 	if known {
 		z.Stats.Purged.Add(1)
@@ -98,31 +157,65 @@ func (z *Zone) Purge(key string) bool {
 }
 
 // PurgePrefix removes every key that starts with prefix and returns how many.
-func (z *Zone) PurgePrefix(prefix string) int {
+func (z *Zone) PurgePrefix(prefix string) (int, error) {
+	if !z.IndexReady() {
+		return 0, ErrIndexLoading
+	}
 	keys := z.keys.withPrefix(prefix)
 	for _, k := range keys {
 		z.mem.del(k)
+		if z.disk != nil {
+			_ = z.disk.Delete(k)
+		}
 		z.keys.remove(k)
 	}
 	z.Stats.Purged.Add(int64(len(keys)))
-	return len(keys)
+	return len(keys), nil
 }
 
 // PurgeAll empties the zone and returns how many keys it held.
-func (z *Zone) PurgeAll() int {
+func (z *Zone) PurgeAll() (int, error) {
 	n := len(z.keys.clear())
 	z.mem.clear()
+	if z.disk != nil {
+		if err := z.disk.Clear(); err != nil {
+			return n, err
+		}
+	}
 	z.Stats.Purged.Add(int64(n))
-	return n
+	return n, nil
+}
+
+// IndexReady reports whether the key index holds every key (the disk
+// tier's index rebuild after a start has finished).
+func (z *Zone) IndexReady() bool {
+	select {
+	case <-z.indexed:
+		return true
+	default:
+		return false
+	}
 }
 
 // Keys pages through the zone's keys in order: up to limit keys that start
 // with prefix, after the key after; more reports whether others follow.
-func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool) {
-	return z.keys.page(prefix, after, limit)
+func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, err error) {
+	if !z.IndexReady() {
+		return nil, false, ErrIndexLoading
+	}
+	keys, more = z.keys.page(prefix, after, limit)
+	return keys, more, nil
 }
 
-// Close releases the zone's resources.
+// Disk returns the zone's disk tier, or nil.
+func (z *Zone) Disk() *DiskStore { return z.disk }
+
+// MemoryEntries and MemoryBytes measure the hot tier.
+func (z *Zone) MemoryEntries() int64 {
+	return int64(z.mem.items.Metrics.KeysAdded() - z.mem.items.Metrics.KeysEvicted())
+}
+
+// Close releases the zone's memory; the disk tier belongs to the caller.
 func (z *Zone) Close() error {
 	z.mem.close()
 	return nil
@@ -163,25 +256,32 @@ func (f Fill) Wait(ctx context.Context, timeout time.Duration) (ended, stored bo
 }
 
 // Store is a response being written into the zone as it streams to the
-// client. Nothing is visible until Commit; Abort, or a body that is cut
-// short, leaves the zone as it was.
+// client: into a memory buffer while it fits the hot tier, and into a disk
+// file when the zone has one. Nothing is visible until Commit; Abort, or a
+// body that is cut short, leaves the zone as it was.
 type Store struct {
-	zone *Zone
-	meta Meta
-	body []byte
-	n    int64
-	dead bool // too large or failed: Commit will refuse
+	zone     *Zone
+	meta     Meta
+	body     []byte
+	file     *DiskWriter
+	n        int64
+	inMemory bool // still buffering for the hot tier
 }
 
 // BeginStore starts storing a response. meta.BodySize is the announced
 // length, or -1 when the backend did not announce one.
 func (z *Zone) BeginStore(meta Meta) *Store {
-	s := &Store{zone: z, meta: meta}
-	switch {
-	case meta.BodySize > z.mem.maxEntry:
-		s.dead = true
-	case meta.BodySize >= 0:
+	s := &Store{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry}
+	if s.inMemory && meta.BodySize >= 0 {
 		s.body = make([]byte, 0, meta.BodySize)
+	}
+	if z.disk != nil {
+		w, err := z.disk.Create(meta)
+		if err == nil {
+			s.file = w
+		} else {
+			z.Stats.CountSkip("disk")
+		}
 	}
 	return s
 }
@@ -189,26 +289,35 @@ func (z *Zone) BeginStore(meta Meta) *Store {
 // Write adds body bytes. It never fails: a store that cannot continue
 // just stops storing, and the response goes on streaming to the client.
 func (s *Store) Write(p []byte) {
-	if s.dead {
-		return
-	}
 	s.n += int64(len(p))
-	if s.n > s.zone.mem.maxEntry {
-		s.dead, s.body = true, nil
-		return
+	if s.file != nil {
+		if _, err := s.file.Write(p); err != nil {
+			s.file.Abort()
+			s.file = nil
+			s.zone.Stats.CountSkip("disk")
+		}
 	}
-	s.body = append(s.body, p...)
+	if s.inMemory {
+		if s.n > s.zone.mem.maxEntry {
+			s.inMemory, s.body = false, nil
+		} else {
+			s.body = append(s.body, p...)
+		}
+	}
 }
 
 // Abandoned reports whether the store has given up, so the caller can stop
 // feeding it.
-func (s *Store) Abandoned() bool { return s.dead }
+func (s *Store) Abandoned() bool { return !s.inMemory && s.file == nil }
 
 // Commit makes the entry visible, replacing any entry of its key at once:
 // concurrent readers get the old or the new entry, never a mix. It refuses
 // (false) a body shorter or longer than announced.
 func (s *Store) Commit() (*Entry, bool) {
-	if s.dead || (s.meta.BodySize >= 0 && s.n != s.meta.BodySize) {
+	if s.Abandoned() || (s.meta.BodySize >= 0 && s.n != s.meta.BodySize) {
+		if s.Abandoned() {
+			s.zone.Stats.CountSkip("too-large")
+		}
 		s.Abort()
 		return nil, false
 	}
@@ -218,22 +327,46 @@ func (s *Store) Commit() (*Entry, bool) {
 	for k, v := range h {
 		h[k] = v[:len(v):len(v)]
 	}
-	e := &Entry{Meta: s.meta, Body: s.body}
-	if e.Body == nil {
-		e.Body = []byte{}
+	z := s.zone
+	var onDisk *Entry
+	if s.file != nil {
+		e, err := s.file.Commit()
+		s.file = nil
+		if err == nil {
+			onDisk = e
+		} else {
+			z.Stats.CountSkip("disk")
+		}
 	}
-	s.zone.keys.add(e.Key)
-	if !s.zone.mem.set(e) {
-		s.zone.keys.remove(e.Key)
-		s.zone.Stats.CountSkip("too-large")
+	z.keys.add(s.meta.Key)
+	var e *Entry
+	switch {
+	case s.inMemory:
+		e = &Entry{Meta: s.meta, Body: s.body}
+		if e.Body == nil {
+			e.Body = []byte{}
+		}
+		z.mem.set(e)
+	case onDisk != nil:
+		// Too large for memory: the old version there must not outlive it.
+		z.mem.del(s.meta.Key)
+		e = onDisk
+	default:
+		s.Abort()
 		return nil, false
 	}
-	s.zone.Stats.Stored.Add(1)
+	z.Stats.Stored.Add(1)
 	return e, true
 }
 
 // Abort discards the store.
-func (s *Store) Abort() { s.dead, s.body = true, nil }
+func (s *Store) Abort() {
+	if s.file != nil {
+		s.file.Abort()
+		s.file = nil
+	}
+	s.inMemory, s.body = false, nil
+}
 
 // useCounter counts requests per key for min_uses. It forgets everything
 // when it grows past its bound, as nginx forgets uses with evicted nodes.
@@ -275,6 +408,31 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 	e.StaleWhileRevalidate = rv.Decision.StaleWhileRevalidate
 	e.StaleIfError = rv.Decision.StaleIfError
 	z.keys.add(e.Key)
-	z.mem.set(e)
+	if z.disk != nil {
+		z.rewriteOnDisk(old, e)
+	}
+	if e.InMemory() {
+		z.mem.set(e)
+	}
 	return e
+}
+
+// rewriteOnDisk writes a revalidated entry's new header with its body.
+func (z *Zone) rewriteOnDisk(old, e *Entry) {
+	body, err := old.OpenBody()
+	if err != nil {
+		return
+	}
+	defer body.Close()
+	w, err := z.disk.Create(e.Meta)
+	if err != nil {
+		return
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		w.Abort()
+		return
+	}
+	if onDisk, err := w.Commit(); err == nil && !e.InMemory() {
+		*e = *onDisk
+	}
 }

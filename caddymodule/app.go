@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -25,9 +27,10 @@ type App struct {
 	// Zones by name.
 	Zones map[string]*ZoneConfig `json:"zones,omitempty"`
 
-	zones  map[string]*cache.Zone
-	keys   []string // usage-pool keys held by this config
-	logger *zap.Logger
+	zones    map[string]*cache.Zone
+	keys     []string // zone-pool keys held by this config
+	diskKeys []string // disk-pool keys held by this config
+	logger   *zap.Logger
 }
 
 // ZoneConfig defines one cache zone.
@@ -37,7 +40,22 @@ type ZoneConfig struct {
 	// MemoryEntryMax is the largest body the hot tier holds, in bytes.
 	// Default: a sixteenth of Memory, at most 64 MiB.
 	MemoryEntryMax int64 `json:"memory_entry_max,omitempty"`
+	// Path is the disk tier's folder; none means a memory-only zone.
+	// The folder holds no absolute paths and no host names: it can be
+	// copied to another machine. Deleting its contents is a full flush.
+	Path string `json:"path,omitempty"`
+	// MaxSize bounds the disk tier in bytes (least recently used entries
+	// go first). Default: unlimited.
+	MaxSize int64 `json:"max_size,omitempty"`
+	// Inactive removes disk entries not read for this long, fresh or not.
+	// Default: 10m, as nginx's.
+	Inactive caddy.Duration `json:"inactive,omitempty"`
+	// Levels are the subfolder levels, as nginx's levels=1:2. Default: [1, 2].
+	Levels []int `json:"levels,omitempty"`
 }
+
+// DefaultInactive is how long an unread disk entry is kept, as in nginx.
+const DefaultInactive = caddy.Duration(10 * time.Minute)
 
 // DefaultZoneMemory is a zone's hot tier size when none is configured.
 const DefaultZoneMemory = 256 << 20
@@ -71,6 +89,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if zc.Memory == 0 {
 			zc.Memory = DefaultZoneMemory
 		}
+		if zc.Path != "" && zc.Inactive == 0 {
+			zc.Inactive = DefaultInactive
+		}
 		if err := zc.validate(name); err != nil {
 			return err
 		}
@@ -79,8 +100,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 		poolKey := name + "\x00" + string(def)
+		var disk *cache.DiskStore
+		if zc.Path != "" {
+			if disk, err = a.openDisk(name, zc); err != nil {
+				return fmt.Errorf("zone %s: %v", name, err)
+			}
+		}
 		val, loaded, err := zonePool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
-			z, err := cache.NewZone(cache.ZoneConfig{Name: name, MemorySize: zc.Memory, MemoryEntryMax: zc.MemoryEntryMax})
+			z, err := cache.NewZone(cache.ZoneConfig{Name: name, MemorySize: zc.Memory, MemoryEntryMax: zc.MemoryEntryMax, Disk: disk})
 			if err != nil {
 				return nil, err
 			}
@@ -103,8 +130,22 @@ func (zc *ZoneConfig) validate(name string) error {
 	if zc.Memory < 0 {
 		return fmt.Errorf("zone %s: memory must be positive", name)
 	}
-	if zc.MemoryEntryMax < 0 || zc.MemoryEntryMax > zc.Memory {
+	if zc.MemoryEntryMax < 0 || (zc.Memory > 0 && zc.MemoryEntryMax > zc.Memory) {
 		return fmt.Errorf("zone %s: memory_entry_max must be between 0 and the memory size", name)
+	}
+	if zc.Path == "" && (zc.MaxSize != 0 || zc.Inactive != 0 || len(zc.Levels) != 0) {
+		return fmt.Errorf("zone %s: max_size, inactive and levels need a disk path", name)
+	}
+	if zc.MaxSize < 0 || zc.Inactive < 0 {
+		return fmt.Errorf("zone %s: max_size and inactive must not be negative", name)
+	}
+	if len(zc.Levels) > 3 {
+		return fmt.Errorf("zone %s: levels: at most 3 levels", name)
+	}
+	for _, l := range zc.Levels {
+		if l != 1 && l != 2 {
+			return fmt.Errorf("zone %s: levels: each level is 1 or 2 characters, not %d", name, l)
+		}
 	}
 	return nil
 }
@@ -116,6 +157,39 @@ func (a *App) zoneNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// diskPool holds the open disk stores by folder: a folder is opened once
+// per process, and a reload that keeps it keeps the store and its index.
+var diskPool = caddy.NewUsagePool()
+
+type pooledDisk struct{ *cache.DiskStore }
+
+func (d pooledDisk) Destruct() error { return d.Close() }
+
+func (a *App) openDisk(name string, zc *ZoneConfig) (*cache.DiskStore, error) {
+	dir, err := filepath.Abs(zc.Path)
+	if err != nil {
+		return nil, err
+	}
+	logger := a.logger.With(zap.String("zone", name), zap.String("path", dir))
+	val, _, err := diskPool.LoadOrNew(dir, func() (caddy.Destructor, error) {
+		d, err := cache.OpenDiskStore(dir, cache.DiskOptions{
+			MaxSize:  zc.MaxSize,
+			Inactive: time.Duration(zc.Inactive),
+			Levels:   zc.Levels,
+			Logger:   func(msg string, err error) { logger.Warn(msg, zap.Error(err)) },
+		})
+		if err != nil {
+			return nil, err
+		}
+		return pooledDisk{d}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.diskKeys = append(a.diskKeys, dir)
+	return val.(pooledDisk).DiskStore, nil
 }
 
 // Zone returns the named zone, or nil.
@@ -136,7 +210,10 @@ func (a *App) Cleanup() error {
 	for _, k := range a.keys {
 		_, _ = zonePool.Delete(k)
 	}
-	a.keys = nil
+	for _, k := range a.diskKeys {
+		_, _ = diskPool.Delete(k)
+	}
+	a.keys, a.diskKeys = nil, nil
 	return nil
 }
 

@@ -32,6 +32,10 @@ func init() {
 //	        zone <name> {
 //	            memory           <size>   # hot tier size, default 256MiB
 //	            memory_entry_max <size>   # largest body held in memory
+//	            path             <dir>    # disk tier folder (persistent); none: memory only
+//	            max_size         <size>   # disk tier bound, least recently used first
+//	            inactive         <dur>    # remove disk entries unread this long (default 10m)
+//	            levels           1:2      # subfolder levels, as nginx's
 //	        }
 //	    }
 //	}
@@ -85,6 +89,33 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 						return nil, err
 					}
 					zc.MemoryEntryMax = n
+				case "path":
+					if err := oneArg(d, &zc.Path); err != nil {
+						return nil, err
+					}
+				case "max_size":
+					n, err := parseSize(d)
+					if err != nil {
+						return nil, err
+					}
+					zc.MaxSize = n
+				case "inactive":
+					if err := durationArg(d, &zc.Inactive); err != nil {
+						return nil, err
+					}
+				case "levels":
+					var v string
+					if err := oneArg(d, &v); err != nil {
+						return nil, err
+					}
+					zc.Levels = nil
+					for part := range strings.SplitSeq(v, ":") {
+						l, err := strconv.Atoi(part)
+						if err != nil {
+							return nil, d.Errf("levels: bad value %q: want levels such as 1:2", v)
+						}
+						zc.Levels = append(zc.Levels, l)
+					}
 				default:
 					return nil, d.Errf("unrecognized zone option %q", d.Val())
 				}

@@ -323,10 +323,10 @@ func TestAdminClientWithCaddy(t *testing.T) {
 	if admin, _ := config["admin"].(map[string]any); admin["listen"] != addr {
 		t.Errorf("config %v", config)
 	}
-	// a Caddy without the edge_cache app: a clear message
+	// a Caddy without the edge_cache app: the API says so
 	var out bytes.Buffer
 	_, err = runPurge(context.Background(), parseFlags(t, purgeCommand, "--all", "--address", addr), &out)
-	if err == nil || !strings.Contains(err.Error(), "no /edge_cache/purge endpoint") {
+	if err == nil || !strings.Contains(err.Error(), "no edge_cache app in the running config") {
 		t.Errorf("error %v", err)
 	}
 }

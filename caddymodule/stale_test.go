@@ -137,7 +137,7 @@ http://127.0.0.1:{PORT} {
 	}
 	reverse_proxy {BACKEND} {
 		transport http {
-			response_header_timeout 300ms
+			response_header_timeout 2s
 		}
 	}
 }`
@@ -241,15 +241,16 @@ func TestUpdatingServedWhileOneFetches(t *testing.T) {
 	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating\n\t\tlock_timeout 5s"), b.srv.URL)
 	get(base + "/k")
 	time.Sleep(400 * time.Millisecond)
-	slow := make(chan struct{})
+	slow, arrived := make(chan struct{}), make(chan struct{}, 1)
 	b.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
 		<-slow
 		io.WriteString(w, "new")
 	})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); get(base + "/k") }() // the updater, held by the backend
-	time.Sleep(100 * time.Millisecond)
+	<-arrived
 	if a := get(base + "/k"); a.status != "UPDATING" || a.body != "version 0 of /k" {
 		t.Errorf("while another request updates: %+v", a)
 	}

@@ -1,0 +1,157 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/edgecache/edgecache/cache"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+}
+
+// adminAPI serves purge and key listing on Caddy's admin endpoint, which
+// listens on localhost (or a socket) only: nothing of it is reachable from
+// the public listener.
+//
+//	POST /edge_cache/purge  {"zone": "<name or empty for every zone>", "key": "..." | "prefix": "..." | "all": true}
+//	                        -> {"purged": <n>}
+//	GET  /edge_cache/keys?zone=<name>&prefix=<p>&after=<key>&limit=<n>
+//	                        -> {"keys": [...], "next": "<key to pass as after, empty at the end>"}
+type adminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.edge_cache",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Routes implements caddy.AdminRouter.
+func (a adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/edge_cache/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)},
+		{Pattern: "/edge_cache/keys", Handler: caddy.AdminHandlerFunc(a.handleKeys)},
+	}
+}
+
+const maxKeysPage = 10000
+
+func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return adminError(http.StatusMethodNotAllowed, "method not allowed: use POST")
+	}
+	var req purgeRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		return adminError(http.StatusBadRequest, "bad purge request: %v", err)
+	}
+	kinds := 0
+	for _, set := range []bool{req.Key != "", req.Prefix != "", req.All} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return adminError(http.StatusBadRequest, "a purge names exactly one of key, prefix (both non-empty) or all")
+	}
+	zones, err := zonesNamed(req.Zone)
+	if err != nil {
+		return err
+	}
+	purged := 0
+	for _, z := range zones {
+		var n int
+		var err error
+		switch {
+		case req.Key != "":
+			if z.Purge(req.Key) {
+				n = 1
+			}
+		case req.Prefix != "":
+			n, err = z.PurgePrefix(req.Prefix)
+		default:
+			n, err = z.PurgeAll()
+		}
+		if errors.Is(err, cache.ErrIndexLoading) {
+			return adminError(http.StatusServiceUnavailable, "zone %s: %v", z.Name(), err)
+		}
+		if err != nil {
+			return adminError(http.StatusInternalServerError, "zone %s: %v", z.Name(), err)
+		}
+		purged += n
+	}
+	return writeJSON(w, purgeResponse{Purged: purged})
+}
+
+func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return adminError(http.StatusMethodNotAllowed, "method not allowed: use GET")
+	}
+	q := r.URL.Query()
+	if q.Get("zone") == "" {
+		return adminError(http.StatusBadRequest, "name a zone: ?zone=<name>")
+	}
+	zones, err := zonesNamed(q.Get("zone"))
+	if err != nil {
+		return err
+	}
+	limit := 1000
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxKeysPage {
+			return adminError(http.StatusBadRequest, "limit: want a number from 1 to %d, not %q", maxKeysPage, v)
+		}
+	}
+	keys, more, err := zones[0].Keys(q.Get("prefix"), q.Get("after"), limit)
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "%v", err)
+	}
+	next := ""
+	if more && len(keys) > 0 {
+		next = keys[len(keys)-1]
+	}
+	if keys == nil {
+		keys = []string{}
+	}
+	return writeJSON(w, keysResponse{Keys: keys, Next: next})
+}
+
+// zonesNamed returns the named zone of the running config, or every zone
+// when name is empty.
+func zonesNamed(name string) ([]*cache.Zone, error) {
+	appIface, err := caddy.ActiveContext().AppIfConfigured("edge_cache")
+	if err != nil || appIface == nil {
+		return nil, adminError(http.StatusNotFound, "no edge_cache app in the running config")
+	}
+	app := appIface.(*App)
+	if name == "" {
+		zones := make([]*cache.Zone, 0, len(app.zones))
+		for _, n := range app.ZoneNames() {
+			zones = append(zones, app.zones[n])
+		}
+		return zones, nil
+	}
+	z := app.Zone(name)
+	if z == nil {
+		return nil, adminError(http.StatusBadRequest, "unknown zone %q", name)
+	}
+	return []*cache.Zone{z}, nil
+}
+
+func adminError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var _ caddy.AdminRouter = (*adminAPI)(nil)
