@@ -3,6 +3,7 @@ package cache
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/ristretto/v2"
 )
@@ -21,6 +22,10 @@ type memoryTier struct {
 	items    *ristretto.Cache[string, *Entry]
 	recent   recentEntries
 	maxEntry int64
+	// entries and bytes measure what ristretto holds (for metrics): added
+	// when a Set is accepted, taken off whenever a value leaves (OnExit:
+	// replaced, evicted, rejected, deleted).
+	entries, bytes atomic.Int64
 	// gone, when set, is told of a key that left the tier for good (evicted,
 	// or pushed out of the recent FIFO without being admitted), so a
 	// memory-only zone's key index stays true.
@@ -41,6 +46,12 @@ func newMemoryTier(size, maxEntry int64, gone func(string)) (*memoryTier, error)
 		MaxCost:            max(size-recentBudget, 1),
 		BufferItems:        64,
 		IgnoreInternalCost: true,
+		OnExit: func(e *Entry) {
+			if e != nil {
+				m.entries.Add(-1)
+				m.bytes.Add(-entryCost(e))
+			}
+		},
 		OnEvict: func(item *ristretto.Item[*Entry]) {
 			if m.gone != nil && item.Value != nil && !m.recent.has(item.Value.Key) {
 				m.gone(item.Value.Key)
@@ -70,7 +81,7 @@ func (m *memoryTier) get(key string) (*Entry, bool) {
 		return e, true
 	}
 	if e, ok := m.recent.get(key); ok {
-		m.items.Set(key, e, entryCost(e)) // earn a place by use, as TinyLFU intends
+		m.add(e, entryCost(e)) // earn a place by use, as TinyLFU intends
 		return e, true
 	}
 	return nil, false
@@ -84,7 +95,7 @@ func (m *memoryTier) set(e *Entry) bool {
 		m.del(e.Key)
 		return false
 	}
-	m.items.Set(e.Key, e, cost)
+	m.add(e, cost)
 	m.items.Wait()
 	if _, admitted := m.items.GetTTL(e.Key); admitted {
 		m.recent.remove(e.Key)
@@ -96,6 +107,13 @@ func (m *memoryTier) set(e *Entry) bool {
 		}
 	}
 	return true
+}
+
+func (m *memoryTier) add(e *Entry, cost int64) {
+	if m.items.Set(e.Key, e, cost) {
+		m.entries.Add(1)
+		m.bytes.Add(cost)
+	}
 }
 
 func (m *memoryTier) del(key string) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -40,27 +39,6 @@ type Zone struct {
 	flights flightGroup
 	uses    useCounter
 	Stats   Stats
-}
-
-// Stats are a zone's counters, read by the metrics collector.
-type Stats struct {
-	Requests      [numStatuses]atomic.Int64
-	BytesServed   atomic.Int64 // body bytes served from the cache
-	Stored        atomic.Int64
-	StoreSkipped  sync.Map // reason (string) -> *atomic.Int64: responses not stored, by reason
-	LockWaits     atomic.Int64
-	LockTimeouts  atomic.Int64
-	Purged        atomic.Int64
-	BackgroundRun atomic.Int64
-}
-
-// CountSkip counts a response that was not stored, by reason.
-func (s *Stats) CountSkip(reason string) {
-	c, ok := s.StoreSkipped.Load(reason)
-	if !ok {
-		c, _ = s.StoreSkipped.LoadOrStore(reason, new(atomic.Int64))
-	}
-	c.(*atomic.Int64).Add(1)
 }
 
 // NewZone makes a zone from its configuration.

@@ -120,7 +120,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.zones[name] = val.(pooledZone).Zone
 		a.logger.Debug("zone ready", zap.String("zone", name), zap.Bool("reused", loaded))
 	}
-	return nil
+	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
 func (zc *ZoneConfig) validate(name string) error {

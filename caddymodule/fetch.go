@@ -49,8 +49,10 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if job.stale != nil && h.revalidate {
 		backend = withValidators(backend, r, job.stale)
 	}
+	start := time.Now()
 	err := next.ServeHTTP(cw, backend)
 	now := time.Now()
+	job.zone.Stats.FetchLatency.Observe(now.Sub(start))
 	if err != nil {
 		cw.abort()
 		if job.stale != nil && !cw.wroteHeader && h.staleAllowed(staleConditionOfError(err), job.stale, now) {

@@ -166,7 +166,7 @@ func (h *Handler) startBackgroundUpdate(r *http.Request, next caddyhttp.Handler,
 	br = br.WithContext(ctx)
 	caddyhttp.NewTestReplacer(br) // a fresh replacer with the request's placeholders
 	job.background = true
-	job.zone.Stats.BackgroundRun.Add(1)
+	job.zone.Stats.BackgroundUpdates.Add(1)
 	go func() {
 		defer cancel()
 		defer func() {

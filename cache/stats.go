@@ -1,0 +1,81 @@
+package cache
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats are a zone's counters. They live with the zone, so they carry on
+// across config reloads that keep it; the metrics collector reads them.
+type Stats struct {
+	Requests     [numStatuses]atomic.Int64
+	BytesServed  atomic.Int64 // body bytes served from the cache
+	Stored       atomic.Int64
+	StoreSkipped sync.Map // reason (string) -> *atomic.Int64: responses not stored, by reason
+	LockWaits    atomic.Int64
+	LockTimeouts atomic.Int64
+	Purged       atomic.Int64
+	// BackgroundUpdates counts background updates started.
+	BackgroundUpdates atomic.Int64
+	// FetchLatency is the time backend fetches take, to the end of the body.
+	FetchLatency Histogram
+}
+
+// CountSkip counts a response that was not stored, by reason.
+func (s *Stats) CountSkip(reason string) {
+	c, ok := s.StoreSkipped.Load(reason)
+	if !ok {
+		c, _ = s.StoreSkipped.LoadOrStore(reason, new(atomic.Int64))
+	}
+	c.(*atomic.Int64).Add(1)
+}
+
+// Tiers reports what each tier holds.
+type Tiers struct {
+	MemoryEntries, MemoryBytes int64
+	Disk                       *DiskStats // nil without a disk tier
+}
+
+// Tiers measures the zone's tiers.
+func (z *Zone) Tiers() Tiers {
+	t := Tiers{MemoryEntries: z.mem.entries.Load(), MemoryBytes: z.mem.bytes.Load()}
+	if z.disk != nil {
+		ds := z.disk.Stats()
+		t.Disk = &ds
+	}
+	return t
+}
+
+// LatencyBuckets are the upper bounds, in seconds, of FetchLatency's
+// buckets: from a fast render to the long-timeout listener's 900 s.
+var LatencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+
+// Histogram is a lock-free latency histogram with LatencyBuckets.
+type Histogram struct {
+	counts [16]atomic.Uint64 // one per bucket, then +Inf
+	sumNs  atomic.Int64
+}
+
+// Observe records one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	s := d.Seconds()
+	i := 0
+	for i < len(LatencyBuckets) && s > LatencyBuckets[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(int64(d))
+}
+
+// Snapshot returns cumulative counts per bucket (as Prometheus wants), the
+// total count and the sum in seconds.
+func (h *Histogram) Snapshot() (cumulative map[float64]uint64, count uint64, sum float64) {
+	cumulative = make(map[float64]uint64, len(LatencyBuckets))
+	for i, ub := range LatencyBuckets {
+		count += h.counts[i].Load()
+		cumulative[ub] = count
+	}
+	count += h.counts[len(LatencyBuckets)].Load()
+	return cumulative, count, float64(h.sumNs.Load()) / float64(time.Second)
+}
