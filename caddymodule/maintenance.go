@@ -61,7 +61,7 @@ type Maintenance struct {
 }
 
 // maintenancePollInterval is how often the flag and page files are checked.
-var maintenancePollInterval = time.Second
+const maintenancePollInterval = time.Second
 
 // CaddyModule returns the Caddy module information.
 func (Maintenance) CaddyModule() caddy.ModuleInfo {
