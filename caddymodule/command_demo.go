@@ -83,6 +83,7 @@ type demoConfig struct {
 // config loaded from Caddyfile.example.
 type demo struct {
 	cluster  *omerodemo.Cluster
+	delay    time.Duration
 	dir      string
 	flagFile string
 	public   string // host:port to reach the public site
@@ -119,7 +120,7 @@ func startDemo(cfg demoConfig) (_ *demo, err error) {
 		}
 	}
 
-	d := new(demo)
+	d := &demo{delay: cfg.Delay}
 	defer func() {
 		if err != nil {
 			d.stop()
@@ -195,7 +196,7 @@ func (d *demo) stop() error {
 }
 
 func (d *demo) printHelp(w io.Writer) {
-	fmt.Fprintf(w, "\nedgecache demo: OMERO stand-ins (render delay as set by --delay):\n")
+	fmt.Fprintf(w, "\nedgecache demo: OMERO stand-ins (render delay %s):\n", d.delay)
 	for _, n := range d.cluster.Nodes() {
 		fmt.Fprintf(w, "  %-5s http://%s\n", n.Node(), n.Addr)
 	}
