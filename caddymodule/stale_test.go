@@ -74,22 +74,12 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 	return b
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // loadCaddyfile runs Caddy with a Caddyfile (in which {PORT} and
 // {BACKEND} are replaced) and returns the site's base URL.
 func loadCaddyfile(t *testing.T, caddyfile, backend string) string {
 	t.Helper()
 	port := freePort(t)
-	caddyfile = strings.ReplaceAll(caddyfile, "{PORT}", fmt.Sprint(port))
+	caddyfile = strings.ReplaceAll(caddyfile, "{PORT}", port)
 	caddyfile = strings.ReplaceAll(caddyfile, "{BACKEND}", backend)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
@@ -99,7 +89,7 @@ func loadCaddyfile(t *testing.T, caddyfile, backend string) string {
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
+	return "http://127.0.0.1:" + port
 }
 
 type answer struct {

@@ -1,0 +1,113 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("maintenance", parseMaintenanceCaddyfile)
+	// After the variables (map, vars) and request rewriting, before the
+	// routing directives (handle, route) and every handler that responds,
+	// so that a top-level maintenance also covers handle blocks, and before
+	// edge_cache, which is ordered later (before reverse_proxy).
+	httpcaddyfile.RegisterDirectiveOrder("maintenance", httpcaddyfile.After, "request_header")
+}
+
+func parseMaintenanceCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Maintenance)
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	maintenance [<matcher>] {
+//	    flag         <file>
+//	    page         <file>
+//	    status       <code>
+//	    retry_after  <duration>
+//	    serve_cached
+//	}
+//
+// While the flag file exists, matching requests get the page (an HTML file;
+// a built-in page if it cannot be read) with the status (default 503) and
+// a Retry-After header (default 5m, sent in seconds). With serve_cached,
+// responses that an edge_cache handler has in its cache are still served;
+// only requests that would reach a backend get the page.
+func (m *Maintenance) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "flag":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			m.FlagFile = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "page":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			m.PageFile = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "status":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			code, err := strconv.Atoi(d.Val())
+			if err != nil {
+				return d.Errf("bad status code %q: %v", d.Val(), err)
+			}
+			if code < 200 || code > 599 {
+				return d.Errf("status code %d is not between 200 and 599", code)
+			}
+			m.StatusCode = code
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "retry_after":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("bad retry_after duration %q: %v", d.Val(), err)
+			}
+			if dur < 0 {
+				return d.Errf("retry_after %q is negative", d.Val())
+			}
+			m.RetryAfter = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "serve_cached":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			m.ServeCached = true
+		default:
+			return d.Errf("unrecognized maintenance option %q", d.Val())
+		}
+	}
+	if m.FlagFile == "" {
+		return d.Err("maintenance needs a flag file: flag <file>")
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Maintenance)(nil)
