@@ -207,6 +207,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if gate := maintenanceGateFrom(r.Context()); gate != nil {
+		return h.serveDuringMaintenance(w, r, repl, gate)
+	}
 	if h.isPrivate(r) {
 		// Untouched, Set-Cookie included: this is someone's session.
 		h.setStatus(w, repl, cache.StatusBypass)
@@ -257,6 +260,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// without storing (an uncacheable or failed response) leaves the way open.
 	job.store = ended
 	return h.fetch(w, r, next, job)
+}
+
+// serveDuringMaintenance answers from the cache, fresh or stale, and shows
+// the maintenance page for anything that would reach a backend (a maintenance
+// handler with serve_cached is in charge).
+func (h *Handler) serveDuringMaintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenanceGate) error {
+	if h.Refresh || h.isPrivate(r) {
+		return gate.ServePage(w, r)
+	}
+	zone, err := h.zoneFor(repl)
+	if err != nil {
+		return err
+	}
+	entry, found := zone.Get(h.keyFor(r, repl))
+	if !found || !h.variantMatches(entry, r) {
+		return gate.ServePage(w, r)
+	}
+	gate.Claim()
+	status := cache.StatusHit
+	if !entry.Fresh(time.Now()) {
+		status = cache.StatusStale
+	}
+	return h.serveEntry(w, r, zone, entry, status)
 }
 
 // isPrivate reports whether the request carries credentials: an
