@@ -1,11 +1,16 @@
-// Package edgecache holds the files shipped inside the edgecache binary:
-// the example Caddyfile and the static pages it serves, which the demo
-// subcommand runs.
+// Package edgecache is the edgecache Caddy plugin: importing it registers
+// the modules and subcommands of package caddymodule (as xcaddy's
+// `--with github.com/edgecache/edgecache` does) and ships the files the
+// demo subcommand runs: the example Caddyfile and its static pages.
 package edgecache
 
-import "embed"
+import (
+	"embed"
 
-// Files holds Caddyfile.example and the www folder.
-//
+	"github.com/edgecache/edgecache/caddymodule"
+)
+
 //go:embed Caddyfile.example www
-var Files embed.FS
+var files embed.FS
+
+func init() { caddymodule.DemoFiles = files }

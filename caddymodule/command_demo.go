@@ -19,9 +19,12 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/edgecache/edgecache"
 	"github.com/edgecache/edgecache/internal/omerodemo"
 )
+
+// DemoFiles holds Caddyfile.example and the www folder for the demo; the
+// root package, which embeds them, sets it.
+var DemoFiles fs.FS
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
@@ -115,7 +118,7 @@ func startDemo(cfg demoConfig) (_ *demo, err error) {
 	}
 	caddyfileText := cfg.Caddyfile
 	if caddyfileText == nil {
-		if caddyfileText, err = fs.ReadFile(edgecache.Files, "Caddyfile.example"); err != nil {
+		if caddyfileText, err = fs.ReadFile(DemoFiles, "Caddyfile.example"); err != nil {
 			return nil, err
 		}
 	}
@@ -133,7 +136,7 @@ func startDemo(cfg demoConfig) (_ *demo, err error) {
 	if d.dir, err = os.MkdirTemp("", "edgecache-demo-"); err != nil {
 		return nil, err
 	}
-	www, err := fs.Sub(edgecache.Files, "www")
+	www, err := fs.Sub(DemoFiles, "www")
 	if err != nil {
 		return nil, err
 	}

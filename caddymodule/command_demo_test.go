@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgecache/edgecache"
 )
 
 func freePort(t *testing.T) string {
@@ -39,7 +38,8 @@ func TestDemo(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
-	text, err := fs.ReadFile(edgecache.Files, "Caddyfile.example")
+	DemoFiles = os.DirFS("..") // the root package embeds the same files
+	text, err := fs.ReadFile(DemoFiles, "Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	_ "github.com/edgecache/edgecache/caddymodule"
+	_ "github.com/edgecache/edgecache"
 )
 
 func main() { caddycmd.Main() }
