@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
 )
 
 func freePort(t *testing.T) string {

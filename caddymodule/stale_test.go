@@ -74,9 +74,9 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 	return b
 }
 
-// loadCaddyfile runs Caddy with a Caddyfile (in which {PORT} and
-// {BACKEND} are replaced) and returns the site's base URL.
-func loadCaddyfile(t *testing.T, caddyfile, backend string) string {
+// adaptCaddyfile adapts a Caddyfile in which {PORT} and {BACKEND} are
+// replaced, and returns its JSON and the site's base URL.
+func adaptCaddyfile(t *testing.T, caddyfile, backend string) ([]byte, string) {
 	t.Helper()
 	port := freePort(t)
 	caddyfile = strings.ReplaceAll(caddyfile, "{PORT}", port)
@@ -85,11 +85,19 @@ func loadCaddyfile(t *testing.T, caddyfile, backend string) string {
 	if err != nil {
 		t.Fatalf("adapt: %v (%v)", err, warnings)
 	}
+	return cfg, "http://127.0.0.1:" + port
+}
+
+// loadCaddyfile runs Caddy with a Caddyfile (see adaptCaddyfile) and
+// returns the site's base URL.
+func loadCaddyfile(t *testing.T, caddyfile, backend string) string {
+	t.Helper()
+	cfg, base := adaptCaddyfile(t, caddyfile, backend)
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	return "http://127.0.0.1:" + port
+	return base
 }
 
 type answer struct {

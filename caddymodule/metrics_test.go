@@ -1,0 +1,134 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const metricsSite = `{
+	admin off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	metrics /metrics
+	edge_cache {
+		valid 200 1h
+		ignore_headers Cache-Control Set-Cookie
+		private_cookies login
+	}
+	reverse_proxy {BACKEND}
+}`
+
+// scrape returns the value of every sample of the edgecache metrics, keyed
+// by name and labels as Prometheus prints them.
+func scrape(t *testing.T, base string) map[string]string {
+	t.Helper()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	samples := make(map[string]string)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "edgecache_") {
+			i := strings.LastIndexByte(line, ' ')
+			samples[line[:i]] = line[i+1:]
+		}
+	}
+	return samples
+}
+
+func TestMetricsAfterScriptedRequests(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, metricsSite, b.srv.URL)
+	get(base + "/a")                              // MISS
+	get(base + "/a")                              // HIT
+	get(base + "/a")                              // HIT
+	get(base + "/b")                              // MISS
+	get(base+"/a", "Cookie", "login=1")           // BYPASS
+	get(base+"/c", "Authorization", "Basic eDp5") // BYPASS
+	b.mode.Store("503")
+	get(base + "/d") // MISS, 503 not stored (no valid line for it)
+
+	m := scrape(t, base)
+	want := map[string]string{
+		`edgecache_requests_total{cache_status="HIT",zone="default"}`:    "2",
+		`edgecache_requests_total{cache_status="MISS",zone="default"}`:   "3",
+		`edgecache_requests_total{cache_status="BYPASS",zone="default"}`: "2",
+		`edgecache_stored_total{zone="default"}`:                         "2",
+		`edgecache_not_stored_total{reason="status",zone="default"}`:     "1",
+		`edgecache_served_bytes_total{zone="default"}`:                   fmt.Sprint(2 * len("version 0 of /a")),
+		`edgecache_entries{tier="memory",zone="default"}`:                "2",
+		`edgecache_backend_fetch_seconds_count{zone="default"}`:          "3",
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %q, want %q", k, m[k], v)
+		}
+	}
+	if t.Failed() {
+		t.Logf("scraped: %v", m)
+	}
+}
+
+// TestMetricsSurviveReload loads the same config twice, as a reload does:
+// no duplicate-registration error, and the counters carry on.
+func TestMetricsSurviveReload(t *testing.T) {
+	b := newFaultyBackend(t)
+	cfg, base := adaptCaddyfile(t, metricsSite, b.srv.URL)
+	for range 2 {
+		if err := caddy.Load(cfg, true); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+		t.Cleanup(func() { _ = caddy.Stop() })
+		get(base + "/a")
+		get(base + "/a")
+	}
+	m := scrape(t, base)
+	if got := m[`edgecache_requests_total{cache_status="HIT",zone="default"}`]; got != "3" {
+		t.Errorf("HIT count after reload %q, want 3 (carried on)", got)
+	}
+}
+
+// TestDashboardNamesExist checks that every metric the Grafana dashboard
+// queries is one the collector describes.
+func TestDashboardNamesExist(t *testing.T) {
+	raw, err := os.ReadFile("../docs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash any
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	described := make(map[string]bool)
+	ch := make(chan *prometheus.Desc, 64)
+	metricsCollector{}.Describe(ch)
+	close(ch)
+	for d := range ch {
+		name := regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(d.String())[1]
+		described[name] = true
+	}
+	names := regexp.MustCompile(`edgecache_[a-z_]+`).FindAllString(string(raw), -1)
+	if len(names) == 0 {
+		t.Fatal("the dashboard queries no edgecache metric")
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_count"), "_sum")
+		if !described[base] {
+			t.Errorf("dashboard queries %s, which the collector does not export", n)
+		}
+	}
+}
