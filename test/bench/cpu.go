@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// A shared machine skews every figure. cpuSample lets a run tell how much
+// of the CPU went to processes that are not part of the benchmark: the
+// machine's busy time (/proc/stat) minus the time of the harness, its
+// children (wrk) and the servers it started (their process groups).
+type cpuSample struct {
+	busy, total uint64 // whole machine, in clock ticks
+	ours        uint64
+}
+
+func (b *bench) sampleCPU() (cpuSample, error) {
+	var s cpuSample
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return s, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, f := range fields[1:9] { // user nice system idle iowait irq softirq steal
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("/proc/stat: %w", err)
+		}
+		s.total += v
+		if i != 3 && i != 4 {
+			s.busy += v
+		}
+	}
+
+	groups := map[int]bool{syscall.Getpgrp(): true}
+	b.ps.mu.Lock()
+	for _, p := range b.ps.list {
+		groups[p.cmd.Process.Pid] = true
+	}
+	b.ps.mu.Unlock()
+	self := os.Getpid()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// The command name is in parentheses and may hold spaces.
+		i := strings.LastIndexByte(string(data), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.TrimSuffix(filepath.Base(filepath.Dir(path)), "/"))
+		pgrp, _ := strconv.Atoi(f[2])
+		if !groups[pgrp] {
+			continue
+		}
+		utime, _ := strconv.ParseUint(f[11], 10, 64)
+		stime, _ := strconv.ParseUint(f[12], 10, 64)
+		s.ours += utime + stime
+		if pid == self {
+			// wrk has been waited for: its time is in our children's.
+			cutime, _ := strconv.ParseUint(f[13], 10, 64)
+			cstime, _ := strconv.ParseUint(f[14], 10, 64)
+			s.ours += cutime + cstime
+		}
+	}
+	return s, nil
+}
+
+// foreignShare is the share of the machine's CPU (0..1) that other processes
+// used between two samples.
+func foreignShare(before, after cpuSample) float64 {
+	total := float64(after.total - before.total)
+	if total <= 0 {
+		return 0
+	}
+	foreign := float64(after.busy-before.busy) - float64(after.ours-before.ours)
+	return max(0, foreign/total)
+}
