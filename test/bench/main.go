@@ -27,6 +27,7 @@
 //	-pprof cpu.out       CPU profile of edgecache during its first 10 KiB run
 //	-keep                keep the temporary folder (configs, logs, nginx cache)
 //	-bin path            use this edgecache binary instead of building one
+//	-env GOGC=50         extra environment for edgecache (GC tuning)
 //
 // Every process it starts is stopped when it ends, also on Ctrl-C or panic.
 package main
@@ -63,13 +64,14 @@ type options struct {
 	memoryZone      string
 	stampedeClients int
 	stampedeDelay   time.Duration
+	edgeEnv         []string // extra environment for edgecache, e.g. GOGC=50
 }
 
 var allParts = []string{"10k", "1m", "stampede", "memory"}
 
 func parseFlags() (options, error) {
 	var o options
-	var only string
+	var only, edgeEnv string
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run")
 	flag.IntVar(&o.connections, "connections", 50, "wrk connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
@@ -83,9 +85,20 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.memoryZone, "memory-zone", "256MiB", "edgecache memory zone size for the memory part")
 	flag.IntVar(&o.stampedeClients, "stampede-clients", 100, "concurrent cold requests in the stampede part")
 	flag.DurationVar(&o.stampedeDelay, "stampede-delay", 500*time.Millisecond, "origin answer time in the stampede part")
+	flag.StringVar(&edgeEnv, "env", "", "extra environment for the edgecache processes, comma-separated, e.g. GOGC=50,GOMEMLIMIT=300MiB")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", flag.Args())
+	}
+
+	for _, kv := range strings.Split(edgeEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return o, fmt.Errorf("-env: %q is not NAME=value", kv)
+		}
+		o.edgeEnv = append(o.edgeEnv, kv)
 	}
 
 	o.parts = map[string]bool{}

@@ -54,6 +54,7 @@ func (b *bench) memoryPart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	heap, heapErr := goHeap(ctx, t)
 	hit1m, of1m := hitRate(ctx, t, "/fill/1m/", n1m, 50)
 	hit10k, of10k := hitRate(ctx, t, "/fill/10k/", n10k, 200)
 	time.Sleep(10 * time.Second)
@@ -80,6 +81,11 @@ func (b *bench) memoryPart(ctx context.Context) error {
 		bytes := row.kib << 10
 		fmt.Fprintf(w, "| %s | %s | %.2f× | %.2f× |\n", row.when, humanize.IBytes(bytes),
 			float64(bytes)/float64(zone), (float64(bytes)-float64(idle.rss<<10))/float64(zone))
+	}
+	if heapErr != nil {
+		fmt.Fprintf(w, "\nGo heap figures unavailable: %v\n", heapErr)
+	} else {
+		fmt.Fprintf(w, "\nGo heap 1 s after filling (Caddy admin /metrics): %s\n", heap)
 	}
 	fmt.Fprintf(w, "\nRe-read of the newest keys: %d/%d of 1 MiB and %d/%d of 10 KiB answered HIT.\n\n", hit1m, of1m, hit10k, of10k)
 	worst := max(filled.rss, settled.rss) << 10
@@ -192,4 +198,47 @@ func procStatus(pid int) (memStatus, error) {
 		}
 	}
 	return m, sc.Err()
+}
+
+// goHeap reads the Go runtime's heap figures from Caddy's admin /metrics,
+// to tell live cache bytes from garbage-collector headroom in the RSS.
+func goHeap(ctx context.Context, t *target) (string, error) {
+	resp, err := getBody(ctx, "http://"+t.admin+"/metrics")
+	if err != nil {
+		return "", err
+	}
+	want := []struct{ metric, label string }{
+		{"go_memstats_heap_alloc_bytes", "heap alloc"},
+		{"go_memstats_heap_inuse_bytes", "in use"},
+		{"go_memstats_next_gc_bytes", "next GC at"},
+		{"go_memstats_heap_released_bytes", "released"},
+		{"go_gc_gogc_percent", "GOGC"},
+		{"go_gc_gomemlimit_bytes", "GOMEMLIMIT"},
+	}
+	values := map[string]float64{}
+	for _, line := range strings.Split(resp, "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			values[name] = v
+		}
+	}
+	var parts []string
+	for _, m := range want {
+		v, ok := values[m.metric]
+		switch {
+		case !ok:
+			continue
+		case strings.HasSuffix(m.metric, "_bytes"):
+			parts = append(parts, m.label+" "+humanize.IBytes(uint64(v)))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %.0f", m.label, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "", fmt.Errorf("no Go runtime metrics at %s/metrics", t.admin)
+	}
+	return strings.Join(parts, ", "), nil
 }

@@ -119,6 +119,9 @@ func (b *bench) startCaddy(ctx context.Context, name, label string, tmpl *templa
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
 		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
 	}
+	if tmpl == edgecacheCaddyfile {
+		env = append(env, b.opt.edgeEnv...)
+	}
 	p, err := b.ps.start(name, dir, filepath.Join(dir, "caddy.log"), env, b.bin, "run", "--config", caddyfile, "--adapter", "caddyfile")
 	if err != nil {
 		return nil, err
@@ -178,6 +181,24 @@ func (b *bench) warm(ctx context.Context, t *target, paths map[string]int) error
 		}
 	}
 	return nil
+}
+
+// getBody fetches url and returns its body, which must come with a 200.
+func getBody(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), err
 }
 
 // get fetches url and discards the body, returning its length.
