@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // A shared machine skews every figure. cpuSample lets a run tell how much
@@ -89,4 +91,42 @@ func foreignShare(before, after cpuSample) float64 {
 	}
 	foreign := float64(after.busy-before.busy) - float64(after.ours-before.ours)
 	return max(0, foreign/total)
+}
+
+// waitIdle waits, up to -wait-idle, until other processes use less than
+// busyShare of the CPU over a second, so that a run starts on a quiet machine.
+func (b *bench) waitIdle(ctx context.Context) error {
+	if b.opt.waitIdle <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(b.opt.waitIdle)
+	for waited := false; ; waited = true {
+		before, err := b.sampleCPU()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		after, err := b.sampleCPU()
+		if err != nil {
+			return err
+		}
+		share := foreignShare(before, after)
+		if share <= busyShare {
+			if waited {
+				b.logf("machine quiet again (other processes %.0f%%)", 100*share)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			b.logf("warning: other processes still use %.0f%% of the CPU after waiting %s; running anyway", 100*share, b.opt.waitIdle)
+			return nil
+		}
+		if !waited {
+			b.logf("other processes use %.0f%% of the CPU; waiting up to %s for a quiet machine", 100*share, b.opt.waitIdle)
+		}
+	}
 }

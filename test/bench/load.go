@@ -121,6 +121,9 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 		}
 		go func() { profileDone <- b.cpuProfile(ctx, t, seconds) }()
 	}
+	if err := b.waitIdle(ctx); err != nil {
+		return loadRun{}, err
+	}
 	before := b.origin.requests.Load()
 	cpuBefore, err := b.sampleCPU()
 	if err != nil {

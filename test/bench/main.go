@@ -28,6 +28,7 @@
 //	-keep                keep the temporary folder (configs, logs, nginx cache)
 //	-bin path            use this edgecache binary instead of building one
 //	-env GOGC=50         extra environment for edgecache (GC tuning)
+//	-wait-idle 10m       on a shared machine, wait for quiet before each run
 //
 // Every process it starts is stopped when it ends, also on Ctrl-C or panic.
 package main
@@ -65,6 +66,7 @@ type options struct {
 	stampedeClients int
 	stampedeDelay   time.Duration
 	edgeEnv         []string // extra environment for edgecache, e.g. GOGC=50
+	waitIdle        time.Duration
 }
 
 var allParts = []string{"10k", "1m", "stampede", "memory"}
@@ -86,6 +88,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.stampedeClients, "stampede-clients", 100, "concurrent cold requests in the stampede part")
 	flag.DurationVar(&o.stampedeDelay, "stampede-delay", 500*time.Millisecond, "origin answer time in the stampede part")
 	flag.StringVar(&edgeEnv, "env", "", "extra environment for the edgecache processes, comma-separated, e.g. GOGC=50,GOMEMLIMIT=300MiB")
+	flag.DurationVar(&o.waitIdle, "wait-idle", 0, "before each wrk run, wait up to this long for other processes to leave the CPU idle (for shared machines)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", flag.Args())
