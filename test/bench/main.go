@@ -29,6 +29,7 @@
 //	-bin path            use this edgecache binary instead of building one
 //	-env GOGC=50         extra environment for edgecache (GC tuning)
 //	-wait-idle 10m       on a shared machine, wait for quiet before each run
+//	                     and repeat runs that others disturbed (up to 4 tries)
 //
 // Every process it starts is stopped when it ends, also on Ctrl-C or panic.
 package main
@@ -88,7 +89,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.stampedeClients, "stampede-clients", 100, "concurrent cold requests in the stampede part")
 	flag.DurationVar(&o.stampedeDelay, "stampede-delay", 500*time.Millisecond, "origin answer time in the stampede part")
 	flag.StringVar(&edgeEnv, "env", "", "extra environment for the edgecache processes, comma-separated, e.g. GOGC=50,GOMEMLIMIT=300MiB")
-	flag.DurationVar(&o.waitIdle, "wait-idle", 0, "before each wrk run, wait up to this long for other processes to leave the CPU idle (for shared machines)")
+	flag.DurationVar(&o.waitIdle, "wait-idle", 0, "before each wrk run, wait up to this long for other processes to leave the CPU idle, and repeat disturbed runs (for shared machines)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", flag.Args())
