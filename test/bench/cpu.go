@@ -130,3 +130,45 @@ func (b *bench) waitIdle(ctx context.Context) error {
 		}
 	}
 }
+
+// reniceSelf gives every thread of the harness (the origin runs here) the
+// priority nice; threads made later inherit it from their creators.
+func reniceSelf(nice int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil {
+			return fmt.Errorf("-nice %d: %w (lowering the nice value needs root)", nice, err)
+		}
+	}
+	return nil
+}
+
+// reniceSession sets the Linux autogroup nice of the harness's session and
+// returns a function that restores it. Where sched_autogroup is on (most
+// desktop and many server kernels), each session's processes compete as
+// one group, and plain nice only orders processes inside the session.
+func reniceSession(nice int) (restore func(), err error) {
+	const path = "/proc/self/autogroup"
+	old, err := os.ReadFile(path) // "/autogroup-5 nice 0"
+	if os.IsNotExist(err) {
+		return func() {}, nil // no autogroup scheduling here
+	}
+	if err != nil {
+		return nil, err
+	}
+	fields := strings.Fields(string(old))
+	if len(fields) != 3 || fields[1] != "nice" {
+		return nil, fmt.Errorf("%s: unexpected %q", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(nice)), 0); err != nil {
+		return nil, fmt.Errorf("-nice %d: %w", nice, err)
+	}
+	return func() { os.WriteFile(path, []byte(fields[2]), 0) }, nil
+}

@@ -150,7 +150,7 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 	if err != nil {
 		return loadRun{}, err
 	}
-	res, _, err := runWrk(ctx, t.base+path, b.opt.threads, b.opt.connections, b.opt.duration)
+	res, _, err := runWrk(ctx, t.base+path, b.opt.threads, b.opt.connections, b.opt.duration, b.opt.nice)
 	if err != nil {
 		return loadRun{}, fmt.Errorf("%s %s: %w", t.name, path, err)
 	}

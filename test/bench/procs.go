@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +18,8 @@ import (
 // procs starts the servers under test and stops every one of them, whatever
 // way the harness ends: normal return, Ctrl-C or panic (see main).
 type procs struct {
+	nice int // -nice: scheduling priority of the servers
+
 	mu   sync.Mutex
 	list []*proc
 }
@@ -40,6 +43,10 @@ func (ps *procs) start(name, dir, logPath string, env []string, argv ...string) 
 	}
 	defer logFile.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if ps.nice != 0 {
+		// nice execs the server, so every thread it makes inherits the priority.
+		cmd = exec.Command("nice", append([]string{"-n", strconv.Itoa(ps.nice)}, argv...)...)
+	}
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = logFile

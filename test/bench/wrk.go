@@ -22,12 +22,16 @@ type wrkResult struct {
 }
 
 // runWrk runs wrk with --latency against url.
-func runWrk(ctx context.Context, url string, threads, connections int, duration time.Duration) (wrkResult, string, error) {
-	cmd := exec.CommandContext(ctx, "wrk",
+func runWrk(ctx context.Context, url string, threads, connections int, duration time.Duration, nice int) (wrkResult, string, error) {
+	argv := []string{"wrk"}
+	if nice != 0 {
+		argv = []string{"nice", "-n", strconv.Itoa(nice), "wrk"}
+	}
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:],
 		"-t"+strconv.Itoa(threads),
 		"-c"+strconv.Itoa(connections),
 		"-d"+strconv.Itoa(int(duration.Round(time.Second)/time.Second))+"s",
-		"--latency", url)
+		"--latency", url)...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
