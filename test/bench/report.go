@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// summary is a target's mean over the rounds of one load part.
+type summary struct {
+	reqPerSec float64
+	p50, p99  time.Duration
+	rounds    []float64
+	origin    int64
+	foreign   float64 // the most CPU other processes took in a round
+	problems  []string
+}
+
+func summarize(runs []loadRun) (summary, bool) {
+	if len(runs) == 0 {
+		return summary{}, false
+	}
+	var s summary
+	var p50, p99 time.Duration
+	for _, r := range runs {
+		s.reqPerSec += r.ReqPerSec
+		p50 += r.P50
+		p99 += r.P99
+		s.rounds = append(s.rounds, r.ReqPerSec)
+		s.origin += r.originRequests
+		s.foreign = max(s.foreign, r.foreignCPU)
+		if r.Errors != "" && r.Errors != "connect 0, read 0, write 0, timeout 0" {
+			s.problems = append(s.problems, "socket errors: "+r.Errors)
+		}
+		if r.Non2xx > 0 {
+			s.problems = append(s.problems, fmt.Sprintf("%d non-2xx answers", r.Non2xx))
+		}
+	}
+	n := len(runs)
+	s.reqPerSec /= float64(n)
+	s.p50 = p50 / time.Duration(n)
+	s.p99 = p99 / time.Duration(n)
+	return s, true
+}
+
+// reportLoad prints the table of one load part and the goals that apply.
+func (b *bench) reportLoad(part, label string, targets []*target, runs map[string][]loadRun) {
+	w := b.out
+	fmt.Fprintf(w, "\n## %s cache hits\n\n", label)
+	fmt.Fprintf(w, "wrk -t%d -c%d -d%s --latency, %d round(s) in alternation; means over the rounds.\n\n",
+		b.opt.threads, b.opt.connections, b.opt.duration, b.opt.rounds)
+	fmt.Fprintln(w, "| target | req/s | p50 | p99 | req/s per round | origin requests | other CPU | notes |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---|---:|---:|---|")
+	sums := map[string]summary{}
+	busy := false
+	for _, t := range targets {
+		if t.unavailable != "" {
+			fmt.Fprintf(w, "| %s | unavailable | | | | | | %s |\n", t.label, mdEscape(t.unavailable))
+			continue
+		}
+		s, ok := summarize(runs[t.name])
+		if !ok {
+			continue
+		}
+		sums[t.name] = s
+		var perRound []string
+		for _, r := range s.rounds {
+			perRound = append(perRound, fmtRate(r))
+		}
+		origin := "-"
+		if t.name != nameOrigin {
+			origin = fmt.Sprint(s.origin)
+		}
+		notes := append(append([]string(nil), t.warnings...), s.problems...)
+		if s.foreign > busyShare {
+			busy = true
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %.0f%% | %s |\n", t.label, fmtRate(s.reqPerSec), fmtDur(s.p50), fmtDur(s.p99),
+			strings.Join(perRound, " / "), origin, 100*s.foreign, mdEscape(strings.Join(notes, "; ")))
+	}
+
+	fmt.Fprintln(w, "\n\"origin requests\": requests that reached the origin during the runs (0 for pure cache hits). "+
+		"\"other CPU\": the largest share of the machine's CPU that processes outside the benchmark used during a run.")
+	if busy {
+		fmt.Fprintf(w, "\n**Warning: other processes used more than %.0f%% of the CPU during some runs; these figures understate every target. Rerun on an idle machine.**\n", 100*busyShare)
+	}
+	edge, haveEdge := sums[nameEdgecache]
+	nginx, haveNginx := sums[nameNginx]
+	ceiling, haveCeiling := sums[nameCeiling]
+	if !haveEdge {
+		fmt.Fprintln(w, "\nGoals not checked: edgecache was not measured.")
+		return
+	}
+	fmt.Fprintln(w)
+	if haveNginx {
+		goal := 0.75
+		if part == "1m" {
+			goal = 1.3
+		}
+		fmt.Fprintln(w, goalLine("edgecache / nginx req/s", edge.reqPerSec/nginx.reqPerSec, goal))
+	}
+	if haveCeiling {
+		ratio := edge.reqPerSec / ceiling.reqPerSec
+		if part == "10k" {
+			fmt.Fprintln(w, goalLine("edgecache / ceiling req/s", ratio, 1.0))
+		} else {
+			fmt.Fprintf(w, "- edgecache / ceiling req/s: %.2f× (no goal at 1 MiB)\n", ratio)
+		}
+		met := "met"
+		if edge.p99 > ceiling.p99 {
+			met = "NOT met"
+		}
+		fmt.Fprintf(w, "- edgecache p99 %s vs ceiling p99 %s (goal: no worse): %s\n", fmtDur(edge.p99), fmtDur(ceiling.p99), met)
+	}
+}
+
+// busyShare is the share of CPU used by other processes above which a
+// table is flagged as measured on a busy machine.
+const busyShare = 0.05
+
+func goalLine(what string, ratio, goal float64) string {
+	met := "met"
+	if ratio < goal {
+		met = "NOT met"
+	}
+	return fmt.Sprintf("- %s: %.2f× (goal ≥ %.2f×): %s", what, ratio, goal, met)
+}
+
+// fmtRate prints a rate with a thousands separator: 38,064.
+func fmtRate(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// fmtDur prints a latency in ms with two decimals, or in s when long.
+func fmtDur(d time.Duration) string {
+	if d >= 10*time.Second {
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
