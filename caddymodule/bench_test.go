@@ -130,7 +130,7 @@ type discardWriter struct {
 	n      int
 }
 
-func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) Header() http.Header  { return w.header }
 func (w *discardWriter) WriteHeader(code int) { w.status = code }
 func (w *discardWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
