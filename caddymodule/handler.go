@@ -204,7 +204,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEntry(w, r, repl, zone, entry, cache.StatusHit)
 	}
 	status := cache.StatusMiss
-	if found {
+	if found && h.variantMatches(entry, r) { // another variant's entry is a miss, as in nginx
 		status = cache.StatusExpired
 	}
 	zone.Stats.Requests[status].Add(1)
