@@ -31,7 +31,7 @@ http://127.0.0.1:$PUBLIC {
 	log_append cache_status {http.edge_cache.status}
 	handle /short/* {
 		edge_cache {
-			valid 200 150ms
+			valid 200 1s
 		}
 		reverse_proxy $BACKEND
 	}
@@ -86,7 +86,7 @@ func TestCacheStatuses(t *testing.T) {
 	short := s.url("PUBLIC", "/short/b")
 	check("short first", s.get(t, short), "MISS", "/short/b v5", 5)
 	check("short second", s.get(t, short), "HIT", "/short/b v5", 5)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	check("short expired", s.get(t, short), "EXPIRED", "/short/b v6", 6)
 	check("short refetched", s.get(t, short), "HIT", "/short/b v6", 6)
 
@@ -409,4 +409,68 @@ http://127.0.0.1:$PUBLIC {
 	if strings.Join(keys, " ") != "/api/?a=1&b=2 /api/?b=2&a=1" {
 		t.Errorf("keys %q", keys)
 	}
+}
+
+func TestStatusCodesAndVary(t *testing.T) {
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/code/"):
+			code := 0
+			fmt.Sscan(strings.TrimPrefix(r.URL.Path, "/code/"), &code)
+			if code == 301 {
+				w.Header().Set("Location", "/elsewhere")
+			}
+			w.WriteHeader(code)
+			fmt.Fprintf(w, "%d v%d", code, n)
+		default:
+			w.Header().Set("Vary", "Accept-Encoding")
+			fmt.Fprintf(w, "%s %s v%d", r.URL.Path, r.Header.Get("Accept-Encoding"), n)
+		}
+	})
+	cf := globalOptions("zone default 64MiB") + `
+http://127.0.0.1:$PUBLIC {
+	handle /novary/* {
+		edge_cache {
+			valid 200 1h
+			ignore_headers Vary
+		}
+		reverse_proxy $BACKEND
+	}
+	handle {
+		edge_cache {
+			valid 200 1h
+			valid 404 1m
+		}
+		reverse_proxy $BACKEND
+	}
+}
+`
+	s := startCaddy(t, cf, be, "PUBLIC")
+	client := &http.Client{Transport: s.client.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	s.client = client
+
+	expect(t, "404", s.get(t, s.url("PUBLIC", "/code/404")), 404, "MISS", "404 v1")
+	expect(t, "404 again", s.get(t, s.url("PUBLIC", "/code/404")), 404, "HIT", "404 v1")
+	expect(t, "500", s.get(t, s.url("PUBLIC", "/code/500")), 500, "MISS", "500 v2")
+	expect(t, "500 again", s.get(t, s.url("PUBLIC", "/code/500")), 500, "MISS", "500 v3")
+	expect(t, "301 with no rule", s.get(t, s.url("PUBLIC", "/code/301")), 301, "MISS", "301 v4")
+	r := s.get(t, s.url("PUBLIC", "/code/301"))
+	expect(t, "301 with no rule again", r, 301, "MISS", "301 v5")
+	if r.Header.Get("Location") != "/elsewhere" {
+		t.Errorf("301 Location %q", r.Header.Get("Location"))
+	}
+
+	// Vary honoured: one variant per key; another variant misses and replaces it.
+	u := s.url("PUBLIC", "/vary")
+	expect(t, "gzip", s.get(t, u, "Accept-Encoding", "gzip"), 200, "MISS", "/vary gzip v6")
+	expect(t, "gzip again", s.get(t, u, "Accept-Encoding", "gzip"), 200, "HIT", "/vary gzip v6")
+	expect(t, "br", s.get(t, u, "Accept-Encoding", "br"), 200, "MISS", "/vary br v7") // nginx: another variant is a MISS, not EXPIRED
+	expect(t, "br again", s.get(t, u, "Accept-Encoding", "br"), 200, "HIT", "/vary br v7")
+	if r := s.get(t, u, "Accept-Encoding", "gzip"); r.Body != "/vary gzip v8" {
+		t.Errorf("gzip after br: %q", r.Body)
+	}
+	// Vary ignored: one entry for all.
+	n := s.url("PUBLIC", "/novary/x")
+	expect(t, "novary gzip", s.get(t, n, "Accept-Encoding", "gzip"), 200, "MISS", "/novary/x gzip v9")
+	expect(t, "novary br", s.get(t, n, "Accept-Encoding", "br"), 200, "HIT", "/novary/x gzip v9")
 }

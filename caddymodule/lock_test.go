@@ -34,22 +34,33 @@ func countStatuses(rs []response) map[string]int {
 }
 
 func TestLockCoalescesMisses(t *testing.T) {
+	release := make(chan struct{})
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(300 * time.Millisecond)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		time.Sleep(300 * time.Millisecond) // a slow backend, still after everyone waits
 		versioned(w, r, n)
 	})
 	cf := globalOptions("zone default 64MiB") + `
 http://127.0.0.1:$PUBLIC {
 	edge_cache {
 		valid 200 1h
-		lock_timeout 10s
-		lock_age 10s
+		lock_timeout 20s
+		lock_age 20s
 	}
 	reverse_proxy $BACKEND
 }
 `
 	s := startCaddy(t, cf, be, "PUBLIC")
 	const n = 50
+	zone := activeApp(t).Zone("default")
+	go func() {
+		// Hold the backend until every other request is waiting for the fill.
+		waitUntil(t, "the requests to wait for the fill", func() bool { return zone.Stats.LockWaits.Load() == n-1 })
+		close(release)
+	}()
 	rs := concurrently(t, s, n, s.url("PUBLIC", "/locked"))
 	if be.hits() != 1 {
 		t.Errorf("%d concurrent misses made %d backend requests, want 1", n, be.hits())
@@ -61,9 +72,6 @@ http://127.0.0.1:$PUBLIC {
 	}
 	if st := countStatuses(rs); st["MISS"] != 1 || st["HIT"] != n-1 {
 		t.Errorf("statuses %v, want 1 MISS and %d HIT", st, n-1)
-	}
-	if w := activeApp(t).Zone("default").Stats.LockWaits.Load(); w != n-1 {
-		t.Errorf("%d lock waits, want %d", w, n-1)
 	}
 }
 
@@ -88,9 +96,39 @@ http://127.0.0.1:$PUBLIC {
 	}
 }
 
+// gate holds backend requests until the test releases them, one by one.
+type gate struct {
+	mu    sync.Mutex
+	chans map[int64]chan struct{}
+}
+
+func (g *gate) ch(n int64) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.chans == nil {
+		g.chans = make(map[int64]chan struct{})
+	}
+	if g.chans[n] == nil {
+		g.chans[n] = make(chan struct{})
+	}
+	return g.chans[n]
+}
+
+// wait holds the n-th backend request until it is released or its client
+// (the proxy) goes away, so that a failed test does not hang its cleanup.
+func (g *gate) wait(r *http.Request, n int64) {
+	select {
+	case <-g.ch(n):
+	case <-r.Context().Done():
+	}
+}
+
+func (g *gate) release(n int64) { close(g.ch(n)) }
+
 func TestLockTimeout(t *testing.T) {
+	var g gate
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(2 * time.Second)
+		g.wait(r, n) // a slow backend: as slow as the test wants
 		versioned(w, r, n)
 	})
 	cf := globalOptions("zone default 64MiB") + `
@@ -106,35 +144,38 @@ http://127.0.0.1:$PUBLIC {
 	s := startCaddy(t, cf, be, "PUBLIC")
 	u := s.url("PUBLIC", "/slow")
 	const n = 5
-	var leader response
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		leader = s.get(t, u)
-	}()
+	leaderDone := make(chan response)
+	go func() { leaderDone <- s.get(t, u) }()
 	waitUntil(t, "the leader at the backend", func() bool { return be.hits() == 1 })
-	rs := concurrently(t, s, n-1, u)
-	<-done
 
-	if be.hits() != n {
-		t.Fatalf("%d backend requests, want %d (the leader, then each waiter after lock_timeout)", be.hits(), n)
-	}
+	var rs []response
+	waitersDone := make(chan struct{})
+	go func() {
+		defer close(waitersDone)
+		rs = concurrently(t, s, n-1, u)
+	}()
+	// The waiters reach the backend while the leader is still held there:
+	// after lock_timeout, without waiting for the fill.
+	waitUntil(t, "the waiters at the backend", func() bool { return be.hits() == n })
 	reqs := be.seen()
 	for i, req := range reqs[1:] {
-		// The waiters went to the backend while the leader was still there:
-		// after lock_timeout, not after the leader finished.
-		if lag := req.At.Sub(reqs[0].At); lag < 150*time.Millisecond || lag > 1500*time.Millisecond {
-			t.Errorf("waiter %d reached the backend %v after the leader", i, lag)
+		if lag := req.At.Sub(reqs[0].At); lag < 190*time.Millisecond {
+			t.Errorf("waiter %d reached the backend %v after the leader, before lock_timeout", i, lag)
 		}
 	}
-	expect(t, "leader", leader, 200, "MISS", "/slow v1")
+	// The leader finishes and stores first; then the waiters. Had they
+	// stored, the entry would be one of theirs.
+	g.release(1)
+	expect(t, "leader", <-leaderDone, 200, "MISS", "/slow v1")
+	for i := int64(2); i <= n; i++ {
+		g.release(i)
+	}
+	<-waitersDone
 	for i, r := range rs {
 		if r.Status != 200 || r.cacheStatus() != "MISS" || r.Err != nil {
 			t.Errorf("waiter %d: %d %s %v", i, r.Status, r.cacheStatus(), r.Err)
 		}
 	}
-	// The waiters finished after the leader; had they stored, the entry
-	// would be one of theirs.
 	expect(t, "after", s.get(t, u), 200, "HIT", "/slow v1")
 	if lt := activeApp(t).Zone("default").Stats.LockTimeouts.Load(); lt != n-1 {
 		t.Errorf("%d lock timeouts, want %d", lt, n-1)
@@ -142,46 +183,46 @@ http://127.0.0.1:$PUBLIC {
 }
 
 func TestLockAge(t *testing.T) {
+	var g gate
 	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(1500 * time.Millisecond)
+		g.wait(r, n)
 		versioned(w, r, n)
 	})
 	cf := globalOptions("zone default 64MiB") + `
 http://127.0.0.1:$PUBLIC {
 	edge_cache {
 		valid 200 1h
-		lock_timeout 10s
-		lock_age 300ms
+		lock_timeout 20s
+		lock_age 1s
 	}
 	reverse_proxy $BACKEND
 }
 `
 	s := startCaddy(t, cf, be, "PUBLIC")
+	zone := activeApp(t).Zone("default")
 	u := s.url("PUBLIC", "/aged")
-	var wg sync.WaitGroup
-	var first, early, late response
-	wg.Go(func() { first = s.get(t, u) })
+	first, early, late := make(chan response), make(chan response), make(chan response)
+	go func() { first <- s.get(t, u) }()
 	waitUntil(t, "the first request at the backend", func() bool { return be.hits() == 1 })
-	start := time.Now()
-	wg.Go(func() { early = s.get(t, u) }) // within lock_age: waits
-	time.Sleep(100 * time.Millisecond)
+	go func() { early <- s.get(t, u) }() // within lock_age: waits
+	waitUntil(t, "a request waiting for the fill", func() bool { return zone.Stats.LockWaits.Load() == 1 })
 	if be.hits() != 1 {
-		t.Errorf("a request within lock_age went to the backend")
+		t.Fatalf("a request within lock_age went to the backend")
 	}
-	time.Sleep(time.Until(start.Add(400 * time.Millisecond)))
-	wg.Go(func() { late = s.get(t, u) }) // after lock_age: one more may go
+	// The fill began before the backend saw it: this is past lock_age.
+	time.Sleep(time.Until(be.seen()[0].At.Add(1050 * time.Millisecond)))
+	go func() { late <- s.get(t, u) }() // after lock_age: one more may go
+	// It reaches the backend while the first is still held there.
 	waitUntil(t, "a second backend request after lock_age", func() bool { return be.hits() == 2 })
-	if elapsed := time.Since(start); elapsed > time.Second {
-		t.Errorf("the second backend request came %v after the first, when the first was still running", elapsed)
-	}
-	wg.Wait()
+	g.release(1)
+	expect(t, "first", <-first, 200, "MISS", "/aged v1")
+	expect(t, "early", <-early, 200, "HIT", "/aged v1")
+	g.release(2)
+	expect(t, "late", <-late, 200, "MISS", "/aged v2")
+	expect(t, "after", s.get(t, u), 200, "HIT", "/aged v2")
 	if be.hits() != 2 {
 		t.Errorf("%d backend requests, want 2", be.hits())
 	}
-	expect(t, "first", first, 200, "MISS", "/aged v1")
-	expect(t, "early", early, 200, "HIT", "/aged v1")
-	expect(t, "late", late, 200, "MISS", "/aged v2")
-	expect(t, "after", s.get(t, u), 200, "HIT", "/aged v2")
 }
 
 // A response that is not stored (here: a session cookie, not ignored) is
