@@ -301,6 +301,14 @@ func (s *Store) Commit() (*Entry, bool) {
 	}
 	s.meta.BodySize = s.n
 	h := s.meta.Header
+	if h == nil {
+		h = make(http.Header, 1)
+		s.meta.Header = h
+	}
+	if h == nil {
+		h = make(http.Header, 1)
+		s.meta.Header = h
+	}
 	h["Content-Length"] = []string{strconv.FormatInt(s.n, 10)}
 	for k, v := range h {
 		h[k] = v[:len(v):len(v)]

@@ -6,20 +6,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
 
 // TestDemo runs the demo, that is Caddyfile.example against the OMERO
 // stand-ins, and checks the production behaviours that do not depend on
@@ -32,8 +22,8 @@ func TestDemo(t *testing.T) {
 	}
 	t.Setenv("EDGECACHE_ADMIN", "off")
 	t.Setenv(envPrivateBind, "127.0.0.1")
-	t.Setenv(envRefreshPort, freePort(t))
-	t.Setenv(envLongPort, freePort(t))
+	t.Setenv(envRefreshPort, strconv.Itoa(freePort(t)))
+	t.Setenv(envLongPort, strconv.Itoa(freePort(t)))
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
@@ -44,7 +34,7 @@ func TestDemo(t *testing.T) {
 	}
 	t.Setenv(envCacheDir, t.TempDir())
 
-	d, err := startDemo(demoConfig{Listen: "127.0.0.1:" + freePort(t), ReadOnly: 2, Caddyfile: text})
+	d, err := startDemo(demoConfig{Listen: "127.0.0.1:" + strconv.Itoa(freePort(t)), ReadOnly: 2, Caddyfile: text})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,11 +34,11 @@ func provisionMaintenance(t testing.TB, m *Maintenance) *Maintenance {
 	return m
 }
 
-// backend is a next handler standing for reverse_proxy: it counts calls and
+// countingNext is a next handler standing for reverse_proxy: it counts calls and
 // answers with a session cookie, like OMERO.
-type backend struct{ calls atomic.Int32 }
+type countingNext struct{ calls atomic.Int32 }
 
-func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+func (b *countingNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	b.calls.Add(1)
 	w.Header().Set("Set-Cookie", "sessionid=abc")
 	w.Header().Set("Content-Type", "text/plain")
@@ -96,7 +96,7 @@ func TestMaintenanceFlagOnOff(t *testing.T) {
 	flag, page := filepath.Join(dir, "maintenance.flag"), filepath.Join(dir, "page.html")
 	writeFile(t, page, testPage)
 	m := provisionMaintenance(t, &Maintenance{FlagFile: flag, PageFile: page})
-	b := new(backend)
+	b := new(countingNext)
 
 	if res := serve(m, "GET", "/webclient/", b); res.status != 200 || res.body != "from backend /webclient/" {
 		t.Fatalf("without flag: %d %q", res.status, res.body)
@@ -135,7 +135,7 @@ func TestMaintenanceFlagAtStart(t *testing.T) {
 	if !m.Active() {
 		t.Fatal("flag present at provisioning but maintenance not active")
 	}
-	if res := serve(m, "GET", "/", new(backend)); res.status != 503 {
+	if res := serve(m, "GET", "/", new(countingNext)); res.status != 503 {
 		t.Errorf("status %d", res.status)
 	}
 }
@@ -170,7 +170,7 @@ func TestMaintenanceBuiltinPage(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := provisionMaintenance(t, &Maintenance{FlagFile: flag, PageFile: page})
-			res := serve(m, "GET", "/webclient/", new(backend))
+			res := serve(m, "GET", "/webclient/", new(countingNext))
 			if res.err != nil || res.status != 503 {
 				t.Fatalf("status %d, error %v", res.status, res.err)
 			}
@@ -274,7 +274,7 @@ func TestMaintenanceServeCached(t *testing.T) {
 	writeFile(t, flag, "")
 	writeFile(t, page, testPage)
 	m := provisionMaintenance(t, &Maintenance{FlagFile: flag, PageFile: page, ServeCached: true})
-	b := new(backend)
+	b := new(countingNext)
 	cache := &fakeEdgeCache{cached: map[string]string{"/cached/hit": "cached body"}, setHeaderBeforeClaim: true}
 	next := route(cache, b)
 
@@ -360,7 +360,7 @@ func TestMaintenanceWithoutServeCached(t *testing.T) {
 	flag := filepath.Join(dir, "flag")
 	writeFile(t, flag, "")
 	m := provisionMaintenance(t, &Maintenance{FlagFile: flag})
-	b := new(backend)
+	b := new(countingNext)
 	cache := &fakeEdgeCache{cached: map[string]string{"/cached/hit": "cached body"}}
 	// As in nginx: even cache hits get the page.
 	if res := serve(m, "GET", "/cached/hit", route(cache, b)); res.status != 503 {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,7 +79,7 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 // replaced, and returns its JSON and the site's base URL.
 func adaptCaddyfile(t *testing.T, caddyfile, backend string) ([]byte, string) {
 	t.Helper()
-	port := freePort(t)
+	port := strconv.Itoa(freePort(t))
 	caddyfile = strings.ReplaceAll(caddyfile, "{PORT}", port)
 	caddyfile = strings.ReplaceAll(caddyfile, "{BACKEND}", backend)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)

@@ -1,0 +1,375 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newTestZone(t testing.TB, memory, entryMax int64) *Zone {
+	t.Helper()
+	z, err := NewZone(ZoneConfig{Name: "test", MemorySize: memory, MemoryEntryMax: entryMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { z.Close() })
+	return z
+}
+
+// zonePut stores body under key in two writes, as a streamed response would.
+func zonePut(t testing.TB, z *Zone, key string, body []byte, announce bool) bool {
+	t.Helper()
+	size := int64(-1)
+	if announce {
+		size = int64(len(body))
+	}
+	s := z.BeginStore(testMeta(key, size))
+	s.Write(body[:len(body)/2])
+	s.Write(body[len(body)/2:])
+	_, ok := s.Commit()
+	return ok
+}
+
+func TestZoneStoreThenGet(t *testing.T) {
+	z := newTestZone(t, 64<<20, 0)
+	body := []byte("hello, world")
+	if !zonePut(t, z, "/a", body, true) {
+		t.Fatal("Commit refused")
+	}
+	e, ok := z.Get("/a")
+	if !ok {
+		t.Fatal("entry just stored is not found")
+	}
+	if !bytes.Equal(e.Body, body) || e.BodySize != int64(len(body)) || e.Status != 200 {
+		t.Fatalf("got %q size %d status %d", e.Body, e.BodySize, e.Status)
+	}
+	if got := e.Header.Get("Content-Length"); got != strconv.Itoa(len(body)) {
+		t.Errorf("Content-Length %q", got)
+	}
+	if !e.Fresh(time.Now()) || e.Fresh(time.Now().Add(2*time.Hour)) {
+		t.Error("freshness wrong")
+	}
+	r, err := e.OpenBody()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if !bytes.Equal(got, body) {
+		t.Errorf("OpenBody read %q", got)
+	}
+	if z.Len() != 1 {
+		t.Errorf("Len = %d", z.Len())
+	}
+	// Unannounced length: stored with the length that came.
+	if !zonePut(t, z, "/chunked", body, false) {
+		t.Fatal("Commit of unannounced length refused")
+	}
+	if e, ok := z.Get("/chunked"); !ok || e.BodySize != int64(len(body)) {
+		t.Fatalf("chunked entry: %v %+v", ok, e)
+	}
+	// Empty body.
+	s := z.BeginStore(testMeta("/empty", 0))
+	if _, ok := s.Commit(); !ok {
+		t.Fatal("empty body refused")
+	}
+	if e, ok := z.Get("/empty"); !ok || e.Body == nil || len(e.Body) != 0 {
+		t.Fatalf("empty entry: %v %+v", ok, e)
+	}
+}
+
+func TestZoneStoreWithNilHeader(t *testing.T) {
+	z := newTestZone(t, 1<<20, 0)
+	m := testMeta("/nil-header", 2)
+	m.Header = nil
+	s := z.BeginStore(m)
+	s.Write([]byte("ok"))
+	if _, ok := s.Commit(); !ok {
+		t.Fatal("refused")
+	}
+	if e, ok := z.Get("/nil-header"); !ok || string(e.Body) != "ok" {
+		t.Fatal("not stored")
+	}
+}
+
+func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
+	z := newTestZone(t, 16<<20, 1024)
+
+	// Shorter than announced: the backend broke mid-body.
+	s := z.BeginStore(testMeta("/short", 100))
+	s.Write(make([]byte, 50))
+	if _, ok := s.Commit(); ok {
+		t.Error("short body committed")
+	}
+	// Longer than announced.
+	s = z.BeginStore(testMeta("/long", 10))
+	s.Write(make([]byte, 20))
+	if _, ok := s.Commit(); ok {
+		t.Error("long body committed")
+	}
+	// Announced larger than the per-entry limit.
+	s = z.BeginStore(testMeta("/big-announced", 2048))
+	if !s.Abandoned() {
+		t.Error("store of announced oversized body not abandoned at once")
+	}
+	s.Write(make([]byte, 2048))
+	if _, ok := s.Commit(); ok {
+		t.Error("announced oversized body committed")
+	}
+	// Unannounced, turns out larger than the limit.
+	s = z.BeginStore(testMeta("/big-chunked", -1))
+	s.Write(make([]byte, 1000))
+	if s.Abandoned() {
+		t.Error("abandoned too early")
+	}
+	s.Write(make([]byte, 1000))
+	if !s.Abandoned() {
+		t.Error("not abandoned past the limit")
+	}
+	if _, ok := s.Commit(); ok {
+		t.Error("unannounced oversized body committed")
+	}
+	// Aborted.
+	s = z.BeginStore(testMeta("/aborted", 3))
+	s.Write([]byte("abc"))
+	s.Abort()
+	if _, ok := s.Commit(); ok {
+		t.Error("aborted store committed")
+	}
+	for _, k := range []string{"/short", "/long", "/big-announced", "/big-chunked", "/aborted"} {
+		if _, ok := z.Get(k); ok {
+			t.Errorf("%s is in the zone", k)
+		}
+	}
+	if z.Len() != 0 {
+		t.Errorf("key index holds %d keys", z.Len())
+	}
+}
+
+func TestZoneFailedOverwriteKeepsOldEntry(t *testing.T) {
+	z := newTestZone(t, 16<<20, 0)
+	zonePut(t, z, "/k", []byte("old"), true)
+	s := z.BeginStore(testMeta("/k", 10))
+	s.Write([]byte("new"))
+	s.Commit() // short: refused
+	if e, ok := z.Get("/k"); !ok || string(e.Body) != "old" {
+		t.Fatalf("after a failed overwrite: %v %q", ok, e.Body)
+	}
+	zonePut(t, z, "/k", []byte("newer"), true)
+	if e, ok := z.Get("/k"); !ok || string(e.Body) != "newer" {
+		t.Fatalf("after an overwrite: %v %q", ok, e.Body)
+	}
+}
+
+// Every Get right after its Commit must succeed: ristretto's Set is lossy,
+// so the zone must not rely on it alone.
+func TestZoneGetAfterCommitManyKeys(t *testing.T) {
+	n := 100_000
+	if testing.Short() {
+		n = 10_000
+	}
+	z := newTestZone(t, 256<<20, 0)
+	body := bytes.Repeat([]byte("x"), 100)
+	for i := range n {
+		key := "/many/" + strconv.Itoa(i)
+		if !zonePut(t, z, key, body, true) {
+			t.Fatalf("key %d: Commit refused", i)
+		}
+		if _, ok := z.Get(key); !ok {
+			t.Fatalf("key %d: not found right after Commit", i)
+		}
+	}
+}
+
+// A full zone still serves what it just stored, whatever TinyLFU thinks of
+// the newcomer.
+func TestZoneFullStillServesJustStored(t *testing.T) {
+	z := newTestZone(t, 1<<20, 0) // room for about 700 entries of 1 KiB
+	body := bytes.Repeat([]byte("y"), 1024)
+	// Make the resident entries popular, so TinyLFU rejects newcomers.
+	for i := range 2000 {
+		key := "/full/" + strconv.Itoa(i)
+		if !zonePut(t, z, key, body, true) {
+			t.Fatalf("key %d: Commit refused", i)
+		}
+		for range 3 {
+			if _, ok := z.Get(key); !ok {
+				t.Fatalf("key %d: not served right after Commit (zone full)", i)
+			}
+		}
+	}
+	if n := z.Len(); n > 2000 || n < 100 {
+		t.Errorf("key index holds %d keys", n)
+	}
+}
+
+func TestZoneConcurrentOverwriteNeverMixes(t *testing.T) {
+	z := newTestZone(t, 64<<20, 0)
+	const size = 64 << 10
+	zonePut(t, z, "/o", bytes.Repeat([]byte{'a'}, size), true)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				e, ok := z.Get("/o")
+				if !ok {
+					errs <- fmt.Errorf("entry missing during overwrite")
+					return
+				}
+				if len(e.Body) != size || !bytes.Equal(e.Body, bytes.Repeat(e.Body[:1], size)) {
+					errs <- fmt.Errorf("mixed or short body (%d bytes)", len(e.Body))
+					return
+				}
+			}
+		})
+	}
+	for i := range 200 {
+		zonePut(t, z, "/o", bytes.Repeat([]byte{byte('a' + i%26)}, size), true)
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestZonePurge(t *testing.T) {
+	z := newTestZone(t, 16<<20, 0)
+	for _, k := range []string{"/a/1", "/a/2", "/b/1"} {
+		zonePut(t, z, k, []byte(k), true)
+	}
+	if !z.Purge("/b/1") || z.Purge("/b/1") {
+		t.Error("Purge reports wrongly")
+	}
+	if _, ok := z.Get("/b/1"); ok {
+		t.Error("purged key still served")
+	}
+	if n, err := z.PurgePrefix("/a/"); err != nil || n != 2 {
+		t.Errorf("PurgePrefix = %d", n)
+	}
+	if _, ok := z.Get("/a/1"); ok {
+		t.Error("prefix-purged key still served")
+	}
+	zonePut(t, z, "/c", []byte("c"), true)
+	if keys, more, _ := z.Keys("", "", 10); len(keys) != 1 || keys[0] != "/c" || more {
+		t.Errorf("Keys = %v %v", keys, more)
+	}
+	if n, err := z.PurgeAll(); err != nil || n != 1 {
+		t.Errorf("PurgeAll = %d", n)
+	}
+	if _, ok := z.Get("/c"); ok || z.Len() != 0 {
+		t.Error("PurgeAll left something")
+	}
+}
+
+func TestFillCoalescing(t *testing.T) {
+	z := newTestZone(t, 1<<20, 0)
+	now := time.Now()
+	fill, leader := z.JoinFill("/k", now, time.Minute)
+	if !leader {
+		t.Fatal("first request does not lead")
+	}
+	waiter, leader2 := z.JoinFill("/k", now, time.Minute)
+	if leader2 {
+		t.Fatal("second request leads too")
+	}
+	if _, leads := z.JoinFill("/other", now, time.Minute); !leads {
+		t.Fatal("another key is held back")
+	}
+	result := make(chan [2]bool)
+	go func() {
+		ended, stored := waiter.Wait(context.Background(), 10*time.Second)
+		result <- [2]bool{ended, stored}
+	}()
+	fill.Finish(true)
+	if r := <-result; !r[0] || !r[1] {
+		t.Fatalf("waiter got ended=%v stored=%v", r[0], r[1])
+	}
+	// The key is free again.
+	if _, leads := z.JoinFill("/k", now, time.Minute); !leads {
+		t.Fatal("a finished fill still holds the key")
+	}
+}
+
+func TestFillWaitTimeoutAndContext(t *testing.T) {
+	z := newTestZone(t, 1<<20, 0)
+	fill, _ := z.JoinFill("/k", time.Now(), time.Minute)
+	defer fill.Finish(false)
+	waiter, _ := z.JoinFill("/k", time.Now(), time.Minute)
+	if ended, stored := waiter.Wait(context.Background(), 20*time.Millisecond); ended || stored {
+		t.Fatal("wait did not time out")
+	}
+	if z.Stats.LockTimeouts.Load() != 1 || z.Stats.LockWaits.Load() != 1 {
+		t.Errorf("lock stats: waits %d timeouts %d", z.Stats.LockWaits.Load(), z.Stats.LockTimeouts.Load())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if ended, _ := waiter.Wait(ctx, time.Minute); ended {
+		t.Fatal("wait with a cancelled context reports an ended fill")
+	}
+}
+
+func TestFillLockAge(t *testing.T) {
+	z := newTestZone(t, 1<<20, 0)
+	t0 := time.Now()
+	old, _ := z.JoinFill("/k", t0, time.Second)
+	if _, leads := z.JoinFill("/k", t0.Add(500*time.Millisecond), time.Second); leads {
+		t.Fatal("led before lock_age")
+	}
+	newer, leads := z.JoinFill("/k", t0.Add(1500*time.Millisecond), time.Second)
+	if !leads {
+		t.Fatal("no new leader after lock_age")
+	}
+	// The old fill ending must not free the key while the newer one runs.
+	old.Finish(false)
+	if _, leads := z.JoinFill("/k", t0.Add(1600*time.Millisecond), time.Second); leads {
+		t.Fatal("the old fill's end released the newer fill's key")
+	}
+	newer.Finish(true)
+	if _, leads := z.JoinFill("/k", t0.Add(1700*time.Millisecond), time.Second); !leads {
+		t.Fatal("key not released")
+	}
+}
+
+func TestVariant(t *testing.T) {
+	req := http.Header{"Accept-Encoding": {"gzip"}, "Accept-Language": {"en"}}
+	a := Variant([]string{"Accept-Encoding, accept-language"}, req)
+	b := Variant([]string{"Accept-Encoding, accept-language"}, http.Header{"Accept-Encoding": {"br"}, "Accept-Language": {"en"}})
+	if a == "" || a == b {
+		t.Errorf("variants %q and %q", a, b)
+	}
+	if Variant(nil, req) != "" {
+		t.Error("no Vary gives a variant")
+	}
+}
+
+func BenchmarkZoneGet(b *testing.B) {
+	z := newTestZone(b, 256<<20, 0)
+	const keys = 1000
+	body := make([]byte, 10<<10)
+	names := make([]string, keys)
+	for i := range keys {
+		names[i] = "/bench/" + strconv.Itoa(i)
+		zonePut(b, z, names[i], body, true)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, ok := z.Get(names[i%keys]); !ok {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+}

@@ -1,0 +1,141 @@
+package caddymodule
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func BenchmarkHit10KiB(b *testing.B) { benchmarkHit(b, 10<<10) }
+func BenchmarkHit1MiB(b *testing.B)  { benchmarkHit(b, 1<<20) }
+
+// benchmarkHit measures a cache hit through the full Caddy handler chain:
+// over loopback with a pooled client, and by calling the server's handler
+// directly with a writer that discards, which leaves out the network and
+// net/http.
+func benchmarkHit(b *testing.B, size int) {
+	body := bytes.Repeat([]byte("x"), size)
+	be := newBackend(b, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(body)
+	})
+	cf := globalOptions("zone default 256MiB") + `
+http://127.0.0.1:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+		strip_query _
+	}
+	reverse_proxy $BACKEND
+}
+`
+	s := startCaddy(b, cf, be, "PUBLIC")
+	u := s.url("PUBLIC", "/webgateway/render_image/1234/0/0/?c=1|0:255$FF0000&_=1712345678")
+	if r := s.get(b, u); r.cacheStatus() != "MISS" || len(r.Body) != size {
+		b.Fatalf("priming: %s %d bytes", r.cacheStatus(), len(r.Body))
+	}
+	if r := s.get(b, u); r.cacheStatus() != "HIT" {
+		b.Fatalf("not a hit: %s", r.cacheStatus())
+	}
+
+	b.Run("loopback", func(b *testing.B) {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		b.SetBytes(int64(size))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			res, err := s.client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if n != int64(size) {
+				b.Fatalf("%d bytes", n)
+			}
+		}
+	})
+
+	// For reference: the same client fetching the backend itself, with no
+	// Caddy in between.
+	b.Run("backend-direct", func(b *testing.B) {
+		req, _ := http.NewRequest(http.MethodGet, be.URL+"/direct", nil)
+		b.SetBytes(int64(size))
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := s.client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+	})
+
+	b.Run("handler", func(b *testing.B) {
+		srv := activeServer(b)
+		req := httptest.NewRequest(http.MethodGet, u, nil)
+		w := &countingWriter{header: make(http.Header)}
+		b.SetBytes(int64(size))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			clear(w.header)
+			w.n = 0
+			srv.ServeHTTP(w, req)
+			if w.n != size || w.status != http.StatusOK {
+				b.Fatalf("status %d, %d bytes", w.status, w.n)
+			}
+		}
+		b.StopTimer()
+		if got := w.header.Get("X-Cache-Status"); got != "HIT" {
+			b.Fatalf("X-Cache-Status %q", got)
+		}
+	})
+
+	cached := 0
+	for _, req := range be.seen() {
+		if req.URI != "/direct" {
+			cached++
+		}
+	}
+	if cached != 1 {
+		b.Errorf("%d backend requests for the cached URI, want 1", cached)
+	}
+}
+
+// activeServer returns the running config's only HTTP server.
+func activeServer(b *testing.B) *caddyhttp.Server {
+	b.Helper()
+	a, err := caddy.ActiveContext().App("http")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, srv := range a.(*caddyhttp.App).Servers {
+		return srv
+	}
+	b.Fatal("no HTTP server")
+	return nil
+}
+
+type countingWriter struct {
+	header http.Header
+	status int
+	n      int
+}
+
+func (w *countingWriter) Header() http.Header  { return w.header }
+func (w *countingWriter) WriteHeader(code int) { w.status = code }
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.n += len(p)
+	return len(p), nil
+}

@@ -1,0 +1,399 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+)
+
+func TestCaddyfileEveryOption(t *testing.T) {
+	cfg := adapt(t, `{
+	edge_cache {
+		zone api 1GiB
+		zone thumbs {
+			memory 512MiB
+			memory_entry_max 2MiB
+		}
+	}
+}
+:8080 {
+	edge_cache /api/* {
+		zone api
+		key {http.request.host}{http.request.uri}
+		strip_query _ cb
+		valid 200 1d
+		valid 404 410 1m
+		valid any 10s
+		valid 5m
+		ignore_headers Cache-Control Expires Set-Cookie Vary X-Accel-Expires
+		methods GET
+		lock off
+		lock_age 1m
+		lock_timeout 30s
+		min_uses 2
+		refresh
+		private_cookies logged_in omero_session
+		status_header X-Edge
+	}
+	reverse_proxy 127.0.0.1:9
+}
+`)
+	raw, _ := json.Marshal(handlerJSON(t, cfg))
+	var got Handler
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := Handler{
+		Zone:       "api",
+		Key:        "{http.request.host}{http.request.uri}",
+		StripQuery: []string{"_", "cb"},
+		Valid: []ValidConfig{
+			{Status: []int{200}, For: caddy.Duration(24 * time.Hour)},
+			{Status: []int{404, 410}, For: caddy.Duration(time.Minute)},
+			{For: caddy.Duration(10 * time.Second)},
+			{Status: []int{200, 301, 302}, For: caddy.Duration(5 * time.Minute)},
+		},
+		IgnoreHeaders:  []string{"Cache-Control", "Expires", "Set-Cookie", "Vary", "X-Accel-Expires"},
+		Methods:        []string{"GET"},
+		Lock:           new(false),
+		LockAge:        caddy.Duration(time.Minute),
+		LockTimeout:    caddy.Duration(30 * time.Second),
+		MinUses:        2,
+		Refresh:        true,
+		PrivateCookies: []string{"logged_in", "omero_session"},
+		StatusHeader:   "X-Edge",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("handler JSON %s\n got %+v\nwant %+v", raw, got, want)
+	}
+
+	var root struct {
+		Apps struct {
+			EdgeCache App `json:"edge_cache"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfg, &root); err != nil {
+		t.Fatal(err)
+	}
+	zones := root.Apps.EdgeCache.Zones
+	if len(zones) != 2 || zones["api"] == nil || zones["thumbs"] == nil ||
+		!reflect.DeepEqual(*zones["api"], ZoneConfig{Memory: 1 << 30}) ||
+		!reflect.DeepEqual(*zones["thumbs"], ZoneConfig{Memory: 512 << 20, MemoryEntryMax: 2 << 20}) {
+		t.Errorf("zones %s", cfg)
+	}
+}
+
+func TestCaddyfileShortForms(t *testing.T) {
+	cfg := adapt(t, `{
+	edge_cache {
+		zone images
+	}
+}
+:8080 {
+	edge_cache images
+	reverse_proxy 127.0.0.1:9
+}
+`)
+	h := handlerJSON(t, cfg)
+	if h["zone"] != "images" || len(h) != 2 {
+		t.Errorf("handler %v", h)
+	}
+	if !strings.Contains(string(cfg), `"edge_cache":{"zones":{"images":{}}}`) {
+		t.Errorf("app %s", cfg)
+	}
+	// With no zone named, the handler uses "default".
+	cfg = adapt(t, globalOptions("zone default 1MiB")+`:8080 {
+	edge_cache
+	reverse_proxy 127.0.0.1:9
+}
+`)
+	if h := handlerJSON(t, cfg); len(h) != 1 {
+		t.Errorf("bare handler %v", h)
+	}
+}
+
+// lineOf returns the 1-based number of the first line of src that contains
+// marker, or, for a marker "=x", that is x but for indentation.
+func lineOf(t *testing.T, src, marker string) int {
+	t.Helper()
+	exact, isExact := strings.CutPrefix(marker, "=")
+	for i, line := range strings.Split(src, "\n") {
+		if isExact && strings.TrimSpace(line) == exact || !isExact && strings.Contains(line, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("marker %q not in source", marker)
+	return 0
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	site := func(option string) string {
+		return `{
+	edge_cache {
+		zone default 1MiB
+	}
+}
+:8080 {
+	edge_cache {
+		valid 200 1h
+		` + option + `
+	}
+	reverse_proxy 127.0.0.1:9
+}
+`
+	}
+	global := func(body string) string {
+		return `{
+	edge_cache {
+		` + body + `
+	}
+}
+:8080 {
+	edge_cache
+	reverse_proxy 127.0.0.1:9
+}
+`
+	}
+	tests := []struct {
+		name, src, marker, msg string
+	}{
+		{"bad duration", site("valid 200 soon"), "soon", "bad duration"},
+		{"zero duration", site("valid 200 0s"), "0s", "bad duration"},
+		{"bad status", site("valid 999 1h"), "999", "bad status"},
+		{"non-numeric status", site("valid ok 1h"), "valid ok", "bad status"},
+		{"valid without arguments", site("valid"), "=valid", "argument"},
+		{"bad lock_age", site("lock_age forever"), "forever", "bad duration"},
+		{"negative lock_timeout", site("lock_timeout -5s"), "-5s", "bad duration"},
+		{"bad lock", site("lock maybe"), "maybe", "on or off"},
+		{"bad min_uses", site("min_uses 0"), "min_uses", "min_uses"},
+		{"bad method", site("methods GET POST"), "POST", "POST"},
+		{"unknown option", site("stale_while_revalidate 1m"), "stale_while", "unrecognized edge_cache option"},
+		{"ignore_headers Foo", site("ignore_headers Vary Foo"), "Foo", `"Foo" cannot be ignored`},
+		{"zone two args", site("zone a b"), "zone a b", "argument"},
+		{"refresh with argument", site("refresh yes"), "refresh", "argument"},
+		{"strip_query without argument", site("strip_query"), "strip_query", "argument"},
+		{"status_header without argument", site("status_header"), "status_header", "argument"},
+		{"bad size", global("zone default lots"), "lots", "bad size"},
+		{"zero size", global("zone default 0"), "default 0", "bad size"},
+		{"size with extra argument", global("zone default 1GiB more"), "more", "argument"},
+		{"bad block size", global("zone default {\n\t\t\tmemory huge\n\t\t}"), "huge", "bad size"},
+		{"entry max above memory", global("zone default {\n\t\t\tmemory 1MiB\n\t\t\tmemory_entry_max 2MiB\n\t\t}"), "=}", "memory_entry_max"},
+		{"unknown zone option", global("zone default {\n\t\t\tdisk /var/cache\n\t\t}"), "disk", "unrecognized zone option"},
+		{"zone twice", global("zone a 1MiB\n\t\tzone a 2MiB"), "zone a 2MiB", "defined twice"},
+		{"zone without name", global("zone"), "=zone", "argument"},
+		{"unknown global option", global("store /tmp"), "store", "unrecognized edge_cache option"},
+	}
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := adapter.Adapt([]byte(tt.src), map[string]any{"filename": "Caddyfile"})
+			if err == nil {
+				t.Fatalf("no error for\n%s", tt.src)
+			}
+			line := fmt.Sprintf("Caddyfile:%d", lineOf(t, tt.src, tt.marker))
+			if !strings.Contains(err.Error(), line) || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q, want one mentioning %q at %s", err, tt.msg, line)
+			}
+		})
+	}
+}
+
+// validateCaddyfile adapts a Caddyfile and provisions it without running
+// it, as `edgecache validate` does.
+func validateCaddyfile(t *testing.T, src string) error {
+	t.Helper()
+	var cfg caddy.Config
+	if err := json.Unmarshal(adapt(t, src), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return caddy.Validate(&cfg)
+}
+
+func TestValidateUnknownZone(t *testing.T) {
+	err := validateCaddyfile(t, globalOptions("zone images 1MiB")+`
+http://127.0.0.1:1 {
+	edge_cache thumbnails
+	reverse_proxy 127.0.0.1:9
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), `zone "thumbnails" is not defined`) || !strings.Contains(err.Error(), "images") {
+		t.Errorf("unknown zone: %v", err)
+	}
+	// No edge_cache global option at all: "default" is not defined either.
+	err = validateCaddyfile(t, `{
+	admin off
+}
+http://127.0.0.1:1 {
+	edge_cache
+	reverse_proxy 127.0.0.1:9
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), `zone "default" is not defined`) {
+		t.Errorf("no zones: %v", err)
+	}
+	// A zone named by a placeholder is only known per request.
+	if err := validateCaddyfile(t, globalOptions("zone images 1MiB")+`
+http://127.0.0.1:1 {
+	edge_cache {
+		zone {http.request.host.labels.0}
+	}
+	reverse_proxy 127.0.0.1:9
+}
+`); err != nil {
+		t.Errorf("zone placeholder: %v", err)
+	}
+	if err := validateCaddyfile(t, globalOptions("zone images 1MiB")+`
+http://127.0.0.1:1 {
+	edge_cache images
+	reverse_proxy 127.0.0.1:9
+}
+`); err != nil {
+		t.Errorf("valid config: %v", err)
+	}
+}
+
+func TestZoneDefinitionsAndReload(t *testing.T) {
+	be := newBackend(t, versioned)
+	sites := `
+http://127.0.0.1:$PUBLIC {
+	handle /a/* {
+		edge_cache a
+		reverse_proxy $BACKEND
+	}
+	handle /b/* {
+		edge_cache {
+			zone b
+			valid 200 1h
+		}
+		reverse_proxy $BACKEND
+	}
+}
+`
+	// zone a: shorthand; zone b: block form. No valid line for a: the
+	// backend's Cache-Control decides.
+	zones := `
+		zone a 8MiB
+		zone b {
+			memory 16MiB
+			memory_entry_max 1MiB
+		}`
+	s := startCaddy(t, globalOptions(zones)+sites, be, "PUBLIC")
+	app := activeApp(t)
+	zoneA, zoneB := app.Zone("a"), app.Zone("b")
+	if zoneA == nil || zoneB == nil {
+		t.Fatal("zones not defined")
+	}
+	if got := app.ZoneNames(); strings.Join(got, ",") != "a,b" {
+		t.Errorf("ZoneNames %v", got)
+	}
+	expect(t, "b miss", s.get(t, s.url("PUBLIC", "/b/x")), 200, "MISS", "/b/x v1")
+	expect(t, "b hit", s.get(t, s.url("PUBLIC", "/b/x")), 200, "HIT", "/b/x v1")
+	if zoneB.Len() != 1 || zoneA.Len() != 0 {
+		t.Errorf("zone a holds %d keys, b %d", zoneA.Len(), zoneB.Len())
+	}
+	// Zone a has no valid rule: nothing without a backend validity is stored.
+	expect(t, "a miss", s.get(t, s.url("PUBLIC", "/a/x")), 200, "MISS", "/a/x v2")
+	expect(t, "a miss again", s.get(t, s.url("PUBLIC", "/a/x")), 200, "MISS", "/a/x v3")
+
+	// Reload with the same config: same zones, entries kept.
+	cfg := adapt(t, strings.NewReplacer("$PUBLIC", fmt.Sprint(s.ports["PUBLIC"]), "$BACKEND", be.hostPort()).Replace(globalOptions(zones)+sites))
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	if activeApp(t) == app {
+		t.Fatal("the config was not reloaded")
+	}
+	if activeApp(t).Zone("b") != zoneB {
+		t.Error("reload replaced an unchanged zone")
+	}
+	expect(t, "b after reload", s.get(t, s.url("PUBLIC", "/b/x")), 200, "HIT", "/b/x v1")
+
+	// Reload with zone b redefined: a new, empty zone.
+	changed := strings.Replace(string(cfg), `"memory":16777216`, `"memory":33554432`, 1)
+	if changed == string(cfg) {
+		t.Fatalf("zone b's memory not found in %s", cfg)
+	}
+	if err := caddy.Load([]byte(changed), true); err != nil {
+		t.Fatal(err)
+	}
+	if activeApp(t).Zone("b") == zoneB {
+		t.Error("a redefined zone kept its old definition")
+	}
+	if activeApp(t).Zone("a") != zoneA {
+		t.Error("reload replaced the unchanged zone a")
+	}
+	expect(t, "b after redefinition", s.get(t, s.url("PUBLIC", "/b/x")), 200, "MISS", "/b/x v4")
+}
+
+func TestOptionsInAction(t *testing.T) {
+	be := newBackend(t, versioned)
+	cf := globalOptions("zone default 16MiB\n\t\tzone other 16MiB") + `
+http://127.0.0.1:$PUBLIC {
+	handle /min/* {
+		edge_cache {
+			valid 200 1h
+			min_uses 2
+			status_header X-Edge
+		}
+		reverse_proxy $BACKEND
+	}
+	handle /get/* {
+		edge_cache {
+			valid 200 1h
+			methods GET
+			status_header off
+		}
+		reverse_proxy $BACKEND
+	}
+	handle /host/* {
+		edge_cache {
+			zone {http.request.header.X-Zone}
+			key {http.request.header.X-Tenant}{http.request.uri.path}
+			valid 200 1h
+		}
+		reverse_proxy $BACKEND
+	}
+}
+`
+	s := startCaddy(t, cf, be, "PUBLIC")
+	statusOf := func(r response) string { return r.Header.Get("X-Edge") }
+	u := s.url("PUBLIC", "/min/x")
+	for i, want := range []string{"MISS", "MISS", "HIT"} {
+		r := s.get(t, u)
+		if statusOf(r) != want || r.cacheStatus() != "" {
+			t.Errorf("min_uses request %d: X-Edge %q X-Cache-Status %q, want %s", i+1, statusOf(r), r.cacheStatus(), want)
+		}
+	}
+	if r := s.get(t, u); r.Body != "/min/x v2" {
+		t.Errorf("min_uses stored %q, want the second response", r.Body)
+	}
+
+	g := s.url("PUBLIC", "/get/x")
+	s.get(t, g)
+	if r := s.get(t, g); r.Body != "/get/x v3" || len(r.Header.Values("X-Cache-Status")) != 0 {
+		t.Errorf("status_header off: %q %v", r.Body, r.Header)
+	}
+	s.do(t, http.MethodHead, g)
+	if be.seen()[be.hits()-1].Method != http.MethodHead {
+		t.Error("methods GET: a HEAD was not passed through as HEAD")
+	}
+
+	h := s.url("PUBLIC", "/host/x")
+	expect(t, "tenant 1 zone default", s.get(t, h, "X-Zone", "default", "X-Tenant", "t1"), 200, "MISS", "/host/x v5")
+	expect(t, "tenant 1 again", s.get(t, h+"?q=1", "X-Zone", "default", "X-Tenant", "t1"), 200, "HIT", "/host/x v5")
+	expect(t, "tenant 2", s.get(t, h, "X-Zone", "default", "X-Tenant", "t2"), 200, "MISS", "/host/x v6")
+	expect(t, "tenant 1 zone other", s.get(t, h, "X-Zone", "other", "X-Tenant", "t1"), 200, "MISS", "/host/x v7")
+	if keys, _, _ := activeApp(t).Zone("other").Keys("", "", 10); len(keys) != 1 || keys[0] != "t1/host/x" {
+		t.Errorf("zone other keys %q", keys)
+	}
+	if r := s.get(t, h, "X-Zone", "nowhere"); r.Status != 500 {
+		t.Errorf("undefined zone from a placeholder: status %d, want 500", r.Status)
+	}
+}

@@ -1,0 +1,266 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// backend is a test origin on 127.0.0.1 that records what it was asked.
+type backend struct {
+	*httptest.Server
+	count atomic.Int64
+
+	mu       sync.Mutex
+	requests []seenRequest
+}
+
+type seenRequest struct {
+	Method string
+	URI    string
+	Header http.Header
+	At     time.Time
+}
+
+// newBackend starts a backend answering with handle; n is the request's
+// number at this backend, from 1.
+func newBackend(t testing.TB, handle func(w http.ResponseWriter, r *http.Request, n int64)) *backend {
+	t.Helper()
+	b := &backend{}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := b.count.Add(1)
+		b.mu.Lock()
+		b.requests = append(b.requests, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone(), At: time.Now()})
+		b.mu.Unlock()
+		handle(w, r, n)
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+// hostPort is the backend's address for reverse_proxy.
+func (b *backend) hostPort() string { return strings.TrimPrefix(b.URL, "http://") }
+
+func (b *backend) seen() []seenRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]seenRequest(nil), b.requests...)
+}
+
+func (b *backend) hits() int { return int(b.count.Load()) }
+
+// freePort returns a port of 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// globalOptions makes every test Caddy quiet, local and stateless; zones is
+// the body of the edge_cache global option.
+func globalOptions(zones string) string {
+	return `{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	grace_period 1s
+	log {
+		output discard
+	}
+	edge_cache {
+` + zones + `
+	}
+}
+`
+}
+
+// adapt turns a Caddyfile into JSON config.
+func adapt(t testing.TB, caddyfile string) []byte {
+	t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		if !strings.Contains(w.Message, "fmt") {
+			t.Logf("adapter warning: %s:%d %s", w.File, w.Line, w.Message)
+		}
+	}
+	return cfg
+}
+
+// site is a loaded test Caddy: the ports of its listeners by name.
+type site struct {
+	ports  map[string]int
+	client *http.Client
+}
+
+// startCaddy loads a Caddyfile in which $BACKEND is replaced by the
+// backend's address and each $NAME in names by a free port, and stops
+// Caddy at the end of the test.
+func startCaddy(t testing.TB, caddyfile string, be *backend, names ...string) *site {
+	t.Helper()
+	s := &site{ports: make(map[string]int)}
+	var pairs []string
+	if be != nil {
+		pairs = append(pairs, "$BACKEND", be.hostPort())
+	}
+	for _, n := range names {
+		s.ports[n] = freePort(t)
+		pairs = append(pairs, "$"+n, strconv.Itoa(s.ports[n]))
+	}
+	cfg := adapt(t, strings.NewReplacer(pairs...).Replace(caddyfile))
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v\n%s", err, cfg)
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: 100, DisableCompression: true}
+	s.client = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	t.Cleanup(func() {
+		transport.CloseIdleConnections()
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping Caddy: %v", err)
+		}
+	})
+	return s
+}
+
+func (s *site) url(listener, path string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(s.ports[listener]) + path
+}
+
+// response is what a client got.
+type response struct {
+	Status int
+	Header http.Header
+	Body   string
+	Err    error // reading the body
+}
+
+func (r response) cacheStatus() string { return r.Header.Get("X-Cache-Status") }
+
+// do sends a request and reads the whole response; header is pairs of
+// name, value.
+func (s *site) do(t testing.TB, method, url string, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return response{Status: res.StatusCode, Header: res.Header, Body: string(body), Err: err}
+}
+
+func (s *site) get(t testing.TB, url string, header ...string) response {
+	t.Helper()
+	return s.do(t, http.MethodGet, url, header...)
+}
+
+// expect checks a response's status code, cache status and body.
+func expect(t testing.TB, what string, r response, code int, cacheStatus, body string) {
+	t.Helper()
+	if r.Err != nil {
+		t.Errorf("%s: reading body: %v", what, r.Err)
+	}
+	if r.Status != code {
+		t.Errorf("%s: status %d, want %d", what, r.Status, code)
+	}
+	if got := r.cacheStatus(); got != cacheStatus {
+		t.Errorf("%s: X-Cache-Status %q, want %q", what, got, cacheStatus)
+	}
+	if r.Body != body {
+		t.Errorf("%s: body %q, want %q", what, abbreviate(r.Body), abbreviate(body))
+	}
+}
+
+func abbreviate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…(" + strconv.Itoa(len(s)) + " bytes)"
+	}
+	return s
+}
+
+// activeApp returns the running edge_cache app.
+func activeApp(t testing.TB) *App {
+	t.Helper()
+	a, err := caddy.ActiveContext().App("edge_cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.(*App)
+}
+
+// handlerJSON finds the first edge_cache handler in an adapted config.
+func handlerJSON(t testing.TB, cfg []byte) map[string]any {
+	t.Helper()
+	var found map[string]any
+	var walk func(v any)
+	walk = func(v any) {
+		if found != nil {
+			return
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "edge_cache" {
+				found = v
+				return
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	var root any
+	if err := json.Unmarshal(cfg, &root); err != nil {
+		t.Fatal(err)
+	}
+	walk(root)
+	if found == nil {
+		t.Fatalf("no edge_cache handler in %s", cfg)
+	}
+	return found
+}
+
+// waitUntil polls cond for up to 5 s.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var _ = context.Background
