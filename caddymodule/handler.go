@@ -83,6 +83,7 @@ type Handler struct {
 	backgroundUpdate bool
 	revalidate       bool
 	statusValues     [8][]string
+	statusAny        [8]any // the same, boxed once: Replacer.Set takes an any
 	logger           *zap.Logger
 }
 
@@ -155,6 +156,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	for _, s := range cache.Statuses() {
 		h.statusValues[s] = []string{s.String()}
+		h.statusAny[s] = s.String()
 	}
 	for _, v := range h.Valid {
 		h.policy.Valid = append(h.policy.Valid, cache.ValidRule{Statuses: v.Status, For: time.Duration(v.For)})
@@ -232,7 +234,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	entry, found := zone.Get(key)
 	if found && h.variantMatches(entry, r) {
 		if entry.Fresh(now) {
-			return h.serveEntry(w, r, zone, entry, cache.StatusHit)
+			return h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit)
 		}
 		return h.serveExpired(w, r, next, zone, key, entry, now)
 	}
@@ -337,7 +339,7 @@ func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache
 	if h.StatusHeader != "" {
 		w.Header()[h.StatusHeader] = h.statusValues[s]
 	}
-	repl.Set(statusPlaceholder, h.statusValues[s][0])
+	repl.Set(statusPlaceholder, h.statusAny[s])
 }
 
 // statusPlaceholder carries the cache status to access logs.

@@ -133,6 +133,8 @@ func (m *Maintenance) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 
 	gate := &maintenanceGate{m: m}
 	gw := newGateWriter(w, gate)
+	openGates.Add(1)
+	defer openGates.Add(-1)
 	err := next.ServeHTTP(gw, r.WithContext(context.WithValue(r.Context(), maintenanceGateKey{}, gate)))
 	if gate.claimed.Load() {
 		return err

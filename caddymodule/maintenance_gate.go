@@ -28,10 +28,18 @@ type maintenanceGate struct {
 
 type maintenanceGateKey struct{}
 
+// openGates counts the requests under way that carry a gate.
+var openGates atomic.Int64
+
 // maintenanceGateFrom returns the request's maintenance gate, or nil when
 // maintenance is off or the maintenance handler does not serve cached
 // responses.
 func maintenanceGateFrom(ctx context.Context) *maintenanceGate {
+	if openGates.Load() == 0 {
+		// No request in the process carries a gate: spare every other
+		// request a walk up its context chain.
+		return nil
+	}
 	g, _ := ctx.Value(maintenanceGateKey{}).(*maintenanceGate)
 	return g
 }

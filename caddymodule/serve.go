@@ -14,8 +14,12 @@ import (
 // conditional) copies the stored header slices into the response header map
 // and writes the body in one call: no per-hit copies of headers or body.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
+	return h.serveEntryWith(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), zone, e, status)
+}
+
+// serveEntryWith is serveEntry for a caller that holds the replacer.
+func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
 	zone.Stats.Requests[status].Add(1)
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	hdr := w.Header()
 	for k, v := range e.Header {
 		hdr[k] = v
