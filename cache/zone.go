@@ -328,7 +328,13 @@ func (s *Store) Commit() (*Entry, bool) {
 	var e *Entry
 	switch {
 	case s.inMemory:
-		e = &Entry{Meta: s.meta, Body: s.body}
+		body := s.body
+		if cap(body)-len(body) > len(body)/8 {
+			// A body of unknown length grew by doubling: keep only what
+			// it holds, so the tier's accounting is what memory holds.
+			body = append(make([]byte, 0, len(body)), body...)
+		}
+		e = &Entry{Meta: s.meta, Body: body}
 		if e.Body == nil {
 			e.Body = []byte{}
 		}
