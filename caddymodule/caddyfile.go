@@ -148,8 +148,34 @@ func parseSize(d *caddyfile.Dispenser) (int64, error) {
 
 func parseCaddyfileHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
-	err := handler.UnmarshalCaddyfile(h.Dispenser)
-	return handler, err
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	// A zone named outright must be defined in the global options: say so
+	// here, where the error can carry the line.
+	zone := handler.Zone
+	if zone == "" {
+		zone = "default"
+	}
+	if !strings.Contains(zone, "{") && !globalZoneDefined(h, zone) {
+		h.Dispenser.Reset()
+		h.Dispenser.Next()
+		return nil, h.Errf("zone %q is not defined: define it in the global options (edge_cache { zone %s <size> })", zone, zone)
+	}
+	return handler, nil
+}
+
+func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
+	opt, ok := h.Option("edge_cache").(httpcaddyfile.App)
+	if !ok {
+		return false
+	}
+	var app App
+	if err := json.Unmarshal(opt.Value, &app); err != nil {
+		return false
+	}
+	_, ok = app.Zones[name]
+	return ok
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:

@@ -217,17 +217,22 @@ func validateCaddyfile(t *testing.T, src string) error {
 }
 
 func TestValidateUnknownZone(t *testing.T) {
-	err := validateCaddyfile(t, globalOptions("zone images 1MiB")+`
+	adaptErr := func(src string) error {
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), nil)
+		return err
+	}
+	// In a Caddyfile the error names the line of the edge_cache directive.
+	err := adaptErr(globalOptions("zone images 1MiB") + `
 http://127.0.0.1:1 {
 	edge_cache thumbnails
 	reverse_proxy 127.0.0.1:9
 }
 `)
-	if err == nil || !strings.Contains(err.Error(), `zone "thumbnails" is not defined`) || !strings.Contains(err.Error(), "images") {
+	if err == nil || !strings.Contains(err.Error(), `zone "thumbnails" is not defined`) || !strings.Contains(err.Error(), "Caddyfile:16") {
 		t.Errorf("unknown zone: %v", err)
 	}
 	// No edge_cache global option at all: "default" is not defined either.
-	err = validateCaddyfile(t, `{
+	err = adaptErr(`{
 	admin off
 }
 http://127.0.0.1:1 {
@@ -235,8 +240,19 @@ http://127.0.0.1:1 {
 	reverse_proxy 127.0.0.1:9
 }
 `)
-	if err == nil || !strings.Contains(err.Error(), `zone "default" is not defined`) {
+	if err == nil || !strings.Contains(err.Error(), `zone "default" is not defined`) || !strings.Contains(err.Error(), "Caddyfile:5") {
 		t.Errorf("no zones: %v", err)
+	}
+	// In JSON, provisioning refuses it and lists the zones there are.
+	var cfg caddy.Config
+	raw := `{"apps":{"edge_cache":{"zones":{"images":{"memory":1048576}}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],
+		"routes":[{"handle":[{"handler":"edge_cache","zone":"thumbnails"},{"handler":"static_response"}]}]}}}}}`
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	err = caddy.Validate(&cfg)
+	if err == nil || !strings.Contains(err.Error(), `zone "thumbnails" is not defined`) || !strings.Contains(err.Error(), "images") {
+		t.Errorf("JSON unknown zone: %v", err)
 	}
 	// A zone named by a placeholder is only known per request.
 	if err := validateCaddyfile(t, globalOptions("zone images 1MiB")+`

@@ -16,6 +16,7 @@ import (
 
 const metricsSite = `{
 	admin off
+	persist_config off
 	edge_cache {
 		zone default 16MiB
 	}

@@ -124,6 +124,7 @@ func get(url string, hdr ...string) answer {
 
 const staleSite = `{
 	admin off
+	persist_config off
 	edge_cache {
 		zone default 16MiB
 	}
