@@ -178,3 +178,122 @@ func TestLongTimeoutPort(t *testing.T) {
 		t.Errorf("the public HIT reached a backend")
 	}
 }
+
+// Concurrent misses of one URL make one backend request; the others wait
+// for it (lock on) and are served the same body.
+func TestConcurrentMissesOneBackendRequest(t *testing.T) {
+	e := sharedEdge(t)
+	const uri = "/webgateway/render_image/105/0/0/"
+	const clients = 8
+	type result struct {
+		r   response
+		err error
+	}
+	results := make(chan result, clients)
+	for i := range clients {
+		// Different client addresses: coalescing is the cache's doing, not
+		// one node's connection reuse.
+		ip := clientIPs(clients)[i]
+		go func() {
+			r, err := e.do(ip, e.Public, uri, "X-Demo-Delay", "300ms")
+			results <- result{r, err}
+		}()
+	}
+	var body string
+	for range clients {
+		res := <-results
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if res.r.Status != http.StatusOK {
+			t.Fatalf("status %d", res.r.Status)
+		}
+		if body == "" {
+			body = res.r.Body
+		} else if res.r.Body != body {
+			t.Errorf("concurrent clients got different bodies")
+		}
+	}
+	if n := e.Cluster.Hits(uri); n != 1 {
+		t.Errorf("%d concurrent misses made %d backend requests, want 1", clients, n)
+	}
+}
+
+// HEAD shares the GET entry: a HEAD after a GET is a HIT, and a HEAD first
+// fills the entry for a later GET.
+func TestHeadSharesGetEntry(t *testing.T) {
+	e := sharedEdge(t)
+	head := func(uri string) *http.Response {
+		t.Helper()
+		res, err := e.client("").Head("http://" + e.Public + uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	e.get(t, e.Public, "/api/v0/m/images/106/")
+	if res := head("/api/v0/m/images/106/"); res.StatusCode != http.StatusOK || res.Header.Get("X-Cache-Status") != "HIT" {
+		t.Errorf("HEAD after GET: status %d, X-Cache-Status %q; want 200 HIT", res.StatusCode, res.Header.Get("X-Cache-Status"))
+	}
+	if res := head("/api/v0/m/images/107/"); res.StatusCode != http.StatusOK || res.Header.Get("X-Cache-Status") != "MISS" {
+		t.Errorf("first HEAD: status %d, X-Cache-Status %q; want 200 MISS", res.StatusCode, res.Header.Get("X-Cache-Status"))
+	}
+	if r := e.get(t, e.Public, "/api/v0/m/images/107/"); r.Header.Get("X-Cache-Status") != "HIT" || !strings.Contains(r.Body, `"@id":107`) {
+		t.Errorf("GET after HEAD: X-Cache-Status %q, body %q; want a HIT with the whole body", r.Header.Get("X-Cache-Status"), r.Body)
+	}
+	if n := e.Cluster.Hits("/api/v0/m/images/107/"); n != 1 {
+		t.Errorf("HEAD then GET made %d backend requests, want 1", n)
+	}
+}
+
+// The zones' disk tier outlives the process: a new process on the same
+// cache folder, against other backends, serves what the first stored.
+func TestCacheSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	uris := []string{"/webgateway/render_thumbnail/108/", "/webclient/metadata_details/108/", "/static/webgateway/css/app-108.css"}
+
+	first := newEdge(t, edgeConfig{Dir: dir})
+	bodies := make(map[string]string)
+	for _, uri := range uris {
+		r := first.get(t, first.Public, uri)
+		if r.Header.Get("X-Cache-Status") != "MISS" {
+			t.Fatalf("GET %s: X-Cache-Status %q, want MISS", uri, r.Header.Get("X-Cache-Status"))
+		}
+		bodies[uri] = r.Body
+	}
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := newEdge(t, edgeConfig{Dir: dir})
+	for _, uri := range uris {
+		r := second.get(t, second.Public, uri)
+		if r.Status != http.StatusOK || r.Header.Get("X-Cache-Status") != "HIT" || r.Body != bodies[uri] {
+			t.Errorf("GET %s after a restart: status %d, X-Cache-Status %q; want 200 HIT with the stored body",
+				uri, r.Status, r.Header.Get("X-Cache-Status"))
+		}
+		if n := second.Cluster.Hits(uri); n != 0 {
+			t.Errorf("GET %s after a restart reached a backend", uri)
+		}
+	}
+}
+
+// A refresh that the backend answers with an error stores nothing: the
+// public port keeps serving the good entry.
+func TestFailedRefreshKeepsEntry(t *testing.T) {
+	e := sharedEdge(t)
+	const uri = "/webclient/metadata_details/109/"
+	good := e.get(t, e.Public, uri)
+	if good.Status != http.StatusOK || good.Header.Get("X-Cache-Status") != "MISS" {
+		t.Fatalf("first GET: status %d, X-Cache-Status %q", good.Status, good.Header.Get("X-Cache-Status"))
+	}
+	if r := e.get(t, e.Refresh, uri, "X-Demo-Status", "500"); r.Status != http.StatusInternalServerError {
+		t.Fatalf("refresh GET with a failing backend: status %d, want the backend's 500", r.Status)
+	}
+	if r := e.get(t, e.Public, uri); r.Status != http.StatusOK || r.Header.Get("X-Cache-Status") != "HIT" || r.Body != good.Body {
+		t.Errorf("public GET after a failed refresh: status %d, X-Cache-Status %q; want 200 HIT with the good body",
+			r.Status, r.Header.Get("X-Cache-Status"))
+	}
+}

@@ -3,7 +3,6 @@ package production_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,6 +55,9 @@ type edge struct {
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by local address ("" for the default)
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // The environment variables Caddyfile.example reads; the test sets every
@@ -206,8 +208,14 @@ func processEnv(env map[string]string) []string {
 }
 
 // stop stops the process (SIGTERM, then SIGKILL after 10 s) and the OMERO
-// nodes. It reports a process that did not exit cleanly on SIGTERM.
+// nodes. It reports a process that did not exit cleanly on SIGTERM. Calls
+// after the first return the first's result.
 func (e *edge) stop() error {
+	e.stopOnce.Do(func() { e.stopErr = e.doStop() })
+	return e.stopErr
+}
+
+func (e *edge) doStop() error {
 	var errs []error
 	if e.cmd != nil && e.cmd.Process != nil {
 		e.mu.Lock()
@@ -453,11 +461,4 @@ func eventually(t *testing.T, within time.Duration, check func() string) time.Du
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// withTimeout is a context for a bounded step of a test.
-func withTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -4,12 +4,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -197,5 +199,49 @@ func TestValidateCaddyfileExample(t *testing.T) {
 	}
 	if out, err := validate(broken); err == nil {
 		t.Errorf("edgecache validate accepted a Caddyfile with `valid 200 one-day`:\n%s", out)
+	}
+}
+
+// The headers OMERO.web expects from its proxy reach the backend: Host,
+// X-Real-IP, X-Forwarded-For and the scheme in X-Forwarded-Proto-Omero-Web.
+func TestHeadersToBackend(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	received := make(map[string]http.Header) // by X-Test-Request
+	recorder := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		mu.Lock()
+		received[r.Header.Get(headerTestID)] = h
+		mu.Unlock()
+		w.Write([]byte("recorded\n"))
+	}))
+	t.Cleanup(recorder.Close)
+	e := newEdge(t, edgeConfig{Env: map[string]string{
+		"OMERO_READONLY":  strings.TrimPrefix(recorder.URL, "http://"),
+		"OMERO_READWRITE": strings.TrimPrefix(recorder.URL, "http://"),
+	}})
+	const client = "127.0.0.9"
+	for _, addr := range []string{e.Public, e.Long} {
+		r := e.getFrom(t, client, addr, "/webclient/")
+		if r.Status != http.StatusOK || r.Body != "recorded\n" {
+			t.Fatalf("GET via %s: status %d, body %q", addr, r.Status, r.Body)
+		}
+		mu.Lock()
+		h := received[r.ID]
+		mu.Unlock()
+		if h == nil {
+			t.Fatalf("GET via %s: the backend did not receive it", addr)
+		}
+		for name, want := range map[string]string{
+			"Host":                        addr,
+			"X-Real-Ip":                   client,
+			"X-Forwarded-For":             client,
+			"X-Forwarded-Proto-Omero-Web": "http",
+		} {
+			if h.Get(name) != want {
+				t.Errorf("via %s: the backend got %s %q, want %q", addr, name, h.Get(name), want)
+			}
+		}
 	}
 }
