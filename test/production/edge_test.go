@@ -1,0 +1,464 @@
+package production_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgecache/edgecache/internal/omerodemo"
+)
+
+// edgeConfig says how to run one instance.
+type edgeConfig struct {
+	// ReadOnly is the number of read-only OMERO nodes (default 2).
+	ReadOnly int
+	// Dir is the instance's folder: cache, flag file, Caddy's data and the
+	// log. Created if missing.
+	Dir string
+	// Caddyfile is the config to run; default the repository's
+	// Caddyfile.example.
+	Caddyfile string
+	// Env adds or overrides environment variables of the process.
+	Env map[string]string
+}
+
+// edge is a running edgecache process with its OMERO nodes.
+type edge struct {
+	Cluster *omerodemo.Cluster
+	// Public, Refresh, Long and Admin are the host:port of the public
+	// site, the cache buster, the long-timeout port and Caddy's admin
+	// endpoint.
+	Public, Refresh, Long, Admin string
+	// Flag is the maintenance flag file (absent at start).
+	Flag string
+
+	cmd     *exec.Cmd
+	logPath string
+	logFile *os.File
+	exited  chan struct{}
+	waitErr error
+
+	mu      sync.Mutex
+	clients map[string]*http.Client // by local address ("" for the default)
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// The environment variables Caddyfile.example reads; the test sets every
+// one of them (or removes it) so that the caller's environment cannot leak
+// into the instance.
+var caddyfileEnv = []string{
+	"EDGECACHE_PUBLIC", "EDGECACHE_PUBLIC_BIND", "EDGECACHE_PRIVATE_BIND",
+	"EDGECACHE_REFRESH_PORT", "EDGECACHE_LONG_PORT", "EDGECACHE_ADMIN",
+	"OMERO_READONLY", "OMERO_READONLY_TIMEOUT", "OMERO_READWRITE",
+	"EDGECACHE_WWW", "EDGECACHE_MAINTENANCE_FLAG", "EDGECACHE_CACHE_DIR",
+	"XDG_DATA_HOME", "XDG_CONFIG_HOME",
+}
+
+// newEdge starts an instance for one test and stops it when the test ends,
+// showing its log if the test failed.
+func newEdge(t *testing.T, cfg edgeConfig) *edge {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	e, err := startEdge(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("edgecache log (last lines):\n%s", e.logTail(0, 80))
+		}
+	})
+	return e
+}
+
+// startEdge starts the OMERO nodes and `edgecache run` with the Caddyfile,
+// and waits until every listener answers.
+func startEdge(cfg edgeConfig) (_ *edge, err error) {
+	if cfg.ReadOnly == 0 {
+		cfg.ReadOnly = 2
+	}
+	if cfg.Caddyfile == "" {
+		cfg.Caddyfile = filepath.Join(repoRoot, "Caddyfile.example")
+	}
+	for _, sub := range []string{"cache", "data", "config"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
+
+	e := &edge{
+		Flag:    filepath.Join(cfg.Dir, "omero-maintenance.flag"),
+		logPath: filepath.Join(cfg.Dir, "edgecache.log"),
+		exited:  make(chan struct{}),
+		clients: make(map[string]*http.Client),
+	}
+	defer func() {
+		if err != nil {
+			e.stop()
+		}
+	}()
+	if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	e.Public, e.Refresh, e.Long, e.Admin = ports[0], ports[1], ports[2], ports[3]
+
+	env := map[string]string{
+		"EDGECACHE_PUBLIC":           "http://" + e.Public,
+		"EDGECACHE_PUBLIC_BIND":      "127.0.0.1",
+		"EDGECACHE_REFRESH_PORT":     port(e.Refresh),
+		"EDGECACHE_LONG_PORT":        port(e.Long),
+		"EDGECACHE_ADMIN":            e.Admin,
+		"OMERO_READONLY":             strings.Join(e.Cluster.ReadOnlyAddrs(), " "),
+		"OMERO_READWRITE":            e.Cluster.ReadWrite.Addr,
+		"EDGECACHE_WWW":              filepath.Join(repoRoot, "www"),
+		"EDGECACHE_MAINTENANCE_FLAG": e.Flag,
+		"EDGECACHE_CACHE_DIR":        filepath.Join(cfg.Dir, "cache"),
+		// Caddy's autosaved config and certificate storage stay here.
+		"XDG_DATA_HOME":   filepath.Join(cfg.Dir, "data"),
+		"XDG_CONFIG_HOME": filepath.Join(cfg.Dir, "config"),
+	}
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+
+	if e.logFile, err = os.Create(e.logPath); err != nil {
+		return nil, err
+	}
+	e.cmd = exec.Command(binary, "run", "--config", cfg.Caddyfile, "--adapter", "caddyfile")
+	e.cmd.Dir = cfg.Dir
+	e.cmd.Env = processEnv(env)
+	e.cmd.Stdout = e.logFile
+	e.cmd.Stderr = e.logFile
+	if err := e.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		e.waitErr = e.cmd.Wait()
+		close(e.exited)
+	}()
+
+	deadline := time.Now().Add(15 * time.Second)
+	for _, addr := range []string{e.Public, e.Refresh, e.Long, e.Admin} {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-e.exited:
+				return nil, fmt.Errorf("edgecache exited before listening on %s (%v):\n%s", addr, e.waitErr, e.logTail(0, 40))
+			default:
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("edgecache does not listen on %s after 15s:\n%s", addr, e.logTail(0, 40))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return e, nil
+}
+
+// processEnv is this process's environment without the variables of
+// Caddyfile.example, plus env.
+func processEnv(env map[string]string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, v := range caddyfileEnv {
+			if name == v {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// stop stops the process (SIGTERM, then SIGKILL after 10 s) and the OMERO
+// nodes. It reports a process that did not exit cleanly on SIGTERM. Calls
+// after the first return the first's result.
+func (e *edge) stop() error {
+	e.stopOnce.Do(func() { e.stopErr = e.doStop() })
+	return e.stopErr
+}
+
+func (e *edge) doStop() error {
+	var errs []error
+	if e.cmd != nil && e.cmd.Process != nil {
+		e.mu.Lock()
+		for _, c := range e.clients {
+			c.CloseIdleConnections()
+		}
+		e.mu.Unlock()
+		select {
+		case <-e.exited:
+			errs = append(errs, fmt.Errorf("edgecache exited early: %v", e.waitErr))
+		default:
+			e.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-e.exited:
+				if e.waitErr != nil {
+					errs = append(errs, fmt.Errorf("edgecache on SIGTERM: %v", e.waitErr))
+				}
+			case <-time.After(10 * time.Second):
+				e.cmd.Process.Kill()
+				<-e.exited
+				errs = append(errs, errors.New("edgecache did not stop within 10s of SIGTERM; killed"))
+			}
+		}
+	}
+	if e.logFile != nil {
+		e.logFile.Close()
+	}
+	if e.Cluster != nil {
+		e.Cluster.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// freePorts returns n distinct free host:port addresses of 127.0.0.1.
+func freePorts(n int) ([]string, error) {
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
+}
+
+func port(hostport string) string {
+	_, p, _ := net.SplitHostPort(hostport)
+	return p
+}
+
+// logSize returns the current size of the log, for logTail.
+func (e *edge) logSize() int64 {
+	fi, err := os.Stat(e.logPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// logTail returns the last n lines the process logged after offset from.
+func (e *edge) logTail(from int64, n int) string {
+	b, err := os.ReadFile(e.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	if from < int64(len(b)) {
+		b = b[from:]
+	} else {
+		b = nil
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// response is a finished request.
+type response struct {
+	Status int
+	Header http.Header
+	Body   string
+	// ID is the X-Test-Request header sent, to find the access log line.
+	ID string
+}
+
+var requestSeq atomic.Int64
+
+// headerTestID tags each request so that its access log line can be found.
+const headerTestID = "X-Test-Request"
+
+// get sends a GET to addr (host:port) for uri, from the default client
+// address 127.0.0.1, with the extra headers given as name, value pairs.
+// Redirects are not followed.
+func (e *edge) get(t *testing.T, addr, uri string, header ...string) response {
+	t.Helper()
+	return e.getFrom(t, "", addr, uri, header...)
+}
+
+// getFrom is get from the local address localIP (any 127.x.y.z: Linux
+// routes all of 127/8 to the loopback interface), so that the proxy sees a
+// different client address.
+func (e *edge) getFrom(t *testing.T, localIP, addr, uri string, header ...string) response {
+	t.Helper()
+	resp, err := e.do(localIP, addr, uri, header...)
+	if err != nil {
+		t.Fatalf("GET http://%s%s: %v", addr, uri, err)
+	}
+	return resp
+}
+
+func (e *edge) do(localIP, addr, uri string, header ...string) (response, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+uri, nil)
+	if err != nil {
+		return response{}, err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	id := strconv.FormatInt(requestSeq.Add(1), 10)
+	req.Header.Set(headerTestID, id)
+	res, err := e.client(localIP).Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("reading the body: %w", err)
+	}
+	return response{Status: res.StatusCode, Header: res.Header, Body: string(body), ID: id}, nil
+}
+
+// client returns the instance's HTTP client from localIP ("" for the
+// system's choice).
+func (e *edge) client(localIP string) *http.Client {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.clients[localIP]; c != nil {
+		return c
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if localIP != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
+	}
+	c := &http.Client{
+		Transport: &http.Transport{DialContext: dialer.DialContext, DisableCompression: true},
+		Timeout:   30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	e.clients[localIP] = c
+	return c
+}
+
+// nodeAddr returns the host:port of the OMERO node named name.
+func (e *edge) nodeAddr(name string) string {
+	for _, n := range e.Cluster.Nodes() {
+		if n.Node() == name {
+			return n.Addr
+		}
+	}
+	return ""
+}
+
+// accessEntry is the part of a Caddy access log line the tests read.
+type accessEntry struct {
+	Logger  string `json:"logger"`
+	Request struct {
+		URI     string      `json:"uri"`
+		Host    string      `json:"host"`
+		Headers http.Header `json:"headers"`
+	} `json:"request"`
+	Status int `json:"status"`
+	// Appended by Caddyfile.example's access_log snippet; null when the
+	// placeholder has no value.
+	CacheStatus *string `json:"cache_status"`
+	Upstream    *string `json:"upstream"`
+}
+
+// accessLog returns the access log line of the request, waiting for it
+// briefly: Caddy writes it after the response.
+func (e *edge) accessLog(t *testing.T, r response) accessEntry {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if entry, ok := e.findAccess(r.ID); ok {
+			return entry
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log line for request %s within 3s", r.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *edge) findAccess(id string) (accessEntry, bool) {
+	b, err := os.ReadFile(e.logPath)
+	if err != nil {
+		return accessEntry{}, false
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"http.log.access`)) {
+			continue
+		}
+		var entry accessEntry
+		if json.Unmarshal(line, &entry) != nil {
+			continue
+		}
+		if entry.Request.Headers.Get(headerTestID) == id {
+			return entry, true
+		}
+	}
+	return accessEntry{}, false
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<null>"
+	}
+	return *s
+}
+
+// eventually retries check every 50 ms until it returns "" or within has
+// passed; it returns how long that took, or fails the test with the last
+// message.
+func eventually(t *testing.T, within time.Duration, check func() string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		msg := check()
+		if msg == "" {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("after %s: %s", within, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
