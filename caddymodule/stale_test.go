@@ -274,3 +274,65 @@ func TestRevalidate(t *testing.T) {
 		t.Fatalf("after revalidation: %+v", a)
 	}
 }
+
+// TestBackendStaleDirectives: with Cache-Control honoured and no use_stale,
+// the backend's stale-if-error and stale-while-revalidate windows decide.
+func TestBackendStaleDirectives(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("ok")
+	var version atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case mode.Load() == "503":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case r.URL.Path == "/sie":
+			w.Header().Set("Cache-Control", "max-age=1, stale-if-error=60")
+			fmt.Fprintf(w, "v%d", version.Load())
+		case r.URL.Path == "/swr":
+			w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=60")
+			fmt.Fprintf(w, "v%d", version.Load())
+		case r.URL.Path == "/plain":
+			w.Header().Set("Cache-Control", "max-age=1")
+			fmt.Fprintf(w, "v%d", version.Load())
+		}
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, `{
+	admin off
+	persist_config off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	edge_cache {
+		background_update on
+	}
+	reverse_proxy {BACKEND}
+}`, srv.URL)
+	for _, p := range []string{"/sie", "/swr", "/plain"} {
+		if a := get(base + p); a.status != "MISS" {
+			t.Fatalf("%s: %+v", p, a)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	mode.Store("503")
+	if a := get(base + "/sie"); a.status != "STALE" || a.body != "v0" {
+		t.Errorf("stale-if-error window, backend 503: %+v", a)
+	}
+	if a := get(base + "/plain"); a.code != 503 {
+		t.Errorf("no stale window, backend 503: %+v, want the 503", a)
+	}
+	mode.Store("ok")
+	version.Add(1)
+	if a := get(base + "/swr"); a.status != "STALE" || a.body != "v0" {
+		t.Errorf("stale-while-revalidate window with background_update: %+v", a)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for a := get(base + "/swr"); a.body != "v1"; a = get(base + "/swr") {
+		if time.Now().After(deadline) {
+			t.Fatalf("background update never landed: %+v", a)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
