@@ -120,6 +120,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.zones[name] = val.(pooledZone).Zone
 		a.logger.Debug("zone ready", zap.String("zone", name), zap.Bool("reused", loaded))
 	}
+	var total int64
+	for _, zc := range a.Zones {
+		total += zc.Memory
+	}
+	applyMemoryLimit(total, a.logger)
 	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
