@@ -50,7 +50,18 @@ func fill(tb testing.TB, p *proxy, site string, paths []string, want func(path s
 	}
 }
 
+// objectBody is the body objects serves for path, computed once.
 func objectBody(path string) []byte {
+	if b, ok := objectBodies.Load(path); ok {
+		return b.([]byte)
+	}
+	b, _ := objectBodies.LoadOrStore(path, makeObjectBody(path))
+	return b.([]byte)
+}
+
+var objectBodies sync.Map
+
+func makeObjectBody(path string) []byte {
 	var size int
 	var name string
 	fmt.Sscanf(strings.ReplaceAll(path, "/", " "), " obj %d %s", &size, &name)
