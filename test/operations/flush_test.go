@@ -15,42 +15,34 @@ import (
 	"time"
 )
 
-// hammering is readers requesting paths in a loop.
+// hammering is readers requesting URLs in a loop.
 type hammering struct {
 	mu       sync.Mutex
 	failures []string
 	done     atomic.Bool
 	wg       sync.WaitGroup
 	answers  atomic.Int64
-	paths    int
+	urls     int
 }
 
 const hammerers = 4
 
-// hammer requests paths in a loop from a few goroutines, each going through
-// the paths in order, until stop.
-func hammer(p *proxy, site string, paths []string) *hammering {
-	h := &hammering{paths: len(paths)}
-	failures, done, wg, answers, mu := &h.failures, &h.done, &h.wg, &h.answers, &h.mu
+// hammer requests urls in a loop from a few goroutines, each going through
+// them in order, until stop. check judges each answer (err is a transport
+// error or a body cut short) and returns a failure, or "".
+func hammer(p *proxy, urls []string, check func(url string, start time.Time, r result, err error) string) *hammering {
+	h := &hammering{urls: len(urls)}
 	for g := range hammerers {
-		wg.Go(func() {
-			for i := g; !done.Load(); i++ {
-				path := paths[i%len(paths)]
-				r, err := p.get(site + path)
-				answers.Add(1)
-				msg := ""
-				switch {
-				case err != nil:
-					msg = err.Error()
-				case r.status != http.StatusOK:
-					msg = fmt.Sprintf("GET %s: status %d (%s)", path, r.status, r.cache)
-				case !bytes.Equal(r.body, objectBody(path)):
-					msg = fmt.Sprintf("GET %s: wrong body (%s, %d bytes)", path, r.cache, len(r.body))
-				}
-				if msg != "" {
-					mu.Lock()
-					*failures = append(*failures, msg)
-					mu.Unlock()
+		h.wg.Go(func() {
+			for i := g; !h.done.Load(); i++ {
+				url := urls[i%len(urls)]
+				start := time.Now()
+				r, err := p.get(url)
+				h.answers.Add(1)
+				if msg := check(url, start, r, err); msg != "" {
+					h.mu.Lock()
+					h.failures = append(h.failures, msg)
+					h.mu.Unlock()
 				}
 			}
 		})
@@ -58,30 +50,54 @@ func hammer(p *proxy, site string, paths []string) *hammering {
 	return h
 }
 
-// rounds waits until every path has been requested at least n more times.
+// checkObject wants a 200 with the body of objects.
+func checkObject(site string) func(url string, _ time.Time, r result, err error) string {
+	return func(url string, _ time.Time, r result, err error) string {
+		path := strings.TrimPrefix(url, site)
+		switch {
+		case err != nil:
+			return err.Error()
+		case r.status != http.StatusOK:
+			return fmt.Sprintf("GET %s: status %d (%s)", path, r.status, r.cache)
+		case !bytes.Equal(r.body, objectBody(path)):
+			return fmt.Sprintf("GET %s: wrong body (%s, %d bytes)", path, r.cache, len(r.body))
+		}
+		return ""
+	}
+}
+
+// rounds waits until every URL has been requested at least n more times.
 func (h *hammering) rounds(tb testing.TB, n int) {
 	tb.Helper()
-	// Each reader goes through the paths in order: once hammerers times
-	// the paths are answered, one reader went through all of them.
-	target := h.answers.Load() + int64(n*hammerers*h.paths)
+	// Each reader goes through the URLs in order: once hammerers times
+	// the URLs are answered, one reader went through all of them.
+	target := h.answers.Load() + int64(n*hammerers*h.urls)
 	deadline := time.Now().Add(30 * time.Second)
 	for h.answers.Load() < target {
 		if time.Now().After(deadline) {
 			tb.Fatalf("the readers answered %d of %d requests in 30s", h.answers.Load(), target)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-// stop ends the readers and returns every failure seen: a transport error,
-// a body cut short, a status other than 200 or a wrong body.
+// takeFailures returns the failures seen so far and forgets them.
+func (h *hammering) takeFailures() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f := h.failures
+	h.failures = nil
+	return f
+}
+
+// stop ends the readers and returns the failures not yet taken.
 func (h *hammering) stop() []string {
 	h.done.Store(true)
 	h.wg.Wait()
 	if h.answers.Load() == 0 {
 		return []string{"no request was answered"}
 	}
-	return h.failures
+	return h.takeFailures()
 }
 
 // flushPaths are the objects of the flush tests: some small enough for the
@@ -127,7 +143,11 @@ func TestFullFlushWhileRunning(t *testing.T) {
 	fill(t, s.proxy, s.site, all, objectBody)
 
 	// rm -rf <zone>/*, a few times, with readers hammering every key.
-	readers := hammer(s.proxy, s.site, all)
+	urls := make([]string, len(all))
+	for i, path := range all {
+		urls[i] = s.site + path
+	}
+	readers := hammer(s.proxy, urls, checkObject(s.site))
 	readers.rounds(t, 1)
 	const flushes = 10
 	for range flushes {
