@@ -304,8 +304,13 @@ func TestPurgeWhilePromoting(t *testing.T) {
 	for i := range 40 {
 		urls = append(urls, fmt.Sprintf("%s/k%d-60000", site, i))
 	}
-	var version atomic.Int64 // the version each purge requires once it returned
-	var returned atomic.Int64
+	// The last purge: when it returned, and the version it requires since.
+	type purgeDone struct {
+		returned time.Time
+		version  int64
+	}
+	var last atomic.Pointer[purgeDone]
+	last.Store(&purgeDone{})
 	readers := hammer(p, urls, func(url string, start time.Time, r result, err error) string {
 		if err != nil {
 			return err.Error()
@@ -315,8 +320,8 @@ func TestPurgeWhilePromoting(t *testing.T) {
 			return fmt.Sprintf("GET %s: status %d, body %.60q", url, r.status, r.body)
 		}
 		v, _ := strconv.ParseInt(string(m[2]), 10, 64)
-		if start.UnixNano() > returned.Load() && v < version.Load() {
-			return fmt.Sprintf("GET %s answered v%d (%s) after the purge for v%d returned", url, v, r.cache, version.Load())
+		if l := last.Load(); start.After(l.returned) && v < l.version {
+			return fmt.Sprintf("GET %s answered v%d (%s) after the purge for v%d returned", url, v, r.cache, l.version)
 		}
 		return ""
 	})
@@ -326,8 +331,7 @@ func TestPurgeWhilePromoting(t *testing.T) {
 		b.settle(t, readers)
 		v := b.version.Add(1)
 		doPurge(t, adminAddr, purgeCase{name: "zone churn", api: &purgeBody{Zone: "churn", All: true}})
-		returned.Store(time.Now().UnixNano())
-		version.Store(v)
+		last.Store(&purgeDone{returned: time.Now(), version: v})
 		readers.rounds(t, 1)
 		if f := readers.takeFailures(); len(f) > 0 {
 			t.Fatalf("purge %d: %d stale answers, first: %s", i, len(f), f[0])
