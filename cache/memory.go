@@ -77,15 +77,28 @@ func entryCost(e *Entry) int64 {
 }
 
 func (m *memoryTier) get(key string) (*Entry, bool) {
+	e, recent, ok := m.lookup(key)
+	if recent {
+		m.readmit(e)
+	}
+	return e, ok
+}
+
+// lookup is get without offering an entry found in the recent FIFO to
+// ristretto again (recent reports it): the caller decides, with readmit.
+func (m *memoryTier) lookup(key string) (e *Entry, recent, ok bool) {
 	if e, ok := m.items.Get(key); ok {
-		return e, true
+		return e, false, true
 	}
 	if e, ok := m.recent.get(key); ok {
-		m.add(e, entryCost(e)) // earn a place by use, as TinyLFU intends
-		return e, true
+		return e, true, true
 	}
-	return nil, false
+	return nil, false, false
 }
+
+// readmit offers an entry of the recent FIFO to ristretto: it earns a place
+// by use, as TinyLFU intends.
+func (m *memoryTier) readmit(e *Entry) { m.add(e, entryCost(e)) }
 
 // set stores e, replacing any entry of its key. It reports false when the
 // entry is too large for this tier.

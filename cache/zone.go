@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,15 @@ type Zone struct {
 	flights flightGroup
 	uses    useCounter
 	Stats   Stats
+
+	// A promotion to memory (from disk, or from the recent FIFO to
+	// ristretto) must not land after a purge of what it read. A promotion
+	// notes purgeGen before it reads, and stores, under promoteMu's read
+	// lock, only if no purge is under way (purging) and none ended since
+	// (each one bumps purgeGen when it ends).
+	promoteMu sync.RWMutex
+	purging   int
+	purgeGen  atomic.Uint64
 }
 
 // NewZone makes a zone from its configuration.
@@ -85,7 +95,15 @@ func (z *Zone) Name() string { return z.name }
 // disk that fits the hot tier is promoted to it; a larger one is returned
 // with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
-	if e, ok := z.mem.get(key); ok {
+	gen := z.purgeGen.Load()
+	if e, recent, ok := z.mem.lookup(key); ok {
+		if recent {
+			z.promoteMu.RLock()
+			if z.mayPromote(gen) {
+				z.mem.readmit(e)
+			}
+			z.promoteMu.RUnlock()
+		}
 		return e, true
 	}
 	if z.disk == nil {
@@ -110,9 +128,33 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 		return nil, false
 	}
 	hot := &Entry{Meta: e.Meta, Body: body}
-	z.keys.add(key)
-	z.mem.set(hot)
+	z.promoteMu.RLock()
+	if z.mayPromote(gen) {
+		z.keys.add(key)
+		z.mem.set(hot)
+	}
+	z.promoteMu.RUnlock()
 	return hot, true
+}
+
+// mayPromote reports, under promoteMu's read lock, whether an entry read
+// when purgeGen was gen may be stored in memory.
+func (z *Zone) mayPromote(gen uint64) bool {
+	return z.purging == 0 && z.purgeGen.Load() == gen
+}
+
+// beginPurge stops promotions until the purge ends (the returned function)
+// and refuses, after it, those of entries read before or during it.
+func (z *Zone) beginPurge() (end func()) {
+	z.promoteMu.Lock()
+	z.purging++
+	z.promoteMu.Unlock()
+	return func() {
+		z.promoteMu.Lock()
+		z.purging--
+		z.purgeGen.Add(1)
+		z.promoteMu.Unlock()
+	}
 }
 
 // Len is the number of keys the zone holds.
@@ -120,7 +162,8 @@ func (z *Zone) Len() int { return z.keys.len() }
 
 // Purge removes one key and reports whether the zone knew it.
 func (z *Zone) Purge(key string) bool {
-	_, known := z.mem.get(key)
+	defer z.beginPurge()()
+	_, _, known := z.mem.lookup(key)
 	z.mem.del(key)
 	if z.disk != nil {
 		if err := z.disk.Delete(key); err == nil {
@@ -139,6 +182,7 @@ func (z *Zone) PurgePrefix(prefix string) (int, error) {
 	if !z.IndexReady() {
 		return 0, ErrIndexLoading
 	}
+	defer z.beginPurge()()
 	keys := z.keys.withPrefix(prefix)
 	for _, k := range keys {
 		z.mem.del(k)
@@ -153,6 +197,7 @@ func (z *Zone) PurgePrefix(prefix string) (int, error) {
 
 // PurgeAll empties the zone and returns how many keys it held.
 func (z *Zone) PurgeAll() (int, error) {
+	defer z.beginPurge()()
 	n := len(z.keys.clear())
 	z.mem.clear()
 	if z.disk != nil {
