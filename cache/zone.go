@@ -288,13 +288,14 @@ type Store struct {
 	body     []byte
 	file     *DiskWriter
 	n        int64
-	inMemory bool // still buffering for the hot tier
+	inMemory bool   // still buffering for the hot tier
+	gen      uint64 // purge generation at the start: a purge since voids the store
 }
 
 // BeginStore starts storing a response. meta.BodySize is the announced
 // length, or -1 when the backend did not announce one.
 func (z *Zone) BeginStore(meta Meta) *Store {
-	s := &Store{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry}
+	s := &Store{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: z.purgeGen.Load()}
 	if s.inMemory && meta.BodySize >= 0 {
 		s.body = make([]byte, 0, meta.BodySize)
 	}
@@ -350,15 +351,20 @@ func (s *Store) Commit() (*Entry, bool) {
 		h = make(http.Header, 1)
 		s.meta.Header = h
 	}
-	if h == nil {
-		h = make(http.Header, 1)
-		s.meta.Header = h
-	}
 	h["Content-Length"] = []string{strconv.FormatInt(s.n, 10)}
 	for k, v := range h {
 		h[k] = v[:len(v):len(v)]
 	}
 	z := s.zone
+	// A response fetched while a purge ran may be what the purge removed:
+	// it is not stored (nginx would store it; a purge here is final).
+	z.promoteMu.RLock()
+	defer z.promoteMu.RUnlock()
+	if !z.mayPromote(s.gen) {
+		z.Stats.CountSkip("purged")
+		s.Abort()
+		return nil, false
+	}
 	var onDisk *Entry
 	if s.file != nil {
 		e, err := s.file.Commit()
@@ -430,7 +436,13 @@ type Revalidation struct {
 	Header   http.Header // the 304's headers that replace stored ones
 	Decision Decision
 	At       time.Time
+	// PurgeGen is PurgeGeneration() from before the backend was asked: a
+	// purge since then wins over the revalidation.
+	PurgeGen uint64
 }
+
+// PurgeGeneration changes whenever a purge ends; see Revalidation.
+func (z *Zone) PurgeGeneration() uint64 { return z.purgeGen.Load() }
 
 // Revalidate stores a copy of old with the new validity and headers, sharing
 // its body, and returns it.
@@ -444,6 +456,11 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 	e.ValidUntil = rv.Decision.ValidUntil
 	e.StaleWhileRevalidate = rv.Decision.StaleWhileRevalidate
 	e.StaleIfError = rv.Decision.StaleIfError
+	z.promoteMu.RLock()
+	defer z.promoteMu.RUnlock()
+	if !z.mayPromote(rv.PurgeGen) {
+		return e // served to this client, not stored
+	}
 	z.keys.add(e.Key)
 	if z.disk != nil {
 		z.rewriteOnDisk(old, e)

@@ -373,3 +373,23 @@ func BenchmarkZoneGet(b *testing.B) {
 		}
 	})
 }
+
+// TestStoreBegunBeforePurgeIsDropped: a response fetched while a purge ran
+// may be what the purge removed, so it is not stored.
+func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
+	z := newTestZone(t, 64<<20, 0)
+	s := z.BeginStore(testMeta("/a", 3))
+	s.Write([]byte("old"))
+	z.Purge("/a")
+	if _, ok := s.Commit(); ok {
+		t.Error("a store begun before a purge was committed")
+	}
+	if _, ok := z.Get("/a"); ok {
+		t.Error("the purged key is served")
+	}
+	s = z.BeginStore(testMeta("/a", 3))
+	s.Write([]byte("new"))
+	if _, ok := s.Commit(); !ok {
+		t.Error("a store begun after the purge was refused")
+	}
+}

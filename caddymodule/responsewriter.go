@@ -16,13 +16,14 @@ import (
 // every body write goes to the client and into the store at once, so large
 // bodies stream with bounded memory and nothing is buffered for the client.
 type captureWriter struct {
-	rw     http.ResponseWriter
-	h      *Handler
-	client *http.Request
-	repl   *caddy.Replacer
-	zone   *cache.Zone
-	job    fetchJob
-	before http.Header // header entries set before the backend answered (not the backend's)
+	rw       http.ResponseWriter
+	h        *Handler
+	client   *http.Request
+	repl     *caddy.Replacer
+	zone     *cache.Zone
+	job      fetchJob
+	before   http.Header // header entries set before the backend answered (not the backend's)
+	purgeGen uint64      // the zone's purge generation before the backend was asked
 
 	wroteHeader bool
 	// swallowed: the backend's answer is replaced by the stale entry.
@@ -38,7 +39,7 @@ type captureWriter struct {
 func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
 	cw := &captureWriter{
 		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
-		headOnly: r.Method == http.MethodHead,
+		headOnly: r.Method == http.MethodHead, purgeGen: job.zone.PurgeGeneration(),
 	}
 	if job.store || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
@@ -69,7 +70,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		if code == http.StatusNotModified && cw.h.revalidate {
 			d := cw.h.policy.Decide(stale.Status, hdr, now)
 			if d.Store {
-				cw.revalidated = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now}
+				cw.revalidated = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
 			}
 			cw.swallowed = true
 			cw.discardHeader(hdr)
