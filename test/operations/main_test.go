@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/edgecache/edgecache/internal/testbin"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -37,13 +38,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	edgecacheBin = filepath.Join(dir, "edgecache")
-	// Not built with -race, whatever the tests are: the proxy's memory and
-	// speed are measured as deployed.
-	build := exec.Command("go", "build", "-o", edgecacheBin, "github.com/edgecache/edgecache/cmd/edgecache")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building edgecache:", err)
+	if edgecacheBin, _, err = testbin.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(2)
 	}

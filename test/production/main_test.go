@@ -12,12 +12,10 @@
 package production_test
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/edgecache/edgecache/internal/testbin"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -42,15 +40,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 
-	if repoRoot, err = moduleRoot(); err != nil {
+	if binary, repoRoot, err = testbin.Build(tmp); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	binary = filepath.Join(tmp, "edgecache")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/edgecache")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building edgecache: %v\n%s", err, out)
 		return 1
 	}
 
@@ -70,19 +61,6 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "--- shared instance log (last lines):\n%s\n", shared.logTail(0, 60))
 	}
 	return code
-}
-
-// moduleRoot returns the folder of the go.mod of this module.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return "", fmt.Errorf("go list -m: %w", err)
-	}
-	dir := strings.TrimSpace(string(bytes.SplitN(out, []byte("\n"), 2)[0]))
-	if _, err := os.Stat(filepath.Join(dir, "Caddyfile.example")); err != nil {
-		return "", fmt.Errorf("module root %q: %w", dir, err)
-	}
-	return dir, nil
 }
 
 // sharedEdge returns the shared instance, and on failure shows what it

@@ -1,0 +1,29 @@
+// Package testbin builds the edgecache command for the end-to-end test
+// packages, from this module's source, once per test binary (in TestMain).
+package testbin
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Build compiles ./cmd/edgecache into dir (without -race, whatever the
+// tests run with: the proxy is measured as deployed) and returns the
+// binary's path and the module's root folder, which holds Caddyfile.example
+// and www.
+func Build(dir string) (binary, moduleRoot string, err error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/edgecache/edgecache").Output()
+	if err != nil {
+		return "", "", fmt.Errorf("finding the module root: %w", err)
+	}
+	moduleRoot = strings.TrimSpace(string(out))
+	binary = filepath.Join(dir, "edgecache")
+	build := exec.Command("go", "build", "-o", binary, "./cmd/edgecache")
+	build.Dir = moduleRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("building edgecache: %v\n%s", err, out)
+	}
+	return binary, moduleRoot, nil
+}
