@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -473,4 +474,45 @@ http://127.0.0.1:$PUBLIC {
 	n := s.url("PUBLIC", "/novary/x")
 	expect(t, "novary gzip", s.get(t, n, "Accept-Encoding", "gzip"), 200, "MISS", "/novary/x gzip v9")
 	expect(t, "novary br", s.get(t, n, "Accept-Encoding", "br"), 200, "HIT", "/novary/x gzip v9")
+}
+
+// TestHeaderReplaceDoesNotEditEntry: Caddy's header replace edits values in
+// place; on a hit that must not reach the stored entry.
+func TestHeaderReplaceDoesNotEditEntry(t *testing.T) {
+	b := newFaultyBackend(t)
+	b.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Colour", "blue sky")
+		io.WriteString(w, "body")
+	})
+	base := loadCaddyfile(t, `{
+	admin off
+	persist_config off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	header {
+		X-Colour blue red
+		defer
+	}
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy {BACKEND}
+}`, b.srv.URL)
+	for i := 0; i < 3; i++ {
+		res, err := http.Get(base + "/k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if got := res.Header.Get("X-Colour"); got != "red sky" {
+			t.Fatalf("request %d: X-Colour %q, want %q", i, got, "red sky")
+		}
+	}
+	e, ok := activeApp(t).Zone("default").Get("/k")
+	if !ok || e.Header.Get("X-Colour") != "blue sky" {
+		t.Errorf("stored entry's header edited: %v", e.Header)
+	}
 }

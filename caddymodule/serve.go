@@ -11,8 +11,8 @@ import (
 )
 
 // serveEntry answers from a stored entry. The common case (no range, no
-// conditional) copies the stored header slices into the response header map
-// and writes the body in one call: no per-hit copies of headers or body.
+// conditional) copies the stored header values in one allocation and writes
+// the body in one call: the body is never copied per hit.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
 	return h.serveEntryWith(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), zone, e, status)
 }
@@ -20,10 +20,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache
 // serveEntryWith is serveEntry for a caller that holds the replacer.
 func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
 	zone.Stats.Requests[status].Add(1)
-	hdr := w.Header()
-	for k, v := range e.Header {
-		hdr[k] = v
-	}
+	copyHeader(w.Header(), e.Header)
 	h.setStatus(w, repl, status)
 
 	if e.Status == http.StatusOK && hasRangeOrConditional(r.Header) {
@@ -61,6 +58,23 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// copyHeader puts the stored header values into the response header. The
+// values are copied, into one slice for all (one allocation, as
+// http.Header.Clone does): handlers after this one may edit values in place
+// (Caddy's header replace does), and the entry is shared by every hit.
+func copyHeader(dst, src http.Header) {
+	n := 0
+	for _, v := range src {
+		n += len(v)
+	}
+	values := make([]string, n)
+	for k, v := range src {
+		n := copy(values, v)
+		dst[k] = values[:n:n]
+		values = values[n:]
+	}
 }
 
 // hasRangeOrConditional reports whether serving needs http.ServeContent.
