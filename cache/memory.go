@@ -76,16 +76,8 @@ func entryCost(e *Entry) int64 {
 	return n
 }
 
-func (m *memoryTier) get(key string) (*Entry, bool) {
-	e, recent, ok := m.lookup(key)
-	if recent {
-		m.readmit(e)
-	}
-	return e, ok
-}
-
-// lookup is get without offering an entry found in the recent FIFO to
-// ristretto again (recent reports it): the caller decides, with readmit.
+// lookup finds key's entry in ristretto or, failing that, in the recent
+// FIFO (recent reports it: the caller decides whether to readmit it).
 func (m *memoryTier) lookup(key string) (e *Entry, recent, ok bool) {
 	if e, ok := m.items.Get(key); ok {
 		return e, false, true
