@@ -246,22 +246,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !job.store || !h.lock {
 		return h.fetch(w, r, next, job)
 	}
-	fill, leader := zone.JoinFill(key, now, time.Duration(h.LockAge))
-	if leader {
-		job.fill = &fill
-		return h.fetch(w, r, next, job)
-	}
-	ended, stored := fill.Wait(r.Context(), time.Duration(h.LockTimeout))
-	if stored {
-		if e, ok := zone.Get(key); ok && h.variantMatches(e, r) {
-			return h.serveEntry(w, r, zone, e, cache.StatusHit)
+	// Wait for the fill under way. One that ends without storing (a failed
+	// or uncacheable response) hands the lock to one of its waiters, the
+	// others waiting on, as nginx does: a failing backend is not stampeded.
+	deadline := now.Add(time.Duration(h.LockTimeout))
+	for {
+		fill, leader := zone.JoinFill(key, time.Now(), time.Duration(h.LockAge))
+		if leader {
+			job.fill = &fill
+			return h.fetch(w, r, next, job)
+		}
+		ended, stored := fill.Wait(r.Context(), time.Until(deadline))
+		if stored {
+			if e, ok := zone.Get(key); ok && h.variantMatches(e, r) {
+				return h.serveEntry(w, r, zone, e, cache.StatusHit)
+			}
+		}
+		if !ended || time.Now().After(deadline) {
+			// After lock_timeout, go to the backend without storing, as
+			// nginx does: the fill may still be running.
+			job.store = false
+			return h.fetch(w, r, next, job)
 		}
 	}
-	// A fill that timed out may still be running: go to the backend without
-	// storing, as nginx does after proxy_cache_lock_timeout. One that ended
-	// without storing (an uncacheable or failed response) leaves the way open.
-	job.store = ended
-	return h.fetch(w, r, next, job)
 }
 
 // serveDuringMaintenance answers from the cache, fresh or stale, and shows

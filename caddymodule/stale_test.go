@@ -336,3 +336,59 @@ http://127.0.0.1:{PORT} {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFailedFillHandsTheLockOn: when the fill fails, one waiter takes the
+// lock and the others keep waiting, so the backend is not stampeded.
+func TestFailedFillHandsTheLockOn(t *testing.T) {
+	var requests, inFlight, maxInFlight atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		cur := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
+		}
+		time.Sleep(200 * time.Millisecond)
+		if n == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "fine")
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, `{
+	admin off
+	persist_config off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	edge_cache {
+		valid 200 1h
+		lock_timeout 10s
+	}
+	reverse_proxy {BACKEND}
+}`, srv.URL)
+	var wg sync.WaitGroup
+	answers := make([]answer, 10)
+	for i := range answers {
+		wg.Add(1)
+		go func() { defer wg.Done(); answers[i] = get(base + "/k") }()
+	}
+	wg.Wait()
+	if n := requests.Load(); n != 2 {
+		t.Errorf("backend requests %d, want 2 (the failed fill, then one more)", n)
+	}
+	if m := maxInFlight.Load(); m != 1 {
+		t.Errorf("%d backend requests at once, want 1", m)
+	}
+	hits := 0
+	for _, a := range answers {
+		if a.status == "HIT" && a.body == "fine" {
+			hits++
+		}
+	}
+	if hits != 8 {
+		t.Errorf("%d HITs, want 8 (10 clients less the failed leader and the second): %+v", hits, answers)
+	}
+}
