@@ -78,27 +78,21 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			for d.NextBlock(1) {
 				switch d.Val() {
 				case "memory":
-					n, err := parseSize(d)
-					if err != nil {
+					if err := sizeArg(d, &zc.Memory); err != nil {
 						return nil, err
 					}
-					zc.Memory = n
 				case "memory_entry_max":
-					n, err := parseSize(d)
-					if err != nil {
+					if err := sizeArg(d, &zc.MemoryEntryMax); err != nil {
 						return nil, err
 					}
-					zc.MemoryEntryMax = n
 				case "path":
 					if err := oneArg(d, &zc.Path); err != nil {
 						return nil, err
 					}
 				case "max_size":
-					n, err := parseSize(d)
-					if err != nil {
+					if err := sizeArg(d, &zc.MaxSize); err != nil {
 						return nil, err
 					}
-					zc.MaxSize = n
 				case "inactive":
 					if err := durationArg(d, &zc.Inactive); err != nil {
 						return nil, err
@@ -129,6 +123,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	return httpcaddyfile.App{Name: "edge_cache", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// sizeArg reads one size argument into dst.
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	n, err := parseSize(d)
+	if err == nil {
+		*dst = n
+	}
+	return err
 }
 
 // parseSize reads one size argument such as 256MiB or 1GB.
