@@ -3,7 +3,7 @@
 //
 // Run it from the repository root with one command:
 //
-//	go run ./test/bench
+//	go run ./test/bench > bench.md
 //
 // It needs nginx and wrk (Debian: apt-get install -y nginx-light wrk) and
 // installs nothing. It builds ./cmd/edgecache, starts an origin that answers
@@ -19,7 +19,8 @@
 //	          size in distinct keys; the process RSS against the zone size
 //
 // and prints markdown tables with the goals on standard output (progress goes
-// to standard error). A full run takes about four minutes. Useful flags:
+// to standard error). A full run takes about four minutes on a quiet machine,
+// plus the first build of edgecache. Useful flags:
 //
 //	-only 10k,stampede   run some parts only
 //	-duration 5s -rounds 1 -connections 50 -threads 2
