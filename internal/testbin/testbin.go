@@ -4,9 +4,11 @@ package testbin
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // Build compiles ./cmd/edgecache into dir (without -race, whatever the
@@ -26,4 +28,21 @@ func Build(dir string) (binary, moduleRoot string, err error) {
 		return "", "", fmt.Errorf("building edgecache: %v\n%s", err, out)
 	}
 	return binary, moduleRoot, nil
+}
+
+// Run is a whole TestMain: it builds the binary into a temporary folder,
+// sets *binary, runs the tests and removes the folder. Use it as
+// os.Exit(testbin.Run(m, &binary)).
+func Run(m *testing.M, binary *string) int {
+	dir, err := os.MkdirTemp("", "edgecache-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer os.RemoveAll(dir)
+	if *binary, _, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	return m.Run()
 }

@@ -32,21 +32,7 @@ import (
 // edgecacheBin is the edgecache command built once by TestMain.
 var edgecacheBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "edgecache-operations-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	if edgecacheBin, _, err = testbin.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(2)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m, &edgecacheBin)) }
 
 // freePort returns a port of 127.0.0.1 that was free a moment ago.
 func freePort(tb testing.TB) int {
