@@ -53,6 +53,21 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	err := next.ServeHTTP(cw, backend)
 	now := time.Now()
 	job.zone.Stats.FetchLatency.Observe(now.Sub(start))
+	if job.background {
+		// No client: store what came, count nothing as served.
+		switch {
+		case err != nil:
+			cw.abort()
+			finish(false)
+			return err
+		case cw.revalidated != nil:
+			job.zone.Revalidate(job.stale, *cw.revalidated)
+			finish(true)
+		default:
+			finish(cw.commit()) // false for a swallowed answer: nothing was begun
+		}
+		return nil
+	}
 	if err != nil {
 		cw.abort()
 		if job.stale != nil && !cw.wroteHeader && h.staleAllowed(staleConditionOfError(err), job.stale, now) {
@@ -60,9 +75,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
 		}
 		finish(false)
-		if !job.background {
-			job.zone.Stats.Requests[job.status].Add(1)
-		}
+		job.zone.Stats.Requests[job.status].Add(1)
 		return err
 	}
 	switch {
@@ -75,9 +88,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
 	}
 	finish(cw.commit())
-	if !job.background {
-		job.zone.Stats.Requests[job.status].Add(1)
-	}
+	job.zone.Stats.Requests[job.status].Add(1)
 	return nil
 }
 

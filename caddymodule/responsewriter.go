@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,7 +117,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
 	stored := make(http.Header, len(hdr))
 	for k, v := range hdr {
-		if before, ok := cw.before[k]; ok && sameValues(before, v) {
+		if before, ok := cw.before[k]; ok && slices.Equal(before, v) {
 			continue
 		}
 		switch k {
@@ -185,7 +186,7 @@ func (cw *captureWriter) Flush() {
 // header, so the stale entry is served with its own.
 func (cw *captureWriter) discardHeader(hdr http.Header) {
 	for k, v := range hdr {
-		if before, ok := cw.before[k]; !ok || !sameValues(before, v) {
+		if before, ok := cw.before[k]; !ok || !slices.Equal(before, v) {
 			delete(hdr, k)
 		}
 	}
@@ -209,18 +210,6 @@ func (cw *captureWriter) abort() {
 		cw.store.Abort()
 		cw.store = nil
 	}
-}
-
-func sameValues(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func contentLength(hdr http.Header) int64 {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"github.com/edgecache/edgecache/cache"
 	"io"
 	"net"
 	"net/http"
@@ -220,9 +221,13 @@ func TestBackgroundUpdate(t *testing.T) {
 	if a.status != "STALE" || a.body != "version 0 of /k" {
 		t.Fatalf("expired with background update: %+v, want the stale body at once", a)
 	}
+	staleAnswers := int64(1)
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		a = get(base + "/k")
+		if a.status == "STALE" {
+			staleAnswers++
+		}
 		if a.status == "HIT" && a.body == "version 1 of /k" {
 			break
 		}
@@ -233,6 +238,10 @@ func TestBackgroundUpdate(t *testing.T) {
 			t.Fatalf("during update: %+v", a)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The background update answered no client: it counts as no request.
+	if got := activeApp(t).Zone("default").Stats.Requests[cache.StatusStale].Load(); got != staleAnswers {
+		t.Errorf("STALE requests counted %d, clients got %d", got, staleAnswers)
 	}
 }
 
@@ -390,5 +399,30 @@ http://127.0.0.1:{PORT} {
 	}
 	if hits != 8 {
 		t.Errorf("%d HITs, want 8 (10 clients less the failed leader and the second): %+v", hits, answers)
+	}
+}
+
+// TestFailedBackgroundUpdateCountsNothing: a background update that meets a
+// failing backend serves no one, so it adds no STALE request or bytes.
+func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating http_503\n\t\tbackground_update on"), b.srv.URL)
+	get(base + "/k")
+	time.Sleep(400 * time.Millisecond)
+	b.mode.Store("503")
+	if a := get(base + "/k"); a.status != "STALE" {
+		t.Fatalf("expired, backend 503: %+v", a)
+	}
+	zone := activeApp(t).Zone("default")
+	deadline := time.Now().Add(2 * time.Second)
+	for b.hits.Load() < 2 && time.Now().Before(deadline) { // the background request
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := zone.Stats.Requests[cache.StatusStale].Load(); got != 1 {
+		t.Errorf("STALE requests %d, want 1 (the client's)", got)
+	}
+	if got := zone.Stats.BytesServed.Load(); got != int64(len("version 0 of /k")) {
+		t.Errorf("bytes served %d, want only the client's", got)
 	}
 }
