@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -233,10 +234,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := time.Now()
 	entry, found := zone.Get(key)
 	if found && h.variantMatches(entry, r) {
-		if entry.Fresh(now) {
-			return h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit)
+		if !entry.Fresh(now) {
+			return h.serveExpired(w, r, next, zone, key, entry, now)
 		}
-		return h.serveExpired(w, r, next, zone, key, entry, now)
+		err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit)
+		if !errors.Is(err, errEntryGone) {
+			return err
+		}
+		// Its file was replaced or removed since the look-up: a newer
+		// version, or the backend, answers instead.
+		if entry, found = zone.Get(key); found && h.variantMatches(entry, r) && entry.Fresh(now) {
+			if err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit); !errors.Is(err, errEntryGone) {
+				return err
+			}
+		}
 	}
 
 	job := fetchJob{zone: zone, key: key, status: cache.StatusMiss, store: true}

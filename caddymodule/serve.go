@@ -1,34 +1,57 @@
 package caddymodule
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/edgecache/edgecache/cache"
 )
 
+// errEntryGone reports a disk entry whose file was replaced (by a refresh),
+// purged or evicted between its look-up and the opening of its body.
+// Nothing has been written to the response then.
+var errEntryGone = errors.New("cache entry vanished before it could be served")
+
 // serveEntry answers from a stored entry. The common case (no range, no
 // conditional) copies the stored header values in one allocation and writes
-// the body in one call: the body is never copied per hit.
+// the body in one call: the body is never copied per hit. A caller that can
+// fall back to the backend uses serveEntryWith and handles errEntryGone;
+// here it becomes a 503 for this rare race.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
-	return h.serveEntryWith(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), zone, e, status)
+	err := h.serveEntryWith(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), zone, e, status)
+	if errors.Is(err, errEntryGone) {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	return err
 }
 
 // serveEntryWith is serveEntry for a caller that holds the replacer.
 func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
+	// A disk body is opened before anything is written, so that a file
+	// replaced or removed since the look-up is a clean error, not a cut
+	// response.
+	var body io.ReadSeekCloser
+	if !e.InMemory() {
+		var err error
+		if body, err = e.OpenBody(); err != nil {
+			return fmt.Errorf("%w: %s: %v", errEntryGone, e.Key, err)
+		}
+		defer body.Close()
+	}
 	zone.Stats.Requests[status].Add(1)
 	copyHeader(w.Header(), e.Header)
 	h.setStatus(w, repl, status)
 
 	if e.Status == http.StatusOK && hasRangeOrConditional(r.Header) {
-		body, err := e.OpenBody()
-		if err != nil {
-			return err
+		if body == nil {
+			body, _ = e.OpenBody() // in memory: cannot fail
 		}
-		defer body.Close()
 		var modtime time.Time
 		if lm := e.Header.Get("Last-Modified"); lm != "" {
 			modtime, _ = http.ParseTime(lm)
@@ -41,20 +64,16 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	if e.InMemory() {
+	if body == nil {
 		n, _ := w.Write(e.Body)
 		zone.Stats.BytesServed.Add(int64(n))
 		return nil
 	}
-	body, err := e.OpenBody()
-	if err != nil {
-		// Headers are out: all that is left is to cut the response short.
-		panic(http.ErrAbortHandler)
-	}
-	defer body.Close()
 	n, err := io.Copy(w, body)
 	zone.Stats.BytesServed.Add(n)
 	if err != nil {
+		// Headers are out (a corrupt body is found at its end): all that
+		// is left is to cut the response short.
 		panic(http.ErrAbortHandler)
 	}
 	return nil
