@@ -126,6 +126,13 @@ func (m *memoryTier) del(key string) {
 	m.recent.remove(key)
 }
 
+// delIf removes key's entry if it is still e (and not a newer one).
+func (m *memoryTier) delIf(key string, e *Entry) {
+	if cur, _, ok := m.lookup(key); ok && cur == e {
+		m.del(key)
+	}
+}
+
 func (m *memoryTier) clear() {
 	m.items.Clear()
 	m.recent.clear()

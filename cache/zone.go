@@ -134,6 +134,13 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 		z.mem.set(hot)
 	}
 	z.promoteMu.RUnlock()
+	// A commit of a newer version (the refresh listener) may have landed
+	// between the read and the promotion: then the promoted copy is old.
+	// The commit replaces memory after renaming the file, so checking the
+	// file after promoting finds every such case.
+	if now, err := z.disk.Get(key); err != nil || !now.StoredAt.Equal(hot.StoredAt) {
+		z.mem.delIf(key, hot)
+	}
 	return hot, true
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -391,5 +392,51 @@ func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 	s.Write([]byte("new"))
 	if _, ok := s.Commit(); !ok {
 		t.Error("a store begun after the purge was refused")
+	}
+}
+
+// TestPromotionDoesNotResurrectOldVersion: readers promoting disk reads to
+// memory while newer versions are committed (the refresh listener) must not
+// leave an old version in memory once the writes end.
+func TestPromotionDoesNotResurrectOldVersion(t *testing.T) {
+	disk, err := OpenDiskStore(t.TempDir(), DiskOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+	z, err := NewZone(ZoneConfig{Name: "z", MemorySize: 1 << 20, MemoryEntryMax: 1 << 10, Disk: disk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { z.Close() })
+	for round := range 20 {
+		var done atomic.Bool
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !done.Load() {
+					z.mem.del("/k") // force the next Get to promote from disk
+					z.Get("/k")
+				}
+			}()
+		}
+		last := ""
+		for i := range 50 {
+			last = fmt.Sprintf("round %d version %d", round, i)
+			m := testMeta("/k", int64(len(last)))
+			m.StoredAt = time.Now()
+			s := z.BeginStore(m)
+			s.Write([]byte(last))
+			if _, ok := s.Commit(); !ok {
+				t.Fatal("store refused")
+			}
+		}
+		done.Store(true)
+		wg.Wait()
+		if e, ok := z.Get("/k"); !ok || string(e.Body) != last {
+			t.Fatalf("after the writes: %q, want %q", e.Body, last)
+		}
 	}
 }
