@@ -102,7 +102,13 @@ func (m *memoryTier) set(e *Entry) bool {
 	}
 	m.add(e, cost)
 	m.items.Wait()
-	if _, admitted := m.items.GetTTL(e.Key); admitted {
+	if cur, ok := m.items.Get(e.Key); ok {
+		if cur != e && !cur.StoredAt.After(e.StoredAt) {
+			// Two buffered Sets of a new key: ristretto keeps the first
+			// and rejects the second, which may be this newer one. The
+			// key exists now, so this Set replaces the value in place.
+			m.add(e, cost)
+		}
 		m.recent.remove(e.Key)
 		return true
 	}
@@ -126,11 +132,14 @@ func (m *memoryTier) del(key string) {
 	m.recent.remove(key)
 }
 
-// delIf removes key's entry if it is still e (and not a newer one).
+// delIf removes e wherever it is still key's entry, in ristretto and in the
+// recent FIFO (where a newer ristretto value may shadow it for now), and
+// leaves a newer one.
 func (m *memoryTier) delIf(key string, e *Entry) {
-	if cur, _, ok := m.lookup(key); ok && cur == e {
-		m.del(key)
+	if cur, ok := m.items.Get(key); ok && cur == e {
+		m.items.Del(key)
 	}
+	m.recent.removeIf(key, e)
 }
 
 func (m *memoryTier) clear() {
@@ -191,6 +200,14 @@ func (r *recentEntries) put(e *Entry, cost int64) (pushedOut []string) {
 	r.byKey[e.Key] = r.order.PushBack(&recentEntry{entry: e, cost: cost})
 	r.used += cost
 	return pushedOut
+}
+
+func (r *recentEntries) removeIf(key string, e *Entry) {
+	r.mu.Lock()
+	if el, ok := r.byKey[key]; ok && el.Value.(*recentEntry).entry == e {
+		r.removeLocked(key)
+	}
+	r.mu.Unlock()
 }
 
 func (r *recentEntries) remove(key string) {
