@@ -257,26 +257,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !job.store || !h.lock {
 		return h.fetch(w, r, next, job)
 	}
-	// Wait for the fill under way. One that ends without storing (a failed
-	// or uncacheable response) hands the lock to one of its waiters, the
-	// others waiting on, as nginx does: a failing backend is not stampeded.
-	deadline := now.Add(time.Duration(h.LockTimeout))
+	fill, leader := zone.JoinFill(key, now, time.Duration(h.LockAge))
+	if leader {
+		job.fill = &fill
+		return h.fetch(w, r, next, job)
+	}
+	return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+}
+
+// awaitFill waits for the fill under way for job's key and serves what it
+// stored. One that ends without storing (a failed or uncacheable response)
+// hands the lock to one of its waiters, the others waiting on, as nginx
+// does: a failing backend is not stampeded. After lock_timeout a waiter
+// goes to the backend without storing, as nginx does: the fill may still
+// be running.
+func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	fill cache.Fill, job fetchJob, deadline time.Time) error {
 	for {
-		fill, leader := zone.JoinFill(key, time.Now(), time.Duration(h.LockAge))
-		if leader {
-			job.fill = &fill
-			return h.fetch(w, r, next, job)
-		}
 		ended, stored := fill.Wait(r.Context(), time.Until(deadline))
 		if stored {
-			if e, ok := zone.Get(key); ok && h.variantMatches(e, r) {
-				return h.serveEntry(w, r, zone, e, cache.StatusHit)
+			if e, ok := job.zone.Get(job.key); ok && h.variantMatches(e, r) {
+				return h.serveEntry(w, r, job.zone, e, cache.StatusHit)
 			}
 		}
 		if !ended || time.Now().After(deadline) {
-			// After lock_timeout, go to the backend without storing, as
-			// nginx does: the fill may still be running.
 			job.store = false
+			return h.fetch(w, r, next, job)
+		}
+		var leader bool
+		if fill, leader = job.zone.JoinFill(job.key, time.Now(), time.Duration(h.LockAge)); leader {
+			job.fill = &fill
 			return h.fetch(w, r, next, job)
 		}
 	}

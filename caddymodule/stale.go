@@ -132,13 +132,7 @@ func (h *Handler) serveExpired(w http.ResponseWriter, r *http.Request, next cadd
 			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
 		}
 		if h.lock {
-			ended, stored := fill.Wait(r.Context(), time.Duration(h.LockTimeout))
-			if stored {
-				if e, ok := zone.Get(key); ok && h.variantMatches(e, r) {
-					return h.serveEntry(w, r, zone, e, cache.StatusHit)
-				}
-			}
-			job.store = ended
+			return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
 		}
 		return h.fetch(w, r, next, job)
 	}

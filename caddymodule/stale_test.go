@@ -426,3 +426,43 @@ func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 		t.Errorf("bytes served %d, want only the client's", got)
 	}
 }
+
+// TestFailedRefillOfExpiredHandsTheLockOn: the same for an expired entry
+// without use_stale: one waiter takes over a failed fill, the rest wait.
+func TestFailedRefillOfExpiredHandsTheLockOn(t *testing.T) {
+	var requests, inFlight, maxInFlight atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		cur := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
+		}
+		if n > 1 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if n == 2 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintf(w, "v%d", n)
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "lock_timeout 10s"), srv.URL)
+	if a := get(base + "/k"); a.status != "MISS" {
+		t.Fatalf("first: %+v", a)
+	}
+	time.Sleep(400 * time.Millisecond)
+	maxInFlight.Store(0)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); get(base + "/k") }()
+	}
+	wg.Wait()
+	if n := requests.Load(); n != 3 {
+		t.Errorf("backend requests %d, want 3 (the first fill, the failed refill, one more)", n)
+	}
+	if m := maxInFlight.Load(); m != 1 {
+		t.Errorf("%d backend requests at once, want 1", m)
+	}
+}
