@@ -189,6 +189,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"zone twice", global("zone a 1MiB\n\t\tzone a 2MiB"), "zone a 2MiB", "defined twice"},
 		{"zone without name", global("zone"), "=zone", "argument"},
 		{"unknown global option", global("store /tmp"), "store", "unrecognized edge_cache option"},
+		{"listener wrapper with argument", "{\n\tservers {\n\t\tlistener_wrappers {\n\t\t\tedge_cache fast\n\t\t}\n\t}\n}\n:8080 {\n\trespond ok\n}\n", "edge_cache fast", "wrong argument count"},
+		{"listener wrapper with block", "{\n\tservers {\n\t\tlistener_wrappers {\n\t\t\tedge_cache {\n\t\t\t\tsize 1\n\t\t\t}\n\t\t}\n\t}\n}\n:8080 {\n\trespond ok\n}\n", "size 1", "takes no options"},
 	}
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	for _, tt := range tests {

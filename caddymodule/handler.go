@@ -119,6 +119,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading edge_cache app: %v", err)
 	}
 	h.app = appIface.(*App)
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		registerConnContext(srv)
+	}
 	if h.Zone == "" {
 		h.Zone = "default"
 	}

@@ -65,6 +65,7 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 		return nil
 	}
 	if body == nil {
+		holdFirstWrite(r, len(e.Body))
 		n, _ := w.Write(e.Body)
 		zone.Stats.BytesServed.Add(int64(n))
 		return nil
@@ -77,6 +78,20 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// holdFirstWrite asks the connection, when the edge_cache listener wrapper
+// made it, to send this response's headers and body in one writev.
+// Responses that fit net/http's 4 KiB buffer take one write anyway; a disk
+// body goes out through the connection's ReadFrom, which sends the headers
+// first.
+func holdFirstWrite(r *http.Request, bodySize int) {
+	if bodySize < 2<<10 || r.TLS != nil || r.ProtoMajor != 1 {
+		return
+	}
+	if c, ok := r.Context().Value(coalescingConnKey{}).(*coalescingConn); ok {
+		c.holdNextWrite(bodySize)
+	}
 }
 
 // copyHeader puts the stored header values into the response header. The

@@ -94,6 +94,11 @@ var edgecacheCaddyfile = template.Must(template.New("edgecache").Parse(`# genera
 {
 	admin 127.0.0.1:{{.AdminPort}}
 	persist_config off
+	servers {
+		listener_wrappers {
+			edge_cache
+		}
+	}
 	edge_cache {
 		zone bench {
 			memory {{.MemorySize}}

@@ -1,0 +1,246 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(ListenerWrapper{})
+}
+
+// ListenerWrapper lets edge_cache send a plain HTTP/1.1 hit in one system
+// call. Go's net/http flushes its 4 KiB connection buffer (headers and the
+// start of the body) and then writes the rest of the body: two writes per
+// response of more than about 4 KiB, where nginx makes one writev. On a
+// loopback benchmark of 10 KiB hits that second write costs about a sixth
+// of the throughput.
+//
+// With this wrapper, the edge_cache handler marks a connection before it
+// writes a hit's body; the first write shorter than the body is then held
+// (copied, at most 16 KiB) and sent together with the next one in a
+// single writev. Nothing else changes: other handlers' writes, TLS
+// connections, HTTP/2 and hijacked connections pass straight through.
+//
+// It is configured in the servers' listener wrappers:
+//
+//	{
+//		servers {
+//			listener_wrappers {
+//				edge_cache
+//			}
+//		}
+//	}
+type ListenerWrapper struct{}
+
+// CaddyModule returns the Caddy module information.
+func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.listeners.edge_cache",
+		New: func() caddy.Module { return new(ListenerWrapper) },
+	}
+}
+
+// WrapListener wraps ln so that its connections can coalesce a hit's
+// writes.
+func (ListenerWrapper) WrapListener(ln net.Listener) net.Listener {
+	return coalescingListener{ln}
+}
+
+// UnmarshalCaddyfile sets up the wrapper from Caddyfile tokens. Syntax:
+//
+//	edge_cache
+func (*ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the wrapper's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("edge_cache listener wrapper takes no options, got %q", d.Val())
+	}
+	return nil
+}
+
+type coalescingListener struct{ net.Listener }
+
+// pendingConns finds a wrapped connection from the one net/http serves,
+// which other wrappers may have wrapped again: both report the same
+// *net.TCPAddr (one per connection) as their remote address. An entry
+// lives from Accept until the server's ConnContext takes it, or until the
+// connection closes on a server without an edge_cache handler.
+var pendingConns sync.Map // *net.TCPAddr → *coalescingConn
+
+func (l coalescingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return conn, err
+	}
+	// A TLS connection is served by net/http only as a *tls.Conn, and its
+	// writes are records, not the response's bytes: it is left alone.
+	addr, ok := conn.RemoteAddr().(*net.TCPAddr)
+	if !ok || addr == nil {
+		return conn, nil
+	}
+	if _, isTLS := conn.(interface{ ConnectionState() tls.ConnectionState }); isTLS {
+		return conn, nil
+	}
+	c := &coalescingConn{Conn: conn, addr: addr}
+	pendingConns.Store(addr, c)
+	return c, nil
+}
+
+// registerConnContext makes srv put each wrapped connection in its
+// connection's context, for the handler to find.
+func registerConnContext(srv *caddyhttp.Server) {
+	srv.RegisterConnContext(func(ctx context.Context, c net.Conn) context.Context {
+		if addr, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			if cc, ok := pendingConns.LoadAndDelete(addr); ok {
+				return context.WithValue(ctx, coalescingConnKey{}, cc)
+			}
+		}
+		return ctx
+	})
+}
+
+type coalescingConnKey struct{}
+
+// maxHeldWrite bounds the copy a held write makes. net/http's buffered
+// writes are 4 KiB.
+const maxHeldWrite = 16 << 10
+
+var heldWrites = sync.Pool{New: func() any { b := make([]byte, 0, maxHeldWrite); return &b }}
+
+// coalescingConn holds at most one write, when asked to, and sends it with
+// the next one.
+type coalescingConn struct {
+	net.Conn
+	addr *net.TCPAddr
+
+	mu        sync.Mutex
+	holdBelow int     // hold the next write if it is shorter than this
+	held      *[]byte // the write held, from heldWrites
+}
+
+// testHookCoalesced, if set, is called for each write sent together with
+// a held one.
+var testHookCoalesced func()
+
+// holdNextWrite asks c to hold its next write if it is shorter than n
+// bytes (the body about to be written): net/http then still has the rest
+// of the response to write, and both go out in one writev.
+func (c *coalescingConn) holdNextWrite(n int) {
+	c.mu.Lock()
+	c.holdBelow = n
+	c.mu.Unlock()
+}
+
+func (c *coalescingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	held := c.held
+	if held == nil {
+		below := c.holdBelow
+		c.holdBelow = 0
+		if len(p) < below && len(p) <= maxHeldWrite {
+			held = heldWrites.Get().(*[]byte)
+			*held = append((*held)[:0], p...)
+			c.held = held
+			c.mu.Unlock()
+			return len(p), nil
+		}
+		c.mu.Unlock()
+		return c.Conn.Write(p)
+	}
+	c.held = nil
+	c.mu.Unlock()
+	if testHookCoalesced != nil {
+		testHookCoalesced()
+	}
+
+	heldLen := len(*held)
+	buffers := net.Buffers{*held, p}
+	n, err := buffers.WriteTo(c.Conn)
+	heldWrites.Put(held)
+	// The held bytes were reported written already.
+	return int(max(n-int64(heldLen), 0)), err
+}
+
+// flush sends a held write on its own. The handler's response always
+// writes more than the held part, so this is only a safety net: net/http
+// ends every response by resetting the read deadline, and a cut response
+// is followed by Close.
+func (c *coalescingConn) flush() error {
+	c.mu.Lock()
+	held := c.held
+	c.held, c.holdBelow = nil, 0
+	c.mu.Unlock()
+	if held == nil {
+		return nil
+	}
+	_, err := c.Conn.Write(*held)
+	heldWrites.Put(held)
+	return err
+}
+
+func (c *coalescingConn) SetReadDeadline(t time.Time) error {
+	if err := c.flush(); err != nil {
+		return err
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *coalescingConn) SetDeadline(t time.Time) error {
+	if err := c.flush(); err != nil {
+		return err
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *coalescingConn) Close() error {
+	pendingConns.Delete(c.addr)
+	_ = c.flush()
+	return c.Conn.Close()
+}
+
+// CloseWrite keeps net/http's graceful close (FIN, not RST) of TCP
+// connections.
+func (c *coalescingConn) CloseWrite() error {
+	if err := c.flush(); err != nil {
+		return err
+	}
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom keeps sendfile for file_server and the like: net/http uses the
+// connection's ReadFrom when it has one.
+func (c *coalescingConn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// NetConn returns the wrapped connection, as crypto/tls's Conn does.
+func (c *coalescingConn) NetConn() net.Conn { return c.Conn }
+
+type writerOnly struct{ io.Writer }
+
+// Interface guards
+var (
+	_ caddy.ListenerWrapper = (*ListenerWrapper)(nil)
+	_ caddyfile.Unmarshaler = (*ListenerWrapper)(nil)
+	_ io.ReaderFrom         = (*coalescingConn)(nil)
+)

@@ -1,0 +1,264 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// connPair returns a wrapped server side and the client side of a
+// loopback TCP connection.
+func connPair(t *testing.T) (*coalescingConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := ListenerWrapper{}.WrapListener(ln).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	c, ok := server.(*coalescingConn)
+	if !ok {
+		t.Fatalf("accepted %T, want *coalescingConn", server)
+	}
+	return c, client
+}
+
+// readFor reads what arrives at c within d.
+func readFor(t *testing.T, c net.Conn, d time.Duration) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(d))
+	var got []byte
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			return string(got)
+		}
+	}
+}
+
+func countCoalesced(t *testing.T) *atomic.Int64 {
+	var n atomic.Int64
+	testHookCoalesced = func() { n.Add(1) }
+	t.Cleanup(func() { testHookCoalesced = nil })
+	return &n
+}
+
+func TestCoalescingConnHoldsOneWrite(t *testing.T) {
+	coalesced := countCoalesced(t)
+	server, client := connPair(t)
+
+	// Unmarked, writes go straight out.
+	server.Write([]byte("plain"))
+	if got := readFor(t, client, 100*time.Millisecond); got != "plain" {
+		t.Fatalf("unmarked write: got %q", got)
+	}
+
+	server.holdNextWrite(10)
+	if n, err := server.Write([]byte("head")); n != 4 || err != nil {
+		t.Fatalf("held write returned %d, %v", n, err)
+	}
+	if got := readFor(t, client, 100*time.Millisecond); got != "" {
+		t.Fatalf("held write was sent: %q", got)
+	}
+	if n, err := server.Write([]byte("body-rest")); n != 9 || err != nil {
+		t.Fatalf("second write returned %d, %v", n, err)
+	}
+	if got := readFor(t, client, 100*time.Millisecond); got != "headbody-rest" {
+		t.Fatalf("coalesced writes: got %q", got)
+	}
+	if coalesced.Load() != 1 {
+		t.Errorf("%d coalesced writes, want 1", coalesced.Load())
+	}
+
+	// Only the next write is held, and only when shorter than the body.
+	server.holdNextWrite(4)
+	server.Write([]byte("long"))
+	server.Write([]byte("-next"))
+	if got := readFor(t, client, 100*time.Millisecond); got != "long-next" {
+		t.Fatalf("write as long as the body: got %q", got)
+	}
+	if coalesced.Load() != 1 {
+		t.Errorf("a write as long as the body was held")
+	}
+}
+
+// TestCoalescingConnSafetyNets: a held write is never stranded, whatever
+// ends the response.
+func TestCoalescingConnSafetyNets(t *testing.T) {
+	for name, end := range map[string]func(c *coalescingConn) error{
+		"read deadline": func(c *coalescingConn) error { return c.SetReadDeadline(time.Time{}) },
+		"deadline":      func(c *coalescingConn) error { return c.SetDeadline(time.Time{}) },
+		"close write":   func(c *coalescingConn) error { return c.CloseWrite() },
+		"close":         func(c *coalescingConn) error { return c.Close() },
+		"read from": func(c *coalescingConn) error {
+			_, err := c.ReadFrom(strings.NewReader("+file"))
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			server, client := connPair(t)
+			server.holdNextWrite(100)
+			server.Write([]byte("held"))
+			if err := end(server); err != nil {
+				t.Fatal(err)
+			}
+			got := readFor(t, client, 200*time.Millisecond)
+			if !strings.HasPrefix(got, "held") {
+				t.Errorf("got %q, want the held write", got)
+			}
+			if name == "read from" && got != "held+file" {
+				t.Errorf("ReadFrom: got %q", got)
+			}
+		})
+	}
+	server, _ := connPair(t)
+	server.Close()
+	if _, ok := pendingConns.Load(server.addr); ok {
+		t.Error("closed connection still pending")
+	}
+}
+
+// TestListenerWrapperLeavesTLS: net/http serves TLS only on a *tls.Conn.
+func TestListenerWrapperLeavesTLS(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	client, err := net.Dial("tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ListenerWrapper{}.WrapListener(tls.NewListener(raw, &tls.Config{})).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, ok := conn.(*tls.Conn); !ok {
+		t.Errorf("a TLS connection was wrapped: %T", conn)
+	}
+}
+
+// TestListenerWrapperHits serves hits of sizes around net/http's 4 KiB
+// buffer through the wrapper, from memory and from disk, on one keep-alive
+// connection, and checks every response byte and its framing.
+func TestListenerWrapperHits(t *testing.T) {
+	coalesced := countCoalesced(t)
+	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(sizedBody(size))
+	})
+	s := startCaddy(t, `{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log {
+		output discard
+	}
+	servers {
+		listener_wrappers {
+			edge_cache
+		}
+	}
+	edge_cache {
+		zone default {
+			memory 64MiB
+			memory_entry_max 64KiB
+			path `+t.TempDir()+`
+		}
+	}
+}
+:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
+`, be, "PUBLIC")
+
+	conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.ports["PUBLIC"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(conn)
+	roundTrip := func(method, path, extra string) (*http.Response, []byte) {
+		t.Helper()
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: edge\r\n%s\r\n", method, path, extra)
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatalf("%s %s: body: %v", method, path, err)
+		}
+		return res, body
+	}
+
+	sizes := []int{100, 3000, 3900, 4096, 4200, 8191, 10240, 100 << 10, 1 << 20}
+	wantCoalesced := int64(0)
+	for _, size := range sizes {
+		path := "/" + strconv.Itoa(size)
+		want := sizedBody(size)
+		for i, status := range []string{"MISS", "HIT", "HIT"} {
+			res, body := roundTrip("GET", path, "")
+			if got := res.Header.Get("X-Cache-Status"); got != status || !bytes.Equal(body, want) {
+				t.Fatalf("GET %s #%d: %s, %d bytes (want %s, %d bytes); equal: %v", path, i, got, len(body), status, size, bytes.Equal(body, want))
+			}
+		}
+		if size > 4<<10 && size <= 64<<10 { // in memory
+			wantCoalesced += 2
+		}
+		res, body := roundTrip("HEAD", path, "")
+		if res.Header.Get("Content-Length") != strconv.Itoa(size) || len(body) != 0 {
+			t.Errorf("HEAD %s: Content-Length %q, %d body bytes", path, res.Header.Get("Content-Length"), len(body))
+		}
+		res, body = roundTrip("GET", path, "Range: bytes=10-\r\n")
+		if res.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want[10:]) {
+			t.Errorf("range of %s: %d, %d bytes", path, res.StatusCode, len(body))
+		}
+	}
+	// The last response, on a connection the server closes after it.
+	res, body := roundTrip("GET", "/10240", "Connection: close\r\n")
+	if !bytes.Equal(body, sizedBody(10240)) || !res.Close {
+		t.Errorf("closing response: %d bytes, close %v", len(body), res.Close)
+	}
+	wantCoalesced++
+	if got := coalesced.Load(); got != wantCoalesced {
+		t.Errorf("%d hits sent in one write, want %d", got, wantCoalesced)
+	}
+}
+
+// sizedBody is size bytes that differ from position to position.
+func sizedBody(size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte('a' + i*7%26)
+	}
+	return b
+}
