@@ -35,7 +35,9 @@ type App struct {
 
 // ZoneConfig defines one cache zone.
 type ZoneConfig struct {
-	// Memory is the hot tier's size in bytes. Default: 256 MiB.
+	// Memory is the hot tier's size in bytes: what it may take in all,
+	// entries and the collector's headroom for them (see memlimit.go).
+	// Default: 256 MiB.
 	Memory int64 `json:"memory,omitempty"`
 	// MemoryEntryMax is the largest body the hot tier holds, in bytes.
 	// Default: a sixteenth of Memory, at most 64 MiB.
@@ -107,7 +109,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			}
 		}
 		val, loaded, err := zonePool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
-			z, err := cache.NewZone(cache.ZoneConfig{Name: name, MemorySize: zc.Memory, MemoryEntryMax: zc.MemoryEntryMax, Disk: disk})
+			z, err := cache.NewZone(cache.ZoneConfig{Name: name, MemorySize: entryBudget(zc.Memory), MemoryEntryMax: zc.MemoryEntryMax, Disk: disk})
 			if err != nil {
 				return nil, err
 			}
@@ -135,8 +137,8 @@ func (zc *ZoneConfig) validate(name string) error {
 	if zc.Memory < 0 {
 		return fmt.Errorf("zone %s: memory must be positive", name)
 	}
-	if zc.MemoryEntryMax < 0 || (zc.Memory > 0 && zc.MemoryEntryMax > zc.Memory) {
-		return fmt.Errorf("zone %s: memory_entry_max must be between 0 and the memory size", name)
+	if zc.MemoryEntryMax < 0 || (zc.Memory > 0 && zc.MemoryEntryMax > entryBudget(zc.Memory)) {
+		return fmt.Errorf("zone %s: memory_entry_max must be between 0 and the memory size less its eighth of headroom (%d bytes)", name, entryBudget(zc.Memory))
 	}
 	if zc.Path == "" && (zc.MaxSize != 0 || zc.Inactive != 0 || len(zc.Levels) != 0) {
 		return fmt.Errorf("zone %s: max_size, inactive and levels need a disk path", name)

@@ -8,22 +8,33 @@ import (
 	"go.uber.org/zap"
 )
 
-// The memory tiers hold most of the heap, and with Go's default GOGC=100
-// the heap may grow to twice what is live before a collection: a full
-// 256 MiB zone would take over 500 MiB. A soft memory limit a little above
-// the zones' total keeps the process close to its configured size. The
-// bodies are pointer-free []byte, so the extra collections are cheap: they
-// scan only the index structures, not the cached bytes.
+// A zone's memory size is what its hot tier may cost in all, so that an
+// operator can add up the zones and know the process's size. The tier's
+// accounting (bodies, headers, keys, index) tracks the heap within a few
+// per cent; on top of that a garbage-collected heap needs headroom to
+// replace entries, and with Go's default GOGC=100 that headroom is as
+// large as the heap: a full 256 MiB tier would take over 500 MiB.
+//
+// So the entries get the size less a reserve (an eighth, at most 64 MiB
+// per zone), and a soft memory limit of the zones' total plus room for
+// Caddy itself makes the collector work in that reserve. The bodies are
+// pointer-free []byte, so the extra collections are cheap: they scan only
+// the index structures, not the cached bytes.
 //
 // An operator's own GOMEMLIMIT is left alone, and the limit never rises
 // above the one the process started with (Caddy derives that from the
 // machine's or cgroup's memory).
 
-// memoryLimitFor returns the soft limit for zones holding total bytes:
-// the zones, an eighth more for what their accounting does not see
-// (map slots, headers, buffers of stores under way), and room for Caddy.
+// entryBudget is what a zone of the given memory size stores in entries.
+func entryBudget(size int64) int64 {
+	return size - min(size/8, 64<<20)
+}
+
+// memoryLimitFor returns the soft limit for zones of total bytes: the
+// zones and room for Caddy (its heap, goroutine stacks and connection
+// buffers; an idle process takes 10 MiB).
 func memoryLimitFor(total int64) int64 {
-	return total + total/8 + 48<<20
+	return total + 32<<20
 }
 
 var (

@@ -55,8 +55,10 @@ func (b *bench) memoryPart(ctx context.Context) error {
 		return err
 	}
 	heap, heapErr := goHeap(ctx, t)
-	hit1m, of1m := hitRate(ctx, t, "/fill/1m/", n1m, 50)
+	// 10 KiB first: a 1 MiB key that missed is stored again, and 50 of
+	// them would push out the newest small entries.
 	hit10k, of10k := hitRate(ctx, t, "/fill/10k/", n10k, 200)
+	hit1m, of1m := hitRate(ctx, t, "/fill/1m/", n1m, 50)
 	time.Sleep(10 * time.Second)
 	settled, err := procStatus(pid)
 	if err != nil {
@@ -67,19 +69,23 @@ func (b *bench) memoryPart(ctx context.Context) error {
 	fmt.Fprintf(w, "A fresh edgecache with `memory %s` gets %d × 1 MiB and %d × 10 KiB distinct keys (%s in %s, 8 clients), "+
 		"twice what the zone holds. RSS from /proc/<pid>/status.\n\n",
 		b.opt.memoryZone, n1m, n10k, humanize.IBytes(total), fillTime.Round(100*time.Millisecond))
-	fmt.Fprintln(w, "| when | VmRSS | RSS / zone | (RSS − idle) / zone |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	fmt.Fprintln(w, "| when | VmRSS | of which files (RssFile) | RSS / zone | (RSS − idle) / zone |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
 	for _, row := range []struct {
-		when string
-		kib  uint64
+		when      string
+		kib, file uint64
 	}{
-		{"idle, before filling", idle.rss},
-		{"1 s after filling", filled.rss},
-		{"10 s later", settled.rss},
-		{"peak (VmHWM)", settled.hwm},
+		{"idle, before filling", idle.rss, idle.file},
+		{"1 s after filling", filled.rss, filled.file},
+		{"10 s later", settled.rss, settled.file},
+		{"peak (VmHWM)", settled.hwm, 0},
 	} {
 		bytes := row.kib << 10
-		fmt.Fprintf(w, "| %s | %s | %.2f× | %.2f× |\n", row.when, humanize.IBytes(bytes),
+		file := "-"
+		if row.file > 0 {
+			file = humanize.IBytes(row.file << 10)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %.2f× |\n", row.when, humanize.IBytes(bytes), file,
 			float64(bytes)/float64(zone), (float64(bytes)-float64(idle.rss<<10))/float64(zone))
 	}
 	if heapErr != nil {
@@ -166,10 +172,11 @@ func hitRate(ctx context.Context, t *target, prefix string, n, count int) (int, 
 	return hits, count
 }
 
-// memStatus is the resident set size now and at its peak, in KiB.
-type memStatus struct{ rss, hwm uint64 }
+// memStatus is the resident set size now and at its peak, and the part of
+// it that maps files (the executable, shared with the page cache), in KiB.
+type memStatus struct{ rss, hwm, file uint64 }
 
-// procStatus reads VmRSS and VmHWM from /proc/<pid>/status.
+// procStatus reads VmRSS, VmHWM and RssFile from /proc/<pid>/status.
 func procStatus(pid int) (memStatus, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -180,7 +187,7 @@ func procStatus(pid int) (memStatus, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
+		if !ok || (key != "VmRSS" && key != "VmHWM" && key != "RssFile") {
 			continue
 		}
 		fields := strings.Fields(val) // "123456 kB"
@@ -191,10 +198,13 @@ func procStatus(pid int) (memStatus, error) {
 		if err != nil {
 			return m, err
 		}
-		if key == "VmRSS" {
+		switch key {
+		case "VmRSS":
 			m.rss = kib
-		} else {
+		case "VmHWM":
 			m.hwm = kib
+		default:
+			m.file = kib
 		}
 	}
 	return m, sc.Err()
@@ -214,12 +224,20 @@ func goHeap(ctx context.Context, t *target) (string, error) {
 		{"go_memstats_heap_released_bytes", "released"},
 		{"go_gc_gogc_percent", "GOGC"},
 		{"go_gc_gomemlimit_bytes", "GOMEMLIMIT"},
+		{"edgecache_entries:memory", "memory tier entries"},
+		{"edgecache_bytes:memory", "memory tier bytes (accounted)"},
 	}
 	values := map[string]float64{}
 	for _, line := range strings.Split(resp, "\n") {
 		name, val, ok := strings.Cut(line, " ")
 		if !ok || strings.HasPrefix(name, "#") {
 			continue
+		}
+		if base, labels, ok := strings.Cut(name, "{"); ok && strings.HasPrefix(base, "edgecache_") {
+			if !strings.Contains(labels, `tier="memory"`) {
+				continue
+			}
+			name = base + ":memory"
 		}
 		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
 			values[name] = v
@@ -231,7 +249,7 @@ func goHeap(ctx context.Context, t *target) (string, error) {
 		switch {
 		case !ok:
 			continue
-		case strings.HasSuffix(m.metric, "_bytes"):
+		case strings.Contains(m.metric, "_bytes"):
 			parts = append(parts, m.label+" "+humanize.IBytes(uint64(v)))
 		default:
 			parts = append(parts, fmt.Sprintf("%s %.0f", m.label, v))
