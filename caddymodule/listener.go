@@ -25,9 +25,9 @@ func init() {
 // of the throughput.
 //
 // With this wrapper, the edge_cache handler marks a connection before it
-// writes a hit's body; the first write shorter than the body is then held
-// (copied, at most 16 KiB) and sent together with the next one in a
-// single writev. Nothing else changes: other handlers' writes, TLS
+// writes a hit's body; if the next write is net/http's full 4 KiB buffer,
+// it is held (copied) and sent together with the next one in a single
+// writev. Nothing else changes: other handlers' writes, TLS
 // connections, HTTP/2 and hijacked connections pass straight through.
 //
 // It is configured in the servers' listener wrappers:
@@ -112,11 +112,14 @@ func registerConnContext(srv *caddyhttp.Server) {
 
 type coalescingConnKey struct{}
 
-// maxHeldWrite bounds the copy a held write makes. net/http's buffered
-// writes are 4 KiB.
-const maxHeldWrite = 16 << 10
+// heldWriteSize is the only write size held: net/http's connection buffer
+// (4 KiB) flushed because it is full. bufio flushes a full buffer only in
+// the middle of a write with more bytes to come, so a held write is always
+// followed by another before the response ends. Should net/http's buffer
+// size change, nothing is held any more: slower, never stuck.
+const heldWriteSize = 4 << 10
 
-var heldWrites = sync.Pool{New: func() any { b := make([]byte, 0, maxHeldWrite); return &b }}
+var heldWrites = sync.Pool{New: func() any { b := make([]byte, 0, heldWriteSize); return &b }}
 
 // coalescingConn holds at most one write, when asked to, and sends it with
 // the next one.
@@ -133,9 +136,9 @@ type coalescingConn struct {
 // a held one.
 var testHookCoalesced func()
 
-// holdNextWrite asks c to hold its next write if it is shorter than n
-// bytes (the body about to be written): net/http then still has the rest
-// of the response to write, and both go out in one writev.
+// holdNextWrite asks c to hold its next write if it is net/http's full
+// buffer and shorter than n bytes (the body about to be written): the
+// rest of the response is then on its way, and both go out in one writev.
 func (c *coalescingConn) holdNextWrite(n int) {
 	c.mu.Lock()
 	c.holdBelow = n
@@ -148,7 +151,7 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	if held == nil {
 		below := c.holdBelow
 		c.holdBelow = 0
-		if len(p) < below && len(p) <= maxHeldWrite {
+		if len(p) == heldWriteSize && len(p) < below {
 			held = heldWrites.Get().(*[]byte)
 			*held = append((*held)[:0], p...)
 			c.held = held
@@ -172,10 +175,9 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	return int(max(n-int64(heldLen), 0)), err
 }
 
-// flush sends a held write on its own. The handler's response always
-// writes more than the held part, so this is only a safety net: net/http
-// ends every response by resetting the read deadline, and a cut response
-// is followed by Close.
+// flush sends a held write on its own. Another write always follows a
+// held one, so this is only a safety net: net/http ends every response by
+// resetting the read deadline, and a cut response is followed by Close.
 func (c *coalescingConn) flush() error {
 	c.mu.Lock()
 	held := c.held

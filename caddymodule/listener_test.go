@@ -66,45 +66,58 @@ func countCoalesced(t *testing.T) *atomic.Int64 {
 func TestCoalescingConnHoldsOneWrite(t *testing.T) {
 	coalesced := countCoalesced(t)
 	server, client := connPair(t)
+	full := strings.Repeat("h", heldWriteSize) // net/http's full buffer
 
 	// Unmarked, writes go straight out.
-	server.Write([]byte("plain"))
-	if got := readFor(t, client, 100*time.Millisecond); got != "plain" {
-		t.Fatalf("unmarked write: got %q", got)
+	server.Write([]byte(full))
+	if got := readFor(t, client, 100*time.Millisecond); got != full {
+		t.Fatalf("unmarked write: got %d bytes", len(got))
 	}
 
-	server.holdNextWrite(10)
-	if n, err := server.Write([]byte("head")); n != 4 || err != nil {
+	server.holdNextWrite(10 << 10)
+	if n, err := server.Write([]byte(full)); n != len(full) || err != nil {
 		t.Fatalf("held write returned %d, %v", n, err)
 	}
 	if got := readFor(t, client, 100*time.Millisecond); got != "" {
-		t.Fatalf("held write was sent: %q", got)
+		t.Fatalf("held write was sent: %d bytes", len(got))
 	}
 	if n, err := server.Write([]byte("body-rest")); n != 9 || err != nil {
 		t.Fatalf("second write returned %d, %v", n, err)
 	}
-	if got := readFor(t, client, 100*time.Millisecond); got != "headbody-rest" {
-		t.Fatalf("coalesced writes: got %q", got)
+	if got := readFor(t, client, 100*time.Millisecond); got != full+"body-rest" {
+		t.Fatalf("coalesced writes: got %d bytes", len(got))
 	}
 	if coalesced.Load() != 1 {
 		t.Errorf("%d coalesced writes, want 1", coalesced.Load())
 	}
 
-	// Only the next write is held, and only when shorter than the body.
-	server.holdNextWrite(4)
-	server.Write([]byte("long"))
-	server.Write([]byte("-next"))
-	if got := readFor(t, client, 100*time.Millisecond); got != "long-next" {
-		t.Fatalf("write as long as the body: got %q", got)
-	}
-	if coalesced.Load() != 1 {
-		t.Errorf("a write as long as the body was held")
+	// Only the next write is held, only when it is a full buffer shorter
+	// than the body.
+	for _, tt := range []struct {
+		name   string
+		body   int
+		writes []string
+	}{
+		{"write as long as the body", heldWriteSize, []string{full, "-next"}},
+		{"not a full buffer", 10 << 10, []string{"short", full, "-next"}},
+	} {
+		server.holdNextWrite(tt.body)
+		for _, w := range tt.writes {
+			server.Write([]byte(w))
+		}
+		if got := readFor(t, client, 100*time.Millisecond); got != strings.Join(tt.writes, "") {
+			t.Fatalf("%s: got %d bytes", tt.name, len(got))
+		}
+		if coalesced.Load() != 1 {
+			t.Fatalf("%s: a write was held", tt.name)
+		}
 	}
 }
 
 // TestCoalescingConnSafetyNets: a held write is never stranded, whatever
 // ends the response.
 func TestCoalescingConnSafetyNets(t *testing.T) {
+	full := strings.Repeat("h", heldWriteSize)
 	for name, end := range map[string]func(c *coalescingConn) error{
 		"read deadline": func(c *coalescingConn) error { return c.SetReadDeadline(time.Time{}) },
 		"deadline":      func(c *coalescingConn) error { return c.SetDeadline(time.Time{}) },
@@ -117,17 +130,20 @@ func TestCoalescingConnSafetyNets(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			server, client := connPair(t)
-			server.holdNextWrite(100)
-			server.Write([]byte("held"))
+			server.holdNextWrite(10 << 10)
+			server.Write([]byte(full))
+			if server.held == nil {
+				t.Fatal("the write was not held")
+			}
 			if err := end(server); err != nil {
 				t.Fatal(err)
 			}
-			got := readFor(t, client, 200*time.Millisecond)
-			if !strings.HasPrefix(got, "held") {
-				t.Errorf("got %q, want the held write", got)
+			want := full
+			if name == "read from" {
+				want += "+file"
 			}
-			if name == "read from" && got != "held+file" {
-				t.Errorf("ReadFrom: got %q", got)
+			if got := readFor(t, client, 200*time.Millisecond); got != want {
+				t.Errorf("got %d bytes, want %d", len(got), len(want))
 			}
 		})
 	}
