@@ -138,7 +138,7 @@ func (zc *ZoneConfig) validate(name string) error {
 		return fmt.Errorf("zone %s: memory must be positive", name)
 	}
 	if zc.MemoryEntryMax < 0 || (zc.Memory > 0 && zc.MemoryEntryMax > entryBudget(zc.Memory)) {
-		return fmt.Errorf("zone %s: memory_entry_max must be between 0 and the memory size less its eighth of headroom (%d bytes)", name, entryBudget(zc.Memory))
+		return fmt.Errorf("zone %s: memory_entry_max must be between 0 and the three quarters of the memory size (%d bytes; the rest is the collector's headroom)", name, entryBudget(zc.Memory))
 	}
 	if zc.Path == "" && (zc.MaxSize != 0 || zc.Inactive != 0 || len(zc.Levels) != 0) {
 		return fmt.Errorf("zone %s: max_size, inactive and levels need a disk path", name)

@@ -185,7 +185,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"size with extra argument", global("zone default 1GiB more"), "more", "argument"},
 		{"bad block size", global("zone default {\n\t\t\tmemory huge\n\t\t}"), "huge", "bad size"},
 		{"entry max above memory", global("zone default {\n\t\t\tmemory 1MiB\n\t\t\tmemory_entry_max 2MiB\n\t\t}"), "=}", "memory_entry_max"},
-		{"entry max in the headroom", global("zone default {\n\t\t\tmemory 1MiB\n\t\t\tmemory_entry_max 1MiB\n\t\t}"), "=}", "headroom"},
+		{"entry max in the headroom", global("zone default {\n\t\t\tmemory 1MiB\n\t\t\tmemory_entry_max 1MiB\n\t\t}"), "=}", "three quarters"},
 		{"unknown zone option", global("zone default {\n\t\t\tdisk /var/cache\n\t\t}"), "disk", "unrecognized zone option"},
 		{"zone twice", global("zone a 1MiB\n\t\tzone a 2MiB"), "zone a 2MiB", "defined twice"},
 		{"zone without name", global("zone"), "=zone", "argument"},

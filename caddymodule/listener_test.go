@@ -15,25 +15,31 @@ import (
 	"time"
 )
 
-// connPair returns a wrapped server side and the client side of a
-// loopback TCP connection.
-func connPair(t *testing.T) (*coalescingConn, net.Conn) {
+// accept dials a loopback listener and returns what the edge_cache
+// wrapper around wrap(listener) accepts, and the client side.
+func accept(t *testing.T, wrap func(net.Listener) net.Listener) (server, client net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
+	if client, err = net.Dial("tcp", ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	server, err := ListenerWrapper{}.WrapListener(ln).Accept()
-	if err != nil {
+	if server, err = (ListenerWrapper{}).WrapListener(wrap(ln)).Accept(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Close() })
+	return server, client
+}
+
+// connPair returns a wrapped server side and the client side of a
+// loopback TCP connection.
+func connPair(t *testing.T) (*coalescingConn, net.Conn) {
+	t.Helper()
+	server, client := accept(t, func(ln net.Listener) net.Listener { return ln })
 	c, ok := server.(*coalescingConn)
 	if !ok {
 		t.Fatalf("accepted %T, want *coalescingConn", server)
@@ -156,21 +162,7 @@ func TestCoalescingConnSafetyNets(t *testing.T) {
 
 // TestListenerWrapperLeavesTLS: net/http serves TLS only on a *tls.Conn.
 func TestListenerWrapperLeavesTLS(t *testing.T) {
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	client, err := net.Dial("tcp", raw.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	conn, err := ListenerWrapper{}.WrapListener(tls.NewListener(raw, &tls.Config{})).Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, _ := accept(t, func(ln net.Listener) net.Listener { return tls.NewListener(ln, &tls.Config{}) })
 	if _, ok := conn.(*tls.Conn); !ok {
 		t.Errorf("a TLS connection was wrapped: %T", conn)
 	}
