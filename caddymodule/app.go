@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
@@ -31,6 +32,11 @@ type App struct {
 	keys     []string // zone-pool keys held by this config
 	diskKeys []string // disk-pool keys held by this config
 	logger   *zap.Logger
+
+	// servers whose connections carry the listener wrapper's connection
+	// in their context (see listener.go): registered once per server.
+	// Provisioning is sequential, so this needs no lock.
+	connContextServers map[*caddyhttp.Server]bool
 }
 
 // ZoneConfig defines one cache zone.
@@ -91,6 +97,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if zc.Memory == 0 {
 			zc.Memory = DefaultZoneMemory
 		}
+		if zc.MemoryEntryMax == 0 {
+			// From the configured size, as documented, not from the
+			// three quarters the entries get.
+			zc.MemoryEntryMax = cache.DefaultMemoryEntryMax(zc.Memory)
+		}
 		if zc.Path != "" && zc.Inactive == 0 {
 			zc.Inactive = DefaultInactive
 		}
@@ -138,7 +149,7 @@ func (zc *ZoneConfig) validate(name string) error {
 		return fmt.Errorf("zone %s: memory must be positive", name)
 	}
 	if zc.MemoryEntryMax < 0 || (zc.Memory > 0 && zc.MemoryEntryMax > entryBudget(zc.Memory)) {
-		return fmt.Errorf("zone %s: memory_entry_max must be between 0 and the three quarters of the memory size (%d bytes; the rest is the collector's headroom)", name, entryBudget(zc.Memory))
+		return fmt.Errorf("zone %s: memory_entry_max must be between 0 and three quarters of the memory size (%d bytes; the rest is the collector's headroom)", name, entryBudget(zc.Memory))
 	}
 	if zc.Path == "" && (zc.MaxSize != 0 || zc.Inactive != 0 || len(zc.Levels) != 0) {
 		return fmt.Errorf("zone %s: max_size, inactive and levels need a disk path", name)

@@ -120,7 +120,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-		registerConnContext(srv)
+		h.app.registerConnContext(srv)
 	}
 	if h.Zone == "" {
 		h.Zone = "default"

@@ -98,8 +98,16 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 }
 
 // registerConnContext makes srv put each wrapped connection in its
-// connection's context, for the handler to find.
-func registerConnContext(srv *caddyhttp.Server) {
+// connection's context, for the handler to find; once per server, however
+// many edge_cache handlers it has.
+func (a *App) registerConnContext(srv *caddyhttp.Server) {
+	if a.connContextServers[srv] {
+		return
+	}
+	if a.connContextServers == nil {
+		a.connContextServers = make(map[*caddyhttp.Server]bool)
+	}
+	a.connContextServers[srv] = true
 	srv.RegisterConnContext(func(ctx context.Context, c net.Conn) context.Context {
 		if addr, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			if cc, ok := pendingConns.LoadAndDelete(addr); ok {
@@ -232,13 +240,11 @@ func (c *coalescingConn) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(writerOnly{c.Conn}, r)
+	return io.Copy(c.Conn, r)
 }
 
 // NetConn returns the wrapped connection, as crypto/tls's Conn does.
 func (c *coalescingConn) NetConn() net.Conn { return c.Conn }
-
-type writerOnly struct{ io.Writer }
 
 // Interface guards
 var (

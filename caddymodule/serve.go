@@ -86,7 +86,7 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 // body goes out through the connection's ReadFrom, which sends the headers
 // first.
 func holdFirstWrite(r *http.Request, bodySize int) {
-	if bodySize < 2<<10 || r.TLS != nil || r.ProtoMajor != 1 {
+	if bodySize < heldWriteSize/2 || r.TLS != nil || r.ProtoMajor != 1 {
 		return
 	}
 	if c, ok := r.Context().Value(coalescingConnKey{}).(*coalescingConn); ok {
