@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/edgecache/edgecache/internal/testbin"
 )
 
 // TestDemo runs the demo, that is Caddyfile.example against the OMERO
@@ -22,8 +24,8 @@ func TestDemo(t *testing.T) {
 	}
 	t.Setenv("EDGECACHE_ADMIN", "off")
 	t.Setenv(envPrivateBind, "127.0.0.1")
-	t.Setenv(envRefreshPort, strconv.Itoa(freePort(t)))
-	t.Setenv(envLongPort, strconv.Itoa(freePort(t)))
+	t.Setenv(envRefreshPort, strconv.Itoa(testbin.FreePort(t)))
+	t.Setenv(envLongPort, strconv.Itoa(testbin.FreePort(t)))
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
@@ -34,7 +36,7 @@ func TestDemo(t *testing.T) {
 	}
 	t.Setenv(envCacheDir, t.TempDir())
 
-	d, err := startDemo(demoConfig{Listen: "127.0.0.1:" + strconv.Itoa(freePort(t)), ReadOnly: 2, Caddyfile: text})
+	d, err := startDemo(demoConfig{Listen: "127.0.0.1:" + strconv.Itoa(testbin.FreePort(t)), ReadOnly: 2, Caddyfile: text})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/edgecache/edgecache/internal/testbin"
 )
 
 // backend is a test origin on 127.0.0.1 that records what it was asked.
@@ -62,17 +63,6 @@ func (b *backend) seen() []seenRequest {
 }
 
 func (b *backend) hits() int { return int(b.count.Load()) }
-
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // globalOptions makes every test Caddy quiet, local and stateless; zones is
 // the body of the edge_cache global option.
@@ -125,7 +115,7 @@ func startCaddy(t testing.TB, caddyfile string, be *backend, names ...string) *s
 		pairs = append(pairs, "$BACKEND", be.hostPort())
 	}
 	for _, n := range names {
-		s.ports[n] = freePort(t)
+		s.ports[n] = testbin.FreePort(t)
 		pairs = append(pairs, "$"+n, strconv.Itoa(s.ports[n]))
 	}
 	cfg := adapt(t, strings.NewReplacer(pairs...).Replace(caddyfile))

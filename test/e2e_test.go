@@ -52,16 +52,6 @@ func versioned(w http.ResponseWriter, r *http.Request, n int64) {
 	fmt.Fprintf(w, "%s v%d", r.URL.Path, n)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // instance is a running edgecache process.
 type instance struct {
 	public, refresh int
@@ -131,7 +121,7 @@ http://127.0.0.1:%[3]d {
 func start(t *testing.T, be *backend) *instance {
 	t.Helper()
 	dir := t.TempDir()
-	in := &instance{public: freePort(t), refresh: freePort(t), accessLog: filepath.Join(dir, "access.log")}
+	in := &instance{public: testbin.FreePort(t), refresh: testbin.FreePort(t), accessLog: filepath.Join(dir, "access.log")}
 	config := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(config, []byte(caddyfileFor(be, in.public, in.refresh, in.accessLog)), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,11 @@
 // Package testbin builds the edgecache command for the end-to-end test
-// packages, from this module's source, once per test binary (in TestMain).
+// packages, from this module's source, once per test binary (in TestMain),
+// and holds the helpers every test package shares.
 package testbin
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,4 +47,15 @@ func Run(m *testing.M, binary *string) int {
 		return 2
 	}
 	return m.Run()
+}
+
+// FreePort returns a port of 127.0.0.1 that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

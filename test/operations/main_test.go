@@ -34,17 +34,6 @@ var edgecacheBin string
 
 func TestMain(m *testing.M) { os.Exit(testbin.Run(m, &edgecacheBin)) }
 
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // lockedBuffer collects a process's output from several goroutines.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -380,7 +369,7 @@ func newDiskSetup(tb testing.TB, b *backend, maxSize string) *diskSetup {
 	tb.Helper()
 	dir := tb.TempDir()
 	zoneDir := filepath.Join(dir, "zone")
-	admin, port := freePort(tb), freePort(tb)
+	admin, port := testbin.FreePort(tb), testbin.FreePort(tb)
 	cfg := diskZoneGlobal(admin, zoneDir, maxSize) + cachedSite(port, "disk", b.addr, "")
 	p := newProxy(tb, dir, cfg, admin, port)
 	return &diskSetup{proxy: p, zoneDir: zoneDir, site: fmt.Sprintf("http://127.0.0.1:%d", port)}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testbin"
 )
 
 // versioned is a backend whose bodies carry a version number, raised before
@@ -103,7 +105,7 @@ type purgeBody struct {
 func TestPurgeUnderLoad(t *testing.T) {
 	b := newVersioned(t)
 	dir := t.TempDir()
-	admin, diskPort, hotPort, churnPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	admin, diskPort, hotPort, churnPort := testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	edge_cache {
@@ -286,7 +288,7 @@ func doPurge(t *testing.T, adminAddr string, c purgeCase) int {
 func TestPurgeWhilePromoting(t *testing.T) {
 	b := newVersioned(t)
 	dir := t.TempDir()
-	admin, port := freePort(t), freePort(t)
+	admin, port := testbin.FreePort(t), testbin.FreePort(t)
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	edge_cache {

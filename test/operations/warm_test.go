@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testbin"
 )
 
 // TestWarm fills a disk zone with `edgecache warm` through a refresh site,
@@ -31,7 +33,7 @@ func TestWarm(t *testing.T) {
 		fmt.Fprintf(w, "body of %s", r.URL.RequestURI())
 	})
 	dir := t.TempDir()
-	admin, public, refresh := freePort(t), freePort(t), freePort(t)
+	admin, public, refresh := testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)
 	cfg := diskZoneGlobal(admin, filepath.Join(dir, "zone"), "64MiB") +
 		cachedSite(public, "disk", b.addr, "") + cachedSite(refresh, "disk", b.addr, "refresh")
 	p := newProxy(t, dir, cfg, admin, public, refresh)
