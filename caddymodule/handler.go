@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/maintenance"
 )
 
 func init() {
@@ -213,7 +214,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if gate := maintenanceGateFrom(r.Context()); gate != nil {
+	if gate := maintenance.GateFrom(r.Context()); gate != nil {
 		return h.serveDuringMaintenance(w, r, repl, gate)
 	}
 	if h.isPrivate(r) {
@@ -298,7 +299,7 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 // serveDuringMaintenance answers from the cache, fresh or stale, and shows
 // the maintenance page for anything that would reach a backend (a maintenance
 // handler with serve_cached is in charge).
-func (h *Handler) serveDuringMaintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenanceGate) error {
+func (h *Handler) serveDuringMaintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
 	if h.Refresh || h.isPrivate(r) {
 		return gate.ServePage(w, r)
 	}
