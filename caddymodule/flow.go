@@ -80,7 +80,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Refresh {
 		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true})
 	}
-	now := time.Now()
+	now := zone.Clock().Now()
 	switch result, entry := h.lookup(zone, key, r, now); result {
 	case lookupHit:
 		return h.hit(w, r, repl, next, zone, key, entry, now)
@@ -158,15 +158,16 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 // be running.
 func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	fill *cache.Fill, job fetchJob, deadline time.Time) error {
+	clock := job.zone.Clock()
 	for {
-		ended, stored := fill.Wait(r.Context(), time.Until(deadline))
+		ended, stored := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
-			if result, entry := h.lookup(job.zone, job.key, r, time.Now()); result != lookupMiss {
+			if result, entry := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
 				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
 			}
 		}
-		if !ended || time.Now().After(deadline) {
+		if !ended || clock.Now().After(deadline) {
 			job.mayStore = false
 			return h.fetchAndDeliver(w, r, next, job)
 		}
@@ -252,7 +253,7 @@ func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *cadd
 	if err != nil {
 		return err
 	}
-	switch result, entry := h.lookup(zone, h.keyFor(r, repl), r, time.Now()); result {
+	switch result, entry := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
 	case lookupHit:
 		gate.Claim()
 		return h.serveEntry(w, r, zone, entry, cache.StatusHit)

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -65,7 +64,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		return
 	}
 	hdr := cw.rw.Header()
-	now := time.Now()
+	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
 		if code == http.StatusNotModified && cw.h.revalidate {
 			cw.outcome = outcomeStale
