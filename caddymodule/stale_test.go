@@ -18,7 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // faultyBackend is a backend whose behaviour a test switches at will.
@@ -82,7 +82,7 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 // replaced, and returns its JSON and the site's base URL.
 func adaptCaddyfile(t *testing.T, caddyfile, backend string) ([]byte, string) {
 	t.Helper()
-	port := strconv.Itoa(testbin.FreePort(t))
+	port := strconv.Itoa(testkit.FreePort(t))
 	caddyfile = strings.ReplaceAll(caddyfile, "{PORT}", port)
 	caddyfile = strings.ReplaceAll(caddyfile, "{BACKEND}", backend)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
@@ -419,10 +419,10 @@ func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 	// The background fetch has had the backend's answer once its latency
 	// is observed (the first fetch is the other); after that it counts
 	// nothing, whatever it does.
-	waitUntil(t, "the background fetch to end", func() bool {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the background fetch to end", func() bool {
 		_, fetches, _ := zone.Stats.FetchLatency.Snapshot()
 		return fetches == 2
-	})
+	}))
 	if got := zone.Stats.Requests[cache.StatusStale].Load(); got != 1 {
 		t.Errorf("STALE requests %d, want 1 (the client's)", got)
 	}
