@@ -196,6 +196,7 @@ func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
 //	    min_uses <n>
 //	    refresh                           # never look up: fetch and overwrite (the cache buster)
 //	    private_cookies <name>...         # requests carrying any of these cookies are never cached
+//	    hide_headers <name>...            # removed from every response through the handler (proxy_hide_header)
 //	    status_header <name>|off          # default X-Cache-Status
 //	    use_stale <condition>...          # error timeout invalid_header updating http_500 http_502
 //	                                      # http_503 http_504 http_403 http_404 http_429 | off
@@ -317,6 +318,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.PrivateCookies = append(h.PrivateCookies, args...)
+		case "hide_headers":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, name := range args {
+				if strings.ContainsAny(name, " \t:") {
+					return d.Errf("hide_headers: %q is not a header name", name)
+				}
+			}
+			h.HideHeaders = append(h.HideHeaders, args...)
 		case "status_header":
 			if err := oneArg(d, &h.StatusHeader); err != nil {
 				return err

@@ -75,6 +75,12 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
 		}
 		finish(false)
+		if !cw.wroteHeader {
+			// The backend gave no answer: the error page that follows
+			// carries the status, and so does the access log, as nginx's
+			// 502 does (MISS, or BYPASS on the cache buster).
+			h.setStatus(w, repl, job.status)
+		}
 		job.zone.Stats.Requests[job.status].Add(1)
 		return err
 	}
