@@ -39,6 +39,9 @@ const (
 	HeaderDelay = "X-Demo-Delay"
 	// HeaderStatus makes this request answer with the given status code.
 	HeaderStatus = "X-Demo-Status"
+	// HeaderCacheControl makes this request's answer carry this
+	// Cache-Control, as a view with Django's cache_control decorator would.
+	HeaderCacheControl = "X-Demo-Cache-Control"
 	// HeaderNode is set on every response to the name of the node.
 	HeaderNode = "X-Omero-Node"
 )
@@ -120,6 +123,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	w.Header().Set(HeaderNode, s.node)
+	if v := r.Header.Get(HeaderCacheControl); v != "" {
+		w.Header().Set("Cache-Control", v)
+	}
 
 	if v := r.Header.Get(HeaderDelay); v != "" {
 		d, err := time.ParseDuration(v)

@@ -326,3 +326,11 @@ func TestAPILogin(t *testing.T) {
 		t.Errorf("the API session does not log in the web client: %q", page)
 	}
 }
+
+// A test can give one answer the Cache-Control a cache_control view would.
+func TestCacheControlHeader(t *testing.T) {
+	s := New("ro-1", Options{})
+	if cc := get(t, s, "/api/v0/", HeaderCacheControl, "max-age=60").Header.Get("Cache-Control"); cc != "max-age=60" {
+		t.Errorf("Cache-Control %q, want max-age=60", cc)
+	}
+}
