@@ -35,6 +35,9 @@ type edgeConfig struct {
 	Caddyfile string
 	// Env adds or overrides environment variables of the process.
 	Env map[string]string
+	// Cluster, when set, is the OMERO backends to use (left running when
+	// the instance stops); by default the instance starts its own.
+	Cluster *omerodemo.Cluster
 }
 
 // edge is a running edgecache process with its OMERO nodes.
@@ -56,8 +59,9 @@ type edge struct {
 	mu      sync.Mutex
 	clients map[string]*http.Client // by local address ("" for the default)
 
-	stopOnce sync.Once
-	stopErr  error
+	stopOnce    sync.Once
+	stopErr     error
+	ownsCluster bool
 }
 
 // The environment variables Caddyfile.example reads; the test sets every
@@ -120,8 +124,11 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 			e.stop()
 		}
 	}()
-	if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
-		return nil, err
+	if e.Cluster = cfg.Cluster; e.Cluster == nil {
+		if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
+			return nil, err
+		}
+		e.ownsCluster = true
 	}
 	ports, err := freePorts(5)
 	if err != nil {
@@ -154,6 +161,7 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	for k, v := range cfg.Env {
 		env[k] = v
 	}
+	e.Flag = env["EDGECACHE_MAINTENANCE_FLAG"]
 
 	if e.logFile, err = os.Create(e.logPath); err != nil {
 		return nil, err
@@ -251,7 +259,7 @@ func (e *edge) doStop() error {
 	if e.logFile != nil {
 		e.logFile.Close()
 	}
-	if e.Cluster != nil {
+	if e.Cluster != nil && e.ownsCluster {
 		e.Cluster.Close()
 	}
 	return errors.Join(errs...)

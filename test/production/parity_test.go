@@ -379,12 +379,7 @@ func TestApplicationErrorsKeepNodesUp(t *testing.T) {
 // buster), and every port shows the archive's 50x page with the 502.
 func TestFailedFetchStatusAndErrorPage(t *testing.T) {
 	t.Parallel()
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := dead.Addr().String()
-	dead.Close() // nothing listens there now
+	addr := closingListener(t) // connections fail there
 	e := newEdge(t, edgeConfig{ReadOnly: 1, Env: map[string]string{"OMERO_READONLY": addr, "OMERO_READWRITE": addr}})
 
 	for _, c := range []struct{ name, port, uri, status string }{
