@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // hide_headers removes the named headers from every response through the
@@ -18,7 +20,7 @@ import (
 // answer not stored, a POST, a private request's BYPASS, the refresh port,
 // and a 1xx informational response before the final one.
 func TestHideHeaders(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if r.URL.Path == "/early" {
 			w.Header().Set("Link", "</style.css>; rel=preload")
 			w.Header().Set("Set-Cookie", "early=1")
@@ -141,8 +143,8 @@ http://127.0.0.1:8080 {
 // status, in the header and in the placeholder: MISS on a normal site,
 // BYPASS on a refresh site, as nginx reports with its 502.
 func TestStatusOnFailedFetch(t *testing.T) {
-	dead := newBackend(t, versioned)
-	addr := dead.hostPort()
+	dead := testkit.NewBackend(t, versioned)
+	addr := dead.Addr()
 	dead.Close()
 	cf := globalOptions("zone default 64MiB") + strings.ReplaceAll(`
 http://127.0.0.1:$PUBLIC {

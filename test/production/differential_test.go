@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgecache/edgecache/internal/omerodemo"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // The differential test runs the production nginx configuration
@@ -276,9 +277,13 @@ func TestDifferentialAgainstNginx(t *testing.T) {
 			cluster.ReadOnly = append(cluster.ReadOnly, n)
 		}
 	}
-	ports, err := freePorts(3)
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]string, 3)
+	for i := range ports {
+		addr, err := testkit.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = addr
 	}
 	// The websocket pool, monitoring and search engine: a port that
 	// accepts and closes at once (a merely free port may be taken by
@@ -314,11 +319,11 @@ func TestDifferentialAgainstNginx(t *testing.T) {
 	}
 	maintenanceOn := func(t *testing.T) {
 		touch(t, flag)
-		eventually(t, 3*time.Second, func() string { return isMaintenance(e.get(t, e.Public, "/webclient/?probe")) })
+		testkit.Eventually(t, 3*time.Second, func() string { return isMaintenance(e.get(t, e.Public, "/webclient/?probe")) })
 	}
 	maintenanceOff := func(t *testing.T) {
 		remove(t, flag)
-		eventually(t, 3*time.Second, func() string {
+		testkit.Eventually(t, 3*time.Second, func() string {
 			if r := e.get(t, e.Public, "/webclient/?probe"); r.Status != http.StatusOK {
 				return fmt.Sprintf("status %d", r.Status)
 			}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgecache/edgecache/internal/omerodemo"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // keysIn lists the keys of a zone through the admin API.
@@ -119,7 +120,7 @@ func TestCacheControlHonoured(t *testing.T) {
 	}
 	// Past max-age the entry is stale (served once more while a
 	// background request refreshes it), not fresh for valid's day.
-	took := eventually(t, 5*time.Second, func() string {
+	took := testkit.Eventually(t, 5*time.Second, func() string {
 		if s := e.get(t, e.Public, uri).Header.Get("X-Cache-Status"); s == "HIT" {
 			return "still a HIT"
 		}
