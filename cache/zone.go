@@ -60,6 +60,7 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
 	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: make(chan struct{})}
+	z.Stats.declare()
 	gone := z.keys.remove
 	if z.disk != nil {
 		gone = nil // the disk holds what memory lets go
@@ -311,7 +312,7 @@ func (z *Zone) BeginStore(meta Meta) *Store {
 		if err == nil {
 			s.file = w
 		} else {
-			z.Stats.CountSkip("disk")
+			z.Stats.CountSkip(SkipDisk)
 		}
 	}
 	return s
@@ -325,7 +326,7 @@ func (s *Store) Write(p []byte) {
 		if _, err := s.file.Write(p); err != nil {
 			s.file.Abort()
 			s.file = nil
-			s.zone.Stats.CountSkip("disk")
+			s.zone.Stats.CountSkip(SkipDisk)
 		}
 	}
 	if s.inMemory {
@@ -347,7 +348,7 @@ func (s *Store) Abandoned() bool { return !s.inMemory && s.file == nil }
 func (s *Store) Commit() (*Entry, bool) {
 	if s.Abandoned() || (s.meta.BodySize >= 0 && s.n != s.meta.BodySize) {
 		if s.Abandoned() {
-			s.zone.Stats.CountSkip("too-large")
+			s.zone.Stats.CountSkip(SkipTooLarge)
 		}
 		s.Abort()
 		return nil, false
@@ -368,7 +369,7 @@ func (s *Store) Commit() (*Entry, bool) {
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
 	if !z.mayPromote(s.gen) {
-		z.Stats.CountSkip("purged")
+		z.Stats.CountSkip(SkipPurged)
 		s.Abort()
 		return nil, false
 	}
@@ -379,7 +380,7 @@ func (s *Store) Commit() (*Entry, bool) {
 		if err == nil {
 			onDisk = e
 		} else {
-			z.Stats.CountSkip("disk")
+			z.Stats.CountSkip(SkipDisk)
 		}
 	}
 	z.keys.add(s.meta.Key)

@@ -53,6 +53,9 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	err := next.ServeHTTP(cw, backend)
 	now := time.Now()
 	job.zone.Stats.FetchLatency.Observe(now.Sub(start))
+	if kind, failed := backendFailure(err, cw.code); failed {
+		job.zone.Stats.BackendErrors[kind].Add(1)
+	}
 	if job.background {
 		// No client: store what came, count nothing as served.
 		switch {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -65,22 +66,58 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 
 	m := scrape(t, base)
 	want := map[string]string{
-		`edgecache_requests_total{cache_status="HIT",zone="default"}`:    "2",
-		`edgecache_requests_total{cache_status="MISS",zone="default"}`:   "3",
-		`edgecache_requests_total{cache_status="BYPASS",zone="default"}`: "2",
-		`edgecache_stored_total{zone="default"}`:                         "2",
-		`edgecache_not_stored_total{reason="status",zone="default"}`:     "1",
-		`edgecache_served_bytes_total{zone="default"}`:                   fmt.Sprint(2 * len("version 0 of /a")),
-		`edgecache_entries{tier="memory",zone="default"}`:                "2",
-		`edgecache_backend_fetch_seconds_count{zone="default"}`:          "3",
+		`edgecache_requests_total{cache_status="HIT",zone="default"}`:      "2",
+		`edgecache_requests_total{cache_status="MISS",zone="default"}`:     "3",
+		`edgecache_requests_total{cache_status="BYPASS",zone="default"}`:   "2",
+		`edgecache_stored_total{zone="default"}`:                           "2",
+		`edgecache_not_stored_total{reason="status",zone="default"}`:       "1",
+		`edgecache_served_bytes_total{zone="default"}`:                     fmt.Sprint(2 * len("version 0 of /a")),
+		`edgecache_entries{tier="memory",zone="default"}`:                  "2",
+		`edgecache_backend_fetch_seconds_count{zone="default"}`:            "3",
+		`edgecache_backend_errors_total{reason="http_5xx",zone="default"}`: "1",
+		// Present at 0 from the start, for alerts (rate() of a series that
+		// appears only at its first event misses that event).
+		`edgecache_backend_errors_total{reason="error",zone="default"}`:   "0",
+		`edgecache_backend_errors_total{reason="timeout",zone="default"}`: "0",
+		`edgecache_not_stored_total{reason="set_cookie",zone="default"}`:  "0",
+		`edgecache_not_stored_total{reason="too_large",zone="default"}`:   "0",
+		`edgecache_lock_timeouts_total{zone="default"}`:                   "0",
 	}
 	for k, v := range want {
 		if m[k] != v {
 			t.Errorf("%s = %q, want %q", k, m[k], v)
 		}
 	}
+	if v, err := strconv.ParseFloat(m["edgecache_memory_limit_bytes"], 64); err != nil || v <= 0 {
+		t.Errorf("edgecache_memory_limit_bytes = %q, want a positive number", m["edgecache_memory_limit_bytes"])
+	}
+	for k := range m {
+		if strings.Contains(k, "-") {
+			t.Errorf("%s: label values are snake_case", k)
+		}
+	}
 	if t.Failed() {
 		t.Logf("scraped: %v", m)
+	}
+}
+
+// TestBackendErrorsByKind: a backend that cannot be reached counts as an
+// error, one that answers 5xx as http_5xx.
+func TestBackendErrorsByKind(t *testing.T) {
+	b := newFaultyBackend(t)
+	base := loadCaddyfile(t, metricsSite, b.srv.URL)
+	b.mode.Store("503")
+	get(base + "/x")
+	b.mode.Store("reset")
+	get(base + "/y")
+	m := scrape(t, base)
+	for k, v := range map[string]string{
+		`edgecache_backend_errors_total{reason="http_5xx",zone="default"}`: "1",
+		`edgecache_backend_errors_total{reason="error",zone="default"}`:    "1",
+	} {
+		if m[k] != v {
+			t.Errorf("%s = %q, want %q", k, m[k], v)
+		}
 	}
 }
 

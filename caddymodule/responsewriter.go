@@ -27,6 +27,7 @@ type captureWriter struct {
 	purgeGen uint64      // the zone's purge generation before the backend was asked
 
 	wroteHeader bool
+	code        int // the backend's status, once wroteHeader
 	// swallowed: the backend's answer is replaced by the stale entry.
 	swallowed bool
 	// revalidated: the backend confirmed the stale entry (304); its new validity.
@@ -64,7 +65,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		cw.rw.WriteHeader(code) // 1xx informational: not the response
 		return
 	}
-	cw.wroteHeader = true
+	cw.wroteHeader, cw.code = true, code
 	hdr := cw.rw.Header()
 	now := time.Now()
 	if stale := cw.job.stale; stale != nil {
