@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // TestHTTPSHitOverHTTP2 serves a site over HTTPS with Caddy's internal
@@ -22,7 +22,7 @@ import (
 func TestHTTPSHitOverHTTP2(t *testing.T) {
 	b := newBackend(t, objects)
 	dir := t.TempDir()
-	admin, port := testbin.FreePort(t), testbin.FreePort(t)
+	admin, port := testkit.FreePort(t), testkit.FreePort(t)
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	skip_install_trust
@@ -49,7 +49,7 @@ https://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, admin, filepath.Join(dir, "zone"), port, b.addr)
+`, admin, filepath.Join(dir, "zone"), port, b.Addr())
 	newProxy(t, dir, cfg, admin, port)
 
 	// Caddy's local CA, made at start, signs the site's certificate.
@@ -66,20 +66,18 @@ https://127.0.0.1:%d {
 
 	// The certificate is issued in the background after start: wait for
 	// a handshake that verifies.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if pem, err := os.ReadFile(rootFile); err == nil && roots.AppendCertsFromPEM(pem) {
-			if res, err := h2.Head(site + "/"); err == nil {
-				res.Body.Close()
-				break
-			} else if time.Now().After(deadline) {
-				t.Fatalf("no verified TLS handshake after 30s: %v", err)
-			}
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no local CA root at %s after 30s", rootFile)
+	testkit.Eventually(t, 30*time.Second, func() string {
+		pem, err := os.ReadFile(rootFile)
+		if err != nil || !roots.AppendCertsFromPEM(pem) {
+			return fmt.Sprintf("no local CA root at %s (%v)", rootFile, err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		res, err := h2.Head(site + "/")
+		if err != nil {
+			return fmt.Sprintf("no verified TLS handshake: %v", err)
+		}
+		res.Body.Close()
+		return ""
+	})
 
 	check := func(client *http.Client, path, proto, cache string, size int) {
 		t.Helper()
@@ -109,7 +107,7 @@ https://127.0.0.1:%d {
 		check(h2, path, "HTTP/2.0", "MISS", size)
 		check(h2, path, "HTTP/2.0", "HIT", size)
 		check(h1, path, "HTTP/1.1", "HIT", size)
-		if n := b.requests(path); n != 1 {
+		if n := b.RequestsFor(path); n != 1 {
 			t.Errorf("%s: %d backend requests, want 1", path, n)
 		}
 	}
