@@ -28,6 +28,7 @@ type captureWriter struct {
 
 	// outcome is what the backend's answer amounts to, from WriteHeader on.
 	outcome outcome
+	code    int // the backend's status, from WriteHeader on
 	// revalidation: the stale entry's new validity (outcomeRevalidated).
 	revalidation *cache.Revalidation
 	// writer stores the answer (outcomeStored); nil otherwise.
@@ -64,6 +65,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		cw.rw.WriteHeader(code) // 1xx informational: not the response
 		return
 	}
+	cw.code = code
 	hdr := cw.rw.Header()
 	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
