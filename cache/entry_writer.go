@@ -18,13 +18,16 @@ type EntryWriter struct {
 	file     *DiskWriter
 	n        int64
 	inMemory bool   // still buffering for the hot tier
-	gen      uint64 // purge generation at the start: a purge since voids the entry
+	gen      uint64 // purge generation when the request began: a purge since voids the entry
 }
 
 // NewEntryWriter starts writing a response into the zone. meta.BodySize is
-// the announced length, or -1 when the backend did not announce one.
-func (z *Zone) NewEntryWriter(meta Meta) *EntryWriter {
-	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: z.purgeGen.Load()}
+// the announced length, or -1 when the backend did not announce one. gen
+// is PurgeGeneration() from when the request began (GetAt), not from when
+// the answer came: a purge in between voids the entry, as the backend may
+// have computed the answer before the purge.
+func (z *Zone) NewEntryWriter(meta Meta, gen uint64) *EntryWriter {
+	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: gen}
 	if ew.inMemory && meta.BodySize >= 0 {
 		ew.body = make([]byte, 0, meta.BodySize)
 	}
@@ -146,8 +149,8 @@ type Revalidation struct {
 	Header   http.Header // the 304's headers that replace stored ones
 	Decision Decision
 	At       time.Time
-	// PurgeGen is PurgeGeneration() from before the backend was asked: a
-	// purge since then wins over the revalidation.
+	// PurgeGen is PurgeGeneration() from before the stale entry was read
+	// (GetAt): a purge since then wins over the revalidation.
 	PurgeGen uint64
 }
 

@@ -99,7 +99,22 @@ func (z *Zone) Clock() *Clock { return &z.clock }
 // disk that fits the hot tier is promoted to it; a larger one is returned
 // with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
-	gen := z.purgeGen.Load()
+	e, _, ok := z.GetAt(key)
+	return e, ok
+}
+
+// GetAt is Get that also returns the purge generation (PurgeGeneration)
+// from before the look-up. A request that goes on to store (a fill, a
+// background update, a revalidation) passes it to NewEntryWriter or
+// Revalidation, so that a purge after the request began voids the store:
+// the answer it would store may be what the purge removed.
+func (z *Zone) GetAt(key string) (e *Entry, gen uint64, ok bool) {
+	gen = z.purgeGen.Load()
+	e, ok = z.get(key, gen)
+	return e, gen, ok
+}
+
+func (z *Zone) get(key string, gen uint64) (*Entry, bool) {
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
 			z.promoteMu.RLock()

@@ -30,7 +30,7 @@ func zonePut(t testing.TB, z *Zone, key string, body []byte, announce bool) bool
 	if announce {
 		size = int64(len(body))
 	}
-	s := z.NewEntryWriter(testMeta(key, size))
+	s := z.NewEntryWriter(testMeta(key, size), z.PurgeGeneration())
 	s.Write(body[:len(body)/2])
 	s.Write(body[len(body)/2:])
 	_, ok := s.Commit()
@@ -76,7 +76,7 @@ func TestZoneStoreThenGet(t *testing.T) {
 		t.Fatalf("chunked entry: %v %+v", ok, e)
 	}
 	// Empty body.
-	s := z.NewEntryWriter(testMeta("/empty", 0))
+	s := z.NewEntryWriter(testMeta("/empty", 0), z.PurgeGeneration())
 	if _, ok := s.Commit(); !ok {
 		t.Fatal("empty body refused")
 	}
@@ -89,7 +89,7 @@ func TestZoneStoreWithNilHeader(t *testing.T) {
 	z := newTestZone(t, 1<<20, 0)
 	m := testMeta("/nil-header", 2)
 	m.Header = nil
-	s := z.NewEntryWriter(m)
+	s := z.NewEntryWriter(m, z.PurgeGeneration())
 	s.Write([]byte("ok"))
 	if _, ok := s.Commit(); !ok {
 		t.Fatal("refused")
@@ -103,19 +103,19 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 	z := newTestZone(t, 16<<20, 1024)
 
 	// Shorter than announced: the backend broke mid-body.
-	s := z.NewEntryWriter(testMeta("/short", 100))
+	s := z.NewEntryWriter(testMeta("/short", 100), z.PurgeGeneration())
 	s.Write(make([]byte, 50))
 	if _, ok := s.Commit(); ok {
 		t.Error("short body committed")
 	}
 	// Longer than announced.
-	s = z.NewEntryWriter(testMeta("/long", 10))
+	s = z.NewEntryWriter(testMeta("/long", 10), z.PurgeGeneration())
 	s.Write(make([]byte, 20))
 	if _, ok := s.Commit(); ok {
 		t.Error("long body committed")
 	}
 	// Announced larger than the per-entry limit.
-	s = z.NewEntryWriter(testMeta("/big-announced", 2048))
+	s = z.NewEntryWriter(testMeta("/big-announced", 2048), z.PurgeGeneration())
 	if !s.Abandoned() {
 		t.Error("store of announced oversized body not abandoned at once")
 	}
@@ -124,7 +124,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 		t.Error("announced oversized body committed")
 	}
 	// Unannounced, turns out larger than the limit.
-	s = z.NewEntryWriter(testMeta("/big-chunked", -1))
+	s = z.NewEntryWriter(testMeta("/big-chunked", -1), z.PurgeGeneration())
 	s.Write(make([]byte, 1000))
 	if s.Abandoned() {
 		t.Error("abandoned too early")
@@ -137,7 +137,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 		t.Error("unannounced oversized body committed")
 	}
 	// Aborted.
-	s = z.NewEntryWriter(testMeta("/aborted", 3))
+	s = z.NewEntryWriter(testMeta("/aborted", 3), z.PurgeGeneration())
 	s.Write([]byte("abc"))
 	s.Abort()
 	if _, ok := s.Commit(); ok {
@@ -156,7 +156,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 func TestZoneFailedOverwriteKeepsOldEntry(t *testing.T) {
 	z := newTestZone(t, 16<<20, 0)
 	zonePut(t, z, "/k", []byte("old"), true)
-	s := z.NewEntryWriter(testMeta("/k", 10))
+	s := z.NewEntryWriter(testMeta("/k", 10), z.PurgeGeneration())
 	s.Write([]byte("new"))
 	s.Commit() // short: refused
 	if e, ok := z.Get("/k"); !ok || string(e.Body) != "old" {
@@ -382,7 +382,7 @@ func BenchmarkZoneGet(b *testing.B) {
 // may be what the purge removed, so it is not stored.
 func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 	z := newTestZone(t, 64<<20, 0)
-	s := z.NewEntryWriter(testMeta("/a", 3))
+	s := z.NewEntryWriter(testMeta("/a", 3), z.PurgeGeneration())
 	s.Write([]byte("old"))
 	z.Purge("/a")
 	if _, ok := s.Commit(); ok {
@@ -391,10 +391,24 @@ func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 	if _, ok := z.Get("/a"); ok {
 		t.Error("the purged key is served")
 	}
-	s = z.NewEntryWriter(testMeta("/a", 3))
+	s = z.NewEntryWriter(testMeta("/a", 3), z.PurgeGeneration())
 	s.Write([]byte("new"))
 	if _, ok := s.Commit(); !ok {
 		t.Error("a store begun after the purge was refused")
+	}
+}
+
+// TestPurgeBeforeTheAnswerVoidsTheStore: the generation is the one from
+// when the request began, so a purge between then and the backend's answer
+// (the writer's creation) wins too.
+func TestPurgeBeforeTheAnswerVoidsTheStore(t *testing.T) {
+	z := newTestZone(t, 64<<20, 0)
+	_, gen, _ := z.GetAt("/a") // the request begins
+	z.Purge("/a")
+	s := z.NewEntryWriter(testMeta("/a", 3), gen) // the answer comes
+	s.Write([]byte("old"))
+	if _, ok := s.Commit(); ok {
+		t.Error("an answer asked for before a purge was committed")
 	}
 }
 
@@ -430,7 +444,7 @@ func TestPromotionDoesNotResurrectOldVersion(t *testing.T) {
 			last = fmt.Sprintf("round %d version %d", round, i)
 			m := testMeta("/k", int64(len(last)))
 			m.StoredAt = time.Now()
-			s := z.NewEntryWriter(m)
+			s := z.NewEntryWriter(m, z.PurgeGeneration())
 			s.Write([]byte(last))
 			if _, ok := s.Commit(); !ok {
 				t.Fatal("store refused")

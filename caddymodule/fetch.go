@@ -22,6 +22,10 @@ type fetchJob struct {
 	status   cache.Status // reported when the backend's answer is relayed
 	mayStore bool         // store the response if the policy allows
 	fill     *cache.Fill  // finished whatever happens, so waiters never hang
+	// gen is the zone's purge generation from when the request began (its
+	// look-up): a purge since voids whatever the job would store, even if
+	// the backend answers after it, as the answer may predate the purge.
+	gen uint64
 	// stale, when set, is the expired entry: served instead when the
 	// backend fails (use_stale), and revalidated when revalidate is on.
 	stale *cache.Entry

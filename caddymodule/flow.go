@@ -50,7 +50,8 @@ import (
 // A waiter from the expired step reports EXPIRED where one from the miss
 // step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
 // it at once when mayStore; a background fetch has no client and only
-// stores.
+// stores. Whatever a request stores is void if a purge ran after its
+// look-up (fetchJob.gen): the backend's answer may predate the purge.
 
 // lookupResult is what a look-up found for a request.
 type lookupResult uint8
@@ -86,16 +87,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	key := h.keyFor(r, repl)
 	if h.Refresh {
-		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true})
+		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, gen: zone.PurgeGeneration()})
 	}
 	now := zone.Clock().Now()
-	switch result, entry := h.lookup(zone, key, r, now); result {
+	switch result, entry, gen := h.lookup(zone, key, r, now); result {
 	case lookupHit:
 		return h.hit(w, r, repl, next, zone, key, entry, now)
 	case lookupExpired:
-		return h.expired(w, r, next, zone, key, entry, now)
+		return h.expired(w, r, next, fetchJob{zone: zone, key: key, gen: gen}, entry, now)
+	default:
+		return h.miss(w, r, next, fetchJob{zone: zone, key: key, gen: gen}, now)
 	}
-	return h.miss(w, r, next, zone, key, now)
 }
 
 // pass hands a private request to the next handler untouched, Set-Cookie
@@ -109,16 +111,17 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 }
 
 // lookup finds the entry that may answer r under key, and whether it is
-// fresh at now.
-func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry) {
-	entry, found := zone.Get(key)
+// fresh at now, with the zone's purge generation from before the look-up
+// (the start of whatever the request may store: fetchJob.gen).
+func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry, uint64) {
+	entry, gen, found := zone.GetAt(key)
 	if !found || !h.variantMatches(entry, r) {
-		return lookupMiss, nil
+		return lookupMiss, nil, gen
 	}
 	if !entry.Fresh(now) {
-		return lookupExpired, entry
+		return lookupExpired, entry, gen
 	}
-	return lookupHit, entry
+	return lookupHit, entry, gen
 }
 
 // hit delivers a fresh entry. A disk entry whose file was replaced or
@@ -130,20 +133,21 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 	if !errors.Is(err, errEntryGone) {
 		return err
 	}
-	if result, entry := h.lookup(zone, key, r, now); result == lookupHit {
+	result, entry, gen := h.lookup(zone, key, r, now)
+	if result == lookupHit {
 		if err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit); !errors.Is(err, errEntryGone) {
 			return err
 		}
 	}
-	return h.miss(w, r, next, zone, key, now)
+	return h.miss(w, r, next, fetchJob{zone: zone, key: key, gen: gen}, now)
 }
 
-// miss fetches the response, storing it unless min_uses is not reached
-// yet. With the lock on, one request (the fill's leader) fetches and the
-// others wait for what it stores.
-func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	zone *cache.Zone, key string, now time.Time) error {
-	job := fetchJob{zone: zone, key: key, status: cache.StatusMiss, mayStore: true}
+// miss fetches the response for job (its zone, key and gen), storing it
+// unless min_uses is not reached yet. With the lock on, one request (the
+// fill's leader) fetches and the others wait for what it stores.
+func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob, now time.Time) error {
+	zone, key := job.zone, job.key
+	job.status, job.mayStore = cache.StatusMiss, true
 	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
 		job.mayStore = false
 	}
@@ -171,7 +175,7 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 		ended, stored := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
-			if result, entry := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
+			if result, entry, _ := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
 				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
 			}
 		}
@@ -190,12 +194,13 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 // expired answers a request whose entry is stale: from the stale entry
 // while another request or a background update refreshes it (UPDATING,
 // STALE), else by fetching anew (EXPIRED), falling back to the stale entry
-// when the backend fails (STALE).
+// when the backend fails (STALE). job has the zone, key and gen.
 func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	zone *cache.Zone, key string, stale *cache.Entry, now time.Time) error {
+	job fetchJob, stale *cache.Entry, now time.Time) error {
+	zone := job.zone
 	// Joined even with the lock off: one update per key at a time.
-	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
-	job := fetchJob{zone: zone, key: key, status: cache.StatusExpired, mayStore: true, stale: stale}
+	fill, leader := zone.JoinFill(job.key, time.Duration(h.LockAge))
+	job.status, job.mayStore, job.stale = cache.StatusExpired, true, stale
 	if !leader {
 		if h.staleAllowed(staleUpdating, stale, now) {
 			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
@@ -268,7 +273,7 @@ func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *cadd
 	if err != nil {
 		return err
 	}
-	switch result, entry := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
+	switch result, entry, _ := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
 	case lookupHit:
 		gate.Claim()
 		return h.serveEntry(w, r, zone, entry, cache.StatusHit)

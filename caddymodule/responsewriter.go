@@ -17,14 +17,13 @@ import (
 // bodies stream with bounded memory and nothing is buffered for the
 // client), or swallowed for the stale entry (stale, revalidated).
 type captureWriter struct {
-	rw       http.ResponseWriter
-	h        *Handler
-	client   *http.Request
-	repl     *caddy.Replacer
-	zone     *cache.Zone
-	job      fetchJob
-	before   http.Header // header entries set before the backend answered (not the backend's)
-	purgeGen uint64      // the zone's purge generation before the backend was asked
+	rw     http.ResponseWriter
+	h      *Handler
+	client *http.Request
+	repl   *caddy.Replacer
+	zone   *cache.Zone
+	job    fetchJob
+	before http.Header // header entries set before the backend answered (not the backend's)
 
 	// outcome is what the backend's answer amounts to, from WriteHeader on.
 	outcome outcome
@@ -41,7 +40,7 @@ type captureWriter struct {
 func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
 	cw := &captureWriter{
 		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
-		headOnly: r.Method == http.MethodHead, purgeGen: job.zone.PurgeGeneration(),
+		headOnly: r.Method == http.MethodHead,
 	}
 	if job.mayStore || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
@@ -73,7 +72,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 			cw.outcome = outcomeStale
 			if d := cw.h.policy.Decide(stale.Status, hdr, now); d.Store {
 				cw.outcome = outcomeRevalidated
-				cw.revalidation = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
+				cw.revalidation = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.job.gen}
 			}
 			cw.discardHeader(hdr)
 			return
@@ -99,7 +98,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 				StaleIfError:         d.StaleIfError,
 				BodySize:             contentLength(hdr),
 				Variant:              cw.variant(hdr),
-			})
+			}, cw.job.gen)
 		} else {
 			cw.zone.Stats.CountSkip(d.Reason)
 		}
