@@ -21,6 +21,10 @@ import (
 //     backend.
 //   - A request that nothing claims has its response discarded and gets
 //     the maintenance page from the maintenance handler.
+//   - The request's context is already cancelled, so that whatever would
+//     reach a backend (a reverse_proxy on a path edge_cache does not
+//     handle) fails at once without connecting. Serving from the cache
+//     does not depend on the context.
 type Gate struct {
 	m       *Handler
 	claimed atomic.Bool

@@ -37,11 +37,12 @@ func init() {
 // maintenance; only requests that would reach a backend get the page. The
 // handler then does not answer itself: it puts a gate in the request
 // context, which the edge_cache handler claims (see Gate).
-// Requests that no edge_cache handler claims get the page too, but note the
-// limitation: such a GET or HEAD request does reach its handler (usually
-// a backend) before its response is thrown away for the page. Requests
-// with other methods, and upgrade (websocket) requests, are never passed on
-// during maintenance.
+// Requests that no edge_cache handler claims get the page too, at once and
+// without reaching a backend: the handlers after this one get the request
+// on a context that is already cancelled, so a reverse_proxy fails before
+// it connects (no retry, no upstream marked down) and what they write is
+// thrown away for the page. Requests with other methods, and upgrade
+// (websocket) requests, are never passed on during maintenance.
 type Handler struct {
 	// FlagFile is the file whose existence means maintenance. Required.
 	// Global placeholders ({env.*}) are replaced once, at provisioning.
@@ -140,7 +141,14 @@ func (m *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	gw := newGateWriter(w, gate)
 	openGates.Add(1)
 	defer openGates.Add(-1)
-	err := next.ServeHTTP(gw, r.WithContext(context.WithValue(r.Context(), gateKey{}, gate)))
+	// During maintenance no request may reach a backend, and none may wait
+	// on one: the context is cancelled before next sees it. It must be
+	// plain context.Canceled (not a cause of our own), which reverse_proxy
+	// takes for a client gone away: no retries for lb_try_duration, no
+	// failure counted against the upstream.
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), gateKey{}, gate))
+	cancel()
+	err := next.ServeHTTP(gw, r.WithContext(ctx))
 	if gate.claimed.Load() {
 		return err
 	}
