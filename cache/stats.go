@@ -15,9 +15,11 @@ type Stats struct {
 	StoreSkipped sync.Map // reason (string) -> *atomic.Int64: responses not stored, by reason
 	// BackendErrors counts failed backend fetches, by kind.
 	BackendErrors [NumBackendErrors]atomic.Int64
-	LockWaits     atomic.Int64
-	LockTimeouts  atomic.Int64
-	Purged        atomic.Int64
+	// Bypassed counts requests passed through uncached (BYPASS), by reason.
+	Bypassed     [NumBypassReasons]atomic.Int64
+	LockWaits    atomic.Int64
+	LockTimeouts atomic.Int64
+	Purged       atomic.Int64
 	// BackgroundUpdates counts background updates started.
 	BackgroundUpdates atomic.Int64
 	// FetchLatency is the time backend fetches take, to the end of the body.
@@ -56,6 +58,23 @@ var backendErrorNames = [NumBackendErrors]string{"error", "timeout", "invalid_he
 
 // String is the kind's label value, named as use_stale's conditions.
 func (e BackendError) String() string { return backendErrorNames[e] }
+
+// BypassReason is why a request was passed through uncached (BYPASS).
+type BypassReason uint8
+
+const (
+	BypassNone           BypassReason = iota
+	BypassPrivate                     // Authorization, or a cookie of private_cookies
+	BypassRequestBody                 // a GET or HEAD with a body: its answer may depend on it
+	BypassMethodOverride              // X-HTTP-Method-Override and the like: a backend may take it for another method
+	NumBypassReasons
+)
+
+var bypassReasonNames = [NumBypassReasons]string{"", "private", "request_body", "method_override"}
+
+// String is the reason's label value (snake_case, as Prometheus label
+// values are).
+func (r BypassReason) String() string { return bypassReasonNames[r] }
 
 // declare makes every known reason's counter exist at 0, so that alerts
 // and dashboards see each series from the start, not after its first event.

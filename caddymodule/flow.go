@@ -25,6 +25,7 @@ import (
 //	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup
 //	pass         method not cached                           next handler, untouched               (none)
 //	             private: Authorization or private_cookies   next handler, untouched               BYPASS
+//	             a body, or X-HTTP-Method-Override & co.     next handler, untouched               BYPASS
 //	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
 //	                                                         miss, private, refresh → the page     (none)
 //	refresh      refresh on                                  fetch, store over the entry           BYPASS
@@ -78,8 +79,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if gate := maintenance.GateFrom(r.Context()); gate != nil {
 		return h.maintenance(w, r, repl, gate)
 	}
-	if h.isPrivate(r) {
-		return h.pass(w, r, repl, next)
+	if reason := h.bypass(r); reason != cache.BypassNone {
+		return h.pass(w, r, repl, next, reason)
 	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
@@ -100,12 +101,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 }
 
-// pass hands a private request to the next handler untouched, Set-Cookie
-// included: this is someone's session.
-func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+// pass hands a request the cache must not answer nor store (bypass) to
+// the next handler untouched, Set-Cookie included: it may be someone's
+// session.
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, reason cache.BypassReason) error {
 	h.setStatus(w, repl, cache.StatusBypass)
 	if z, err := h.zoneFor(repl); err == nil {
 		z.Stats.Requests[cache.StatusBypass].Add(1)
+		z.Stats.Bypassed[reason].Add(1)
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -266,7 +269,7 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 // maintenance page for anything that would reach a backend (a maintenance
 // handler with serve_cached is in charge).
 func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
-	if h.Refresh || h.isPrivate(r) {
+	if h.Refresh || h.bypass(r) != cache.BypassNone {
 		return gate.ServePage(w, r)
 	}
 	zone, err := h.zoneFor(repl)

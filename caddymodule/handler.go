@@ -240,6 +240,30 @@ func checkMethod(m string) error {
 	return nil
 }
 
+// bypass reports why the request must pass through uncached, or
+// BypassNone. A request whose answer may be another than a plain GET's is
+// never looked up nor stored: one with a body (Content-Length, or chunked:
+// -1), or one asking to be taken for another method (OMERO ignores both,
+// but other backends do not, and their answer would be served to all).
+func (h *Handler) bypass(r *http.Request) cache.BypassReason {
+	switch {
+	case h.isPrivate(r):
+		return cache.BypassPrivate
+	case r.ContentLength != 0:
+		return cache.BypassRequestBody
+	}
+	for _, name := range methodOverrideHeaders {
+		if _, ok := r.Header[name]; ok {
+			return cache.BypassMethodOverride
+		}
+	}
+	return cache.BypassNone
+}
+
+// methodOverrideHeaders are the headers with which frameworks let a GET or
+// POST stand for another method.
+var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
 // isPrivate reports whether the request carries credentials: an
 // Authorization header or a login-session cookie. OMERO gives anonymous
 // visitors a session cookie too, so only the configured names count.

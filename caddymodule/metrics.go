@@ -29,6 +29,8 @@ var (
 		"Responses not stored, by reason (set_cookie, cache_control, status, too_large, disk, ...).", []string{"zone", "reason"}, nil)
 	descBackendErrors = prometheus.NewDesc(metricsNamespace+"_backend_errors_total",
 		"Backend fetches that failed, by kind (error, timeout, invalid_header, http_5xx).", []string{"zone", "reason"}, nil)
+	descBypassed = prometheus.NewDesc(metricsNamespace+"_bypassed_total",
+		"Requests passed through uncached (BYPASS), by reason (private, request_body, method_override).", []string{"zone", "reason"}, nil)
 	descEntries = prometheus.NewDesc(metricsNamespace+"_entries",
 		"Entries held, by tier.", []string{"zone", "tier"}, nil)
 	descBytes = prometheus.NewDesc(metricsNamespace+"_bytes",
@@ -55,7 +57,7 @@ var (
 
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
-		descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
+		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
 		descBackground, descPurged, descFetch, descMemoryLimit} {
 		ch <- d
 	}
@@ -86,6 +88,9 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		})
 		for kind := range cache.NumBackendErrors {
 			counter(descBackendErrors, st.BackendErrors[kind].Load(), name, kind.String())
+		}
+		for reason := cache.BypassPrivate; reason < cache.NumBypassReasons; reason++ {
+			counter(descBypassed, st.Bypassed[reason].Load(), name, reason.String())
 		}
 		counter(descLockWaits, st.LockWaits.Load(), name)
 		counter(descLockTimeouts, st.LockTimeouts.Load(), name)

@@ -73,11 +73,14 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 		`edgecache_backend_errors_total{reason="http_5xx",zone="default"}`: "1",
 		// Present at 0 from the start, for alerts (rate() of a series that
 		// appears only at its first event misses that event).
-		`edgecache_backend_errors_total{reason="error",zone="default"}`:   "0",
-		`edgecache_backend_errors_total{reason="timeout",zone="default"}`: "0",
-		`edgecache_not_stored_total{reason="set_cookie",zone="default"}`:  "0",
-		`edgecache_not_stored_total{reason="too_large",zone="default"}`:   "0",
-		`edgecache_lock_timeouts_total{zone="default"}`:                   "0",
+		`edgecache_backend_errors_total{reason="error",zone="default"}`:     "0",
+		`edgecache_backend_errors_total{reason="timeout",zone="default"}`:   "0",
+		`edgecache_not_stored_total{reason="set_cookie",zone="default"}`:    "0",
+		`edgecache_not_stored_total{reason="too_large",zone="default"}`:     "0",
+		`edgecache_lock_timeouts_total{zone="default"}`:                     "0",
+		`edgecache_bypassed_total{reason="private",zone="default"}`:         "2",
+		`edgecache_bypassed_total{reason="request_body",zone="default"}`:    "0",
+		`edgecache_bypassed_total{reason="method_override",zone="default"}`: "0",
 	}
 	for k, v := range want {
 		if m[k] != v {

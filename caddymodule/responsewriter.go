@@ -61,7 +61,13 @@ func (cw *captureWriter) WriteHeader(code int) {
 		return
 	}
 	if code < 200 {
-		cw.rw.WriteHeader(code) // 1xx informational: not the response
+		// 1xx informational: not the response. Its cookie is dropped as the
+		// final response's is when stored (below), which is not known yet:
+		// the fill's visitor is served as later ones are, with no cookie.
+		if cw.job.mayStore {
+			delete(cw.rw.Header(), "Set-Cookie")
+		}
+		cw.rw.WriteHeader(code)
 		return
 	}
 	cw.code = code
