@@ -1,14 +1,10 @@
 package caddymodule
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/edgecache/edgecache/cache"
@@ -112,28 +108,10 @@ http://127.0.0.1:$PUBLIC {
 }
 `
 	s := startCaddy(t, cf, be, "PUBLIC")
-	var mu sync.Mutex
-	var early []textproto.MIMEHeader
-	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-		mu.Lock()
-		defer mu.Unlock()
-		early = append(early, h)
-		return nil
-	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, s.url("PUBLIC", "/a"), nil)
-	if err != nil {
-		t.Fatal(err)
+	final, early := getWithEarlyHints(t, s, s.url("PUBLIC", "/a"))
+	if final.Get("X-Cache-Status") != "MISS" || final.Get("Set-Cookie") != "" {
+		t.Errorf("the stored fill: %s, Set-Cookie %q", final.Get("X-Cache-Status"), final.Get("Set-Cookie"))
 	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.Header.Get("X-Cache-Status") != "MISS" || res.Header.Get("Set-Cookie") != "" {
-		t.Errorf("the stored fill: %s, Set-Cookie %q", res.Header.Get("X-Cache-Status"), res.Header.Get("Set-Cookie"))
-	}
-	mu.Lock()
-	defer mu.Unlock()
 	if len(early) != 1 || early[0].Get("Link") == "" || early[0].Get("Set-Cookie") != "" {
 		t.Errorf("103 Early Hints: %v, want the link without the cookie", early)
 	}

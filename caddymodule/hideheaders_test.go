@@ -87,6 +87,20 @@ http://127.0.0.1:$REFRESH {
 	hidden("refresh", r)
 
 	// The informational response loses them too; its other headers pass.
+	final, early := getWithEarlyHints(t, s, s.url("PUBLIC", "/early"))
+	hidden("final after 103", response{Header: final})
+	if len(early) != 1 {
+		t.Fatalf("got %d informational responses, want 1", len(early))
+	}
+	if early[0].Get("Link") == "" || early[0].Get("Set-Cookie") != "" {
+		t.Errorf("103 Early Hints: Link %q, Set-Cookie %q; want the link without the cookie", early[0].Get("Link"), early[0].Get("Set-Cookie"))
+	}
+}
+
+// getWithEarlyHints sends a GET and returns the final response's header
+// and those of the informational (1xx) responses before it.
+func getWithEarlyHints(t *testing.T, s *site, url string) (http.Header, []textproto.MIMEHeader) {
+	t.Helper()
 	var mu sync.Mutex
 	var early []textproto.MIMEHeader
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
@@ -95,7 +109,7 @@ http://127.0.0.1:$REFRESH {
 		early = append(early, h)
 		return nil
 	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, s.url("PUBLIC", "/early"), nil)
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,15 +118,9 @@ http://127.0.0.1:$REFRESH {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	hidden("final after 103", response{Header: res.Header})
 	mu.Lock()
 	defer mu.Unlock()
-	if len(early) != 1 {
-		t.Fatalf("got %d informational responses, want 1", len(early))
-	}
-	if early[0].Get("Link") == "" || early[0].Get("Set-Cookie") != "" {
-		t.Errorf("103 Early Hints: Link %q, Set-Cookie %q; want the link without the cookie", early[0].Get("Link"), early[0].Get("Set-Cookie"))
-	}
+	return res.Header, early
 }
 
 // hide_headers is read from the Caddyfile and checked.
