@@ -29,7 +29,7 @@ func (d *DiskStore) openChecked(e *Entry) (*os.File, *fileHeader, error) {
 		if isReadErr(err) {
 			return nil, nil, err
 		}
-		d.removeDamaged(keyHash(e.Key), e.File, e.Key, fi, err)
+		d.removeDamaged(keyHash(e.Key), e.File, fi, err)
 		return nil, nil, ErrNotFound
 	}
 	if fh.Key != e.Key || fh.BodySize != e.BodySize || int64(fh.HeaderLen) != e.BodyOffset ||
@@ -39,7 +39,7 @@ func (d *DiskStore) openChecked(e *Entry) (*os.File, *fileHeader, error) {
 	}
 	if fh.BodySize == 0 && fh.BodyCRC != 0 {
 		f.Close()
-		d.removeDamaged(keyHash(e.Key), e.File, e.Key, fi, ErrCorrupt)
+		d.removeDamaged(keyHash(e.Key), e.File, fi, ErrCorrupt)
 		return nil, nil, ErrCorrupt
 	}
 	return f, fh, nil
@@ -76,7 +76,7 @@ func (d *DiskStore) removeDamagedFile(f *os.File, e *Entry, cause error) {
 	if err != nil {
 		return
 	}
-	d.removeDamaged(keyHash(e.Key), e.File, e.Key, fi, cause)
+	d.removeDamaged(keyHash(e.Key), e.File, fi, cause)
 }
 
 // OpenBody opens the body of a disk entry for streaming. The returned reader

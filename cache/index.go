@@ -1,15 +1,18 @@
 package cache
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/google/btree"
 )
 
-// keyIndex is the ordered set of a zone's keys. ristretto keeps no keys and
-// the disk tier names files by hash, so purge by prefix and the paged key
-// listing need this index of their own.
+// keyIndex is the ordered set of the keys in a zone's memory tier.
+// ristretto keeps no keys, so purge by prefix and the paged key listing need
+// this index of their own. It costs a string header and a tree slot per
+// memory entry (the key's bytes are the entry's), within the tier's
+// per-entry accounting; the disk tier's keys are read from its entry files.
 type keyIndex struct {
 	mu   sync.RWMutex
 	tree *btree.BTreeG[string]
@@ -82,4 +85,68 @@ func (x *keyIndex) clear() []string {
 	x.tree.Ascend(func(k string) bool { keys = append(keys, k); return true })
 	x.tree.Clear(false)
 	return keys
+}
+
+// keyPage keeps the n smallest distinct keys offered to it: a page of a
+// listing streamed from the entry files, in memory bounded by the page.
+type keyPage struct {
+	n    int
+	heap []string // max-heap: the largest kept key first
+	has  map[string]bool
+}
+
+func newKeyPage(n int) *keyPage { return &keyPage{n: n, has: make(map[string]bool, n)} }
+
+func (p *keyPage) offer(k string) {
+	if p.has[k] {
+		return
+	}
+	if len(p.heap) == p.n {
+		if k >= p.heap[0] {
+			return
+		}
+		delete(p.has, p.heap[0])
+		p.heap[0] = k
+		p.down(0)
+	} else {
+		p.heap = append(p.heap, k)
+		p.up(len(p.heap) - 1)
+	}
+	p.has[k] = true
+}
+
+// sorted returns the kept keys in order.
+func (p *keyPage) sorted() []string {
+	keys := slices.Clone(p.heap)
+	slices.Sort(keys)
+	return keys
+}
+
+func (p *keyPage) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if p.heap[j] <= p.heap[i] {
+			return
+		}
+		p.heap[i], p.heap[j] = p.heap[j], p.heap[i]
+		j = i
+	}
+}
+
+func (p *keyPage) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(p.heap) {
+			return
+		}
+		j := l
+		if r := l + 1; r < len(p.heap) && p.heap[r] > p.heap[l] {
+			j = r
+		}
+		if p.heap[j] <= p.heap[i] {
+			return
+		}
+		p.heap[i], p.heap[j] = p.heap[j], p.heap[i]
+		i = j
+	}
 }

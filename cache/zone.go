@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,7 @@ type Zone struct {
 	mem     *memoryTier
 	disk    *DiskStore
 	keys    *keyIndex
-	indexed chan struct{} // closed when the key index holds the disk's keys
+	indexed <-chan struct{} // closed when the disk tier's index is complete
 	flights flightGroup
 	uses    useCounter
 	Stats   Stats
@@ -59,28 +60,32 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 	if cfg.MemoryEntryMax <= 0 {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
-	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: make(chan struct{})}
-	gone := z.keys.remove
-	if z.disk != nil {
-		gone = nil // the disk holds what memory lets go
-	}
-	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, gone)
+	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: closedChan}
+	// The key index holds the memory tier's keys; the disk tier's are in
+	// its entry files (see DiskStore.Walk), so that an entry on disk costs
+	// no string in memory.
+	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.remove)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}
 	z.mem = mem
 	if z.disk == nil {
-		close(z.indexed)
 		return z, nil
 	}
-	z.disk.OnRemove(z.keys.remove)
-	go func() {
-		<-z.disk.Loaded()
-		z.disk.Walk(func(key string, _ int64) bool { z.keys.add(key); return true })
-		close(z.indexed)
-	}()
+	z.indexed = z.disk.Loaded()
+	z.disk.OnFlush(z.forget)
 	return z, nil
 }
+
+// forget drops the memory tier after the zone folder was emptied from
+// outside (the operators' full flush).
+func (z *Zone) forget() {
+	defer z.beginPurge()()
+	z.keys.clear()
+	z.mem.clear()
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // DefaultMemoryEntryMax is the per-entry limit of a hot tier of the given
 // size: a sixteenth of it, at most 64 MiB, so one body never crowds out many.
@@ -164,51 +169,83 @@ func (z *Zone) beginPurge() (end func()) {
 	}
 }
 
-// Len is the number of keys the zone holds.
-func (z *Zone) Len() int { return z.keys.len() }
+// Len is the number of entries the zone holds: the disk tier's when it
+// has one (the memory tier holds copies of some of them), or the memory
+// tier's.
+func (z *Zone) Len() int {
+	if z.disk != nil {
+		return int(z.disk.Stats().Entries)
+	}
+	return z.keys.len()
+}
 
-// Purge removes one key and reports whether the zone knew it.
+// Purge removes one key and reports whether the zone held it.
 func (z *Zone) Purge(key string) bool {
 	defer z.beginPurge()()
-	_, _, known := z.mem.lookup(key)
-	z.mem.del(key)
-	if z.disk != nil {
-		if err := z.disk.Delete(key); err == nil {
-			known = true
-		}
-	}
-	z.keys.remove(key)
+	known := z.purgeKey(key)
 	if known {
 		z.Stats.Purged.Add(1)
 	}
 	return known
 }
 
-// PurgePrefix removes every key that starts with prefix and returns how many.
+// purgeKey removes key from both tiers and reports whether either held it.
+func (z *Zone) purgeKey(key string) bool {
+	_, _, known := z.mem.lookup(key)
+	z.mem.del(key)
+	z.keys.remove(key)
+	if z.disk != nil {
+		if existed, _ := z.disk.Delete(key); existed {
+			known = true
+		}
+	}
+	return known
+}
+
+// PurgePrefix removes every key that starts with prefix and returns how
+// many entries there were. The keys on disk are read from the entry files.
 func (z *Zone) PurgePrefix(prefix string) (int, error) {
 	if !z.IndexReady() {
 		return 0, ErrIndexLoading
 	}
 	defer z.beginPurge()()
-	keys := z.keys.withPrefix(prefix)
-	for _, k := range keys {
-		z.mem.del(k)
-		if z.disk != nil {
-			_ = z.disk.Delete(k)
+	n := 0
+	for _, k := range z.keys.withPrefix(prefix) {
+		if z.purgeKey(k) {
+			n++
 		}
-		z.keys.remove(k)
 	}
-	z.Stats.Purged.Add(int64(len(keys)))
-	return len(keys), nil
+	if z.disk != nil {
+		z.disk.Walk(func(k string) bool {
+			if strings.HasPrefix(k, prefix) && z.purgeKey(k) {
+				n++
+			}
+			return true
+		})
+	}
+	z.Stats.Purged.Add(int64(n))
+	return n, nil
 }
 
-// PurgeAll empties the zone and returns how many keys it held.
+// PurgeAll empties the zone and returns how many entries it held. While
+// the disk tier's index is loading, the entries it has not reached yet are
+// removed but not counted.
 func (z *Zone) PurgeAll() (int, error) {
 	defer z.beginPurge()()
-	n := len(z.keys.clear())
+	n := 0
+	for _, k := range z.keys.clear() {
+		// With a disk tier, a memory entry is normally a copy of a disk
+		// one, counted below.
+		if _, _, ok := z.mem.lookup(k); ok && (z.disk == nil || !z.disk.Has(k)) {
+			n++
+		}
+	}
 	z.mem.clear()
 	if z.disk != nil {
-		if err := z.disk.Clear(); err != nil {
+		onDisk, err := z.disk.Clear()
+		n += onDisk
+		if err != nil {
+			z.Stats.Purged.Add(int64(n))
 			return n, err
 		}
 	}
@@ -229,11 +266,35 @@ func (z *Zone) IndexReady() bool {
 
 // Keys pages through the zone's keys in order: up to limit keys that start
 // with prefix, after the key after; more reports whether others follow.
+// With a disk tier, each page reads the keys of every entry file (the
+// index holds none), keeping only the page's worth in memory.
 func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, err error) {
 	if !z.IndexReady() {
 		return nil, false, ErrIndexLoading
 	}
+	if limit <= 0 {
+		return nil, false, nil
+	}
 	keys, more = z.keys.page(prefix, after, limit)
+	if z.disk == nil {
+		return keys, more, nil
+	}
+	// The limit+1 smallest matching keys, memory's and disk's.
+	page := newKeyPage(limit + 1)
+	for _, k := range keys {
+		page.offer(k)
+	}
+	z.disk.Walk(func(k string) bool {
+		if k > after && strings.HasPrefix(k, prefix) {
+			page.offer(k)
+		}
+		return true
+	})
+	keys = page.sorted()
+	if more || len(keys) > limit {
+		more = true
+		keys = keys[:min(limit, len(keys))]
+	}
 	return keys, more, nil
 }
 
