@@ -29,8 +29,8 @@ type App struct {
 	Zones map[string]*ZoneConfig `json:"zones,omitempty"`
 
 	zones    map[string]*cache.Zone
-	keys     []string // zone-pool keys held by this config
-	diskKeys []string // disk-pool keys held by this config
+	keys     []string                    // zone-pool keys held by this config
+	diskKeys []string                    // disk-pool keys held by this config
 	disks    map[string]*cache.DiskStore // by zone name, opened at Start
 	logger   *zap.Logger
 	stopMem  chan struct{} // ends the memory limit's updates
