@@ -39,6 +39,8 @@ type App struct {
 	// in their context (see listener.go): registered once per server.
 	// Provisioning is sequential, so this needs no lock.
 	connContextServers map[*caddyhttp.Server]bool
+	// zone map problems already logged (zonecheck.go), for the same reason.
+	zoneMapWarned map[string]bool
 }
 
 // ZoneConfig defines one cache zone.

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
 )
 
 func init() {
@@ -137,14 +139,39 @@ func parseSize(d *caddyfile.Dispenser) (int64, error) {
 	if !d.NextArg() {
 		return 0, d.ArgErr()
 	}
-	n, err := humanize.ParseBytes(d.Val())
+	v := d.Val()
+	if num, unit, ok := nginxSize(v); ok {
+		// nginx's 512m is 512 MiB, but 512M here would be 512 MB: a
+		// migrating operator would get a smaller zone than before.
+		return 0, d.Errf("bad size %q: nginx's %s%s is %s%siB here; write %s%siB (or %s%sB for powers of ten)",
+			v, num, unit, num, strings.ToUpper(unit), num, strings.ToUpper(unit), num, strings.ToUpper(unit))
+	}
+	n, err := humanize.ParseBytes(v)
 	if err != nil || n == 0 || n > 1<<62 {
-		return 0, d.Errf("bad size %q: want a positive size such as 256MiB or 10GB", d.Val())
+		return 0, d.Errf("bad size %q: want a positive size such as 256MiB or 10GB", v)
 	}
 	if d.NextArg() {
 		return 0, d.ArgErr()
 	}
 	return int64(n), nil
+}
+
+// nginxSize reports whether v is written as nginx writes sizes (512m,
+// 10g, 64k: binary units), returning the number and the unit.
+func nginxSize(v string) (num, unit string, ok bool) {
+	if len(v) < 2 {
+		return "", "", false
+	}
+	num, unit = v[:len(v)-1], v[len(v)-1:]
+	if !strings.Contains("kKmMgG", unit) {
+		return "", "", false
+	}
+	for _, c := range num {
+		if (c < '0' || c > '9') && c != '.' {
+			return "", "", false
+		}
+	}
+	return num, unit, num != ""
 }
 
 func parseCaddyfileHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -158,25 +185,36 @@ func parseCaddyfileHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	if zone == "" {
 		zone = "default"
 	}
-	if !strings.Contains(zone, "{") && !globalZoneDefined(h, zone) {
+	if defined := globalZones(h); !strings.Contains(zone, "{") && !slices.Contains(defined, zone) {
 		h.Dispenser.Reset()
 		h.Dispenser.Next()
-		return nil, h.Errf("zone %q is not defined: define it in the global options (edge_cache { zone %s <size> })", zone, zone)
+		// The suggestion is itself valid Caddyfile: blocks cannot be
+		// written on one line.
+		return nil, h.Errf("zone %q is not defined (defined: %s); define it in the global options:\n{\n\tedge_cache {\n\t\tzone %s 256MiB\n\t}\n}",
+			zone, zoneList(defined), zone)
 	}
 	return handler, nil
 }
 
-func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
+// globalZones lists the zones the global options define, in order.
+func globalZones(h httpcaddyfile.Helper) []string {
 	opt, ok := h.Option("edge_cache").(httpcaddyfile.App)
 	if !ok {
-		return false
+		return nil
 	}
 	var app App
 	if err := json.Unmarshal(opt.Value, &app); err != nil {
-		return false
+		return nil
 	}
-	_, ok = app.Zones[name]
-	return ok
+	return app.zoneNames()
+}
+
+// zoneList names zones for an error message.
+func zoneList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -211,7 +249,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
+	// Options a refresh handler ignores (it never looks up), by line.
+	var lookupOnly []string
+	var lookupLines []int
 	for d.NextBlock(0) {
+		switch d.Val() {
+		case "lock", "lock_age", "lock_timeout", "use_stale", "background_update", "background_timeout", "revalidate", "min_uses":
+			lookupOnly = append(lookupOnly, d.Val())
+			lookupLines = append(lookupLines, d.Line())
+		}
 		switch d.Val() {
 		case "zone":
 			if err := oneArg(d, &h.Zone); err != nil {
@@ -320,7 +366,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unrecognized edge_cache option %q", d.Val())
 		}
 	}
+	if h.Refresh {
+		for i, opt := range lookupOnly {
+			caddyfileWarning(d.File(), lookupLines[i], "edge_cache: "+opt+" has no effect with refresh, which never looks up: every request is fetched and stored")
+		}
+	}
 	return nil
+}
+
+// caddyfileWarning reports a configuration that loads but does not do what
+// it says, with its place (tests replace it to see the warnings).
+var caddyfileWarning = func(file string, line int, msg string) {
+	caddy.Log().Named("caddyfile").Warn(msg, zap.String("file", file), zap.Int("line", line))
 }
 
 // parseValid reads `valid [<status>...|any] <dur>`.

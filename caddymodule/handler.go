@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -170,6 +172,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if !strings.Contains(h.Zone, "{") {
 		h.zone = h.app.Zone(h.Zone)
+	} else {
+		h.checkZoneMaps(ctx)
 	}
 	return h.Validate()
 }
@@ -243,7 +247,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
-		return err
+		// A map that yields an undefined zone: the site keeps working,
+		// uncached, and the operator hears of it (once per name).
+		h.setStatus(w, repl, cache.StatusBypass)
+		undefinedZones.seen(h.logger, err)
+		return next.ServeHTTP(w, r)
 	}
 	key := h.keyFor(r, repl)
 
@@ -321,7 +329,8 @@ func (h *Handler) serveDuringMaintenance(w http.ResponseWriter, r *http.Request,
 	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
-		return err
+		undefinedZones.seen(h.logger, err)
+		return gate.ServePage(w, r)
 	}
 	entry, found := zone.Get(h.keyFor(r, repl))
 	if !found || !h.variantMatches(entry, r) {
@@ -369,7 +378,51 @@ func (h *Handler) zoneFor(repl *caddy.Replacer) (*cache.Zone, error) {
 	if z := h.app.Zone(name); z != nil {
 		return z, nil
 	}
-	return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("edge_cache: zone %q (from %s) is not defined", name, h.Zone))
+	return nil, undefinedZoneError{name: name, template: h.Zone, defined: h.app.ZoneNames()}
+}
+
+// undefinedZoneError is a zone placeholder that named no defined zone.
+type undefinedZoneError struct {
+	name, template string
+	defined        []string
+}
+
+func (e undefinedZoneError) Error() string {
+	return fmt.Sprintf("edge_cache: zone %q (from %s) is not defined (defined: %s): proxied uncached", e.name, e.template, zoneList(e.defined))
+}
+
+// undefinedZones counts the requests of undefined zones (for the metric)
+// and logs each name once, up to a bound: a placeholder may carry what
+// clients send.
+var undefinedZones undefinedZoneLog
+
+type undefinedZoneLog struct {
+	requests atomic.Int64
+	mu       sync.Mutex
+	logged   map[string]bool
+}
+
+const maxLoggedZoneNames = 64
+
+func (u *undefinedZoneLog) seen(logger *zap.Logger, err error) {
+	u.requests.Add(1)
+	var uz undefinedZoneError
+	if !errors.As(err, &uz) {
+		return
+	}
+	u.mu.Lock()
+	first := !u.logged[uz.name] && len(u.logged) < maxLoggedZoneNames
+	if first {
+		if u.logged == nil {
+			u.logged = make(map[string]bool)
+		}
+		u.logged[uz.name] = true
+	}
+	u.mu.Unlock()
+	if first {
+		logger.Error("requests of an undefined zone are proxied uncached (logged once per zone name)",
+			zap.String("zone", uz.name), zap.String("template", uz.template), zap.Strings("defined", uz.defined))
+	}
 }
 
 func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string {
