@@ -148,3 +148,17 @@ func TestValidateTouchesNothing(t *testing.T) {
 		t.Errorf("validate with a zone folder under a file: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
+
+// TestUsageNamesTheBinary: the subcommands' usage lines say edgecache, the
+// binary operators run, not caddy.
+func TestUsageNamesTheBinary(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, sub := range []string{"warm", "purge", "cache-keys", "demo"} {
+		_, stdout, stderr := command(t, ctx, sub, "--help")
+		out := stdout + stderr
+		if !strings.Contains(out, "edgecache "+sub) || strings.Contains(out, "caddy "+sub) {
+			t.Errorf("edgecache %s --help:\n%s", sub, out)
+		}
+	}
+}
