@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -13,9 +12,10 @@ import (
 )
 
 // captureWriter sits between the backend's response and the client on a
-// miss. At header time it decides whether the response is stored; then
-// every body write goes to the client and into the entry writer at once, so large
-// bodies stream with bounded memory and nothing is buffered for the client.
+// fetch. At header time it decides the outcome: relayed, stored (then every
+// body write goes to the client and into the entry writer at once, so large
+// bodies stream with bounded memory and nothing is buffered for the
+// client), or swallowed for the stale entry (stale, revalidated).
 type captureWriter struct {
 	rw       http.ResponseWriter
 	h        *Handler
@@ -26,15 +26,15 @@ type captureWriter struct {
 	before   http.Header // header entries set before the backend answered (not the backend's)
 	purgeGen uint64      // the zone's purge generation before the backend was asked
 
-	wroteHeader bool
-	// swallowed: the backend's answer is replaced by the stale entry.
-	swallowed bool
-	// revalidated: the backend confirmed the stale entry (304); its new validity.
-	revalidated *cache.Revalidation
-	writer      *cache.EntryWriter // nil when the response is not stored
-	headOnly    bool
-	window      *byteWindow
-	pos         int64
+	// outcome is what the backend's answer amounts to, from WriteHeader on.
+	outcome outcome
+	// revalidation: the stale entry's new validity (outcomeRevalidated).
+	revalidation *cache.Revalidation
+	// writer stores the answer (outcomeStored); nil otherwise.
+	writer   *cache.EntryWriter
+	headOnly bool
+	window   *byteWindow
+	pos      int64
 }
 
 func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
@@ -57,35 +57,36 @@ func (cw *captureWriter) Header() http.Header { return cw.rw.Header() }
 func (cw *captureWriter) Unwrap() http.ResponseWriter { return cw.rw }
 
 func (cw *captureWriter) WriteHeader(code int) {
-	if cw.wroteHeader {
+	if cw.outcome != outcomeNone {
 		return
 	}
 	if code < 200 {
 		cw.rw.WriteHeader(code) // 1xx informational: not the response
 		return
 	}
-	cw.wroteHeader = true
 	hdr := cw.rw.Header()
-	now := time.Now()
+	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
 		if code == http.StatusNotModified && cw.h.revalidate {
-			d := cw.h.policy.Decide(stale.Status, hdr, now)
-			if d.Store {
-				cw.revalidated = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
+			cw.outcome = outcomeStale
+			if d := cw.h.policy.Decide(stale.Status, hdr, now); d.Store {
+				cw.outcome = outcomeRevalidated
+				cw.revalidation = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
 			}
-			cw.swallowed = true
 			cw.discardHeader(hdr)
 			return
 		}
 		if cw.h.staleAllowed(staleConditionOfStatus(code), stale, now) {
-			cw.swallowed = true
+			cw.outcome = outcomeStale
 			cw.discardHeader(hdr)
 			return
 		}
 	}
+	cw.outcome = outcomeRelayed
 	if cw.job.mayStore {
 		d := cw.h.policy.Decide(code, hdr, now)
 		if d.Store {
+			cw.outcome = outcomeStored
 			cw.writer = cw.zone.NewEntryWriter(cache.Meta{
 				Key:                  cw.job.key,
 				Status:               code,
@@ -101,9 +102,13 @@ func (cw *captureWriter) WriteHeader(code int) {
 			cw.zone.Stats.CountSkip(d.Reason)
 		}
 	}
-	// Never replayed from the cache, and removed on a miss too (nginx's
-	// proxy_hide_header): one visitor's session must not reach another.
-	delete(hdr, "Set-Cookie")
+	// A stored response's cookie is never replayed from the cache, and is
+	// removed from this answer too, so that the fill's visitor is served as
+	// later ones are. One that is not stored keeps it: it is this visitor's
+	// own (hide_headers removes it from every response).
+	if cw.outcome == outcomeStored {
+		delete(hdr, "Set-Cookie")
+	}
 	cw.h.setStatus(cw.rw, cw.repl, cw.job.status)
 	if code == http.StatusOK && !cw.headOnly {
 		cw.window, code = rangeWindow(cw.client.Header, hdr)
@@ -138,10 +143,10 @@ func (cw *captureWriter) variant(hdr http.Header) string {
 }
 
 func (cw *captureWriter) Write(p []byte) (int, error) {
-	if !cw.wroteHeader {
+	if cw.outcome == outcomeNone {
 		cw.WriteHeader(http.StatusOK)
 	}
-	if cw.swallowed {
+	if cw.swallowed() {
 		return len(p), nil
 	}
 	if cw.writer != nil {
@@ -174,12 +179,18 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 // Flush streams what the backend has sent so far (reverse_proxy flushes
 // for event streams and long polls).
 func (cw *captureWriter) Flush() {
-	if !cw.wroteHeader {
+	if cw.outcome == outcomeNone {
 		cw.WriteHeader(http.StatusOK)
 	}
-	if !cw.swallowed {
+	if !cw.swallowed() {
 		_ = http.NewResponseController(cw.rw).Flush()
 	}
+}
+
+// swallowed reports whether the backend's answer is replaced by the stale
+// entry (kept or revalidated), so nothing of it reaches the client.
+func (cw *captureWriter) swallowed() bool {
+	return cw.outcome == outcomeStale || cw.outcome == outcomeRevalidated
 }
 
 // discardHeader undoes what the backend's swallowed answer put in the
@@ -205,10 +216,12 @@ func (cw *captureWriter) commit() bool {
 	return ok
 }
 
+// abort drops what was stored so far; the answer goes on to the client.
 func (cw *captureWriter) abort() {
 	if cw.writer != nil {
 		cw.writer.Abort()
 		cw.writer = nil
+		cw.outcome = outcomeRelayed
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // TestSecondProxyRefused: a second process on the same zone folder (the
@@ -22,9 +22,9 @@ func TestSecondProxyRefused(t *testing.T) {
 	b := newBackend(t, objects)
 	s := newDiskSetup(t, b, "64MiB")
 	// The same zone, other ports: the lock, not a port, must refuse it.
-	admin, port := testbin.FreePort(t), testbin.FreePort(t)
+	admin, port := testkit.FreePort(t), testkit.FreePort(t)
 	second := filepath.Join(t.TempDir(), "Caddyfile")
-	cfg := diskZoneGlobal(admin, s.zoneDir, "64MiB") + cachedSite(port, "disk", b.addr, "")
+	cfg := diskZoneGlobal(admin, s.zoneDir, "64MiB") + cachedSite(port, "disk", b.Addr(), "")
 	if err := os.WriteFile(second, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestReloadKeepsFolders(t *testing.T) {
 	if r := s.mustGet(t, s.site+path); r.cache != "HIT" {
 		t.Errorf("after the reload: %s, want a HIT", r.cache)
 	}
-	if n := b.requests(path); n != 1 {
+	if n := b.RequestsFor(path); n != 1 {
 		t.Errorf("%d backend requests, want 1", n)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/edgecache/edgecache/internal/omerodemo"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // edgeConfig says how to run one instance.
@@ -35,6 +36,9 @@ type edgeConfig struct {
 	Caddyfile string
 	// Env adds or overrides environment variables of the process.
 	Env map[string]string
+	// Cluster, when set, is the OMERO backends to use (left running when
+	// the instance stops); by default the instance starts its own.
+	Cluster *omerodemo.Cluster
 }
 
 // edge is a running edgecache process with its OMERO nodes.
@@ -47,17 +51,16 @@ type edge struct {
 	// Flag is the maintenance flag file (absent at start).
 	Flag string
 
-	cmd     *exec.Cmd
+	process *testkit.Process
 	logPath string
 	logFile *os.File
-	exited  chan struct{}
-	waitErr error
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by local address ("" for the default)
 
-	stopOnce sync.Once
-	stopErr  error
+	stopOnce    sync.Once
+	stopErr     error
+	ownsCluster bool
 }
 
 // The environment variables Caddyfile.example reads; the test sets every
@@ -67,6 +70,7 @@ var caddyfileEnv = []string{
 	"EDGECACHE_PUBLIC", "EDGECACHE_PUBLIC_BIND", "EDGECACHE_PRIVATE_BIND",
 	"EDGECACHE_REFRESH_PORT", "EDGECACHE_LONG_PORT", "EDGECACHE_ADMIN",
 	"OMERO_READONLY", "OMERO_READONLY_TIMEOUT", "OMERO_READWRITE",
+	"OMERO_WEBSOCKETS", "GRAFANA", "PROMETHEUS", "SEARCHENGINE",
 	"EDGECACHE_WWW", "EDGECACHE_MAINTENANCE_FLAG", "EDGECACHE_CACHE_DIR",
 	"XDG_DATA_HOME", "XDG_CONFIG_HOME",
 }
@@ -111,7 +115,6 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	e := &edge{
 		Flag:    filepath.Join(cfg.Dir, "omero-maintenance.flag"),
 		logPath: filepath.Join(cfg.Dir, "edgecache.log"),
-		exited:  make(chan struct{}),
 		clients: make(map[string]*http.Client),
 	}
 	defer func() {
@@ -119,14 +122,23 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 			e.stop()
 		}
 	}()
-	if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
-		return nil, err
+	if e.Cluster = cfg.Cluster; e.Cluster == nil {
+		if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
+			return nil, err
+		}
+		e.ownsCluster = true
 	}
-	ports, err := freePorts(4)
+	for _, addr := range []*string{&e.Public, &e.Refresh, &e.Long, &e.Admin} {
+		if *addr, err = testkit.FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	// Nothing listens there: the websocket pool, the monitoring servers
+	// and the search engine answer 502 unless a test provides them.
+	unused, err := testkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	e.Public, e.Refresh, e.Long, e.Admin = ports[0], ports[1], ports[2], ports[3]
 
 	env := map[string]string{
 		"EDGECACHE_PUBLIC":           "http://" + e.Public,
@@ -136,6 +148,10 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 		"EDGECACHE_ADMIN":            e.Admin,
 		"OMERO_READONLY":             strings.Join(e.Cluster.ReadOnlyAddrs(), " "),
 		"OMERO_READWRITE":            e.Cluster.ReadWrite.Addr,
+		"OMERO_WEBSOCKETS":           unused,
+		"GRAFANA":                    unused,
+		"PROMETHEUS":                 unused,
+		"SEARCHENGINE":               unused,
 		"EDGECACHE_WWW":              filepath.Join(repoRoot, "www"),
 		"EDGECACHE_MAINTENANCE_FLAG": e.Flag,
 		"EDGECACHE_CACHE_DIR":        filepath.Join(cfg.Dir, "cache"),
@@ -146,41 +162,20 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	for k, v := range cfg.Env {
 		env[k] = v
 	}
+	e.Flag = env["EDGECACHE_MAINTENANCE_FLAG"]
 
 	if e.logFile, err = os.Create(e.logPath); err != nil {
 		return nil, err
 	}
-	e.cmd = exec.Command(binary, "run", "--config", cfg.Caddyfile, "--adapter", "caddyfile")
-	e.cmd.Dir = cfg.Dir
-	e.cmd.Env = processEnv(env)
-	e.cmd.Stdout = e.logFile
-	e.cmd.Stderr = e.logFile
-	if err := e.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		e.waitErr = e.cmd.Wait()
-		close(e.exited)
-	}()
-
-	deadline := time.Now().Add(15 * time.Second)
-	for _, addr := range []string{e.Public, e.Refresh, e.Long, e.Admin} {
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-e.exited:
-				return nil, fmt.Errorf("edgecache exited before listening on %s (%v):\n%s", addr, e.waitErr, e.logTail(0, 40))
-			default:
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("edgecache does not listen on %s after 15s:\n%s", addr, e.logTail(0, 40))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	e.process, err = testkit.Start(testkit.Command{
+		Args:   []string{"run", "--config", cfg.Caddyfile, "--adapter", "caddyfile"},
+		Dir:    cfg.Dir,
+		Env:    processEnv(env),
+		Output: e.logFile,
+		Listen: []string{e.Public, e.Refresh, e.Long, e.Admin},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%v\n%s", err, e.logTail(0, 40))
 	}
 	return e, nil
 }
@@ -217,50 +212,21 @@ func (e *edge) stop() error {
 
 func (e *edge) doStop() error {
 	var errs []error
-	if e.cmd != nil && e.cmd.Process != nil {
+	if e.process != nil {
 		e.mu.Lock()
 		for _, c := range e.clients {
 			c.CloseIdleConnections()
 		}
 		e.mu.Unlock()
-		select {
-		case <-e.exited:
-			errs = append(errs, fmt.Errorf("edgecache exited early: %v", e.waitErr))
-		default:
-			e.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-e.exited:
-				if e.waitErr != nil {
-					errs = append(errs, fmt.Errorf("edgecache on SIGTERM: %v", e.waitErr))
-				}
-			case <-time.After(10 * time.Second):
-				e.cmd.Process.Kill()
-				<-e.exited
-				errs = append(errs, errors.New("edgecache did not stop within 10s of SIGTERM; killed"))
-			}
-		}
+		errs = append(errs, e.process.Stop(syscall.SIGTERM, 10*time.Second))
 	}
 	if e.logFile != nil {
 		e.logFile.Close()
 	}
-	if e.Cluster != nil {
+	if e.Cluster != nil && e.ownsCluster {
 		e.Cluster.Close()
 	}
 	return errors.Join(errs...)
-}
-
-// freePorts returns n distinct free host:port addresses of 127.0.0.1.
-func freePorts(n int) ([]string, error) {
-	var addrs []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		addrs = append(addrs, ln.Addr().String())
-	}
-	return addrs, nil
 }
 
 func port(hostport string) string {
@@ -330,9 +296,36 @@ func (e *edge) getFrom(t *testing.T, localIP, addr, uri string, header ...string
 }
 
 func (e *edge) do(localIP, addr, uri string, header ...string) (response, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+uri, nil)
+	return e.send(localIP, http.MethodGet, addr, uri, "", header...)
+}
+
+// request sends a request with any method and a form body (none when
+// form is empty) from 127.0.0.1.
+func (e *edge) request(t *testing.T, method, addr, uri, form string, header ...string) response {
+	t.Helper()
+	r, err := e.send("", method, addr, uri, form, header...)
+	if err != nil {
+		t.Fatalf("%s http://%s%s: %v", method, addr, uri, err)
+	}
+	return r
+}
+
+func (e *edge) send(localIP, method, addr, uri, form string, header ...string) (response, error) {
+	var body io.Reader
+	if form != "" {
+		body = strings.NewReader(form)
+	}
+	req, err := http.NewRequest(method, "http://"+addr+uri, body)
 	if err != nil {
 		return response{}, err
+	}
+	if form != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if http.CanonicalHeaderKey(header[i]) == "Host" {
+			req.Host = header[i+1]
+		}
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -344,11 +337,11 @@ func (e *edge) do(localIP, addr, uri string, header ...string) (response, error)
 		return response{}, err
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
+	data, err := io.ReadAll(res.Body)
 	if err != nil {
 		return response{}, fmt.Errorf("reading the body: %w", err)
 	}
-	return response{Status: res.StatusCode, Header: res.Header, Body: string(body), ID: id}, nil
+	return response{Status: res.StatusCode, Header: res.Header, Body: string(data), ID: id}, nil
 }
 
 // client returns the instance's HTTP client from localIP ("" for the
@@ -403,16 +396,15 @@ type accessEntry struct {
 // briefly: Caddy writes it after the response.
 func (e *edge) accessLog(t *testing.T, r response) accessEntry {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		if entry, ok := e.findAccess(r.ID); ok {
-			return entry
+	var entry accessEntry
+	testkit.Eventually(t, 3*time.Second, func() string {
+		var ok bool
+		if entry, ok = e.findAccess(r.ID); !ok {
+			return "no access log line for request " + r.ID
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no access log line for request %s within 3s", r.ID)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
+	return entry
 }
 
 func (e *edge) findAccess(id string) (accessEntry, bool) {
@@ -443,22 +435,4 @@ func deref(s *string) string {
 		return "<null>"
 	}
 	return *s
-}
-
-// eventually retries check every 50 ms until it returns "" or within has
-// passed; it returns how long that took, or fails the test with the last
-// message.
-func eventually(t *testing.T, within time.Duration, check func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		msg := check()
-		if msg == "" {
-			return time.Since(start)
-		}
-		if time.Since(start) > within {
-			t.Fatalf("after %s: %s", within, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
