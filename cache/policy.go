@@ -91,6 +91,15 @@ func (p *Policy) Decide(status int, h http.Header, now time.Time) Decision {
 	var valid time.Duration
 	validSet := false
 
+	// Entries hold the identity encoding: fills ask for it, and whatever
+	// the Vary setting, an encoded body would reach clients that did not
+	// ask for it. An encoded answer comes from a backend that ignored the
+	// fill's Accept-Encoding: identity.
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		d.Reason = "content-encoding"
+		return d
+	}
+
 	if p.Ignore&IgnoreXAccelExpires == 0 {
 		if v := h.Get("X-Accel-Expires"); v != "" {
 			if strings.HasPrefix(v, "@") {

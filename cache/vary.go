@@ -14,7 +14,9 @@ func Variant(vary []string, req http.Header) string {
 	for _, line := range vary {
 		for name := range strings.SplitSeq(line, ",") {
 			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
-			if name == "" {
+			if name == "" || name == "Accept-Encoding" {
+				// Entries hold the identity encoding whatever the client
+				// accepts (fills ask for it): one variant serves all.
 				continue
 			}
 			b.WriteString(name)

@@ -349,12 +349,16 @@ func TestFillLockAge(t *testing.T) {
 func TestVariant(t *testing.T) {
 	req := http.Header{"Accept-Encoding": {"gzip"}, "Accept-Language": {"en"}}
 	a := Variant([]string{"Accept-Encoding, accept-language"}, req)
-	b := Variant([]string{"Accept-Encoding, accept-language"}, http.Header{"Accept-Encoding": {"br"}, "Accept-Language": {"en"}})
+	b := Variant([]string{"Accept-Encoding, accept-language"}, http.Header{"Accept-Encoding": {"br"}, "Accept-Language": {"fr"}})
 	if a == "" || a == b {
 		t.Errorf("variants %q and %q", a, b)
 	}
 	if Variant(nil, req) != "" {
 		t.Error("no Vary gives a variant")
+	}
+	// Entries hold the identity encoding: Accept-Encoding splits nothing.
+	if v := Variant([]string{"Accept-Encoding"}, req); v != "" {
+		t.Errorf("Vary: Accept-Encoding gives variant %q", v)
 	}
 }
 
