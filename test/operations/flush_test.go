@@ -176,7 +176,7 @@ func TestFullFlushWhileRunning(t *testing.T) {
 
 	// rm -rf <zone>: the folder itself goes. (The proxy may re-create it
 	// while rm is at work, and rm then fails: the operator runs it again.)
-	waitUntil(t, "rm -rf zone to succeed", func() bool { return os.RemoveAll(s.zoneDir) == nil })
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("rm -rf zone to succeed", func() bool { return os.RemoveAll(s.zoneDir) == nil }))
 	waitFlushSeen(t, s.zoneDir)
 	for _, path := range large {
 		before := b.RequestsFor(path)
@@ -264,23 +264,12 @@ func TestFullFlushReachesMemory(t *testing.T) {
 // it writes the flush marker again.
 func waitFlushSeen(tb testing.TB, zoneDir string) {
 	tb.Helper()
-	waitUntil(tb, "the flush to be seen", func() bool {
+	testkit.Eventually(tb, 10*time.Second, testkit.Holds("the flush to be seen", func() bool {
 		_, err := os.Stat(filepath.Join(zoneDir, "CACHEDIR.TAG"))
 		return err == nil
-	})
+	}))
 }
 
-// waitUntil polls cond for up to 10 s.
-func waitUntil(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // entryDir is the level folder (levels 1:2) holding key's entry file.
 func entryDir(zoneDir, key string) string {
