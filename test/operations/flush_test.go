@@ -270,7 +270,6 @@ func waitFlushSeen(tb testing.TB, zoneDir string) {
 	}))
 }
 
-
 // entryDir is the level folder (levels 1:2) holding key's entry file.
 func entryDir(zoneDir, key string) string {
 	sum := md5.Sum([]byte(key))
