@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -604,6 +606,29 @@ func (d *DiskStore) Walk(fn func(key string) bool) {
 	for _, h := range hashes {
 		key, ok := d.keyOf(h)
 		if ok && !fn(key) {
+			return
+		}
+	}
+}
+
+// WalkFrom calls fn with the hash and key of every indexed entry whose
+// hash follows from (all if from is nil), in the order of the hashes, until
+// fn returns false. Keys are read from the entry files as fn asks for them.
+func (d *DiskStore) WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key string) bool) {
+	d.mu.Lock()
+	hashes := d.idx.hashes()
+	d.mu.Unlock()
+	slices.SortFunc(hashes, func(a, b [md5.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+	i := 0
+	if from != nil {
+		i, _ = slices.BinarySearchFunc(hashes, *from, func(a, b [md5.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+		if i < len(hashes) && hashes[i] == *from {
+			i++
+		}
+	}
+	for _, h := range hashes[i:] {
+		key, ok := d.keyOf(h)
+		if ok && !fn(h, key) {
 			return
 		}
 	}

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"slices"
 	"strings"
 	"sync"
 
@@ -85,68 +84,4 @@ func (x *keyIndex) clear() []string {
 	x.tree.Ascend(func(k string) bool { keys = append(keys, k); return true })
 	x.tree.Clear(false)
 	return keys
-}
-
-// keyPage keeps the n smallest distinct keys offered to it: a page of a
-// listing streamed from the entry files, in memory bounded by the page.
-type keyPage struct {
-	n    int
-	heap []string // max-heap: the largest kept key first
-	has  map[string]bool
-}
-
-func newKeyPage(n int) *keyPage { return &keyPage{n: n, has: make(map[string]bool, n)} }
-
-func (p *keyPage) offer(k string) {
-	if p.has[k] {
-		return
-	}
-	if len(p.heap) == p.n {
-		if k >= p.heap[0] {
-			return
-		}
-		delete(p.has, p.heap[0])
-		p.heap[0] = k
-		p.down(0)
-	} else {
-		p.heap = append(p.heap, k)
-		p.up(len(p.heap) - 1)
-	}
-	p.has[k] = true
-}
-
-// sorted returns the kept keys in order.
-func (p *keyPage) sorted() []string {
-	keys := slices.Clone(p.heap)
-	slices.Sort(keys)
-	return keys
-}
-
-func (p *keyPage) up(j int) {
-	for j > 0 {
-		i := (j - 1) / 2
-		if p.heap[j] <= p.heap[i] {
-			return
-		}
-		p.heap[i], p.heap[j] = p.heap[j], p.heap[i]
-		j = i
-	}
-}
-
-func (p *keyPage) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(p.heap) {
-			return
-		}
-		j := l
-		if r := l + 1; r < len(p.heap) && p.heap[r] > p.heap[l] {
-			j = r
-		}
-		if p.heap[j] <= p.heap[i] {
-			return
-		}
-		p.heap[i], p.heap[j] = p.heap[j], p.heap[i]
-		i = j
-	}
 }

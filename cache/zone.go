@@ -1,9 +1,12 @@
 package cache
 
 import (
+	"bytes"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,10 +270,12 @@ func (z *Zone) IndexReady() bool {
 	}
 }
 
-// Keys pages through the zone's keys in order: up to limit keys that start
-// with prefix, after the key after; more reports whether others follow.
-// With a disk tier, each page reads the keys of every entry file (the
-// index holds none), keeping only the page's worth in memory.
+// Keys pages through the zone's keys: up to limit keys that start with
+// prefix, after the key after; more reports whether others follow. A
+// memory-only zone lists them in order. A disk zone lists them in the order
+// of their MD5 (the index's, which holds no keys): each page reads entry
+// files from the one after the MD5 of after until it has limit keys, so
+// that listing a whole zone reads each file once.
 func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, err error) {
 	if !z.IndexReady() {
 		return nil, false, ErrIndexLoading
@@ -278,25 +283,45 @@ func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, 
 	if limit <= 0 {
 		return nil, false, nil
 	}
-	keys, more = z.keys.page(prefix, after, limit)
 	if z.disk == nil {
+		keys, more = z.keys.page(prefix, after, limit)
 		return keys, more, nil
 	}
-	// The limit+1 smallest matching keys, memory's and disk's.
-	page := newKeyPage(limit + 1)
-	for _, k := range keys {
-		page.offer(k)
+	var from *[md5.Size]byte
+	if after != "" {
+		h := keyHash(after)
+		from = &h
 	}
-	z.disk.Walk(func(k string) bool {
-		if k > after && strings.HasPrefix(k, prefix) {
-			page.offer(k)
+	type hashed struct {
+		h   [md5.Size]byte
+		key string
+	}
+	// Keys held in memory only (their disk write failed), in the same order.
+	var memOnly []hashed
+	for _, k := range z.keys.withPrefix(prefix) {
+		h := keyHash(k)
+		if (from == nil || bytes.Compare(h[:], from[:]) > 0) && !z.disk.Has(k) {
+			memOnly = append(memOnly, hashed{h, k})
 		}
-		return true
+	}
+	slices.SortFunc(memOnly, func(a, b hashed) int { return bytes.Compare(a.h[:], b.h[:]) })
+	var page []hashed
+	z.disk.WalkFrom(from, func(h [md5.Size]byte, k string) bool {
+		for len(memOnly) > 0 && bytes.Compare(memOnly[0].h[:], h[:]) < 0 {
+			page, memOnly = append(page, memOnly[0]), memOnly[1:]
+		}
+		if strings.HasPrefix(k, prefix) {
+			page = append(page, hashed{h, k})
+		}
+		return len(page) <= limit
 	})
-	keys = page.sorted()
-	if more || len(keys) > limit {
-		more = true
-		keys = keys[:min(limit, len(keys))]
+	page = append(page, memOnly...)
+	if len(page) > limit {
+		page, more = page[:limit], true
+	}
+	keys = make([]string, len(page))
+	for i, p := range page {
+		keys[i] = p.key
 	}
 	return keys, more, nil
 }

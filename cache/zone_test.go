@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -557,6 +558,13 @@ func TestZoneDiskKeys(t *testing.T) {
 		}
 		after = keys[len(keys)-1]
 	}
+	// In the order of their MD5, each once.
+	for i := 1; i < len(got); i++ {
+		if a, b := keyHash(got[i-1]), keyHash(got[i]); bytes.Compare(a[:], b[:]) >= 0 {
+			t.Errorf("Keys pages not in hash order: %v", got)
+		}
+	}
+	slices.Sort(got)
 	want := []string{"/k/0", "/k/1", "/k/2", "/k/3", "/k/4", "/k/5", "/k/6"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Keys pages = %v, want %v", got, want)
