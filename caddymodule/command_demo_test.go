@@ -110,7 +110,7 @@ func TestDemo(t *testing.T) {
 			status   int
 			location string
 		}{
-			"/webclient/login/": {302, "/"},
+			"/webclient/login/": {302, "/webclient/?experimenter=-1"},
 			"/about":            {301, "/about/"},
 		} {
 			resp, _ := get(d.public, path)

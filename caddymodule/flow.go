@@ -63,6 +63,13 @@ const (
 
 // ServeHTTP is the recv step: it implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.hide != nil {
+		// Outermost, so that hide_headers covers every answer below,
+		// whatever the method (hideheaders.go).
+		hw := newHideWriter(w, h.hide)
+		defer hw.release()
+		w = hw
+	}
 	if !h.methods[r.Method] {
 		return next.ServeHTTP(w, r)
 	}
@@ -238,6 +245,13 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 		return h.serveEntry(w, r, job.zone, entry, cache.StatusRevalidated)
 	case outcomeStale:
 		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+	case outcomeFailed:
+		if repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); !h.statusSet(repl) {
+			// The backend gave no answer: the error page that follows
+			// carries the status, and so does the access log, as nginx's
+			// 502 does (MISS, or BYPASS on the cache buster).
+			h.setStatus(w, repl, job.status)
+		}
 	}
 	job.zone.Stats.Requests[job.status].Add(1)
 	return err
