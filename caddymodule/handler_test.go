@@ -487,7 +487,7 @@ http://127.0.0.1:$PUBLIC {
 // place; on a hit that must not reach the stored entry.
 func TestHeaderReplaceDoesNotEditEntry(t *testing.T) {
 	b := newFaultyBackend(t)
-	b.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Colour", "blue sky")
 		io.WriteString(w, "body")
 	})
@@ -507,7 +507,7 @@ http://127.0.0.1:{PORT} {
 		valid 200 1h
 	}
 	reverse_proxy {BACKEND}
-}`, b.srv.URL)
+}`, b.URL)
 	for i := 0; i < 3; i++ {
 		res, err := http.Get(base + "/k")
 		if err != nil {
