@@ -101,7 +101,7 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 // error, one that answers 5xx as http_5xx.
 func TestBackendErrorsByKind(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, metricsSite, b.srv.URL)
+	base := loadCaddyfile(t, metricsSite, b.URL)
 	b.mode.Store("503")
 	get(base + "/x")
 	b.mode.Store("reset")
