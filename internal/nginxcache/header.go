@@ -40,8 +40,8 @@ const keyPrefix = "\nKEY: "
 // valid_sec; the struct is padded to 8 bytes.
 type layout struct {
 	validSec, updatingSec, errorSec, lastModified, date int
-	crc32, validMsec, headerStart, bodyStart, etagLen     int
-	size                                                  int
+	crc32, validMsec, headerStart, bodyStart, etagLen   int
+	size                                                int
 }
 
 var layouts = map[uint64]layout{
