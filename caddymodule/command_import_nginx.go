@@ -103,7 +103,7 @@ func runImportNginx(ctx context.Context, fl caddycmd.Flags, stdout, stderr io.Wr
 	if fi, err := os.Stat(from); err != nil || !fi.IsDir() {
 		return importExitCannotRun, fmt.Errorf("--from %q: not a folder (%v)", from, err)
 	}
-	cfgJSON, _, _, err := caddycmd.LoadConfig(fl.String("config"), fl.String("adapter"))
+	cfgJSON, cfgFile, _, err := caddycmd.LoadConfig(fl.String("config"), fl.String("adapter"))
 	if err != nil {
 		return importExitCannotRun, err
 	}
@@ -140,7 +140,7 @@ func runImportNginx(ctx context.Context, fl caddycmd.Flags, stdout, stderr io.Wr
 	}
 
 	var sink nginximport.Sink
-	admin, running, err := runningProxy(ctx, fl, cfgJSON, zoneName)
+	admin, running, err := runningProxy(ctx, fl, cfgJSON, cfgFile, zoneName)
 	if err != nil {
 		return importExitCannotRun, err
 	}
@@ -153,7 +153,7 @@ func runImportNginx(ctx context.Context, fl caddycmd.Flags, stdout, stderr io.Wr
 		opts.Budget = budget(info.MaxSize, info.DiskBytes)
 		sink = admin
 	} else {
-		fmt.Fprintf(stderr, "import-nginx: no proxy answers at the configured admin address: writing into the zone's folder %s directly\n", target.zone.Path)
+		fmt.Fprintf(stderr, "import-nginx: no proxy answers at the admin address %s: writing into the zone's folder %s directly\n", admin.client.address, target.zone.Path)
 		local, err := openLocalZone(zoneName, target.zone, opts.DryRun)
 		if err != nil {
 			return importExitCannotRun, err
@@ -394,8 +394,11 @@ type adminImportSink struct {
 
 // runningProxy reports whether the configuration's admin API answers for
 // the zone.
-func runningProxy(ctx context.Context, fl caddycmd.Flags, cfgJSON []byte, zone string) (*adminImportSink, bool, error) {
-	address, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), cfgJSON, "", "")
+func runningProxy(ctx context.Context, fl caddycmd.Flags, cfgJSON []byte, cfgFile, zone string) (*adminImportSink, bool, error) {
+	if cfgFile == "" {
+		cfgFile = "Caddyfile" // only tells DetermineAdminAPIAddress to read cfgJSON
+	}
+	address, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), cfgJSON, cfgFile, "")
 	if err != nil {
 		return nil, false, fmt.Errorf("finding the admin API address: %v", err)
 	}
@@ -407,7 +410,7 @@ func runningProxy(ctx context.Context, fl caddycmd.Flags, cfgJSON []byte, zone s
 	var info zoneImportInfo
 	err = c.do(ctx, http.MethodGet, s.path(), nil, &info)
 	if err != nil && strings.Contains(err.Error(), "cannot reach the admin API") && fl.String("address") == "" {
-		return nil, false, nil
+		return s, false, nil
 	}
 	if err != nil {
 		return nil, false, err

@@ -8,11 +8,13 @@ package nginximport
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -34,6 +36,7 @@ const (
 	ReasonVaryUnknown  = "Vary variant (request values unknown; see --vary-value)"
 	ReasonNewerInZone  = "already imported (the zone holds it, as new or newer)"
 	ReasonBodyTooLarge = "body over the zone's max_size"
+	ReasonMisplaced    = "misplaced (file name is neither its key's MD5 nor its variant's: nginx never serves it)"
 )
 
 // KeyError is returned by Options.Key for an nginx key that has no
@@ -192,6 +195,9 @@ func importFile(ctx context.Context, opts *Options, sink Sink, path string) (rea
 	case err != nil:
 		return ReasonBadHeader, 0, nil
 	}
+	if name := filepath.Base(path); name != hexHash(nginxcache.KeyHash(e.Key)) && (!e.IsVariant() || name != hexHash(e.Variant)) {
+		return ReasonMisplaced, 0, nil
+	}
 	bodySize := fi.Size() - int64(e.BodyStart)
 	if cl := e.Header.Get("Content-Length"); cl != "" {
 		if want, err := strconv.ParseInt(cl, 10, 64); err == nil && want != bodySize {
@@ -239,6 +245,8 @@ func importFile(ctx context.Context, opts *Options, sink Sink, path string) (rea
 	}
 	return "", bodySize, nil
 }
+
+func hexHash(h [nginxcache.KeyLen]byte) string { return hex.EncodeToString(h[:]) }
 
 // storedAt is when nginx stored the response: its date field, or the
 // file's modification time when that is missing.
