@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,7 +32,9 @@ error_log @PREFIX@/error.log warn;
 pid @PREFIX@/nginx.pid;
 events { worker_connections 64; }
 http {
-    access_log @PREFIX@/access.log;
+    log_format combined_cache '$remote_addr - $remote_user [$time_local] "$request" '
+                              '$status $body_bytes_sent "$http_referer" "$http_user_agent" $upstream_cache_status';
+    access_log @PREFIX@/access.log combined_cache;
     client_body_temp_path @PREFIX@/client_body;
     proxy_temp_path       @PREFIX@/proxy_temp;
     fastcgi_temp_path     @PREFIX@/fastcgi_temp;
@@ -97,6 +100,11 @@ const edgecacheConf = `{
 }
 http://127.0.0.1:@PORT@ {
 	bind 127.0.0.1
+	log {
+		output file @DIR@/edgecache-access.log
+		format nginx "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $upstream_cache_status"
+	}
+	log_append cache_status {http.edge_cache.status}
 	@vary path /vary/*
 	edge_cache @vary {
 		zone vary
@@ -244,7 +252,7 @@ func TestImportFromRealNginx(t *testing.T) {
 		if a := get(t, nginxURL+uri); a.status != 200 || a.cache != "MISS" {
 			t.Fatalf("nginx %s: %d %s", uri, a.status, a.cache)
 		}
-		a := get(t, nginxURL+thumbURI(n, 1700000000999)) // another _=: the same entry
+		a := get(t, nginxURL+thumbURI(n, 1700000000999), "User-Agent", `log "analysis"/1.0`, "Referer", "http://example.org/") // another _=: the same entry
 		if a.cache != "HIT" || !bytes.Equal(a.body, thumbBody(n, thumbSizes[n])) {
 			t.Fatalf("nginx does not cache %s as production: %s", uri, a.cache)
 		}
@@ -339,7 +347,7 @@ func TestImportFromRealNginx(t *testing.T) {
 		uri := thumbURI(n, 1700000000000+int64(n))
 		ngxAnswer := nginxAnswers[uri]
 		// Another _= value: edgecache's key drops it, as nginx's map did.
-		a := get(t, edgeURL+thumbURI(n, 1800000000000))
+		a := get(t, edgeURL+thumbURI(n, 1700000000999), "User-Agent", `log "analysis"/1.0`, "Referer", "http://example.org/")
 		if a.status != 200 || a.cache != "HIT" {
 			t.Errorf("%s: %d %s, want 200 HIT", uri, a.status, a.cache)
 		}
@@ -402,4 +410,33 @@ func TestImportFromRealNginx(t *testing.T) {
 		t.Errorf("second import: %v\n%s", err, out)
 	}
 	edge.stop(syscall.SIGTERM)
+
+	// The access log lines are nginx's, but for the time.
+	nginxLog, _ := os.ReadFile(filepath.Join(prefix, "access.log"))
+	edgeLog, _ := os.ReadFile(filepath.Join(dir, "edgecache-access.log"))
+	timeField := regexp.MustCompile(`\[[^]]+\]`)
+	for n := range thumbSizes {
+		want := linesWith(string(nginxLog), thumbURI(n, 1700000000999)+" ", "HIT")
+		got := linesWith(string(edgeLog), thumbURI(n, 1700000000999)+" ", "HIT")
+		if len(want) != 1 || len(got) != 1 {
+			t.Fatalf("log lines of %s: nginx %q, edgecache %q", thumbURI(n, 1700000000999), want, got)
+		}
+		if !timeField.MatchString(got[0]) || timeField.ReplaceAllString(got[0], "[]") != timeField.ReplaceAllString(want[0], "[]") {
+			t.Errorf("access log line\n  edgecache: %s\n  nginx:     %s", got[0], want[0])
+		}
+	}
+}
+
+func linesWith(log string, subs ...string) []string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
 }
