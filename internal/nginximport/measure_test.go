@@ -73,4 +73,6 @@ func TestMeasureImport(t *testing.T) {
 
 type zoneSink struct{ z *cache.Zone }
 
-func (s zoneSink) Import(_ context.Context, m cache.Meta, body io.Reader) error { return s.z.Import(m, body) }
+func (s zoneSink) Import(_ context.Context, m cache.Meta, body io.Reader) error {
+	return s.z.Import(m, body)
+}
