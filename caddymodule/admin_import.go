@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -44,9 +45,12 @@ func (a adminImportAPI) Routes() []caddy.AdminRoute {
 
 const adminImportPath = "/edge_cache/import"
 
-// maxImportMetaLine bounds the JSON line of an import request (headers
-// included).
-const maxImportMetaLine = 1 << 20
+// maxImportMetaLine bounds the JSON line of an import request, headers
+// included: nginx's stored header is under 64 KiB (body_start is 16 bits),
+// JSON escaping may grow it.
+const maxImportMetaLine = 256 << 10
+
+var importReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxImportMetaLine) }}
 
 // importMeta is an entry's metadata on the wire.
 type importMeta struct {
@@ -108,7 +112,9 @@ func (adminImportAPI) handleImport(w http.ResponseWriter, r *http.Request) error
 	default:
 		return adminError(http.StatusMethodNotAllowed, "method not allowed: use GET or POST")
 	}
-	br := bufio.NewReaderSize(r.Body, 64<<10)
+	br := importReaders.Get().(*bufio.Reader)
+	br.Reset(r.Body)
+	defer func() { br.Reset(nil); importReaders.Put(br) }()
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		return adminError(http.StatusBadRequest, "import: no metadata line (%v; at most %d bytes)", err, maxImportMetaLine)
