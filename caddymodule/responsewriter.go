@@ -14,7 +14,7 @@ import (
 
 // captureWriter sits between the backend's response and the client on a
 // miss. At header time it decides whether the response is stored; then
-// every body write goes to the client and into the store at once, so large
+// every body write goes to the client and into the entry writer at once, so large
 // bodies stream with bounded memory and nothing is buffered for the client.
 type captureWriter struct {
 	rw       http.ResponseWriter
@@ -26,15 +26,15 @@ type captureWriter struct {
 	before   http.Header // header entries set before the backend answered (not the backend's)
 	purgeGen uint64      // the zone's purge generation before the backend was asked
 
-	wroteHeader bool
-	// swallowed: the backend's answer is replaced by the stale entry.
-	swallowed bool
-	// revalidated: the backend confirmed the stale entry (304); its new validity.
-	revalidated *cache.Revalidation
-	store       *cache.Store
-	headOnly    bool
-	window      *byteWindow
-	pos         int64
+	// outcome is what the backend's answer amounts to, from WriteHeader on.
+	outcome outcome
+	// revalidation: the stale entry's new validity (outcomeRevalidated).
+	revalidation *cache.Revalidation
+	// writer stores the answer (outcomeStored); nil otherwise.
+	writer   *cache.EntryWriter
+	headOnly bool
+	window   *byteWindow
+	pos      int64
 }
 
 func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
@@ -42,7 +42,7 @@ func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *
 		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
 		headOnly: r.Method == http.MethodHead, purgeGen: job.zone.PurgeGeneration(),
 	}
-	if job.store || job.stale != nil {
+	if job.mayStore || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
 		for k, v := range w.Header() {
 			cw.before[k] = v
@@ -57,36 +57,37 @@ func (cw *captureWriter) Header() http.Header { return cw.rw.Header() }
 func (cw *captureWriter) Unwrap() http.ResponseWriter { return cw.rw }
 
 func (cw *captureWriter) WriteHeader(code int) {
-	if cw.wroteHeader {
+	if cw.outcome != outcomeNone {
 		return
 	}
 	if code < 200 {
 		cw.rw.WriteHeader(code) // 1xx informational: not the response
 		return
 	}
-	cw.wroteHeader = true
 	hdr := cw.rw.Header()
 	now := time.Now()
 	if stale := cw.job.stale; stale != nil {
 		if code == http.StatusNotModified && cw.h.revalidate {
-			d := cw.h.policy.Decide(stale.Status, hdr, now)
-			if d.Store {
-				cw.revalidated = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
+			cw.outcome = outcomeStale
+			if d := cw.h.policy.Decide(stale.Status, hdr, now); d.Store {
+				cw.outcome = outcomeRevalidated
+				cw.revalidation = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
 			}
-			cw.swallowed = true
 			cw.discardHeader(hdr)
 			return
 		}
 		if cw.h.staleAllowed(staleConditionOfStatus(code), stale, now) {
-			cw.swallowed = true
+			cw.outcome = outcomeStale
 			cw.discardHeader(hdr)
 			return
 		}
 	}
-	if cw.job.store {
+	cw.outcome = outcomeRelayed
+	if cw.job.mayStore {
 		d := cw.h.policy.Decide(code, hdr, now)
 		if d.Store {
-			cw.store = cw.zone.BeginStore(cache.Meta{
+			cw.outcome = outcomeStored
+			cw.writer = cw.zone.NewEntryWriter(cache.Meta{
 				Key:                  cw.job.key,
 				Status:               code,
 				Header:               cw.storedHeader(hdr),
@@ -138,14 +139,14 @@ func (cw *captureWriter) variant(hdr http.Header) string {
 }
 
 func (cw *captureWriter) Write(p []byte) (int, error) {
-	if !cw.wroteHeader {
+	if cw.outcome == outcomeNone {
 		cw.WriteHeader(http.StatusOK)
 	}
-	if cw.swallowed {
+	if cw.swallowed() {
 		return len(p), nil
 	}
-	if cw.store != nil {
-		cw.store.Write(p)
+	if cw.writer != nil {
+		cw.writer.Write(p)
 	}
 	if cw.headOnly {
 		return len(p), nil
@@ -174,12 +175,18 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 // Flush streams what the backend has sent so far (reverse_proxy flushes
 // for event streams and long polls).
 func (cw *captureWriter) Flush() {
-	if !cw.wroteHeader {
+	if cw.outcome == outcomeNone {
 		cw.WriteHeader(http.StatusOK)
 	}
-	if !cw.swallowed {
+	if !cw.swallowed() {
 		_ = http.NewResponseController(cw.rw).Flush()
 	}
+}
+
+// swallowed reports whether the backend's answer is replaced by the stale
+// entry (kept or revalidated), so nothing of it reaches the client.
+func (cw *captureWriter) swallowed() bool {
+	return cw.outcome == outcomeStale || cw.outcome == outcomeRevalidated
 }
 
 // discardHeader undoes what the backend's swallowed answer put in the
@@ -197,18 +204,20 @@ func (cw *captureWriter) discardHeader(hdr http.Header) {
 
 // commit stores the entry if the response was complete and storable.
 func (cw *captureWriter) commit() bool {
-	if cw.store == nil {
+	if cw.writer == nil {
 		return false
 	}
-	_, ok := cw.store.Commit()
-	cw.store = nil
+	_, ok := cw.writer.Commit()
+	cw.writer = nil
 	return ok
 }
 
+// abort drops what was stored so far; the answer goes on to the client.
 func (cw *captureWriter) abort() {
-	if cw.store != nil {
-		cw.store.Abort()
-		cw.store = nil
+	if cw.writer != nil {
+		cw.writer.Abort()
+		cw.writer = nil
+		cw.outcome = outcomeRelayed
 	}
 }
 
