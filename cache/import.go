@@ -89,3 +89,12 @@ func (z *Zone) current(key string) (*Entry, bool) {
 
 // MaxSize is the store's bound in bytes (0: none).
 func (d *DiskStore) MaxSize() int64 { return d.opts.MaxSize }
+
+// DiskMaxSize is the disk tier's max_size (0: none, or no disk tier): with
+// Tiers, what an import may still add.
+func (z *Zone) DiskMaxSize() int64 {
+	if z.disk == nil {
+		return 0
+	}
+	return z.disk.MaxSize()
+}

@@ -103,9 +103,8 @@ func (adminImportAPI) handleImport(w http.ResponseWriter, r *http.Request) error
 	switch r.Method {
 	case http.MethodGet:
 		info := zoneImportInfo{}
-		if d := z.Disk(); d != nil {
-			s := d.Stats()
-			info = zoneImportInfo{Disk: true, DiskBytes: s.Bytes, MaxSize: d.MaxSize(), Loading: s.Loading}
+		if d := z.Tiers().Disk; d != nil {
+			info = zoneImportInfo{Disk: true, DiskBytes: d.Bytes, MaxSize: z.DiskMaxSize(), Loading: d.Loading}
 		}
 		return writeJSON(w, info)
 	case http.MethodPost:

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // nginxConf is production's cache setup (idr-nginx.conf.in) cut to what the
@@ -234,7 +234,7 @@ func TestImportFromRealNginx(t *testing.T) {
 
 	// nginx fills its cache.
 	prefix := filepath.Join(dir, "nginx")
-	nginxPort := testbin.FreePort(t)
+	nginxPort := testkit.FreePort(t)
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;" // the workers write into the test's folder
@@ -307,7 +307,7 @@ func TestImportFromRealNginx(t *testing.T) {
 	writeFile(t, nginxPath(thumbs, "/bad/header"), string(badKey))
 	writeFile(t, filepath.Join(thumbs, "0", "00", "0000000042"), "a temporary file of nginx")
 
-	edgePort, adminPort := testbin.FreePort(t), testbin.FreePort(t)
+	edgePort, adminPort := testkit.FreePort(t), testkit.FreePort(t)
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	writeFile(t, caddyfile, fill(edgecacheConf, "@ADMIN@", adminPort, "@DIR@", dir, "@PORT@", edgePort, "@ORIGIN@", originPort))
 	configArgs := []string{"--config", caddyfile, "--adapter", "caddyfile"}

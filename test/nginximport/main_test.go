@@ -20,12 +20,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 var edgecacheBin string
 
-func TestMain(m *testing.M) { os.Exit(testbin.Run(m, &edgecacheBin)) }
+func TestMain(m *testing.M) { os.Exit(testkit.Run(m, &edgecacheBin)) }
 
 // nginxBinary returns nginx's path. Without it the test is skipped, except
 // under CI=true, where it fails: .ci/run installs nginx-light.
