@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -127,19 +125,11 @@ http://127.0.0.1:@PORT@ {
 }
 `
 
-// origin is the test backend; it counts requests by path.
+// origin answers as the test backend (testkit.Backend counts requests).
 type origin struct {
-	mu      sync.Mutex
-	counts  map[string]int
 	slowIn  chan struct{} // closed when the slow response has started
 	slowOne sync.Once
 	release chan struct{} // closed to let it finish
-}
-
-func (o *origin) count(path string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.counts[path]
 }
 
 var thumbSizes = []int{10, 5000, 100_000, 1<<20 + 3}
@@ -152,10 +142,7 @@ func thumbBody(n, size int) []byte {
 	return b
 }
 
-func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	o.counts[r.URL.Path]++
-	o.mu.Unlock()
+func (o *origin) serve(w http.ResponseWriter, r *http.Request, _ int64) {
 	h := w.Header()
 	h.Set("Set-Cookie", "sessionid=someones; Path=/")
 	h.Set("Vary", "Cookie")
@@ -216,21 +203,15 @@ func TestImportFromRealNginx(t *testing.T) {
 	nginx := nginxBinary(t)
 	dir := t.TempDir()
 
-	o := &origin{counts: map[string]int{}, slowIn: make(chan struct{}), release: make(chan struct{})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	originSrv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: o}}
-	originSrv.Start()
+	o := &origin{slowIn: make(chan struct{}), release: make(chan struct{})}
 	released := false
 	defer func() {
 		if !released {
 			close(o.release)
 		}
-		originSrv.Close()
 	}()
-	originPort := ln.Addr().(*net.TCPAddr).Port
+	backend := testkit.NewBackend(t, o.serve)
+	originPort := backend.Listener.Addr().(*net.TCPAddr).Port
 
 	// nginx fills its cache.
 	prefix := filepath.Join(dir, "nginx")
@@ -243,7 +224,7 @@ func TestImportFromRealNginx(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(prefix, "nginx.conf"), fill(nginxConf, "@USER@", user, "@PREFIX@", prefix, "@PORT@", nginxPort, "@ORIGIN@", originPort))
-	ngx := start(t, "nginx", exec.Command(nginx, "-p", prefix, "-c", filepath.Join(prefix, "nginx.conf"), "-g", "daemon off;"), nginxPort)
+	ngx := startNginx(t, nginx, prefix, nginxPort)
 	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
 
 	nginxAnswers := map[string]answer{}
@@ -284,9 +265,9 @@ func TestImportFromRealNginx(t *testing.T) {
 	released = true
 	<-slowDone
 	// The entry nginx had as valid for one second expires.
-	for time.Since(expiringStored) < 2*time.Second {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the expiring entry has expired", func() bool {
+		return time.Since(expiringStored) > 2*time.Second
+	}))
 
 	// Damaged files beside nginx's, as a crash or a bad copy leaves them.
 	thumbs := filepath.Join(prefix, "cache", "thumbs")
@@ -336,12 +317,12 @@ func TestImportFromRealNginx(t *testing.T) {
 		t.Errorf("the temporary file is not counted as skipped:\n%s", out)
 	}
 
-	edge := start(t, "edgecache", exec.Command(edgecacheBin, append([]string{"run"}, configArgs...)...), adminPort, edgePort)
+	edge := startEdgecache(t, dir, configArgs, fmt.Sprintf("127.0.0.1:%d", adminPort), fmt.Sprintf("127.0.0.1:%d", edgePort))
 	edgeURL := fmt.Sprintf("http://127.0.0.1:%d", edgePort)
 	before := map[string]int{}
 	for n := range thumbSizes {
 		p := fmt.Sprintf("/webclient/render_thumbnail/%d/", n)
-		before[p] = o.count(p)
+		before[p] = backend.RequestsFor(p)
 	}
 	for n := range thumbSizes {
 		uri := thumbURI(n, 1700000000000+int64(n))
@@ -367,11 +348,11 @@ func TestImportFromRealNginx(t *testing.T) {
 		t.Errorf("the 404: %d %s %q, want 404 HIT", a.status, a.cache, a.body)
 	}
 	for p, n := range before {
-		if got := o.count(p); got != n {
+		if got := backend.RequestsFor(p); got != n {
 			t.Errorf("%s reached the origin %d times after the import", p, got-n)
 		}
 	}
-	if got := o.count("/api/v0/missing/"); got != 1 {
+	if got := backend.RequestsFor("/api/v0/missing/"); got != 1 {
 		t.Errorf("the 404 reached the origin %d times, only nginx's fill should have", got)
 	}
 	if a := get(t, edgeURL+"/api/v0/expiring/"); a.cache != "EXPIRED" && a.cache != "STALE" {
@@ -389,7 +370,7 @@ func TestImportFromRealNginx(t *testing.T) {
 	if a := get(t, edgeURL+"/vary/other"); a.status != 404 {
 		t.Fatalf("the vary zone: %d", a.status)
 	}
-	varyBefore := o.count("/vary/lang")
+	varyBefore := backend.RequestsFor("/vary/lang")
 	out, err = runImport(t, dir, append([]string{"--from", filepath.Join(prefix, "cache", "vary"), "--zone", "vary", "--vary-value", "Accept-Language: fr"}, configArgs...)...)
 	if err != nil || !strings.Contains(out, "the proxy is running") || !strings.Contains(out, "imported: 1 entries") {
 		t.Fatalf("import into the running proxy: %v\n%s", err, out)
@@ -400,7 +381,7 @@ func TestImportFromRealNginx(t *testing.T) {
 	if a := get(t, edgeURL+"/vary/lang", "Accept-Language", "de"); a.cache == "HIT" || string(a.body) != "hello" {
 		t.Errorf("another language got the French variant: %s %q", a.cache, a.body)
 	}
-	if got := o.count("/vary/lang") - varyBefore; got != 1 {
+	if got := backend.RequestsFor("/vary/lang") - varyBefore; got != 1 {
 		t.Errorf("the origin saw %d requests for /vary/lang, want 1 (the German one)", got)
 	}
 
@@ -409,7 +390,9 @@ func TestImportFromRealNginx(t *testing.T) {
 	if err != nil || !strings.Contains(out, "imported: 0 entries") || skippedCount(out, "already imported") != 6 {
 		t.Errorf("second import: %v\n%s", err, out)
 	}
-	edge.stop(syscall.SIGTERM)
+	if err := edge.Stop(syscall.SIGTERM, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 
 	// The access log lines are nginx's, but for the time.
 	nginxLog, _ := os.ReadFile(filepath.Join(prefix, "access.log"))

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,79 +42,56 @@ func nginxBinary(t *testing.T) string {
 	return ""
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// process is a server started by the test, in its own process group so
-// that stopping it reaches its children (nginx's workers), and killed when
-// the test ends.
-type process struct {
+// nginxProcess is nginx run by the test, in its own process group so that
+// stopping it reaches its workers, and killed when the test ends.
+type nginxProcess struct {
 	t      *testing.T
-	name   string
 	cmd    *exec.Cmd
-	log    *lockedBuffer
+	out    bytes.Buffer // read once the process has exited
 	exited chan struct{}
 }
 
-func start(t *testing.T, name string, cmd *exec.Cmd, ports ...int) *process {
+func startNginx(t *testing.T, nginx, prefix string, port int) *nginxProcess {
 	t.Helper()
-	p := &process{t: t, name: name, cmd: cmd, log: new(lockedBuffer), exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
+	p := &nginxProcess{t: t, exited: make(chan struct{})}
+	p.cmd = exec.Command(nginx, "-p", prefix, "-c", filepath.Join(prefix, "nginx.conf"), "-g", "daemon off;")
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting nginx: %v", err)
 	}
-	go func() { cmd.Wait(); close(p.exited) }()
+	go func() { p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		p.signal(syscall.SIGKILL)
 		<-p.exited
 		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.log.String())
+			errLog, _ := os.ReadFile(filepath.Join(prefix, "error.log"))
+			t.Logf("nginx output:\n%s\nerror.log:\n%s", p.out.String(), errLog)
 		}
 	})
-	waitPorts(t, p, ports...)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	testkit.Eventually(t, 30*time.Second, func() string {
+		select {
+		case <-p.exited:
+			return "" // reported below
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return ""
+		}
+		return "nginx does not listen on " + addr
+	})
+	select {
+	case <-p.exited:
+		t.Fatalf("nginx exited at start:\n%s", p.out.String())
+	default:
+	}
 	return p
 }
 
-func waitPorts(t *testing.T, p *process, ports ...int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for _, port := range ports {
-		for {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-p.exited:
-				t.Fatalf("%s exited at start:\n%s", p.name, p.log.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not listen on %d after 30s:\n%s", p.name, port, p.log.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
 // signal signals the whole process group.
-func (p *process) signal(sig syscall.Signal) {
+func (p *nginxProcess) signal(sig syscall.Signal) {
 	select {
 	case <-p.exited:
 	default:
@@ -123,25 +99,41 @@ func (p *process) signal(sig syscall.Signal) {
 	}
 }
 
-// stop sends sig and waits for the process to end.
-func (p *process) stop(sig syscall.Signal) {
+// stop sends sig and waits until nginx and its workers have ended.
+func (p *nginxProcess) stop(sig syscall.Signal) {
 	p.t.Helper()
 	p.signal(sig)
 	select {
 	case <-p.exited:
 	case <-time.After(20 * time.Second):
 		p.signal(syscall.SIGKILL)
-		p.t.Fatalf("%s did not stop within 20s", p.name)
+		p.t.Fatalf("nginx did not stop within 20s")
 	}
-	// nginx's workers may outlive their master for a moment.
-	deadline := time.Now().Add(10 * time.Second)
-	for syscall.Kill(-p.cmd.Process.Pid, 0) == nil {
-		if time.Now().After(deadline) {
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			break
+	// The workers may outlive their master for a moment.
+	testkit.Eventually(p.t, 10*time.Second, testkit.Holds("nginx's workers have exited", func() bool {
+		return syscall.Kill(-p.cmd.Process.Pid, 0) != nil
+	}))
+}
+
+// startEdgecache runs `edgecache run` on a Caddyfile until the test ends.
+func startEdgecache(t *testing.T, dir string, args []string, addrs ...string) *testkit.Process {
+	t.Helper()
+	out := new(bytes.Buffer) // read once the process has exited
+	p, err := testkit.Start(testkit.Command{Args: append([]string{"run"}, args...), Env: edgecacheEnv(dir), Output: out, Listen: addrs})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("edgecache output:\n%s", out)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
+	return p
+}
+
+func edgecacheEnv(dir string) []string {
+	return append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
 }
 
 // answer is one response, whole.
@@ -179,7 +171,7 @@ func get(t *testing.T, url string, header ...string) answer {
 func runImport(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(edgecacheBin, append([]string{"import-nginx", "--no-progress"}, args...)...)
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
+	cmd.Env = edgecacheEnv(dir)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
