@@ -236,7 +236,8 @@ func importFile(ctx context.Context, opts *Options, sink Sink, path string) (rea
 	if opts.DryRun {
 		return "", bodySize, nil
 	}
-	err = sink.Import(ctx, m, io.NewSectionReader(f, int64(e.BodyStart), bodySize))
+	// An interruption stops the feed; the entry under way is finished.
+	err = sink.Import(context.WithoutCancel(ctx), m, io.NewSectionReader(f, int64(e.BodyStart), bodySize))
 	if errors.Is(err, cache.ErrNewerInZone) {
 		return ReasonNewerInZone, 0, nil
 	}

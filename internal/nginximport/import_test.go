@@ -164,3 +164,32 @@ func TestRunVaryVariants(t *testing.T) {
 		}
 	}
 }
+
+func TestRunInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 50 {
+		writeEntry(t, dir, fmt.Sprintf("/i/%d", i), []byte("x"), time.Now(), "", [16]byte{})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sink := &memSink{}
+	sum, err := Run(ctx, Options{From: dir, Workers: 1}, sink)
+	if err != nil || !sum.Interrupted || sum.Imported == 50 || int(sum.Imported) != len(sink.metas) {
+		t.Fatalf("interrupted run: %+v %v", sum, err)
+	}
+	var out strings.Builder
+	sum.WriteSummary(&out)
+	if !strings.Contains(out.String(), "run the same command again to resume") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+	// Run again: what the zone holds is skipped, the rest imported.
+	done := map[string]bool{}
+	for _, m := range sink.metas {
+		done[m.Key] = true
+	}
+	again := &memSink{refuse: done}
+	sum, err = Run(context.Background(), Options{From: dir}, again)
+	if err != nil || sum.Imported != int64(50-len(done)) || sum.Skipped[ReasonNewerInZone] != int64(len(done)) {
+		t.Fatalf("resumed run: %+v %v", sum, err)
+	}
+}
