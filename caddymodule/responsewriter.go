@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -13,9 +12,10 @@ import (
 )
 
 // captureWriter sits between the backend's response and the client on a
-// miss. At header time it decides whether the response is stored; then
-// every body write goes to the client and into the entry writer at once, so large
-// bodies stream with bounded memory and nothing is buffered for the client.
+// fetch. At header time it decides the outcome: relayed, stored (then every
+// body write goes to the client and into the entry writer at once, so large
+// bodies stream with bounded memory and nothing is buffered for the
+// client), or swallowed for the stale entry (stale, revalidated).
 type captureWriter struct {
 	rw       http.ResponseWriter
 	h        *Handler
@@ -65,7 +65,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		return
 	}
 	hdr := cw.rw.Header()
-	now := time.Now()
+	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
 		if code == http.StatusNotModified && cw.h.revalidate {
 			cw.outcome = outcomeStale
@@ -102,9 +102,13 @@ func (cw *captureWriter) WriteHeader(code int) {
 			cw.zone.Stats.CountSkip(d.Reason)
 		}
 	}
-	// Never replayed from the cache, and removed on a miss too (nginx's
-	// proxy_hide_header): one visitor's session must not reach another.
-	delete(hdr, "Set-Cookie")
+	// A stored response's cookie is never replayed from the cache, and is
+	// removed from this answer too, so that the fill's visitor is served as
+	// later ones are. One that is not stored keeps it: it is this visitor's
+	// own (hide_headers removes it from every response).
+	if cw.outcome == outcomeStored {
+		delete(hdr, "Set-Cookie")
+	}
 	cw.h.setStatus(cw.rw, cw.repl, cw.job.status)
 	if code == http.StatusOK && !cw.headOnly {
 		cw.window, code = rangeWindow(cw.client.Header, hdr)
