@@ -287,7 +287,7 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 	}
 	t.handler = chosen[0]
 	for _, h := range chosen {
-		if h.Key != t.handler.Key || !slices.Equal(h.StripQuery, t.handler.StripQuery) {
+		if importKeyTemplate(h.Key) != importKeyTemplate(t.handler.Key) || !slices.Equal(h.StripQuery, t.handler.StripQuery) {
 			return nil, fmt.Errorf("the edge_cache handlers of zone %q key requests differently (key %q strip_query %v, and key %q strip_query %v): an imported entry can have only one key",
 				zoneName, t.handler.Key, t.handler.StripQuery, h.Key, h.StripQuery)
 		}
@@ -299,6 +299,15 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 	}
 	t.statusHeader = http.CanonicalHeaderKey(cmpString(t.handler.StatusHeader, defaultStatusHeader))
 	return t, nil
+}
+
+// importKeyTemplate is a key template as the import sees it: nginx stored
+// the request as the client sent it, before any rewrite, so the original
+// URI and the URI are the same thing there (Caddyfile.example keys grafana's
+// rewritten requests by {http.request.orig_uri}, the others by
+// {http.request.uri}).
+func importKeyTemplate(key string) string {
+	return strings.ReplaceAll(key, "{http.request.orig_uri}", "{http.request.uri}")
 }
 
 func cmpString(v, def string) string {
@@ -359,7 +368,8 @@ func (k importKeyer) key(nginxKey string) (string, error) {
 	}
 	req := &http.Request{Method: http.MethodGet, URL: u, RequestURI: uri, Host: host, Header: http.Header{},
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
-	req = req.WithContext(context.Background())
+	// The request as received: {http.request.orig_*} read it.
+	req = req.WithContext(context.WithValue(context.Background(), caddyhttp.OriginalRequestCtxKey, *req))
 	repl := caddyhttp.NewTestReplacer(req)
 	return k.handler.keyFor(req, repl), nil
 }

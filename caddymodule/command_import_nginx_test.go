@@ -79,6 +79,17 @@ func TestImportTargetFromCaddyfileExample(t *testing.T) {
 		target.zone.MaxSize != 10<<30 || target.statusHeader != "X-Cache-Status" || len(target.warnings) > 0 {
 		t.Errorf("target %+v, zone %+v", target, target.zone)
 	}
+	// Every zone of the production layout can be imported into; grafana's
+	// handler keys by the original URI, which is the same for an import.
+	for _, zone := range []string{"images", "metadata", "api", "viewers", "static", "default", "grafana"} {
+		if _, err := importTargetFromConfig(cfg, zone); err != nil {
+			t.Errorf("zone %s: %v", zone, err)
+		}
+	}
+	orig := importKeyer{handler: Handler{Key: "{http.request.orig_uri}", StripQuery: []string{"_"}}}
+	if got, err := orig.key("/grafana/d?"); err != nil || got != "/grafana/d" {
+		t.Errorf("orig_uri key: %q %v", got, err)
+	}
 	if _, err := importTargetFromConfig(cfg, "nosuchzone"); err == nil {
 		t.Error("an unknown zone was accepted")
 	}
