@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -161,6 +162,8 @@ func runImportNginx(ctx context.Context, fl caddycmd.Flags, stdout, stderr io.Wr
 		defer local.close()
 		if d := local.disk; d != nil {
 			opts.Budget = budget(d.MaxSize(), d.Stats().Bytes)
+		} else {
+			opts.Budget = budget(target.zone.MaxSize, local.used)
 		}
 		sink = local
 	}
@@ -494,6 +497,22 @@ func (s *adminImportSink) Import(ctx context.Context, m cache.Meta, body io.Read
 type localZone struct {
 	zone *cache.Zone
 	disk *cache.DiskStore
+	used int64 // bytes in the folder, for a dry run
+}
+
+// folderBytes is what the files under dir take, counted as the disk tier
+// counts them (4 KiB blocks); 0 when dir does not exist.
+func folderBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += (fi.Size() + 4095) / 4096 * 4096
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func openLocalZone(name string, zc *ZoneConfig, dryRun bool) (*localZone, error) {
@@ -505,10 +524,9 @@ func openLocalZone(name string, zc *ZoneConfig, dryRun bool) (*localZone, error)
 		return nil, err
 	}
 	if dryRun {
-		if _, err := os.Stat(dir); err != nil {
-			// Nothing to compare with, and a dry run creates nothing.
-			return &localZone{}, nil
-		}
+		// Opening the store would tidy the folder (crash leftovers): a dry
+		// run only measures what it holds.
+		return &localZone{used: folderBytes(dir)}, nil
 	}
 	d, err := cache.OpenDiskStore(dir, cache.DiskOptions{
 		MaxSize: zc.MaxSize, Inactive: time.Duration(zc.Inactive), Levels: zc.Levels,
