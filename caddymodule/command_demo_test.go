@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,4 +193,14 @@ func TestSplitListen(t *testing.T) {
 			t.Errorf("%q: no error", bad)
 		}
 	}
+}
+
+var titleRE = regexp.MustCompile(`<title>([^<]*)</title>`)
+
+// title returns an HTML page's title.
+func title(body string) string {
+	if m := titleRE.FindStringSubmatch(body); m != nil {
+		return m[1]
+	}
+	return ""
 }

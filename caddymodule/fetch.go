@@ -68,8 +68,8 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	start := time.Now()
 	err := next.ServeHTTP(cw, backend)
-	now := time.Now()
-	job.zone.Stats.FetchLatency.Observe(now.Sub(start))
+	job.zone.Stats.FetchLatency.Observe(time.Since(start))
+	now := job.zone.Clock().Now()
 
 	result := cw.outcome
 	if err != nil {

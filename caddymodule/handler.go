@@ -21,6 +21,7 @@ func init() {
 // handler (normally reverse_proxy) answers, with nginx's proxy_cache
 // semantics: responses are stored for the configured time per status
 // whatever the backend's headers say, when those headers are ignored.
+// A request's way through it, step by step, is in flow.go.
 type Handler struct {
 	// Zone names the zone (defined in the edge_cache app) to use.
 	// Placeholders allowed. Default: "default".

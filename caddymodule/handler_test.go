@@ -89,7 +89,7 @@ func TestCacheStatuses(t *testing.T) {
 	short := s.url("PUBLIC", "/short/b")
 	check("short first", s.get(t, short), "MISS", "/short/b v5", 5)
 	check("short second", s.get(t, short), "HIT", "/short/b v5", 5)
-	time.Sleep(1100 * time.Millisecond)
+	advance(t, 1100*time.Millisecond)
 	check("short expired", s.get(t, short), "EXPIRED", "/short/b v6", 6)
 	check("short refetched", s.get(t, short), "HIT", "/short/b v6", 6)
 

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -13,9 +12,10 @@ import (
 )
 
 // captureWriter sits between the backend's response and the client on a
-// miss. At header time it decides whether the response is stored; then
-// every body write goes to the client and into the entry writer at once, so large
-// bodies stream with bounded memory and nothing is buffered for the client.
+// fetch. At header time it decides the outcome: relayed, stored (then every
+// body write goes to the client and into the entry writer at once, so large
+// bodies stream with bounded memory and nothing is buffered for the
+// client), or swallowed for the stale entry (stale, revalidated).
 type captureWriter struct {
 	rw       http.ResponseWriter
 	h        *Handler
@@ -65,7 +65,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		return
 	}
 	hdr := cw.rw.Header()
-	now := time.Now()
+	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
 		if code == http.StatusNotModified && cw.h.revalidate {
 			cw.outcome = outcomeStale
