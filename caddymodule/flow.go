@@ -22,7 +22,8 @@ import (
 //
 //	step         when                                        then                                  status
 //	----         ----                                        ----                                  ------
-//	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup
+//	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup;
+//	                                                         hide_headers wraps the writer first
 //	pass         method not cached                           next handler, untouched               (none)
 //	             private: Authorization or private_cookies   next handler, untouched               BYPASS
 //	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
@@ -46,6 +47,7 @@ import (
 //	deliver      after a fetch for a client                  the backend's answer as it came       the job's status
 //	             outcome revalidated (304)                   the extended entry                    REVALIDATED
 //	             outcome stale (use_stale, stale-if-error)   the stale entry                       STALE
+//	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
 //
 // A waiter from the expired step reports EXPIRED where one from the miss
 // step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
