@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // rangeSites serves each path's registered body with a Content-Length, and
@@ -20,7 +22,7 @@ import (
 // whose memory tier holds nothing over 1 byte, so hits stream from disk).
 type rangeSites struct {
 	*site
-	be     *backend
+	be     *testkit.Backend
 	dir    string
 	bodies sync.Map // path -> []byte
 }
@@ -28,7 +30,7 @@ type rangeSites struct {
 func startRangeSites(t testing.TB) *rangeSites {
 	t.Helper()
 	rs := &rangeSites{dir: t.TempDir()}
-	rs.be = newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	rs.be = testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		v, ok := rs.bodies.Load(r.URL.Path)
 		if !ok {
 			http.NotFound(w, r)
