@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// An entry file is a header followed by the body. The header starts with a
-// fixed part so that the body size and body checksum, known only once the
-// body is written, can be patched in place before the file is renamed into
-// view:
+// An entry file is a header, the body, then the body's block checksums
+// (disk_blocks.go). The header starts with a fixed part so that the body
+// size, known only once the body is written, can be patched in place before
+// the file is renamed into view:
 //
 //	 0 magic "EDGC"
 //	 4 version      uint16
@@ -20,7 +20,7 @@ import (
 //	 8 headerLen    uint32 (whole header, body starts here)
 //	12 headerCRC    uint32 (CRC-32C of the header without these 4 bytes)
 //	16 bodySize     int64
-//	24 bodyCRC      uint32 (CRC-32C of the body)
+//	24 blockSize    uint32 (bytes per checksummed block of the body)
 //	28 status       uint16
 //	30 reserved     uint16 (0)
 //	32 storedAt     int64 (Unix ns; minInt64 = zero time)
@@ -30,12 +30,21 @@ import (
 //	64 key, then the response headers, as uvarint-prefixed strings:
 //	   len key, key, nNames, { len name, name, nValues, { len value, value } }
 //
+// After the body, one CRC-32C per block of blockSize bytes (the last block
+// may be shorter), 4 bytes each: every block a response reads is verified
+// before any of its bytes is sent.
+//
 // Integers are little endian. Nothing in the file names the host or an
 // absolute path: a zone folder can be copied to another machine.
+//
+// Version 3 added the block checksums (versions 1 and 2 had one checksum
+// for the whole body, which a range request could not check). Files of
+// another version are removed when found, as nginx does with an older
+// cache header: they are fetched again.
 
 const (
 	entryMagic      = "EDGC"
-	entryVersion    = 1
+	entryVersion    = 3
 	fixedHeaderLen  = 64
 	maxEntryHeader  = 1 << 20 // largest header we write or accept
 	headerPrefixLen = 16      // enough to learn version and headerLen
@@ -50,6 +59,7 @@ var (
 	errHeaderCRC    = errors.New("header checksum mismatch")
 	errHeaderSyntax = errors.New("malformed header")
 	errHeaderLarge  = errors.New("entry header too large")
+	errBlockSize    = errors.New("bad block size")
 )
 
 // fileHeader is the decoded header of an entry file.
@@ -57,12 +67,12 @@ type fileHeader struct {
 	Meta
 	HeaderLen int    // body offset
 	HeaderCRC uint32 // identifies this file version
-	BodyCRC   uint32
+	BlockSize int64  // bytes per checksummed block
 }
 
-// encodeHeader encodes m's header with the given body size and checksum.
-// The body fields sit at fixed offsets; see patchHeader.
-func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
+// encodeHeader encodes m's header with the given body size. The body size
+// sits at a fixed offset; see patchHeader.
+func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 	if m.Status < 0 || m.Status > math.MaxUint16 {
 		return nil, errors.New("status out of range")
 	}
@@ -81,6 +91,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 	copy(b, entryMagic)
 	le := binary.LittleEndian
 	le.PutUint16(b[4:], entryVersion)
+	le.PutUint32(b[24:], bodyBlockSize)
 	le.PutUint16(b[28:], uint16(m.Status))
 	le.PutUint64(b[32:], uint64(timeToNanos(m.StoredAt)))
 	le.PutUint64(b[40:], uint64(timeToNanos(m.ValidUntil)))
@@ -97,16 +108,15 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 	}
 	b = appendString(b, m.Variant)
 	le.PutUint32(b[8:], uint32(len(b)))
-	patchHeader(b, bodySize, bodyCRC)
+	patchHeader(b, bodySize)
 	return b, nil
 }
 
-// patchHeader sets the body size and checksum of an encoded header and
-// recomputes the header checksum.
-func patchHeader(b []byte, bodySize int64, bodyCRC uint32) {
+// patchHeader sets the body size of an encoded header and recomputes the
+// header checksum.
+func patchHeader(b []byte, bodySize int64) {
 	le := binary.LittleEndian
 	le.PutUint64(b[16:], uint64(bodySize))
-	le.PutUint32(b[24:], bodyCRC)
 	le.PutUint32(b[12:], headerChecksum(b))
 }
 
@@ -166,10 +176,13 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	if headerChecksum(b) != sum {
 		return nil, errHeaderCRC
 	}
-	h := &fileHeader{HeaderLen: n, HeaderCRC: sum, BodyCRC: le.Uint32(b[24:])}
+	h := &fileHeader{HeaderLen: n, HeaderCRC: sum, BlockSize: int64(le.Uint32(b[24:]))}
 	h.BodySize = int64(le.Uint64(b[16:]))
-	if h.BodySize < 0 {
+	if h.BodySize < 0 || h.BodySize > math.MaxInt64/2 {
 		return nil, errHeaderSyntax
+	}
+	if !validBlockSize(h.BlockSize) {
+		return nil, errBlockSize
 	}
 	h.Status = int(le.Uint16(b[28:]))
 	h.StoredAt = nanosToTime(int64(le.Uint64(b[32:])))

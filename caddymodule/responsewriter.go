@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -234,75 +233,4 @@ func contentLength(hdr http.Header) int64 {
 		}
 	}
 	return -1
-}
-
-// byteWindow is the part of a body a Range request asked for, served while
-// the whole body is fetched and stored.
-type byteWindow struct{ start, end int64 } // [start, end)
-
-// clip returns the part of p, which starts at body offset pos, inside the window.
-func (b *byteWindow) clip(pos int64, p []byte) []byte {
-	from := max(b.start-pos, 0)
-	to := min(b.end-pos, int64(len(p)))
-	if from >= to {
-		return nil
-	}
-	return p[from:to]
-}
-
-// rangeWindow applies a client's single byte range to a full 200 response
-// whose length is known, adjusting the header to a 206 (or a 416). Other
-// cases (several ranges, If-Range, unknown length, encoded bodies) get the
-// whole 200, which RFC 9110 allows.
-func rangeWindow(req, hdr http.Header) (*byteWindow, int) {
-	spec := req.Get("Range")
-	if spec == "" || req.Get("If-Range") != "" || hdr.Get("Content-Encoding") != "" {
-		return nil, http.StatusOK
-	}
-	size := contentLength(hdr)
-	if size < 0 {
-		return nil, http.StatusOK
-	}
-	spec, ok := strings.CutPrefix(spec, "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return nil, http.StatusOK
-	}
-	first, last, ok := strings.Cut(strings.TrimSpace(spec), "-")
-	if !ok {
-		return nil, http.StatusOK
-	}
-	var start, end int64
-	switch {
-	case first == "":
-		n, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || n < 0 {
-			return nil, http.StatusOK
-		}
-		start, end = max(size-n, 0), size
-		if n == 0 {
-			start = size
-		}
-	default:
-		s, err := strconv.ParseInt(first, 10, 64)
-		if err != nil || s < 0 {
-			return nil, http.StatusOK
-		}
-		start, end = s, size
-		if last != "" {
-			e, err := strconv.ParseInt(last, 10, 64)
-			if err != nil || e < s {
-				return nil, http.StatusOK
-			}
-			end = min(e+1, size)
-		}
-	}
-	if start >= size || start >= end {
-		hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-		hdr.Del("Content-Length")
-		return &byteWindow{}, http.StatusRequestedRangeNotSatisfiable
-	}
-	hdr.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end-1, 10)+"/"+strconv.FormatInt(size, 10))
-	hdr.Set("Content-Length", strconv.FormatInt(end-start, 10))
-	hdr.Set("Accept-Ranges", "bytes")
-	return &byteWindow{start: start, end: end}, http.StatusPartialContent
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -20,7 +22,8 @@ var errEntryGone = errors.New("cache entry vanished before it could be served")
 
 // serveEntry answers from a stored entry. The common case (no range, no
 // conditional) copies the stored header values in one allocation and writes
-// the body in one call: the body is never copied per hit. A caller that can
+// the body in one call: the body is never copied per hit. A disk body is
+// verified block by block as it is sent (cache.BodyReader). A caller that can
 // fall back to the backend uses serveEntryWith and handles errEntryGone;
 // here it becomes a 503 for this rare race.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
@@ -33,13 +36,30 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache
 
 // serveEntryWith is serveEntry for a caller that holds the replacer.
 func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
-	// A disk body is opened before anything is written, so that a file
-	// replaced or removed since the look-up is a clean error, not a cut
+	// The same range rules as a miss (cache/ranges.go).
+	size := e.BodySize
+	if e.InMemory() {
+		size = int64(len(e.Body))
+	}
+	window, answer := cache.ByteRange{End: size}, cache.RangeWhole
+	if _, ok := r.Header["Range"]; ok {
+		if window, answer = cache.EvaluateRange(r.Method, r.Header, e.Status, e.Header, size, e.StoredAt); answer == cache.RangeWhole {
+			window = cache.ByteRange{End: size}
+		}
+	}
+	send := r.Method != http.MethodHead && answer != cache.RangeUnsatisfiable && window.End > window.Start
+	// A disk body is opened, and the first block it sends verified, before
+	// anything is written: a file replaced, removed or damaged since the
+	// look-up is then a clean error (a miss for the caller), not a cut
 	// response.
-	var body io.ReadSeekCloser
+	var body *cache.BodyReader
 	if !e.InMemory() {
 		var err error
-		if body, err = e.OpenBody(); err != nil {
+		start, end := window.Start, window.End
+		if !send {
+			start, end = 0, 0
+		}
+		if body, err = e.OpenRange(start, end); err != nil {
 			return fmt.Errorf("%w: %s: %v", errEntryGone, e.Key, err)
 		}
 		defer body.Close()
@@ -47,34 +67,25 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 	zone.Stats.Requests[status].Add(1)
 	copyHeader(w.Header(), e.Header)
 	h.setStatus(w, repl, status)
-
-	if e.Status == http.StatusOK && hasRangeOrConditional(r.Header) {
-		if body == nil {
-			body, _ = e.OpenBody() // in memory: cannot fail
-		}
-		var modtime time.Time
-		if lm := e.Header.Get("Last-Modified"); lm != "" {
-			modtime, _ = http.ParseTime(lm)
-		}
-		http.ServeContent(w, r, "", modtime, body)
+	if e.Status == http.StatusOK && hasConditional(r.Header) && answerPreconditions(w, r, e) {
 		return nil
 	}
-
-	w.WriteHeader(e.Status)
-	if r.Method == http.MethodHead {
+	w.WriteHeader(cache.SetRangeHeader(w.Header(), window, answer, size, e.Status))
+	if !send {
 		return nil
 	}
 	if body == nil {
-		holdFirstWrite(r, len(e.Body))
-		n, _ := w.Write(e.Body)
+		part := e.Body[window.Start:window.End]
+		holdFirstWrite(r, len(part))
+		n, _ := w.Write(part)
 		zone.Stats.BytesServed.Add(int64(n))
 		return nil
 	}
 	n, err := io.Copy(w, body)
 	zone.Stats.BytesServed.Add(n)
 	if err != nil {
-		// Headers are out (a corrupt body is found at its end): all that
-		// is left is to cut the response short.
+		// Headers are out (a damaged block past the first, or the client
+		// gone): all that is left is to cut the response short.
 		panic(http.ErrAbortHandler)
 	}
 	return nil
@@ -111,14 +122,55 @@ func copyHeader(dst, src http.Header) {
 	}
 }
 
-// hasRangeOrConditional reports whether serving needs http.ServeContent.
-func hasRangeOrConditional(h http.Header) bool {
-	for _, name := range [...]string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
+// hasConditional reports whether the request has preconditions.
+func hasConditional(h http.Header) bool {
+	for _, name := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
 		if _, ok := h[name]; ok {
 			return true
 		}
 	}
 	return false
+}
+
+// answerPreconditions answers a request whose preconditions fail (304 Not
+// Modified, 412 Precondition Failed) and reports whether it did. It lets
+// net/http's ServeContent evaluate them on an empty body, with Range and
+// If-Range hidden: ranges are ours (cache/ranges.go) and come after.
+func answerPreconditions(w http.ResponseWriter, r *http.Request, e *cache.Entry) bool {
+	var modtime time.Time
+	if lm := e.Header.Get("Last-Modified"); lm != "" {
+		modtime, _ = http.ParseTime(lm)
+	}
+	rc := *r
+	rc.Header = r.Header.Clone()
+	delete(rc.Header, "Range")
+	delete(rc.Header, "If-Range")
+	rec := &statusRecorder{header: w.Header().Clone()}
+	http.ServeContent(rec, &rc, "", modtime, strings.NewReader(""))
+	if rec.status != http.StatusNotModified && rec.status != http.StatusPreconditionFailed {
+		return false
+	}
+	clear(w.Header())
+	maps.Copy(w.Header(), rec.header)
+	w.WriteHeader(rec.status)
+	return true
+}
+
+// statusRecorder keeps the header and status of a response, not its body.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	s.WriteHeader(http.StatusOK)
+	return len(p), nil
 }
 
 // variantMatches reports whether an entry stored under a honoured Vary was
