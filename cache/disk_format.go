@@ -16,7 +16,7 @@ import (
 //
 //	 0 magic "EDGC"
 //	 4 version      uint16
-//	 6 flags        uint16 (0)
+//	 6 flags        uint16 (bit 0: NoCache)
 //	 8 headerLen    uint32 (whole header, body starts here)
 //	12 headerCRC    uint32 (CRC-32C of the header without these 4 bytes)
 //	16 bodySize     int64
@@ -28,14 +28,19 @@ import (
 //	48 swr          int64 (ns)
 //	56 sie          int64 (ns)
 //	64 key, then the response headers, as uvarint-prefixed strings:
-//	   len key, key, nNames, { len name, name, nValues, { len value, value } }
+//	   len key, key, nNames, { len name, name, nValues, { len value, value } },
+//	   len variant, variant
+//	   then, from version 2: initialAge (uvarint, ns)
 //
+// Version 1 files (without initialAge) are still read: their age on
+// arrival counts as zero.
 // Integers are little endian. Nothing in the file names the host or an
 // absolute path: a zone folder can be copied to another machine.
 
 const (
 	entryMagic      = "EDGC"
-	entryVersion    = 1
+	entryVersion    = 2
+	flagNoCache     = 1 << 0
 	fixedHeaderLen  = 64
 	maxEntryHeader  = 1 << 20 // largest header we write or accept
 	headerPrefixLen = 16      // enough to learn version and headerLen
@@ -73,7 +78,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 			n += stringLen(v)
 		}
 	}
-	n += stringLen(m.Variant)
+	n += stringLen(m.Variant) + uvarintLen(uint64(max(m.InitialAge, 0)))
 	if n > maxEntryHeader {
 		return nil, errHeaderLarge
 	}
@@ -81,6 +86,9 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 	copy(b, entryMagic)
 	le := binary.LittleEndian
 	le.PutUint16(b[4:], entryVersion)
+	if m.NoCache {
+		le.PutUint16(b[6:], flagNoCache)
+	}
 	le.PutUint16(b[28:], uint16(m.Status))
 	le.PutUint64(b[32:], uint64(timeToNanos(m.StoredAt)))
 	le.PutUint64(b[40:], uint64(timeToNanos(m.ValidUntil)))
@@ -96,6 +104,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 		}
 	}
 	b = appendString(b, m.Variant)
+	b = binary.AppendUvarint(b, uint64(max(m.InitialAge, 0)))
 	le.PutUint32(b[8:], uint32(len(b)))
 	patchHeader(b, bodySize, bodyCRC)
 	return b, nil
@@ -139,7 +148,7 @@ func headerLength(p []byte) (int, error) {
 	if string(p[:4]) != entryMagic {
 		return 0, errBadMagic
 	}
-	if v := binary.LittleEndian.Uint16(p[4:]); v != entryVersion {
+	if v := binary.LittleEndian.Uint16(p[4:]); v != 1 && v != entryVersion {
 		return 0, errBadVersion
 	}
 	n := binary.LittleEndian.Uint32(p[8:])
@@ -172,6 +181,7 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 		return nil, errHeaderSyntax
 	}
 	h.Status = int(le.Uint16(b[28:]))
+	h.NoCache = le.Uint16(b[6:])&flagNoCache != 0
 	h.StoredAt = nanosToTime(int64(le.Uint64(b[32:])))
 	h.ValidUntil = nanosToTime(int64(le.Uint64(b[40:])))
 	h.StaleWhileRevalidate = time.Duration(le.Uint64(b[48:]))
@@ -197,6 +207,9 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 		}
 	}
 	h.Variant = r.string()
+	if le.Uint16(b[4:]) >= 2 {
+		h.InitialAge = time.Duration(min(r.uvarint(), math.MaxInt64))
+	}
 	if r.err != nil {
 		return nil, r.err
 	}

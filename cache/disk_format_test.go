@@ -128,3 +128,36 @@ func FuzzDecodeHeader(f *testing.F) {
 		}
 	})
 }
+
+// RFC 9111 §4.2.3 needs the age on arrival and §5.2.2.4 the no-cache mark
+// after a restart: both survive the disk, and files of version 1 (without
+// them) still read, as zero.
+func TestHeaderAgeAndNoCache(t *testing.T) {
+	m := testMeta("k", 0)
+	m.InitialAge, m.NoCache, m.Variant = 90*time.Second, true, "Accept:x\n"
+	b, err := encodeHeader(&m, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := decodeHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.InitialAge != m.InitialAge || !h.NoCache || h.Variant != m.Variant {
+		t.Fatalf("decoded age %v no-cache %v variant %q", h.InitialAge, h.NoCache, h.Variant)
+	}
+
+	// The same header as version 1 wrote it: no trailing age, no flags.
+	v1 := append([]byte(nil), b[:len(b)-uvarintLen(uint64(m.InitialAge))]...)
+	binary.LittleEndian.PutUint16(v1[4:], 1)
+	binary.LittleEndian.PutUint16(v1[6:], 0)
+	binary.LittleEndian.PutUint32(v1[8:], uint32(len(v1)))
+	patchHeader(v1, 0, 0)
+	h, err = decodeHeader(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.InitialAge != 0 || h.NoCache || h.Variant != m.Variant || h.Key != "k" {
+		t.Fatalf("version 1: %+v", h.Meta)
+	}
+}

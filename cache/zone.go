@@ -460,6 +460,8 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 		e.Header[k] = v[:len(v):len(v)]
 	}
 	e.StoredAt = rv.At
+	e.InitialAge = rv.Decision.InitialAge
+	e.NoCache = rv.Decision.NoCache
 	e.ValidUntil = rv.Decision.ValidUntil
 	e.StaleWhileRevalidate = rv.Decision.StaleWhileRevalidate
 	e.StaleIfError = rv.Decision.StaleIfError
@@ -494,6 +496,6 @@ func (z *Zone) rewriteOnDisk(old, e *Entry) {
 		return
 	}
 	if onDisk, err := w.Commit(); err == nil && !e.InMemory() {
-		*e = *onDisk
+		e.Meta, e.File, e.BodyOffset, e.disk = onDisk.Meta, onDisk.File, onDisk.BodyOffset, onDisk.disk
 	}
 }
