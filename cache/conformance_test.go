@@ -285,3 +285,60 @@ func TestEntryAge(t *testing.T) {
 		t.Fatalf("age before storage %q, want 30", got)
 	}
 }
+
+// RFC 9110 §13.2.2 (and RFC 9111 §4.3.2 for a cache): conditional requests
+// on a stored response, evaluated by the cache itself.
+func TestPreconditions(t *testing.T) {
+	stored := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	day := func(d time.Duration) string { return stored.Add(d).Format(http.TimeFormat) }
+	entry := func(h http.Header) *Entry { return &Entry{Meta: Meta{Status: 200, Header: h, StoredAt: stored}} }
+	strong := entry(http.Header{"Etag": {`"v1"`}, "Last-Modified": {day(-time.Hour)}, "Date": {day(0)}})
+	weak := entry(http.Header{"Etag": {`W/"v1"`}})
+	unquoted := entry(http.Header{"Etag": {`v1`}})
+	dateOnly := entry(http.Header{"Date": {day(-time.Minute)}})
+	bare := entry(http.Header{})
+
+	tests := []struct {
+		rfc, name string
+		e         *Entry
+		method    string
+		req       http.Header
+		want      Precondition
+		rangeOK   bool
+	}{
+		{"RFC 9110 §13.1.2", "If-None-Match strong tag", strong, "GET", http.Header{"If-None-Match": {`"v1"`}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "If-None-Match weak against strong (weak comparison)", strong, "GET", http.Header{"If-None-Match": {`W/"v1"`}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "If-None-Match strong against weak (weak comparison)", weak, "GET", http.Header{"If-None-Match": {`"v1"`}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "If-None-Match list", strong, "GET", http.Header{"If-None-Match": {`"a", "b,c"`, ` W/"v1"`}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "If-None-Match other tag", strong, "GET", http.Header{"If-None-Match": {`"v2"`}}, ServeStored, true},
+		{"RFC 9110 §13.1.2", "If-None-Match star", bare, "GET", http.Header{"If-None-Match": {"*"}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "If-None-Match on HEAD", strong, "HEAD", http.Header{"If-None-Match": {`"v1"`}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "unquoted stored ETag echoed back", unquoted, "GET", http.Header{"If-None-Match": {`v1`}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "unquoted stored ETag, quoted condition", unquoted, "GET", http.Header{"If-None-Match": {`"v1"`}}, NotModified, false},
+		{"RFC 9110 §13.1.2", "If-None-Match beats If-Modified-Since", strong, "GET", http.Header{"If-None-Match": {`"v2"`}, "If-Modified-Since": {day(0)}}, ServeStored, true},
+		{"RFC 9110 §13.1.3", "If-Modified-Since not modified", strong, "GET", http.Header{"If-Modified-Since": {day(-time.Hour)}}, NotModified, false},
+		{"RFC 9110 §13.1.3", "If-Modified-Since modified", strong, "GET", http.Header{"If-Modified-Since": {day(-2 * time.Hour)}}, ServeStored, true},
+		{"RFC 9110 §13.1.3", "If-Modified-Since invalid ignored", strong, "GET", http.Header{"If-Modified-Since": {"yesterday"}}, ServeStored, true},
+		{"RFC 9111 §4.3.2", "If-Modified-Since against the stored Date", dateOnly, "GET", http.Header{"If-Modified-Since": {day(-time.Minute)}}, NotModified, false},
+		{"RFC 9111 §4.3.2", "If-Modified-Since before the stored Date", dateOnly, "GET", http.Header{"If-Modified-Since": {day(-2 * time.Minute)}}, ServeStored, true},
+		{"RFC 9111 §4.3.2", "If-Modified-Since against the time received", bare, "GET", http.Header{"If-Modified-Since": {day(0)}}, NotModified, false},
+		{"RFC 9110 §13.1.1", "If-Match strong", strong, "GET", http.Header{"If-Match": {`"v1"`}}, ServeStored, true},
+		{"RFC 9110 §13.1.1", "If-Match weak fails (strong comparison)", weak, "GET", http.Header{"If-Match": {`W/"v1"`}}, PreconditionFailed, false},
+		{"RFC 9110 §13.1.1", "If-Match other", strong, "GET", http.Header{"If-Match": {`"v2"`}}, PreconditionFailed, false},
+		{"RFC 9110 §13.1.4", "If-Unmodified-Since failed", strong, "GET", http.Header{"If-Unmodified-Since": {day(-2 * time.Hour)}}, PreconditionFailed, false},
+		{"RFC 9110 §13.1.4", "If-Unmodified-Since passed", strong, "GET", http.Header{"If-Unmodified-Since": {day(0)}}, ServeStored, true},
+		{"RFC 9110 §13.1.5", "If-Range strong tag", strong, "GET", http.Header{"Range": {"bytes=0-1"}, "If-Range": {`"v1"`}}, ServeStored, true},
+		{"RFC 9110 §13.1.5", "If-Range weak tag never matches", weak, "GET", http.Header{"Range": {"bytes=0-1"}, "If-Range": {`W/"v1"`}}, ServeStored, false},
+		{"RFC 9110 §13.1.5", "If-Range other tag", strong, "GET", http.Header{"Range": {"bytes=0-1"}, "If-Range": {`"v2"`}}, ServeStored, false},
+		{"RFC 9110 §13.1.5", "If-Range strong date", strong, "GET", http.Header{"Range": {"bytes=0-1"}, "If-Range": {day(-time.Hour)}}, ServeStored, true},
+		{"RFC 9110 §13.1.5", "If-Range other date", strong, "GET", http.Header{"Range": {"bytes=0-1"}, "If-Range": {day(-2 * time.Hour)}}, ServeStored, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rfc+" "+tt.name, func(t *testing.T) {
+			got, rangeOK := Preconditions(tt.method, tt.req, tt.e)
+			if got != tt.want || rangeOK != tt.rangeOK {
+				t.Errorf("%s: got %v range %v, want %v range %v", tt.rfc, got, rangeOK, tt.want, tt.rangeOK)
+			}
+		})
+	}
+}

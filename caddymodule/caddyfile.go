@@ -202,6 +202,7 @@ func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
 //	    background_update on|off          # serve stale while a background request updates (default off)
 //	    background_timeout <dur>          # bound on a background update (default 5m)
 //	    revalidate on|off                 # re-check expired entries with If-None-Match/If-Modified-Since
+//	    heuristic_max <dur>|off           # cap on heuristic freshness from Last-Modified (default 1d)
 //	}
 //
 // Without a block, `edge_cache [<matcher>] [<zone>]`.
@@ -288,6 +289,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Revalidate = on
+		case "heuristic_max":
+			if d.NextArg() && d.Val() == "off" {
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				h.HeuristicMax = -1
+				continue
+			}
+			d.Prev()
+			if err := durationArg(d, &h.HeuristicMax); err != nil {
+				return err
+			}
+			if h.HeuristicMax == 0 {
+				return d.Errf("heuristic_max: want a positive duration, or off")
+			}
 		case "lock_age":
 			if err := durationArg(d, &h.LockAge); err != nil {
 				return err

@@ -73,6 +73,11 @@ type Handler struct {
 	// Revalidate re-checks an expired entry with If-None-Match /
 	// If-Modified-Since; a 304 extends it without a body transfer.
 	Revalidate bool `json:"revalidate,omitempty"`
+	// HeuristicMax caps the heuristic freshness (10 % of the time since
+	// Last-Modified, RFC 9111 §4.2.2) given to a response without an
+	// explicit lifetime when no valid rule covers its status. Negative
+	// turns heuristics off. Default: 1d.
+	HeuristicMax caddy.Duration `json:"heuristic_max,omitempty"`
 
 	app              *App
 	zone             *cache.Zone // when Zone has no placeholder
@@ -162,6 +167,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.statusValues[s] = []string{s.String()}
 		h.statusAny[s] = s.String()
 	}
+	h.policy.HeuristicMax = time.Duration(h.HeuristicMax)
 	for _, v := range h.Valid {
 		h.policy.Valid = append(h.policy.Valid, cache.ValidRule{Statuses: v.Status, For: time.Duration(v.For)})
 	}
