@@ -16,7 +16,7 @@ import (
 //
 //	 0 magic "EDGC"
 //	 4 version      uint16
-//	 6 flags        uint16 (bit 0: NoCache)
+//	 6 flags        uint16 (bit 0: NoCache, bit 1: VaryIndex)
 //	 8 headerLen    uint32 (whole header, body starts here)
 //	12 headerCRC    uint32 (CRC-32C of the header without these 4 bytes)
 //	16 bodySize     int64
@@ -41,6 +41,7 @@ const (
 	entryMagic      = "EDGC"
 	entryVersion    = 2
 	flagNoCache     = 1 << 0
+	flagVaryIndex   = 1 << 1
 	fixedHeaderLen  = 64
 	maxEntryHeader  = 1 << 20 // largest header we write or accept
 	headerPrefixLen = 16      // enough to learn version and headerLen
@@ -86,9 +87,14 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 	copy(b, entryMagic)
 	le := binary.LittleEndian
 	le.PutUint16(b[4:], entryVersion)
+	var flags uint16
 	if m.NoCache {
-		le.PutUint16(b[6:], flagNoCache)
+		flags |= flagNoCache
 	}
+	if m.VaryIndex {
+		flags |= flagVaryIndex
+	}
+	le.PutUint16(b[6:], flags)
 	le.PutUint16(b[28:], uint16(m.Status))
 	le.PutUint64(b[32:], uint64(timeToNanos(m.StoredAt)))
 	le.PutUint64(b[40:], uint64(timeToNanos(m.ValidUntil)))
@@ -182,6 +188,7 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	}
 	h.Status = int(le.Uint16(b[28:]))
 	h.NoCache = le.Uint16(b[6:])&flagNoCache != 0
+	h.VaryIndex = le.Uint16(b[6:])&flagVaryIndex != 0
 	h.StoredAt = nanosToTime(int64(le.Uint64(b[32:])))
 	h.ValidUntil = nanosToTime(int64(le.Uint64(b[40:])))
 	h.StaleWhileRevalidate = time.Duration(le.Uint64(b[48:]))
@@ -212,6 +219,9 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	}
 	if r.err != nil {
 		return nil, r.err
+	}
+	if h.VaryIndex {
+		h.VaryNames = VaryNames(h.Header["Vary"])
 	}
 	if len(r.b) != 0 {
 		return nil, errHeaderSyntax

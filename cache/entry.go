@@ -37,6 +37,14 @@ type Meta struct {
 	// Variant holds the request's values of the headers the response's Vary
 	// names, when Vary is honoured (see Variant); empty otherwise.
 	Variant string
+	// VaryNames, given to BeginStore with Variant, stores the response as
+	// one variant among several (see Lookup): under VariantKey(Key,
+	// Variant), with an index entry under Key that records the names.
+	// On an index entry, the names it records.
+	VaryNames []string
+	// VaryIndex marks a primary key's index of variants: no response, a
+	// Vary header of the names, no body.
+	VaryIndex bool
 }
 
 // Entry is a stored response. Its body is either in memory (Body) or in a

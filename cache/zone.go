@@ -49,6 +49,9 @@ type Zone struct {
 	promoteMu sync.RWMutex
 	purging   int
 	purgeGen  atomic.Uint64
+	// invalidated refuses, per key, stores and promotions that began
+	// before an invalidation of their key (see Invalidate).
+	invalidated invalidations
 }
 
 // NewZone makes a zone from its configuration.
@@ -95,11 +98,11 @@ func (z *Zone) Name() string { return z.name }
 // disk that fits the hot tier is promoted to it; a larger one is returned
 // with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
-	gen := z.purgeGen.Load()
+	gen, mark := z.purgeGen.Load(), z.invalidated.mark()
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
 			z.promoteMu.RLock()
-			if z.mayPromote(gen) {
+			if z.mayStore(gen, mark, key) {
 				z.mem.readmit(e)
 			}
 			z.promoteMu.RUnlock()
@@ -129,7 +132,7 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 	}
 	hot := &Entry{Meta: e.Meta, Body: body}
 	z.promoteMu.RLock()
-	if z.mayPromote(gen) {
+	if z.mayStore(gen, mark, key) {
 		z.keys.add(key)
 		z.mem.set(hot)
 	}
@@ -148,6 +151,12 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 // when purgeGen was gen may be stored in memory.
 func (z *Zone) mayPromote(gen uint64) bool {
 	return z.purging == 0 && z.purgeGen.Load() == gen
+}
+
+// mayStore is mayPromote for one key: nor may the key have been
+// invalidated since mark.
+func (z *Zone) mayStore(gen, mark uint64, key string) bool {
+	return z.mayPromote(gen) && !z.invalidated.since(primaryKey(key), mark)
 }
 
 // beginPurge stops promotions until the purge ends (the returned function)
@@ -178,6 +187,7 @@ func (z *Zone) Purge(key string) bool {
 		}
 	}
 	z.keys.remove(key)
+	z.dropVariants(key)
 	if known {
 		z.Stats.Purged.Add(1)
 	}
@@ -297,12 +307,18 @@ type Store struct {
 	n        int64
 	inMemory bool   // still buffering for the hot tier
 	gen      uint64 // purge generation at the start: a purge since voids the store
+	mark     uint64 // invalidation mark at the start: an invalidation of the key since voids it
+	primary  string // for a variant (meta.VaryNames set): the key its index goes under
 }
 
 // BeginStore starts storing a response. meta.BodySize is the announced
 // length, or -1 when the backend did not announce one.
 func (z *Zone) BeginStore(meta Meta) *Store {
-	s := &Store{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: z.purgeGen.Load()}
+	s := &Store{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: z.purgeGen.Load(), mark: z.invalidated.mark()}
+	if len(meta.VaryNames) > 0 {
+		s.primary = meta.Key
+		s.meta.Key = VariantKey(meta.Key, meta.Variant)
+	}
 	if s.inMemory && meta.BodySize >= 0 {
 		s.body = make([]byte, 0, meta.BodySize)
 	}
@@ -367,7 +383,7 @@ func (s *Store) Commit() (*Entry, bool) {
 	// it is not stored (nginx would store it; a purge here is final).
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayPromote(s.gen) {
+	if !z.mayStore(s.gen, s.mark, s.meta.Key) {
 		z.Stats.CountSkip("purged")
 		s.Abort()
 		return nil, false
@@ -404,6 +420,9 @@ func (s *Store) Commit() (*Entry, bool) {
 	default:
 		s.Abort()
 		return nil, false
+	}
+	if s.primary != "" {
+		z.storeVaryIndex(s.primary, s.meta.VaryNames, s.meta.StoredAt)
 	}
 	z.Stats.Stored.Add(1)
 	return e, true
@@ -446,6 +465,9 @@ type Revalidation struct {
 	// PurgeGen is PurgeGeneration() from before the backend was asked: a
 	// purge since then wins over the revalidation.
 	PurgeGen uint64
+	// Invalidations is InvalidationMark() from before the backend was
+	// asked: an invalidation of the key since then wins too.
+	Invalidations uint64
 }
 
 // PurgeGeneration changes whenever a purge ends; see Revalidation.
@@ -467,7 +489,7 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 	e.StaleIfError = rv.Decision.StaleIfError
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayPromote(rv.PurgeGen) {
+	if !z.mayStore(rv.PurgeGen, rv.Invalidations, e.Key) {
 		return e // served to this client, not stored
 	}
 	z.keys.add(e.Key)

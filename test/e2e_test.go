@@ -120,10 +120,19 @@ http://127.0.0.1:%[3]d {
 // test ends.
 func start(t *testing.T, be *backend) *instance {
 	t.Helper()
+	return startWith(t, func(public, refresh int, accessLog string) string {
+		return caddyfileFor(be, public, refresh, accessLog)
+	})
+}
+
+// startWith runs edgecache with the configuration caddyfile makes for the
+// instance's ports and access log.
+func startWith(t *testing.T, caddyfile func(public, refresh int, accessLog string) string) *instance {
+	t.Helper()
 	dir := t.TempDir()
 	in := &instance{public: testbin.FreePort(t), refresh: testbin.FreePort(t), accessLog: filepath.Join(dir, "access.log")}
 	config := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(config, []byte(caddyfileFor(be, in.public, in.refresh, in.accessLog)), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte(caddyfile(in.public, in.refresh, in.accessLog)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
