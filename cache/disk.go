@@ -52,17 +52,26 @@ type DiskOptions struct {
 	now func() time.Time // clock for last access; tests set a fake one
 }
 
+// CheckLevels checks subfolder levels as nginx's levels=1:2: at most three,
+// each of one or two hex digits.
+func CheckLevels(levels []int) error {
+	if len(levels) > 3 {
+		return fmt.Errorf("levels: at most 3 levels, got %d", len(levels))
+	}
+	for _, l := range levels {
+		if l != 1 && l != 2 {
+			return fmt.Errorf("levels: each level is 1 or 2 characters, not %d", l)
+		}
+	}
+	return nil
+}
+
 func (o *DiskOptions) setDefaults() error {
 	if len(o.Levels) == 0 {
 		o.Levels = []int{1, 2}
 	}
-	if len(o.Levels) > 3 {
-		return fmt.Errorf("levels: at most 3 levels, got %d", len(o.Levels))
-	}
-	for _, l := range o.Levels {
-		if l != 1 && l != 2 {
-			return fmt.Errorf("levels: each level must be 1 or 2, got %d", l)
-		}
+	if err := CheckLevels(o.Levels); err != nil {
+		return err
 	}
 	if o.MaxSize < 0 {
 		return fmt.Errorf("max size must not be negative, got %d", o.MaxSize)
@@ -232,9 +241,6 @@ func OpenDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
 	go d.manage()
 	return d, nil
 }
-
-// Dir returns the zone folder.
-func (d *DiskStore) Dir() string { return d.dir }
 
 // Loaded is closed when the background index rebuild has finished; from
 // then on Walk sees every entry on disk.

@@ -98,9 +98,6 @@ func (w *DiskWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Written returns the number of body bytes written so far.
-func (w *DiskWriter) Written() int64 { return w.n }
-
 // Commit completes the file and renames it over the entry's path, so that
 // readers see the old entry or the new one, never a mix. It fails if the
 // body length differs from Meta.BodySize (when that was known). The writer

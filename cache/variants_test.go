@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // storeVariant stores body as the variant of key for a request with
@@ -14,7 +15,7 @@ func storeVariant(t *testing.T, z *Zone, key string, names []string, req http.He
 	m.Header["Vary"] = names
 	m.VaryNames = VaryNames(names)
 	m.Variant = VariantOf(m.VaryNames, req)
-	s := z.BeginStore(m)
+	s := z.NewEntryWriter(m)
 	s.Write([]byte(body))
 	if _, ok := s.Commit(); !ok {
 		t.Fatalf("variant %q of %s not stored", body, key)
@@ -33,9 +34,10 @@ func lookupBody(z *Zone, key string, req http.Header) string {
 // request gets the one its header values select (normalised).
 func TestZoneKeepsSeveralVariants(t *testing.T) {
 	for _, disk := range []bool{false, true} {
+		dir := t.TempDir()
 		z := newTestZone(t, 64<<20, 0)
 		if disk {
-			d := openStore(t, t.TempDir(), DiskOptions{})
+			d := openStore(t, dir, DiskOptions{})
 			var err error
 			if z, err = NewZone(ZoneConfig{Name: "d", MemorySize: 64 << 20, Disk: d}); err != nil {
 				t.Fatal(err)
@@ -57,6 +59,14 @@ func TestZoneKeepsSeveralVariants(t *testing.T) {
 		}
 		if got := lookupBody(z, "/img", http.Header{"Accept-Encoding": {"zstd"}}); got != "(miss)" {
 			t.Errorf("disk %v: a third variant got %q, want a miss", disk, got)
+		}
+		if disk {
+			// The index and the variants survive a restart.
+			z.Close()
+			z = reopenZone(t, z)
+			if got := lookupBody(z, "/img", gzip); got != "compressed" {
+				t.Errorf("after a restart: %q, want the compressed variant", got)
+			}
 		}
 		// Purging the URL removes every variant.
 		z.Purge("/img")
@@ -80,8 +90,8 @@ func TestZoneInvalidate(t *testing.T) {
 	}
 	gen := z.PurgeGeneration()
 
-	inFlightSame := z.BeginStore(testMeta("/doc", 3))
-	inFlightOther := z.BeginStore(testMeta("/list", 4))
+	inFlightSame := z.NewEntryWriter(testMeta("/doc", 3))
+	inFlightOther := z.NewEntryWriter(testMeta("/list", 4))
 	if !z.Invalidate("/doc") {
 		t.Error("Invalidate did not know the key")
 	}
@@ -134,4 +144,23 @@ func TestInvalidationsForget(t *testing.T) {
 	if v.since("x", v.mark()) {
 		t.Error("nothing invalidated since, yet refused")
 	}
+}
+
+// reopenZone closes z's disk store and opens a new zone on its folder, as
+// a restart does.
+func reopenZone(t *testing.T, z *Zone) *Zone {
+	t.Helper()
+	dir := z.disk.dir
+	z.disk.Close()
+	d := openStore(t, dir, DiskOptions{})
+	nz, err := NewZone(ZoneConfig{Name: "d", MemorySize: 64 << 20, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nz.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for !nz.IndexReady() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nz
 }

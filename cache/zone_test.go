@@ -30,7 +30,7 @@ func zonePut(t testing.TB, z *Zone, key string, body []byte, announce bool) bool
 	if announce {
 		size = int64(len(body))
 	}
-	s := z.BeginStore(testMeta(key, size))
+	s := z.NewEntryWriter(testMeta(key, size))
 	s.Write(body[:len(body)/2])
 	s.Write(body[len(body)/2:])
 	_, ok := s.Commit()
@@ -76,7 +76,7 @@ func TestZoneStoreThenGet(t *testing.T) {
 		t.Fatalf("chunked entry: %v %+v", ok, e)
 	}
 	// Empty body.
-	s := z.BeginStore(testMeta("/empty", 0))
+	s := z.NewEntryWriter(testMeta("/empty", 0))
 	if _, ok := s.Commit(); !ok {
 		t.Fatal("empty body refused")
 	}
@@ -89,7 +89,7 @@ func TestZoneStoreWithNilHeader(t *testing.T) {
 	z := newTestZone(t, 1<<20, 0)
 	m := testMeta("/nil-header", 2)
 	m.Header = nil
-	s := z.BeginStore(m)
+	s := z.NewEntryWriter(m)
 	s.Write([]byte("ok"))
 	if _, ok := s.Commit(); !ok {
 		t.Fatal("refused")
@@ -103,19 +103,19 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 	z := newTestZone(t, 16<<20, 1024)
 
 	// Shorter than announced: the backend broke mid-body.
-	s := z.BeginStore(testMeta("/short", 100))
+	s := z.NewEntryWriter(testMeta("/short", 100))
 	s.Write(make([]byte, 50))
 	if _, ok := s.Commit(); ok {
 		t.Error("short body committed")
 	}
 	// Longer than announced.
-	s = z.BeginStore(testMeta("/long", 10))
+	s = z.NewEntryWriter(testMeta("/long", 10))
 	s.Write(make([]byte, 20))
 	if _, ok := s.Commit(); ok {
 		t.Error("long body committed")
 	}
 	// Announced larger than the per-entry limit.
-	s = z.BeginStore(testMeta("/big-announced", 2048))
+	s = z.NewEntryWriter(testMeta("/big-announced", 2048))
 	if !s.Abandoned() {
 		t.Error("store of announced oversized body not abandoned at once")
 	}
@@ -124,7 +124,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 		t.Error("announced oversized body committed")
 	}
 	// Unannounced, turns out larger than the limit.
-	s = z.BeginStore(testMeta("/big-chunked", -1))
+	s = z.NewEntryWriter(testMeta("/big-chunked", -1))
 	s.Write(make([]byte, 1000))
 	if s.Abandoned() {
 		t.Error("abandoned too early")
@@ -137,7 +137,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 		t.Error("unannounced oversized body committed")
 	}
 	// Aborted.
-	s = z.BeginStore(testMeta("/aborted", 3))
+	s = z.NewEntryWriter(testMeta("/aborted", 3))
 	s.Write([]byte("abc"))
 	s.Abort()
 	if _, ok := s.Commit(); ok {
@@ -156,7 +156,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 func TestZoneFailedOverwriteKeepsOldEntry(t *testing.T) {
 	z := newTestZone(t, 16<<20, 0)
 	zonePut(t, z, "/k", []byte("old"), true)
-	s := z.BeginStore(testMeta("/k", 10))
+	s := z.NewEntryWriter(testMeta("/k", 10))
 	s.Write([]byte("new"))
 	s.Commit() // short: refused
 	if e, ok := z.Get("/k"); !ok || string(e.Body) != "old" {
@@ -274,16 +274,15 @@ func TestZonePurge(t *testing.T) {
 
 func TestFillCoalescing(t *testing.T) {
 	z := newTestZone(t, 1<<20, 0)
-	now := time.Now()
-	fill, leader := z.JoinFill("/k", now, time.Minute)
+	fill, leader := z.JoinFill("/k", time.Minute)
 	if !leader {
 		t.Fatal("first request does not lead")
 	}
-	waiter, leader2 := z.JoinFill("/k", now, time.Minute)
+	waiter, leader2 := z.JoinFill("/k", time.Minute)
 	if leader2 {
 		t.Fatal("second request leads too")
 	}
-	if _, leads := z.JoinFill("/other", now, time.Minute); !leads {
+	if _, leads := z.JoinFill("/other", time.Minute); !leads {
 		t.Fatal("another key is held back")
 	}
 	result := make(chan [2]bool)
@@ -296,16 +295,16 @@ func TestFillCoalescing(t *testing.T) {
 		t.Fatalf("waiter got ended=%v stored=%v", r[0], r[1])
 	}
 	// The key is free again.
-	if _, leads := z.JoinFill("/k", now, time.Minute); !leads {
+	if _, leads := z.JoinFill("/k", time.Minute); !leads {
 		t.Fatal("a finished fill still holds the key")
 	}
 }
 
 func TestFillWaitTimeoutAndContext(t *testing.T) {
 	z := newTestZone(t, 1<<20, 0)
-	fill, _ := z.JoinFill("/k", time.Now(), time.Minute)
+	fill, _ := z.JoinFill("/k", time.Minute)
 	defer fill.Finish(false)
-	waiter, _ := z.JoinFill("/k", time.Now(), time.Minute)
+	waiter, _ := z.JoinFill("/k", time.Minute)
 	if ended, stored := waiter.Wait(context.Background(), 20*time.Millisecond); ended || stored {
 		t.Fatal("wait did not time out")
 	}
@@ -321,22 +320,26 @@ func TestFillWaitTimeoutAndContext(t *testing.T) {
 
 func TestFillLockAge(t *testing.T) {
 	z := newTestZone(t, 1<<20, 0)
-	t0 := time.Now()
-	old, _ := z.JoinFill("/k", t0, time.Second)
-	if _, leads := z.JoinFill("/k", t0.Add(500*time.Millisecond), time.Second); leads {
+	clock := z.Clock()
+	old, _ := z.JoinFill("/k", time.Second)
+	clock.Advance(500 * time.Millisecond)
+	if _, leads := z.JoinFill("/k", time.Second); leads {
 		t.Fatal("led before lock_age")
 	}
-	newer, leads := z.JoinFill("/k", t0.Add(1500*time.Millisecond), time.Second)
+	clock.Advance(time.Second)
+	newer, leads := z.JoinFill("/k", time.Second)
 	if !leads {
 		t.Fatal("no new leader after lock_age")
 	}
 	// The old fill ending must not free the key while the newer one runs.
 	old.Finish(false)
-	if _, leads := z.JoinFill("/k", t0.Add(1600*time.Millisecond), time.Second); leads {
+	clock.Advance(100 * time.Millisecond)
+	if _, leads := z.JoinFill("/k", time.Second); leads {
 		t.Fatal("the old fill's end released the newer fill's key")
 	}
 	newer.Finish(true)
-	if _, leads := z.JoinFill("/k", t0.Add(1700*time.Millisecond), time.Second); !leads {
+	clock.Advance(100 * time.Millisecond)
+	if _, leads := z.JoinFill("/k", time.Second); !leads {
 		t.Fatal("key not released")
 	}
 }
@@ -379,7 +382,7 @@ func BenchmarkZoneGet(b *testing.B) {
 // may be what the purge removed, so it is not stored.
 func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 	z := newTestZone(t, 64<<20, 0)
-	s := z.BeginStore(testMeta("/a", 3))
+	s := z.NewEntryWriter(testMeta("/a", 3))
 	s.Write([]byte("old"))
 	z.Purge("/a")
 	if _, ok := s.Commit(); ok {
@@ -388,7 +391,7 @@ func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 	if _, ok := z.Get("/a"); ok {
 		t.Error("the purged key is served")
 	}
-	s = z.BeginStore(testMeta("/a", 3))
+	s = z.NewEntryWriter(testMeta("/a", 3))
 	s.Write([]byte("new"))
 	if _, ok := s.Commit(); !ok {
 		t.Error("a store begun after the purge was refused")
@@ -427,7 +430,7 @@ func TestPromotionDoesNotResurrectOldVersion(t *testing.T) {
 			last = fmt.Sprintf("round %d version %d", round, i)
 			m := testMeta("/k", int64(len(last)))
 			m.StoredAt = time.Now()
-			s := z.BeginStore(m)
+			s := z.NewEntryWriter(m)
 			s.Write([]byte(last))
 			if _, ok := s.Commit(); !ok {
 				t.Fatal("store refused")

@@ -157,13 +157,8 @@ func (zc *ZoneConfig) validate(name string) error {
 	if zc.MaxSize < 0 || zc.Inactive < 0 {
 		return fmt.Errorf("zone %s: max_size and inactive must not be negative", name)
 	}
-	if len(zc.Levels) > 3 {
-		return fmt.Errorf("zone %s: levels: at most 3 levels", name)
-	}
-	for _, l := range zc.Levels {
-		if l != 1 && l != 2 {
-			return fmt.Errorf("zone %s: levels: each level is 1 or 2 characters, not %d", name, l)
-		}
+	if err := cache.CheckLevels(zc.Levels); err != nil {
+		return fmt.Errorf("zone %s: %w", name, err)
 	}
 	return nil
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
-
-	"github.com/edgecache/edgecache/cache"
 )
 
 func init() {
@@ -240,10 +238,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			for _, name := range args {
-				if _, ok := cache.IgnoreFlag(name); !ok {
-					return d.Errf("ignore_headers: %q cannot be ignored (want Cache-Control, Expires, Set-Cookie, Vary or X-Accel-Expires)", name)
-				}
+			if _, err := ignoreFlags(args); err != nil {
+				return d.Err(err.Error())
 			}
 			h.IgnoreHeaders = append(h.IgnoreHeaders, args...)
 		case "methods":
@@ -252,11 +248,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			for _, m := range args {
-				m = strings.ToUpper(m)
-				if m != "GET" && m != "HEAD" {
-					return d.Errf("methods: only GET and HEAD can be cached, not %s", m)
+				if err := checkMethod(m); err != nil {
+					return d.Err(err.Error())
 				}
-				h.Methods = append(h.Methods, m)
+				h.Methods = append(h.Methods, strings.ToUpper(m))
 			}
 		case "lock":
 			on, err := onOffArg(d)

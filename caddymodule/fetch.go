@@ -1,22 +1,27 @@
 package caddymodule
 
 import (
+	"context"
+	"maps"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/google/uuid"
 
 	"github.com/edgecache/edgecache/cache"
 )
 
 // fetchJob is what one trip to the backend is for.
 type fetchJob struct {
-	zone   *cache.Zone
-	key    string
-	status cache.Status // reported when the backend's response is served
-	store  bool         // store the response if the policy allows
-	fill   *cache.Fill  // finished whatever happens, so waiters never hang
+	zone     *cache.Zone
+	key      string
+	status   cache.Status // reported when the backend's response is served
+	mayStore bool         // store the response if the policy allows
+	fill     *cache.Fill  // finished whatever happens, so waiters never hang
 	// stale, when set, is the expired entry: served instead when the
 	// backend fails (use_stale), and revalidated when revalidate is on.
 	stale      *cache.Entry
@@ -133,4 +138,47 @@ func withValidators(backend, client *http.Request, stale *cache.Entry) *http.Req
 		backend.Header.Set("If-Modified-Since", lastModified)
 	}
 	return backend
+}
+
+// backgroundRequest is the copy of the client's request r that a background
+// update sends, on ctx (detached: Caddy cancels the client's once the
+// response is written). Like every request Caddy's server prepares, it has
+// its own variables, log fields and replacer, since the client's request
+// is being served and logged meanwhile.
+func backgroundRequest(ctx context.Context, r *http.Request) *http.Request {
+	start := time.Now()
+	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, maps.Clone(vars))
+	}
+	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
+	client := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl := caddy.NewReplacer()
+	ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, repl)
+	br := r.Clone(ctx)
+	br.Body, br.ContentLength = http.NoBody, 0
+	caddyhttp.SetVar(ctx, "start_time", start)
+	// Caddy's provider of the request placeholders is not exported (only
+	// through caddyhttp.NewTestReplacer, which is meant for tests), so the
+	// client's replacer answers them: br is a copy of the client's request.
+	// The few that read or write the client's variables, body or response
+	// are answered here for br.
+	id := sync.OnceValue(uuid.NewString)
+	repl.Map(func(key string) (any, bool) {
+		switch {
+		case strings.HasPrefix(key, "http.vars."):
+			return caddyhttp.GetVar(ctx, key[len("http.vars."):]), true
+		case key == "http.request.duration":
+			return time.Since(start), true
+		case key == "http.request.duration_ms":
+			return time.Since(start).Seconds() * 1e3, true
+		case key == "http.request.uuid":
+			return id(), true
+		case key == "http.request.body", key == "http.request.body_base64":
+			return "", true
+		case strings.HasPrefix(key, "http.request."), key == "http.shutting_down", key == "http.time_until_shutdown":
+			return client.Get(key)
+		}
+		return nil, false
+	})
+	return br
 }

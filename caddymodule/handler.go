@@ -171,12 +171,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, v := range h.Valid {
 		h.policy.Valid = append(h.policy.Valid, cache.ValidRule{Statuses: v.Status, For: time.Duration(v.For)})
 	}
-	for _, name := range h.IgnoreHeaders {
-		flag, ok := cache.IgnoreFlag(name)
-		if !ok {
-			return fmt.Errorf("ignore_headers: %q cannot be ignored (want Cache-Control, Expires, Set-Cookie, Vary or X-Accel-Expires)", name)
-		}
-		h.policy.Ignore |= flag
+	if h.policy.Ignore, err = ignoreFlags(h.IgnoreHeaders); err != nil {
+		return err
 	}
 	if !strings.Contains(h.Zone, "{") {
 		h.zone = h.app.Zone(h.Zone)
@@ -205,10 +201,31 @@ func (h *Handler) Validate() error {
 	if h.LockAge < 0 || h.LockTimeout < 0 || h.BackgroundTimeout < 0 {
 		return fmt.Errorf("lock_age, lock_timeout and background_timeout must not be negative")
 	}
-	for m := range h.methods {
-		if m != http.MethodGet && m != http.MethodHead {
-			return fmt.Errorf("methods: only GET and HEAD can be cached, not %s", m)
+	for _, m := range h.Methods {
+		if err := checkMethod(m); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// ignoreFlags maps ignore_headers names to the policy's bits.
+func ignoreFlags(names []string) (int, error) {
+	var flags int
+	for _, name := range names {
+		flag, ok := cache.IgnoreFlag(name)
+		if !ok {
+			return 0, fmt.Errorf("ignore_headers: %q cannot be ignored (want Cache-Control, Expires, Set-Cookie, Vary or X-Accel-Expires)", name)
+		}
+		flags |= flag
+	}
+	return flags, nil
+}
+
+// checkMethod accepts the methods a cache can answer, in any case.
+func checkMethod(m string) error {
+	if m = strings.ToUpper(m); m != http.MethodGet && m != http.MethodHead {
+		return fmt.Errorf("methods: only GET and HEAD can be cached, not %s", m)
 	}
 	return nil
 }
@@ -237,7 +254,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	key := h.keyFor(r, repl)
 
 	if h.Refresh {
-		return h.fetch(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, store: true})
+		return h.fetch(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true})
 	}
 
 	now := time.Now()
@@ -259,16 +276,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	job := fetchJob{zone: zone, key: key, status: cache.StatusMiss, store: true}
+	job := fetchJob{zone: zone, key: key, status: cache.StatusMiss, mayStore: true}
 	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
-		job.store = false
+		job.mayStore = false
 	}
-	if !job.store || !h.lock {
+	if !job.mayStore || !h.lock {
 		return h.fetch(w, r, next, job)
 	}
-	fill, leader := zone.JoinFill(key, now, time.Duration(h.LockAge))
+	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
 	if leader {
-		job.fill = &fill
+		job.fill = fill
 		return h.fetch(w, r, next, job)
 	}
 	return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
@@ -281,7 +298,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // goes to the backend without storing, as nginx does: the fill may still
 // be running.
 func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	fill cache.Fill, job fetchJob, deadline time.Time) error {
+	fill *cache.Fill, job fetchJob, deadline time.Time) error {
 	for {
 		ended, stored := fill.Wait(r.Context(), time.Until(deadline))
 		if stored {
@@ -290,12 +307,12 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 		}
 		if !ended || time.Now().After(deadline) {
-			job.store = false
+			job.mayStore = false
 			return h.fetch(w, r, next, job)
 		}
 		var leader bool
-		if fill, leader = job.zone.JoinFill(job.key, time.Now(), time.Duration(h.LockAge)); leader {
-			job.fill = &fill
+		if fill, leader = job.zone.JoinFill(job.key, time.Duration(h.LockAge)); leader {
+			job.fill = fill
 			return h.fetch(w, r, next, job)
 		}
 	}

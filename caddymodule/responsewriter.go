@@ -14,7 +14,7 @@ import (
 
 // captureWriter sits between the backend's response and the client on a
 // miss. At header time it decides whether the response is stored; then
-// every body write goes to the client and into the store at once, so large
+// every body write goes to the client and into the entry writer at once, so large
 // bodies stream with bounded memory and nothing is buffered for the client.
 type captureWriter struct {
 	rw       http.ResponseWriter
@@ -31,7 +31,7 @@ type captureWriter struct {
 	swallowed bool
 	// revalidated: the backend confirmed the stale entry (304); its new validity.
 	revalidated *cache.Revalidation
-	store       *cache.Store
+	writer      *cache.EntryWriter // nil when the response is not stored
 	headOnly    bool
 	window      *byteWindow
 	pos         int64
@@ -42,7 +42,7 @@ func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *
 		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
 		headOnly: r.Method == http.MethodHead, purgeGen: job.zone.PurgeGeneration(),
 	}
-	if job.store || job.stale != nil {
+	if job.mayStore || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
 		for k, v := range w.Header() {
 			cw.before[k] = v
@@ -83,10 +83,10 @@ func (cw *captureWriter) WriteHeader(code int) {
 			return
 		}
 	}
-	if cw.job.store {
+	if cw.job.mayStore {
 		d := cw.h.policy.Decide(code, hdr, now)
 		if d.Store {
-			cw.store = cw.zone.BeginStore(cache.Meta{
+			cw.writer = cw.zone.NewEntryWriter(cache.Meta{
 				Key:                  cw.job.key,
 				Status:               code,
 				Header:               cw.storedHeader(hdr),
@@ -144,8 +144,8 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 	if cw.swallowed {
 		return len(p), nil
 	}
-	if cw.store != nil {
-		cw.store.Write(p)
+	if cw.writer != nil {
+		cw.writer.Write(p)
 	}
 	if cw.headOnly {
 		return len(p), nil
@@ -197,18 +197,18 @@ func (cw *captureWriter) discardHeader(hdr http.Header) {
 
 // commit stores the entry if the response was complete and storable.
 func (cw *captureWriter) commit() bool {
-	if cw.store == nil {
+	if cw.writer == nil {
 		return false
 	}
-	_, ok := cw.store.Commit()
-	cw.store = nil
+	_, ok := cw.writer.Commit()
+	cw.writer = nil
 	return ok
 }
 
 func (cw *captureWriter) abort() {
-	if cw.store != nil {
-		cw.store.Abort()
-		cw.store = nil
+	if cw.writer != nil {
+		cw.writer.Abort()
+		cw.writer = nil
 	}
 }
 

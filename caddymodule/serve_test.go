@@ -28,7 +28,7 @@ func TestServeReplacedDiskEntry(t *testing.T) {
 	}
 	t.Cleanup(func() { zone.Close() })
 	store := func(fill byte) {
-		s := zone.BeginStore(cache.Meta{Key: "/big", Status: 200, Header: http.Header{}, StoredAt: time.Now(),
+		s := zone.NewEntryWriter(cache.Meta{Key: "/big", Status: 200, Header: http.Header{}, StoredAt: time.Now(),
 			ValidUntil: time.Now().Add(time.Hour), BodySize: 64 << 10})
 		s.Write(bytes.Repeat([]byte{fill}, 64<<10))
 		if _, ok := s.Commit(); !ok {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -125,8 +124,8 @@ func (h *Handler) staleAllowed(cond staleCondition, e *cache.Entry, now time.Tim
 func (h *Handler) serveExpired(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	zone *cache.Zone, key string, stale *cache.Entry, now time.Time) error {
 	// Joined even with the lock off: one update per key at a time.
-	fill, leader := zone.JoinFill(key, now, time.Duration(h.LockAge))
-	job := fetchJob{zone: zone, key: key, status: cache.StatusExpired, store: true, stale: stale}
+	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
+	job := fetchJob{zone: zone, key: key, status: cache.StatusExpired, mayStore: true, stale: stale}
 	if !leader {
 		if h.staleAllowed(staleUpdating, stale, now) {
 			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
@@ -136,7 +135,7 @@ func (h *Handler) serveExpired(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		return h.fetch(w, r, next, job)
 	}
-	job.fill = &fill
+	job.fill = fill
 	if h.backgroundUpdate && h.staleAllowed(staleUpdating, stale, now) {
 		h.startBackgroundUpdate(r, next, job)
 		return h.serveEntry(w, r, zone, stale, cache.StatusStale)
@@ -151,14 +150,7 @@ func (h *Handler) serveExpired(w http.ResponseWriter, r *http.Request, next cadd
 // being logged meanwhile.
 func (h *Handler) startBackgroundUpdate(r *http.Request, next caddyhttp.Handler, job fetchJob) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Duration(h.BackgroundTimeout))
-	br := r.Clone(ctx)
-	br.Body, br.ContentLength = http.NoBody, 0
-	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
-		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, maps.Clone(vars))
-	}
-	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
-	br = br.WithContext(ctx)
-	caddyhttp.NewTestReplacer(br) // a fresh replacer with the request's placeholders
+	br := backgroundRequest(ctx, r)
 	job.background = true
 	job.zone.Stats.BackgroundUpdates.Add(1)
 	go func() {

@@ -238,7 +238,7 @@ http://127.0.0.1:$PUBLIC {
 	}
 	// Let the proxy finish with the aborted fill.
 	waitUntil(t, "the aborted fill to end", func() bool {
-		_, leader := activeApp(t).Zone("default").JoinFill("/other-key", time.Now(), time.Minute)
+		_, leader := activeApp(t).Zone("default").JoinFill("/other-key", time.Minute)
 		return leader
 	})
 	time.Sleep(50 * time.Millisecond)
