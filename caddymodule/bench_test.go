@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 func BenchmarkHit10KiB(b *testing.B) { benchmarkHit(b, 10<<10) }
@@ -21,7 +23,7 @@ func BenchmarkHit1MiB(b *testing.B)  { benchmarkHit(b, 1<<20) }
 // net/http.
 func benchmarkHit(b *testing.B, size int) {
 	body := bytes.Repeat([]byte("x"), size)
-	be := newBackend(b, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(b, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		w.Write(body)
@@ -100,7 +102,7 @@ http://127.0.0.1:$PUBLIC {
 	})
 
 	cached := 0
-	for _, req := range be.seen() {
+	for _, req := range be.Seen() {
 		if req.URI != "/direct" {
 			cached++
 		}

@@ -22,24 +22,29 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("edge_cache", httpcaddyfile.Before, "reverse_proxy")
 }
 
-// parseGlobalOption sets up the edge_cache app from the global options:
+// parseGlobalOption sets up the edge_cache app from the global options.
+// Zones are defined once here and shared by every site, as nginx's
+// proxy_cache_path. Syntax:
 //
 //	{
 //	    edge_cache {
-//	        zone <name> [<memory size>]
+//	        zone <name> [<memory size>]   # a zone with defaults, or of that memory size
 //	        zone <name> {
-//	            memory           <size>   # hot tier size, default 256MiB
-//	            memory_entry_max <size>   # largest body held in memory
+//	            memory           <size>   # hot tier (ristretto) in all; default 256MiB
+//	            memory_entry_max <size>   # largest body kept in memory; default memory/16, at most 64MiB
 //	            path             <dir>    # disk tier folder (persistent); none: memory only
-//	            max_size         <size>   # disk tier bound, least recently used first
-//	            inactive         <dur>    # remove disk entries unread this long (default 10m)
-//	            levels           1:2      # subfolder levels, as nginx's
+//	            max_size         <size>   # disk tier bound, least recently used first; default unlimited
+//	            inactive         <dur>    # remove disk entries unread this long; default 10m
+//	            levels           <n>[:<n>[:<n>]]   # subfolder levels of 1 or 2 characters, as nginx's; default 1:2
 //	        }
 //	    }
 //	}
 //
-// (Caddyfile blocks cannot be written on one line: `zone a { memory 1GiB }`
-// is a syntax error; use the shorthand or one option per line.)
+// Sizes are as 512MiB or 40GiB, durations as 10m or 180d. max_size,
+// inactive and levels need a path. Entries get three quarters of memory;
+// the rest is the garbage collector's headroom (see memlimit.go).
+// Caddyfile blocks cannot be written on one line: `zone a { memory 1GiB }`
+// is a syntax error; use the shorthand or one option per line.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
@@ -181,29 +186,35 @@ func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
+//	edge_cache [<matcher>] [<zone>]
 //	edge_cache [<matcher>] {
-//	    zone <name>                       # default "default"; placeholders allowed
+//	    zone <name>                       # default "default"; placeholders allowed ({cache_zone} from map)
 //	    key <template>                    # default {http.request.uri}; placeholders allowed
-//	    strip_query <param>...            # drop these query parameters from the key
-//	    valid [<status>...|any] <dur>     # like proxy_cache_valid; repeatable; a bare duration means 200 301 302
-//	    ignore_headers <name>...          # Cache-Control Expires Set-Cookie Vary X-Accel-Expires
-//	    methods GET [HEAD]                # default GET HEAD
-//	    lock on|off                       # default on
-//	    lock_age <dur>                    # default 5s
-//	    lock_timeout <dur>                # default 5s
-//	    min_uses <n>
-//	    refresh                           # never look up: fetch and overwrite (the cache buster)
-//	    private_cookies <name>...         # requests carrying any of these cookies are never cached
+//	    strip_query <param>...            # dropped from the key (production: _)
+//	    valid [<status>...|any] <dur>     # as proxy_cache_valid; repeatable; a bare duration means 200 301 302
+//	    ignore_headers <name>...          # of Cache-Control Expires Set-Cookie Vary X-Accel-Expires
+//	    methods GET [HEAD]                # default GET HEAD; HEAD shares the GET entry
+//	    lock on|off                       # default on: one backend request per missing key
+//	    lock_age <dur>                    # default 5s: then one more request may go to the backend
+//	    lock_timeout <dur>                # default 5s: then a waiter fetches for itself, storing nothing
+//	    min_uses <n>                      # store from the n-th request of a key on; default 1
+//	    refresh                           # the cache buster: never look up, fetch and overwrite
+//	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
 //	    status_header <name>|off          # default X-Cache-Status
-//	    use_stale <condition>...          # error timeout invalid_header updating http_500 http_502
-//	                                      # http_503 http_504 http_403 http_404 http_429 | off
-//	    background_update on|off          # serve stale while a background request updates (default off)
-//	    background_timeout <dur>          # bound on a background update (default 5m)
-//	    revalidate on|off                 # re-check expired entries with If-None-Match/If-Modified-Since
-//	    heuristic_max <dur>|off           # cap on heuristic freshness from Last-Modified (default 1d)
+//	    use_stale <condition>...|off      # error timeout invalid_header updating http_500 http_502
+//	                                      # http_503 http_504 http_403 http_404 http_429; default off
+//	    background_update on|off          # serve stale while one background request refreshes; default off
+//	    background_timeout <dur>          # bound on a background update; default 5m
+//	    revalidate on|off                 # refresh expired entries with If-None-Match / If-Modified-Since; default off
+//	    heuristic_max <dur>|off           # cap on heuristic freshness from Last-Modified; default 1d
 //	}
 //
-// Without a block, `edge_cache [<matcher>] [<zone>]`.
+// The list options (strip_query, valid, ignore_headers, methods,
+// private_cookies, use_stale) add up when repeated. Without valid, only
+// responses whose headers give a validity (X-Accel-Expires,
+// CDN-Cache-Control, Cache-Control s-maxage or max-age, Expires, or a
+// Last-Modified for heuristic freshness) are stored, unless those are
+// ignored (docs/standards.md).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 func TestCaddyfileEveryOption(t *testing.T) {
@@ -282,7 +284,7 @@ http://127.0.0.1:1 {
 }
 
 func TestZoneDefinitionsAndReload(t *testing.T) {
-	be := newBackend(t, versioned)
+	be := testkit.NewBackend(t, versioned)
 	sites := `
 http://127.0.0.1:$PUBLIC {
 	handle /a/* {
@@ -325,7 +327,7 @@ http://127.0.0.1:$PUBLIC {
 	expect(t, "a miss again", s.get(t, s.url("PUBLIC", "/a/x")), 200, "MISS", "/a/x v3")
 
 	// Reload with the same config: same zones, entries kept.
-	cfg := adapt(t, strings.NewReplacer("$PUBLIC", fmt.Sprint(s.ports["PUBLIC"]), "$BACKEND", be.hostPort()).Replace(globalOptions(zones)+sites))
+	cfg := adapt(t, strings.NewReplacer("$PUBLIC", fmt.Sprint(s.ports["PUBLIC"]), "$BACKEND", be.Addr()).Replace(globalOptions(zones)+sites))
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ http://127.0.0.1:$PUBLIC {
 }
 
 func TestOptionsInAction(t *testing.T) {
-	be := newBackend(t, versioned)
+	be := testkit.NewBackend(t, versioned)
 	cf := globalOptions("zone default 16MiB\n\t\tzone other 16MiB") + `
 http://127.0.0.1:$PUBLIC {
 	handle /min/* {
@@ -403,7 +405,7 @@ http://127.0.0.1:$PUBLIC {
 		t.Errorf("status_header off: %q %v", r.Body, r.Header)
 	}
 	s.do(t, http.MethodHead, g)
-	if be.seen()[be.hits()-1].Method != http.MethodHead {
+	if be.Seen()[be.Requests()-1].Method != http.MethodHead {
 		t.Error("methods GET: a HEAD was not passed through as HEAD")
 	}
 

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // TestDemo runs the demo, that is Caddyfile.example against the OMERO
@@ -24,8 +25,8 @@ func TestDemo(t *testing.T) {
 	}
 	t.Setenv("EDGECACHE_ADMIN", "off")
 	t.Setenv(envPrivateBind, "127.0.0.1")
-	t.Setenv(envRefreshPort, strconv.Itoa(testbin.FreePort(t)))
-	t.Setenv(envLongPort, strconv.Itoa(testbin.FreePort(t)))
+	t.Setenv(envRefreshPort, strconv.Itoa(testkit.FreePort(t)))
+	t.Setenv(envLongPort, strconv.Itoa(testkit.FreePort(t)))
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
@@ -36,7 +37,7 @@ func TestDemo(t *testing.T) {
 	}
 	t.Setenv(envCacheDir, t.TempDir())
 
-	d, err := startDemo(demoConfig{Listen: "127.0.0.1:" + strconv.Itoa(testbin.FreePort(t)), ReadOnly: 2, Caddyfile: text})
+	d, err := startDemo(demoConfig{Listen: "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)), ReadOnly: 2, Caddyfile: text})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,10 +136,10 @@ func TestDemo(t *testing.T) {
 		if err := os.WriteFile(d.flagFile, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "maintenance starts", func() bool {
+		testkit.Eventually(t, 5*time.Second, testkit.Holds("maintenance starts", func() bool {
 			resp, _ := get(d.public, "/webclient/")
 			return resp.StatusCode == 503
-		})
+		}))
 		resp, body := get(d.public, "/webclient/")
 		if title(body) != "OMERO maintenance" || resp.Header.Get("Retry-After") != "300" {
 			t.Errorf("title %q, Retry-After %q", title(body), resp.Header.Get("Retry-After"))
@@ -154,10 +155,10 @@ func TestDemo(t *testing.T) {
 		if err := os.Remove(d.flagFile); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "maintenance ends", func() bool {
+		testkit.Eventually(t, 5*time.Second, testkit.Holds("maintenance ends", func() bool {
 			resp, _ := get(d.public, "/webclient/")
 			return resp.StatusCode == 200
-		})
+		}))
 	})
 
 	stopped = true

@@ -19,34 +19,46 @@ import (
 type fetchJob struct {
 	zone     *cache.Zone
 	key      string
-	status   cache.Status // reported when the backend's response is served
+	status   cache.Status // reported when the backend's answer is relayed
 	mayStore bool         // store the response if the policy allows
 	fill     *cache.Fill  // finished whatever happens, so waiters never hang
 	// stale, when set, is the expired entry: served instead when the
 	// backend fails (use_stale), and revalidated when revalidate is on.
-	stale      *cache.Entry
-	background bool // a background update: no client, not counted as a request
+	stale *cache.Entry
 }
 
-// fetch sends the request to the next handler (the backend) and, when the
-// job stores, stores the response as it streams to the client.
-func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) error {
+// outcome is what a fetch ended in. The capture writer sets it when the
+// backend's answer comes (relayed, stored, stale or revalidated); fetch
+// settles it at the end (failed, or relayed when the entry is not
+// complete).
+type outcome uint8
+
+const (
+	outcomeNone        outcome = iota // no answer from the backend (yet)
+	outcomeRelayed                    // the backend's answer went to the client, not stored
+	outcomeStored                     // the backend's answer went to the client and into the zone
+	outcomeStale                      // the backend's answer was swallowed: the stale entry answers
+	outcomeRevalidated                // the backend confirmed the stale entry (304): the extended entry answers
+	outcomeFailed                     // the backend failed: the error is the answer
+)
+
+// fetch sends the request to the next handler (the backend); the capture
+// writer relays the answer to w and, when the job may store, stores it as
+// it streams. It reports the outcome, with the entry a revalidation made.
+// The job's fill is finished in every case, so waiters never hang.
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) (outcome, *cache.Entry, error) {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	cw := newCaptureWriter(h, w, r, repl, job)
 	finished := false
-	finish := func(stored bool) {
-		finished = true
-		if job.fill != nil {
-			job.fill.Finish(stored)
-		}
-	}
 	defer func() {
 		// Reached unfinished on a panic: reverse_proxy panics with
 		// http.ErrAbortHandler when the backend breaks mid-body. The partial
 		// entry is dropped, waiters are released, and the panic goes on.
 		if !finished {
 			cw.abort()
-			finish(false)
+			if job.fill != nil {
+				job.fill.Finish(false)
+			}
 		}
 	}()
 
@@ -58,43 +70,30 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	err := next.ServeHTTP(cw, backend)
 	now := time.Now()
 	job.zone.Stats.FetchLatency.Observe(now.Sub(start))
-	if job.background {
-		// No client: store what came, count nothing as served.
-		switch {
-		case err != nil:
-			cw.abort()
-			finish(false)
-			return err
-		case cw.revalidated != nil:
-			job.zone.Revalidate(job.stale, *cw.revalidated)
-			finish(true)
-		default:
-			finish(cw.commit()) // false for a swallowed answer: nothing was begun
-		}
-		return nil
-	}
+
+	result := cw.outcome
 	if err != nil {
-		cw.abort()
-		if job.stale != nil && !cw.wroteHeader && h.staleAllowed(staleConditionOfError(err), job.stale, now) {
-			finish(false)
-			return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+		result = outcomeFailed
+		if cw.outcome == outcomeNone && job.stale != nil && h.staleAllowed(staleConditionOfError(err), job.stale, now) {
+			result = outcomeStale
 		}
-		finish(false)
-		job.zone.Stats.Requests[job.status].Add(1)
-		return err
 	}
-	switch {
-	case cw.revalidated != nil:
-		e := job.zone.Revalidate(job.stale, *cw.revalidated)
-		finish(true)
-		return h.serveEntry(w, r, job.zone, e, cache.StatusRevalidated)
-	case cw.swallowed:
-		finish(false)
-		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+	var entry *cache.Entry
+	switch result {
+	case outcomeStored:
+		if !cw.commit() {
+			result = outcomeRelayed
+		}
+	case outcomeRevalidated:
+		entry = job.zone.Revalidate(job.stale, *cw.revalidation)
+	default:
+		cw.abort()
 	}
-	finish(cw.commit())
-	job.zone.Stats.Requests[job.status].Add(1)
-	return nil
+	finished = true
+	if job.fill != nil {
+		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
+	}
+	return result, entry, err
 }
 
 // conditionalHeaders are removed from requests that fill the cache: the
@@ -182,3 +181,12 @@ func backgroundRequest(ctx context.Context, r *http.Request) *http.Request {
 	})
 	return br
 }
+
+// discardWriter receives a background update's response: the store is the
+// only reader.
+type discardWriter struct{ header http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.header }
+func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d discardWriter) WriteHeader(int)             {}
+func (d discardWriter) Flush()                      {}

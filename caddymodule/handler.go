@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -228,117 +227,6 @@ func checkMethod(m string) error {
 		return fmt.Errorf("methods: only GET and HEAD can be cached, not %s", m)
 	}
 	return nil
-}
-
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !h.methods[r.Method] {
-		return next.ServeHTTP(w, r)
-	}
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if gate := maintenanceGateFrom(r.Context()); gate != nil {
-		return h.serveDuringMaintenance(w, r, repl, gate)
-	}
-	if h.isPrivate(r) {
-		// Untouched, Set-Cookie included: this is someone's session.
-		h.setStatus(w, repl, cache.StatusBypass)
-		if z, err := h.zoneFor(repl); err == nil {
-			z.Stats.Requests[cache.StatusBypass].Add(1)
-		}
-		return next.ServeHTTP(w, r)
-	}
-	zone, err := h.zoneFor(repl)
-	if err != nil {
-		return err
-	}
-	key := h.keyFor(r, repl)
-
-	if h.Refresh {
-		return h.fetch(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true})
-	}
-
-	now := time.Now()
-	entry, found := zone.Get(key)
-	if found && h.variantMatches(entry, r) {
-		if !entry.Fresh(now) {
-			return h.serveExpired(w, r, next, zone, key, entry, now)
-		}
-		err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit)
-		if !errors.Is(err, errEntryGone) {
-			return err
-		}
-		// Its file was replaced or removed since the look-up: a newer
-		// version, or the backend, answers instead.
-		if entry, found = zone.Get(key); found && h.variantMatches(entry, r) && entry.Fresh(now) {
-			if err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit); !errors.Is(err, errEntryGone) {
-				return err
-			}
-		}
-	}
-
-	job := fetchJob{zone: zone, key: key, status: cache.StatusMiss, mayStore: true}
-	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
-		job.mayStore = false
-	}
-	if !job.mayStore || !h.lock {
-		return h.fetch(w, r, next, job)
-	}
-	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
-	if leader {
-		job.fill = fill
-		return h.fetch(w, r, next, job)
-	}
-	return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
-}
-
-// awaitFill waits for the fill under way for job's key and serves what it
-// stored. One that ends without storing (a failed or uncacheable response)
-// hands the lock to one of its waiters, the others waiting on, as nginx
-// does: a failing backend is not stampeded. After lock_timeout a waiter
-// goes to the backend without storing, as nginx does: the fill may still
-// be running.
-func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	fill *cache.Fill, job fetchJob, deadline time.Time) error {
-	for {
-		ended, stored := fill.Wait(r.Context(), time.Until(deadline))
-		if stored {
-			if e, ok := job.zone.Get(job.key); ok && h.variantMatches(e, r) {
-				return h.serveEntry(w, r, job.zone, e, cache.StatusHit)
-			}
-		}
-		if !ended || time.Now().After(deadline) {
-			job.mayStore = false
-			return h.fetch(w, r, next, job)
-		}
-		var leader bool
-		if fill, leader = job.zone.JoinFill(job.key, time.Duration(h.LockAge)); leader {
-			job.fill = fill
-			return h.fetch(w, r, next, job)
-		}
-	}
-}
-
-// serveDuringMaintenance answers from the cache, fresh or stale, and shows
-// the maintenance page for anything that would reach a backend (a maintenance
-// handler with serve_cached is in charge).
-func (h *Handler) serveDuringMaintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenanceGate) error {
-	if h.Refresh || h.isPrivate(r) {
-		return gate.ServePage(w, r)
-	}
-	zone, err := h.zoneFor(repl)
-	if err != nil {
-		return err
-	}
-	entry, found := zone.Get(h.keyFor(r, repl))
-	if !found || !h.variantMatches(entry, r) {
-		return gate.ServePage(w, r)
-	}
-	gate.Claim()
-	status := cache.StatusHit
-	if !entry.Fresh(time.Now()) {
-		status = cache.StatusStale
-	}
-	return h.serveEntry(w, r, zone, entry, status)
 }
 
 // isPrivate reports whether the request carries credentials: an

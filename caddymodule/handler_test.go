@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // versioned answers "<path> v<n>" for the n-th backend request.
@@ -58,7 +60,7 @@ http://127.0.0.1:$REFRESH {
 `
 
 func TestCacheStatuses(t *testing.T) {
-	be := newBackend(t, versioned)
+	be := testkit.NewBackend(t, versioned)
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	cf := globalOptions("zone default 64MiB") + strings.ReplaceAll(statusSites, "$LOGFILE", logFile)
 	s := startCaddy(t, cf, be, "PUBLIC", "REFRESH")
@@ -70,8 +72,8 @@ func TestCacheStatuses(t *testing.T) {
 		if got := r.Header.Get("X-Test-Status"); got != cacheStatus {
 			t.Errorf("%s: {http.edge_cache.status} in a header gave %q, want %q", what, got, cacheStatus)
 		}
-		if be.hits() != backendHits {
-			t.Errorf("%s: backend had %d requests, want %d", what, be.hits(), backendHits)
+		if be.Requests() != backendHits {
+			t.Errorf("%s: backend had %d requests, want %d", what, be.Requests(), backendHits)
 		}
 		seen = append(seen, cacheStatus)
 	}
@@ -93,7 +95,7 @@ func TestCacheStatuses(t *testing.T) {
 
 	// The access log carries the same statuses, through the placeholder.
 	var logged []string
-	waitUntil(t, "access log lines", func() bool {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("access log lines", func() bool {
 		logged = logged[:0]
 		f, err := os.Open(logFile)
 		if err != nil {
@@ -111,7 +113,7 @@ func TestCacheStatuses(t *testing.T) {
 			logged = append(logged, line.CacheStatus)
 		}
 		return len(logged) >= 9 // the public site's requests
-	})
+	}))
 	var wantLogged []string
 	for i, st := range seen {
 		if i != 2 { // the refresh site has no access log
@@ -124,7 +126,7 @@ func TestCacheStatuses(t *testing.T) {
 }
 
 func TestSetCookie(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Add("Set-Cookie", fmt.Sprintf("sessionid=s%d; Path=/", n))
 		w.Header().Add("Set-Cookie", "csrftoken=x")
 		versioned(w, r, n)
@@ -205,7 +207,7 @@ http://127.0.0.1:$PUBLIC {
 }
 
 func TestHeadSharesGetEntry(t *testing.T) {
-	be := newBackend(t, versioned)
+	be := testkit.NewBackend(t, versioned)
 	cf := globalOptions("zone default 64MiB") + `
 http://127.0.0.1:$PUBLIC {
 	edge_cache {
@@ -221,7 +223,7 @@ http://127.0.0.1:$PUBLIC {
 	if r.Header.Get("Content-Length") != "8" {
 		t.Errorf("HEAD miss: Content-Length %q, want 8", r.Header.Get("Content-Length"))
 	}
-	if reqs := be.seen(); len(reqs) != 1 || reqs[0].Method != http.MethodGet {
+	if reqs := be.Seen(); len(reqs) != 1 || reqs[0].Method != http.MethodGet {
 		t.Fatalf("backend saw %+v, want one GET", reqs)
 	}
 	expect(t, "GET after HEAD", s.get(t, u), 200, "HIT", "/head v1")
@@ -230,14 +232,14 @@ http://127.0.0.1:$PUBLIC {
 	if r.Header.Get("Content-Length") != "8" {
 		t.Errorf("HEAD hit: Content-Length %q, want 8", r.Header.Get("Content-Length"))
 	}
-	if be.hits() != 1 {
-		t.Errorf("backend had %d requests", be.hits())
+	if be.Requests() != 1 {
+		t.Errorf("backend had %d requests", be.Requests())
 	}
 }
 
 func TestConditionalRequests(t *testing.T) {
 	lastModified := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("ETag", `"v1"`)
 		w.Header().Set("Last-Modified", lastModified.Format(http.TimeFormat))
 		// Answer conditionals as a real backend would: if the cache passed
@@ -277,7 +279,7 @@ http://127.0.0.1:$PUBLIC {
 	if r.Status != 200 && r.Status != 304 {
 		t.Errorf("conditional miss: status %d", r.Status)
 	}
-	for _, req := range be.seen() {
+	for _, req := range be.Seen() {
 		for _, h := range []string{"If-None-Match", "If-Modified-Since"} {
 			if req.Header.Get(h) != "" {
 				t.Errorf("backend got %s on %s", h, req.URI)
@@ -291,7 +293,7 @@ http://127.0.0.1:$PUBLIC {
 
 func TestRange(t *testing.T) {
 	const body = "0123456789abcdefghijklmnopqrstuvwxyz"
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 		fmt.Fprint(w, body)
@@ -321,7 +323,7 @@ http://127.0.0.1:$PUBLIC {
 	default:
 		t.Errorf("ranged miss: status %d", r.Status)
 	}
-	if reqs := be.seen(); len(reqs) != 1 || reqs[0].Header.Get("Range") != "" {
+	if reqs := be.Seen(); len(reqs) != 1 || reqs[0].Header.Get("Range") != "" {
 		t.Fatalf("backend saw %+v, want one request without Range", reqs)
 	}
 	expect(t, "full after ranged miss", s.get(t, u), 200, "HIT", body)
@@ -346,13 +348,13 @@ http://127.0.0.1:$PUBLIC {
 	if r.Status != http.StatusRequestedRangeNotSatisfiable {
 		t.Errorf("unsatisfiable range: status %d", r.Status)
 	}
-	if be.hits() != 1 {
-		t.Errorf("backend had %d requests", be.hits())
+	if be.Requests() != 1 {
+		t.Errorf("backend had %d requests", be.Requests())
 	}
 }
 
 func TestUnmatchedRequestsPassThrough(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("Set-Cookie", "sessionid=abc")
 		versioned(w, r, n)
 	})
@@ -389,7 +391,7 @@ http://127.0.0.1:$PUBLIC {
 }
 
 func TestStripQueryKey(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		fmt.Fprintf(w, "%s v%d", r.RequestURI, n)
 	})
 	cf := globalOptions("zone default 64MiB") + `
@@ -413,7 +415,7 @@ http://127.0.0.1:$PUBLIC {
 }
 
 func TestStatusCodesAndVary(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/code/"):
 			code := 0

@@ -1,15 +1,11 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,51 +14,8 @@ import (
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
-
-// backend is a test origin on 127.0.0.1 that records what it was asked.
-type backend struct {
-	*httptest.Server
-	count atomic.Int64
-
-	mu       sync.Mutex
-	requests []seenRequest
-}
-
-type seenRequest struct {
-	Method string
-	URI    string
-	Header http.Header
-	At     time.Time
-}
-
-// newBackend starts a backend answering with handle; n is the request's
-// number at this backend, from 1.
-func newBackend(t testing.TB, handle func(w http.ResponseWriter, r *http.Request, n int64)) *backend {
-	t.Helper()
-	b := &backend{}
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := b.count.Add(1)
-		b.mu.Lock()
-		b.requests = append(b.requests, seenRequest{Method: r.Method, URI: r.RequestURI, Header: r.Header.Clone(), At: time.Now()})
-		b.mu.Unlock()
-		handle(w, r, n)
-	}))
-	t.Cleanup(b.Close)
-	return b
-}
-
-// hostPort is the backend's address for reverse_proxy.
-func (b *backend) hostPort() string { return strings.TrimPrefix(b.URL, "http://") }
-
-func (b *backend) seen() []seenRequest {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]seenRequest(nil), b.requests...)
-}
-
-func (b *backend) hits() int { return int(b.count.Load()) }
 
 // globalOptions makes every test Caddy quiet, local and stateless; zones is
 // the body of the edge_cache global option.
@@ -107,15 +60,15 @@ type site struct {
 // startCaddy loads a Caddyfile in which $BACKEND is replaced by the
 // backend's address and each $NAME in names by a free port, and stops
 // Caddy at the end of the test.
-func startCaddy(t testing.TB, caddyfile string, be *backend, names ...string) *site {
+func startCaddy(t testing.TB, caddyfile string, be *testkit.Backend, names ...string) *site {
 	t.Helper()
 	s := &site{ports: make(map[string]int)}
 	var pairs []string
 	if be != nil {
-		pairs = append(pairs, "$BACKEND", be.hostPort())
+		pairs = append(pairs, "$BACKEND", be.Addr())
 	}
 	for _, n := range names {
-		s.ports[n] = testbin.FreePort(t)
+		s.ports[n] = testkit.FreePort(t)
 		pairs = append(pairs, "$"+n, strconv.Itoa(s.ports[n]))
 	}
 	cfg := adapt(t, strings.NewReplacer(pairs...).Replace(caddyfile))
@@ -240,17 +193,3 @@ func handlerJSON(t testing.TB, cfg []byte) map[string]any {
 	}
 	return found
 }
-
-// waitUntil polls cond for up to 5 s.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-var _ = context.Background

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // accept dials a loopback listener and returns what the edge_cache
@@ -173,7 +175,7 @@ func TestListenerWrapperLeavesTLS(t *testing.T) {
 // connection, and checks every response byte and its framing.
 func TestListenerWrapperHits(t *testing.T) {
 	coalesced := countCoalesced(t)
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		w.Write(sizedBody(size))

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // concurrently runs n GETs of url at once and returns their responses.
@@ -35,7 +37,7 @@ func countStatuses(rs []response) map[string]int {
 
 func TestLockCoalescesMisses(t *testing.T) {
 	release := make(chan struct{})
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -58,12 +60,12 @@ http://127.0.0.1:$PUBLIC {
 	zone := activeApp(t).Zone("default")
 	go func() {
 		// Hold the backend until every other request is waiting for the fill.
-		waitUntil(t, "the requests to wait for the fill", func() bool { return zone.Stats.LockWaits.Load() == n-1 })
+		testkit.Eventually(t, 5*time.Second, testkit.Holds("the requests to wait for the fill", func() bool { return zone.Stats.LockWaits.Load() == n-1 }))
 		close(release)
 	}()
 	rs := concurrently(t, s, n, s.url("PUBLIC", "/locked"))
-	if be.hits() != 1 {
-		t.Errorf("%d concurrent misses made %d backend requests, want 1", n, be.hits())
+	if be.Requests() != 1 {
+		t.Errorf("%d concurrent misses made %d backend requests, want 1", n, be.Requests())
 	}
 	for i, r := range rs {
 		if r.Status != 200 || r.Body != "/locked v1" || r.Err != nil {
@@ -76,7 +78,7 @@ http://127.0.0.1:$PUBLIC {
 }
 
 func TestLockOff(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		time.Sleep(200 * time.Millisecond)
 		versioned(w, r, n)
 	})
@@ -91,8 +93,8 @@ http://127.0.0.1:$PUBLIC {
 `
 	s := startCaddy(t, cf, be, "PUBLIC")
 	concurrently(t, s, 5, s.url("PUBLIC", "/unlocked"))
-	if be.hits() != 5 {
-		t.Errorf("lock off: %d backend requests, want 5", be.hits())
+	if be.Requests() != 5 {
+		t.Errorf("lock off: %d backend requests, want 5", be.Requests())
 	}
 }
 
@@ -127,7 +129,7 @@ func (g *gate) release(n int64) { close(g.ch(n)) }
 
 func TestLockTimeout(t *testing.T) {
 	var g gate
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		g.wait(r, n) // a slow backend: as slow as the test wants
 		versioned(w, r, n)
 	})
@@ -146,7 +148,7 @@ http://127.0.0.1:$PUBLIC {
 	const n = 5
 	leaderDone := make(chan response)
 	go func() { leaderDone <- s.get(t, u) }()
-	waitUntil(t, "the leader at the backend", func() bool { return be.hits() == 1 })
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the leader at the backend", func() bool { return be.Requests() == 1 }))
 
 	var rs []response
 	waitersDone := make(chan struct{})
@@ -156,8 +158,8 @@ http://127.0.0.1:$PUBLIC {
 	}()
 	// The waiters reach the backend while the leader is still held there:
 	// after lock_timeout, without waiting for the fill.
-	waitUntil(t, "the waiters at the backend", func() bool { return be.hits() == n })
-	reqs := be.seen()
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the waiters at the backend", func() bool { return be.Requests() == n }))
+	reqs := be.Seen()
 	for i, req := range reqs[1:] {
 		if lag := req.At.Sub(reqs[0].At); lag < 190*time.Millisecond {
 			t.Errorf("waiter %d reached the backend %v after the leader, before lock_timeout", i, lag)
@@ -184,7 +186,7 @@ http://127.0.0.1:$PUBLIC {
 
 func TestLockAge(t *testing.T) {
 	var g gate
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		g.wait(r, n)
 		versioned(w, r, n)
 	})
@@ -203,32 +205,32 @@ http://127.0.0.1:$PUBLIC {
 	u := s.url("PUBLIC", "/aged")
 	first, early, late := make(chan response), make(chan response), make(chan response)
 	go func() { first <- s.get(t, u) }()
-	waitUntil(t, "the first request at the backend", func() bool { return be.hits() == 1 })
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the first request at the backend", func() bool { return be.Requests() == 1 }))
 	go func() { early <- s.get(t, u) }() // within lock_age: waits
-	waitUntil(t, "a request waiting for the fill", func() bool { return zone.Stats.LockWaits.Load() == 1 })
-	if be.hits() != 1 {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("a request waiting for the fill", func() bool { return zone.Stats.LockWaits.Load() == 1 }))
+	if be.Requests() != 1 {
 		t.Fatalf("a request within lock_age went to the backend")
 	}
 	// The fill began before the backend saw it: this is past lock_age.
-	time.Sleep(time.Until(be.seen()[0].At.Add(1050 * time.Millisecond)))
+	time.Sleep(time.Until(be.Seen()[0].At.Add(1050 * time.Millisecond)))
 	go func() { late <- s.get(t, u) }() // after lock_age: one more may go
 	// It reaches the backend while the first is still held there.
-	waitUntil(t, "a second backend request after lock_age", func() bool { return be.hits() == 2 })
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("a second backend request after lock_age", func() bool { return be.Requests() == 2 }))
 	g.release(1)
 	expect(t, "first", <-first, 200, "MISS", "/aged v1")
 	expect(t, "early", <-early, 200, "HIT", "/aged v1")
 	g.release(2)
 	expect(t, "late", <-late, 200, "MISS", "/aged v2")
 	expect(t, "after", s.get(t, u), 200, "HIT", "/aged v2")
-	if be.hits() != 2 {
-		t.Errorf("%d backend requests, want 2", be.hits())
+	if be.Requests() != 2 {
+		t.Errorf("%d backend requests, want 2", be.Requests())
 	}
 }
 
 // A response that is not stored (here: a session cookie, not ignored) is
 // never handed to the requests that waited for it.
 func TestLockNeverSharesPrivateResponse(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		time.Sleep(300 * time.Millisecond)
 		w.Header().Set("Set-Cookie", fmt.Sprintf("sessionid=user%d", n))
 		versioned(w, r, n)
@@ -246,8 +248,8 @@ http://127.0.0.1:$PUBLIC {
 	s := startCaddy(t, cf, be, "PUBLIC")
 	const n = 10
 	rs := concurrently(t, s, n, s.url("PUBLIC", "/session"))
-	if be.hits() != n {
-		t.Errorf("%d backend requests for %d clients, want one each", be.hits(), n)
+	if be.Requests() != n {
+		t.Errorf("%d backend requests for %d clients, want one each", be.Requests(), n)
 	}
 	bodies := make(map[string]bool)
 	for i, r := range rs {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // provisionMaintenance provisions m as Caddy would and cleans it up after
@@ -79,20 +81,9 @@ func writeFile(t testing.TB, path, content string) {
 
 const testPage = `<!DOCTYPE html><html><head><title>OMERO maintenance</title></head><body>Back soon</body></html>`
 
-// eventually polls cond for up to 2 seconds, the promised reaction time.
-// eventually waits for cond. The handler reacts within 2 s by design (it
-// polls every maintenancePollInterval, checked below); the wait here is
-// longer so that a loaded CI machine does not fail it.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// The handler reacts within 2 s by design (it polls every
+// maintenancePollInterval, checked below); the waits here are longer so
+// that a loaded CI machine does not fail them.
 
 func TestMaintenanceFlagOnOff(t *testing.T) {
 	dir := t.TempDir()
@@ -106,9 +97,9 @@ func TestMaintenanceFlagOnOff(t *testing.T) {
 	}
 
 	writeFile(t, flag, "")
-	eventually(t, "maintenance starts after the flag appears", func() bool {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("maintenance starts after the flag appears", func() bool {
 		return serve(m, "GET", "/webclient/", b).status == http.StatusServiceUnavailable
-	})
+	}))
 	res := serve(m, "GET", "/webclient/", b)
 	if got := title(res.body); got != "OMERO maintenance" {
 		t.Errorf("page title %q", got)
@@ -125,9 +116,9 @@ func TestMaintenanceFlagOnOff(t *testing.T) {
 	if err := os.Remove(flag); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "maintenance ends after the flag is removed", func() bool {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("maintenance ends after the flag is removed", func() bool {
 		return serve(m, "GET", "/webclient/", b).status == http.StatusOK
-	})
+	}))
 }
 
 func TestMaintenanceFlagAtStart(t *testing.T) {
@@ -153,13 +144,13 @@ func TestMaintenancePageReload(t *testing.T) {
 		t.Fatalf("title %q", got)
 	}
 	writeFile(t, page, "<html><head><title>Upgrade to OMERO 6</title></head></html>")
-	eventually(t, "the changed page is served", func() bool {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the changed page is served", func() bool {
 		return title(serve(m, "GET", "/", nil).body) == "Upgrade to OMERO 6"
-	})
+	}))
 	os.Remove(page)
-	eventually(t, "the built-in page replaces a removed page", func() bool {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the built-in page replaces a removed page", func() bool {
 		return title(serve(m, "GET", "/", nil).body) == "Maintenance"
-	})
+	}))
 }
 
 func TestMaintenanceBuiltinPage(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"testing"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // TestZoneMemoryIsAllIn: a zone's memory size covers its entries and the
@@ -21,7 +23,7 @@ func TestZoneMemoryIsAllIn(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
 
 	body := make([]byte, 10<<10)
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	})

@@ -26,15 +26,15 @@ type captureWriter struct {
 	before   http.Header // header entries set before the backend answered (not the backend's)
 	purgeGen uint64      // the zone's purge generation before the backend was asked
 
-	wroteHeader bool
-	// swallowed: the backend's answer is replaced by the stale entry.
-	swallowed bool
-	// revalidated: the backend confirmed the stale entry (304); its new validity.
-	revalidated *cache.Revalidation
-	writer      *cache.EntryWriter // nil when the response is not stored
-	headOnly    bool
-	window      *byteWindow
-	pos         int64
+	// outcome is what the backend's answer amounts to, from WriteHeader on.
+	outcome outcome
+	// revalidation: the stale entry's new validity (outcomeRevalidated).
+	revalidation *cache.Revalidation
+	// writer stores the answer (outcomeStored); nil otherwise.
+	writer   *cache.EntryWriter
+	headOnly bool
+	window   *byteWindow
+	pos      int64
 }
 
 func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
@@ -57,35 +57,36 @@ func (cw *captureWriter) Header() http.Header { return cw.rw.Header() }
 func (cw *captureWriter) Unwrap() http.ResponseWriter { return cw.rw }
 
 func (cw *captureWriter) WriteHeader(code int) {
-	if cw.wroteHeader {
+	if cw.outcome != outcomeNone {
 		return
 	}
 	if code < 200 {
 		cw.rw.WriteHeader(code) // 1xx informational: not the response
 		return
 	}
-	cw.wroteHeader = true
 	hdr := cw.rw.Header()
 	now := time.Now()
 	if stale := cw.job.stale; stale != nil {
 		if code == http.StatusNotModified && cw.h.revalidate {
-			d := cw.h.policy.Decide(stale.Status, hdr, now)
-			if d.Store {
-				cw.revalidated = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
+			cw.outcome = outcomeStale
+			if d := cw.h.policy.Decide(stale.Status, hdr, now); d.Store {
+				cw.outcome = outcomeRevalidated
+				cw.revalidation = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
 			}
-			cw.swallowed = true
 			cw.discardHeader(hdr)
 			return
 		}
 		if cw.h.staleAllowed(staleConditionOfStatus(code), stale, now) {
-			cw.swallowed = true
+			cw.outcome = outcomeStale
 			cw.discardHeader(hdr)
 			return
 		}
 	}
+	cw.outcome = outcomeRelayed
 	if cw.job.mayStore {
 		d := cw.h.policy.Decide(code, hdr, now)
 		if d.Store {
+			cw.outcome = outcomeStored
 			cw.writer = cw.zone.NewEntryWriter(cache.Meta{
 				Key:                  cw.job.key,
 				Status:               code,
@@ -138,10 +139,10 @@ func (cw *captureWriter) variant(hdr http.Header) string {
 }
 
 func (cw *captureWriter) Write(p []byte) (int, error) {
-	if !cw.wroteHeader {
+	if cw.outcome == outcomeNone {
 		cw.WriteHeader(http.StatusOK)
 	}
-	if cw.swallowed {
+	if cw.swallowed() {
 		return len(p), nil
 	}
 	if cw.writer != nil {
@@ -174,12 +175,18 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 // Flush streams what the backend has sent so far (reverse_proxy flushes
 // for event streams and long polls).
 func (cw *captureWriter) Flush() {
-	if !cw.wroteHeader {
+	if cw.outcome == outcomeNone {
 		cw.WriteHeader(http.StatusOK)
 	}
-	if !cw.swallowed {
+	if !cw.swallowed() {
 		_ = http.NewResponseController(cw.rw).Flush()
 	}
+}
+
+// swallowed reports whether the backend's answer is replaced by the stale
+// entry (kept or revalidated), so nothing of it reaches the client.
+func (cw *captureWriter) swallowed() bool {
+	return cw.outcome == outcomeStale || cw.outcome == outcomeRevalidated
 }
 
 // discardHeader undoes what the backend's swallowed answer put in the
@@ -205,10 +212,12 @@ func (cw *captureWriter) commit() bool {
 	return ok
 }
 
+// abort drops what was stored so far; the answer goes on to the client.
 func (cw *captureWriter) abort() {
 	if cw.writer != nil {
 		cw.writer.Abort()
 		cw.writer = nil
+		cw.outcome = outcomeRelayed
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 func TestRangeWindow(t *testing.T) {
@@ -85,7 +87,7 @@ func TestRangeWindow(t *testing.T) {
 // Headers that handlers before edge_cache set on every request are theirs,
 // not the resource's: they are not stored and replayed on hits.
 func TestHeadersSetBeforeAreNotStored(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("X-Backend", fmt.Sprint("b", n))
 		w.Header().Set("Connection", "close")
 		versioned(w, r, n)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
 )
@@ -116,61 +115,3 @@ func (h *Handler) staleAllowed(cond staleCondition, e *cache.Entry, now time.Tim
 	}
 	return false
 }
-
-// serveExpired answers a request whose entry is stale: from the stale entry
-// while another request or a background update refreshes it (UPDATING,
-// STALE), else by fetching anew (EXPIRED), falling back to the stale entry
-// when the backend fails (STALE).
-func (h *Handler) serveExpired(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	zone *cache.Zone, key string, stale *cache.Entry, now time.Time) error {
-	// Joined even with the lock off: one update per key at a time.
-	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
-	job := fetchJob{zone: zone, key: key, status: cache.StatusExpired, mayStore: true, stale: stale}
-	if !leader {
-		if h.staleAllowed(staleUpdating, stale, now) {
-			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
-		}
-		if h.lock {
-			return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
-		}
-		return h.fetch(w, r, next, job)
-	}
-	job.fill = fill
-	if h.backgroundUpdate && h.staleAllowed(staleUpdating, stale, now) {
-		h.startBackgroundUpdate(r, next, job)
-		return h.serveEntry(w, r, zone, stale, cache.StatusStale)
-	}
-	return h.fetch(w, r, next, job)
-}
-
-// startBackgroundUpdate refreshes an entry after the client has its answer.
-// Caddy cancels the request's context once the response is written, so the
-// update runs on a detached context with its own timeout, and on a copy of
-// the request with its own replacer and variables: the client's request is
-// being logged meanwhile.
-func (h *Handler) startBackgroundUpdate(r *http.Request, next caddyhttp.Handler, job fetchJob) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Duration(h.BackgroundTimeout))
-	br := backgroundRequest(ctx, r)
-	job.background = true
-	job.zone.Stats.BackgroundUpdates.Add(1)
-	go func() {
-		defer cancel()
-		defer func() {
-			if p := recover(); p != nil && p != http.ErrAbortHandler {
-				h.logger.Error("background update panicked", zap.String("key", job.key), zap.Any("panic", p))
-			}
-		}()
-		if err := h.fetch(discardWriter{header: make(http.Header)}, br, next, job); err != nil {
-			h.logger.Warn("background update failed", zap.String("key", job.key), zap.Error(err))
-		}
-	}()
-}
-
-// discardWriter receives a background update's response: the store is the
-// only reader.
-type discardWriter struct{ header http.Header }
-
-func (d discardWriter) Header() http.Header         { return d.header }
-func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (d discardWriter) WriteHeader(int)             {}
-func (d discardWriter) Flush()                      {}

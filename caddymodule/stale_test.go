@@ -18,7 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // faultyBackend is a backend whose behaviour a test switches at will.
@@ -82,7 +82,7 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 // replaced, and returns its JSON and the site's base URL.
 func adaptCaddyfile(t *testing.T, caddyfile, backend string) ([]byte, string) {
 	t.Helper()
-	port := strconv.Itoa(testbin.FreePort(t))
+	port := strconv.Itoa(testkit.FreePort(t))
 	caddyfile = strings.ReplaceAll(caddyfile, "{PORT}", port)
 	caddyfile = strings.ReplaceAll(caddyfile, "{BACKEND}", backend)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)

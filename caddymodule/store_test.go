@@ -11,13 +11,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // The refresh site replaces an entry at once: readers of the public site get
 // the old body or the new one, whole, never a mix.
 func TestRefreshOverwritesAtomically(t *testing.T) {
 	const size = 256 << 10
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		letter := byte('a' + (n-1)%26)
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		w.Header().Set("X-Letter", string(letter))
@@ -96,15 +98,15 @@ http://127.0.0.1:$REFRESH {
 	if len(letters) < 2 {
 		t.Errorf("readers saw only versions %v: the test did not overlap reads and overwrites", letters)
 	}
-	if be.hits() != versions+1 {
-		t.Errorf("%d backend requests, want %d", be.hits(), versions+1)
+	if be.Requests() != versions+1 {
+		t.Errorf("%d backend requests, want %d", be.Requests(), versions+1)
 	}
 }
 
 func TestTooLargeStreamsAndIsNotStored(t *testing.T) {
 	const size = 200 << 10
 	body := strings.Repeat("0123456789abcdef", size/16)
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if !strings.Contains(r.URL.Path, "chunked") {
 			w.Header().Set("Content-Length", strconv.Itoa(size))
 		}
@@ -131,8 +133,8 @@ http://127.0.0.1:$PUBLIC {
 			expect(t, fmt.Sprintf("%s #%d", path, i+1), s.get(t, s.url("PUBLIC", path)), 200, "MISS", body)
 		}
 	}
-	if be.hits() != 4 {
-		t.Errorf("%d backend requests, want 4", be.hits())
+	if be.Requests() != 4 {
+		t.Errorf("%d backend requests, want 4", be.Requests())
 	}
 	if n := activeApp(t).Zone("default").Len(); n != 0 {
 		t.Errorf("zone holds %d keys", n)
@@ -145,7 +147,7 @@ func TestBackendErrorMidBodyStoresNothing(t *testing.T) {
 	const size = 100_000
 	body := strings.Repeat("x", size)
 	var broken sync.Map // path -> true while the backend breaks it
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		chunked := strings.Contains(r.URL.Path, "chunked")
 		if !chunked {
 			w.Header().Set("Content-Length", strconv.Itoa(size))
@@ -196,7 +198,7 @@ func TestClientDisconnectStoresNothing(t *testing.T) {
 	const size = 1 << 20
 	body := strings.Repeat("z", size)
 	firstDone := make(chan struct{})
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		if n != 1 {
 			io.WriteString(w, body)
@@ -237,10 +239,10 @@ http://127.0.0.1:$PUBLIC {
 		t.Fatal("backend request never ended")
 	}
 	// Let the proxy finish with the aborted fill.
-	waitUntil(t, "the aborted fill to end", func() bool {
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the aborted fill to end", func() bool {
 		_, leader := activeApp(t).Zone("default").JoinFill("/other-key", time.Minute)
 		return leader
-	})
+	}))
 	time.Sleep(50 * time.Millisecond)
 	expect(t, "after the disconnect", s.get(t, u), 200, "MISS", body)
 	expect(t, "then", s.get(t, u), 200, "HIT", body)
@@ -249,7 +251,7 @@ http://127.0.0.1:$PUBLIC {
 // Every entry just stored is served on the next request, with many keys:
 // ristretto's Set is lossy, the zone must not be.
 func TestManyKeysHitRightAfterStore(t *testing.T) {
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		io.WriteString(w, r.URL.Path)
 	})
 	cf := globalOptions("zone default 256MiB") + `
@@ -285,7 +287,7 @@ http://127.0.0.1:$PUBLIC {
 	if len(failures) > 0 {
 		t.Errorf("%d of %d keys failed; first: %v", len(failures), keys, failures[:min(5, len(failures))])
 	}
-	if be.hits() != keys {
-		t.Errorf("%d backend requests, want %d", be.hits(), keys)
+	if be.Requests() != keys {
+		t.Errorf("%d backend requests, want %d", be.Requests(), keys)
 	}
 }

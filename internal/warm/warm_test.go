@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,51 +14,24 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
-// backend is a test proxy listener that counts requests per request URI.
-type backend struct {
-	*httptest.Server
-	mu    sync.Mutex
-	hits  map[string]int
-	hosts map[string]bool
-}
-
-// newBackend serves with handle after counting the hit; handle may be nil
-// for a plain 200.
-func newBackend(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, hit int)) *backend {
+// newBackend is a testkit.Backend whose handle is also given the number
+// of requests for the request's URI so far (from 1); handle may be nil for
+// a plain 200.
+func newBackend(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, hit int)) *testkit.Backend {
 	t.Helper()
-	b := &backend{hits: map[string]int{}, hosts: map[string]bool{}}
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.mu.Lock()
-		b.hits[r.RequestURI]++
-		hit := b.hits[r.RequestURI]
-		b.hosts[r.Host] = true
-		b.mu.Unlock()
+	var b *testkit.Backend
+	b = testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, _ int64) {
 		if handle != nil {
-			handle(w, r, hit)
+			handle(w, r, b.RequestsForURI(r.RequestURI))
 			return
 		}
 		fmt.Fprintf(w, "body of %s", r.RequestURI)
-	}))
-	t.Cleanup(b.Close)
+	})
 	return b
-}
-
-func (b *backend) hitCount(uri string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.hits[uri]
-}
-
-func (b *backend) totalHits() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for _, c := range b.hits {
-		n += c
-	}
-	return n
 }
 
 // writeList writes a URL list and returns its path.
@@ -105,18 +77,22 @@ func TestRunAllSucceed(t *testing.T) {
 		t.Fatalf("summary %+v", sum)
 	}
 	for _, p := range paths(40) {
-		if n := b.hitCount(p); n != 1 {
+		if n := b.RequestsForURI(p); n != 1 {
 			t.Errorf("%s fetched %d times, want 1", p, n)
 		}
 	}
-	if n := b.hitCount("/webgateway/render_image/1/0/0/?c=1|0:255$FF0000&m=c"); n != 1 {
-		t.Errorf("full URL: path and query fetched %d times, want 1; hits %v", n, b.hits)
+	if n := b.RequestsForURI("/webgateway/render_image/1/0/0/?c=1|0:255$FF0000&m=c"); n != 1 {
+		t.Errorf("full URL: path and query fetched %d times, want 1; requests %v", n, b.Seen())
 	}
-	if b.totalHits() != 41 {
-		t.Errorf("%d requests, want 41", b.totalHits())
+	if b.Requests() != 41 {
+		t.Errorf("%d requests, want 41", b.Requests())
 	}
-	if len(b.hosts) != 1 || !b.hosts[strings.TrimPrefix(b.URL, "http://")] {
-		t.Errorf("Host headers %v, want the via host only", b.hosts)
+	hosts := map[string]bool{}
+	for _, r := range b.Seen() {
+		hosts[r.Host] = true
+	}
+	if len(hosts) != 1 || !hosts[b.Addr()] {
+		t.Errorf("Host headers %v, want the via host only", hosts)
 	}
 	if sum.Bytes == 0 {
 		t.Error("no body bytes counted")
@@ -167,10 +143,10 @@ func TestRunFailingURL(t *testing.T) {
 			t.Errorf("failure %d: got line %d %q attempts %d err %v; want %+v", i, f.Line, f.URL, f.Attempts, f.Err, w)
 		}
 	}
-	if n := b.hitCount("/bad"); n != 4 {
+	if n := b.RequestsForURI("/bad"); n != 4 {
 		t.Errorf("/bad fetched %d times, want 1 + 3 retries", n)
 	}
-	if n := b.hitCount("/missing"); n != 1 {
+	if n := b.RequestsForURI("/missing"); n != 1 {
 		t.Errorf("/missing fetched %d times, 404 must not be retried", n)
 	}
 	failed, err := os.ReadFile(list + FailedSuffix)
@@ -195,10 +171,10 @@ func TestRunFailingURL(t *testing.T) {
 	if sum.Skipped != 10 || sum.Succeeded != 1 || len(sum.Failed) != 2 {
 		t.Fatalf("second run summary %+v", sum)
 	}
-	if n := b.hitCount("/bad"); n != 5 {
+	if n := b.RequestsForURI("/bad"); n != 5 {
 		t.Errorf("/bad fetched %d times in all, want 5", n)
 	}
-	if n := b.hitCount(paths(1)[0]); n != 1 {
+	if n := b.RequestsForURI(paths(1)[0]); n != 1 {
 		t.Errorf("a done URL was fetched again (%d times)", n)
 	}
 }
@@ -219,7 +195,7 @@ func TestRunFlakyURLSucceeds(t *testing.T) {
 	if sum.Succeeded != 2 || len(sum.Failed) != 0 {
 		t.Fatalf("summary %+v", sum)
 	}
-	if n := b.hitCount("/flaky"); n != 3 {
+	if n := b.RequestsForURI("/flaky"); n != 3 {
 		t.Errorf("/flaky fetched %d times, want 3", n)
 	}
 }
@@ -239,8 +215,8 @@ func TestRunRetriesTooManyRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Succeeded != 1 || b.hitCount("/busy") != 2 {
-		t.Fatalf("summary %+v, hits %d", sum, b.hitCount("/busy"))
+	if sum.Succeeded != 1 || b.RequestsForURI("/busy") != 2 {
+		t.Fatalf("summary %+v, hits %d", sum, b.RequestsForURI("/busy"))
 	}
 }
 
@@ -264,7 +240,7 @@ func TestRunTimeoutAndConnectionErrors(t *testing.T) {
 	if len(sum.Failed) != 1 || sum.Failed[0].Attempts != 2 || !strings.Contains(sum.Failed[0].Err.Error(), "no complete response within 50ms") {
 		t.Fatalf("summary %+v", sum)
 	}
-	if n := b.hitCount("/slow"); n != 2 {
+	if n := b.RequestsForURI("/slow"); n != 2 {
 		t.Errorf("/slow fetched %d times, want 2", n)
 	}
 
@@ -343,11 +319,11 @@ func TestRunInterruptAndResume(t *testing.T) {
 		if inFlight[p] {
 			want = 2
 		}
-		if n := b.hitCount(p); n != want {
+		if n := b.RequestsForURI(p); n != want {
 			t.Errorf("%s fetched %d times, want %d (in flight at cancel: %v)", p, n, want, inFlight[p])
 		}
 	}
-	if n := b.totalHits(); n != total+concurrency {
+	if n := b.Requests(); n != total+concurrency {
 		t.Errorf("%d requests in all, want %d", n, total+concurrency)
 	}
 }
@@ -420,7 +396,7 @@ func TestRunIgnoresPartialStateLine(t *testing.T) {
 		if i < 2 {
 			want = 0
 		}
-		if n := b.hitCount(p); n != want {
+		if n := b.RequestsForURI(p); n != want {
 			t.Errorf("line %d fetched %d times, want %d", i+1, n, want)
 		}
 	}
@@ -450,7 +426,7 @@ func TestRunStateOfAnotherList(t *testing.T) {
 	if _, err := Run(context.Background(), testOptions(list, b.URL)); err == nil || !strings.Contains(err.Error(), "--restart") {
 		t.Fatalf("error %v, want one about the list having changed", err)
 	}
-	if b.totalHits() != 0 {
+	if b.Requests() != 0 {
 		t.Error("requests sent despite the error")
 	}
 
@@ -537,8 +513,8 @@ func TestRunStoresRedirectsWithoutFollowing(t *testing.T) {
 	if err != nil || sum.Succeeded != 2 {
 		t.Fatalf("summary %+v, error %v", sum, err)
 	}
-	if b.totalHits() != 2 {
-		t.Errorf("hits %v: the redirect was followed", b.hits)
+	if b.Requests() != 2 {
+		t.Errorf("requests %v: the redirect was followed", b.Seen())
 	}
 	encodings.Range(func(uri, enc any) bool {
 		if enc != "" {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // hammering is readers requesting URLs in a loop.
@@ -72,13 +74,12 @@ func (h *hammering) rounds(tb testing.TB, n int) {
 	// Each reader goes through the URLs in order: once hammerers times
 	// the URLs are answered, one reader went through all of them.
 	target := h.answers.Load() + int64(n*hammerers*h.urls)
-	deadline := time.Now().Add(30 * time.Second)
-	for h.answers.Load() < target {
-		if time.Now().After(deadline) {
-			tb.Fatalf("the readers answered %d of %d requests in 30s", h.answers.Load(), target)
+	testkit.Eventually(tb, 30*time.Second, func() string {
+		if got := h.answers.Load(); got < target {
+			return fmt.Sprintf("the readers answered %d of %d requests", got, target)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // takeFailures returns the failures seen so far and forgets them.
@@ -152,7 +153,7 @@ func TestFullFlushWhileRunning(t *testing.T) {
 	const flushes = 10
 	for range flushes {
 		removeContents(t, s.zoneDir)
-		time.Sleep(20 * time.Millisecond)
+		readers.rounds(t, 1) // every key asked for again before the next flush
 	}
 	readers.rounds(t, 2)
 	for _, f := range readers.stop() {
@@ -162,7 +163,7 @@ func TestFullFlushWhileRunning(t *testing.T) {
 		if r := s.mustGet(t, s.site+path); r.cache != "HIT" || !bytes.Equal(r.body, objectBody(path)) {
 			t.Errorf("GET %s after the flush: cache %q, %d bytes; want a HIT with the body", path, r.cache, len(r.body))
 		}
-		if n := b.requests(path); n < 2 || n > 1+flushes {
+		if n := b.RequestsFor(path); n < 2 || n > 1+flushes {
 			t.Errorf("%s: %d backend requests, want the fill and one per flush at most (%d)", path, n, flushes)
 		}
 	}
@@ -175,14 +176,14 @@ func TestFullFlushWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range large {
-		before := b.requests(path)
+		before := b.RequestsFor(path)
 		if r := s.mustGet(t, s.site+path); r.cache != "MISS" || !bytes.Equal(r.body, objectBody(path)) {
 			t.Errorf("GET %s, folder removed: cache %q, %d bytes; want a MISS with the body", path, r.cache, len(r.body))
 		}
 		if r := s.mustGet(t, s.site+path); r.cache != "HIT" || !bytes.Equal(r.body, objectBody(path)) {
 			t.Errorf("GET %s again, folder removed: cache %q, %d bytes; want a HIT with the body", path, r.cache, len(r.body))
 		}
-		if n := b.requests(path) - before; n != 1 {
+		if n := b.RequestsFor(path) - before; n != 1 {
 			t.Errorf("%s: %d backend requests after the folder was removed, want 1", path, n)
 		}
 	}

@@ -11,19 +11,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +29,7 @@ import (
 // edgecacheBin is the edgecache command built once by TestMain.
 var edgecacheBin string
 
-func TestMain(m *testing.M) { os.Exit(testbin.Run(m, &edgecacheBin)) }
+func TestMain(m *testing.M) { os.Exit(testkit.Run(m, &edgecacheBin)) }
 
 // lockedBuffer collects a process's output from several goroutines.
 type lockedBuffer struct {
@@ -55,17 +52,15 @@ func (l *lockedBuffer) String() string {
 // proxy is an edgecache process run from a Caddyfile, restartable on the
 // same configuration (same ports, same zone folders).
 type proxy struct {
-	tb        testing.TB
-	dir       string // XDG folders and the Caddyfile
-	config    string // Caddyfile path
-	admin     int    // admin port
-	ports     []int  // site ports to wait for
-	log       *lockedBuffer
-	client    *http.Client
-	runs      int
-	cmd       *exec.Cmd
-	exited    chan struct{}
-	exitState *os.ProcessState
+	tb      testing.TB
+	dir     string // XDG folders and the Caddyfile
+	config  string // Caddyfile path
+	admin   int    // admin port
+	ports   []int  // site ports to wait for
+	log     *lockedBuffer
+	client  *http.Client
+	runs    int
+	process *testkit.Process
 }
 
 // newProxy writes the Caddyfile and starts edgecache on it. The process is
@@ -95,76 +90,47 @@ func (p *proxy) start() {
 	p.tb.Helper()
 	p.runs++
 	fmt.Fprintf(p.log, "----- start %d -----\n", p.runs)
-	cmd := exec.Command(edgecacheBin, "run", "--config", p.config, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(),
-		"XDG_DATA_HOME="+filepath.Join(p.dir, "data"),
-		"XDG_CONFIG_HOME="+filepath.Join(p.dir, "config"),
-		"HOME="+p.dir,
-	)
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	if err := cmd.Start(); err != nil {
-		p.tb.Fatal(err)
-	}
-	p.cmd, p.exited = cmd, make(chan struct{})
-	go func(exited chan struct{}) {
-		cmd.Wait()
-		p.exitState = cmd.ProcessState
-		close(exited)
-	}(p.exited)
-	deadline := time.Now().Add(30 * time.Second)
+	var listen []string
 	for _, port := range append([]int{p.admin}, p.ports...) {
-		for {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-p.exited:
-				p.tb.Fatalf("edgecache exited at start (%v):\n%s", p.exitState, p.log.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				p.tb.Fatalf("edgecache does not listen on port %d after 30s:\n%s", port, p.log.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		listen = append(listen, "127.0.0.1:"+strconv.Itoa(port))
 	}
+	process, err := testkit.Start(testkit.Command{
+		Args: []string{"run", "--config", p.config, "--adapter", "caddyfile"},
+		Env: append(os.Environ(),
+			"XDG_DATA_HOME="+filepath.Join(p.dir, "data"),
+			"XDG_CONFIG_HOME="+filepath.Join(p.dir, "config"),
+			"HOME="+p.dir,
+		),
+		Output: p.log,
+		Listen: listen,
+	})
+	if err != nil {
+		p.tb.Fatalf("%v\n%s", err, p.log.String())
+	}
+	p.process = process
 }
 
 // stop ends the process as an operator would (SIGTERM) and waits for it.
 func (p *proxy) stop() {
 	p.tb.Helper()
-	p.signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		p.kill()
-		p.tb.Fatalf("edgecache did not stop within 20s of SIGTERM")
-	}
+	err := p.process.Stop(syscall.SIGTERM, 20*time.Second)
 	p.client.CloseIdleConnections()
+	if err != nil {
+		p.tb.Fatal(err)
+	}
 }
 
 // kill ends the process at once (SIGKILL), as a crash or an OOM kill does.
 func (p *proxy) kill() {
-	if p.cmd == nil {
+	if p.process == nil {
 		return
 	}
-	p.signal(syscall.SIGKILL)
-	<-p.exited
+	p.process.Kill()
 	p.client.CloseIdleConnections()
 }
 
-func (p *proxy) signal(sig os.Signal) {
-	select {
-	case <-p.exited:
-	default:
-		p.cmd.Process.Signal(sig)
-	}
-}
-
 // pid returns the running process's id.
-func (p *proxy) pid() int { return p.cmd.Process.Pid }
+func (p *proxy) pid() int { return p.process.Cmd.Process.Pid }
 
 // result is one answer of the proxy.
 type result struct {
@@ -258,41 +224,9 @@ func command(tb testing.TB, ctx context.Context, args ...string) (code int, stdo
 	return 0, out.String(), errOut.String()
 }
 
-// backend is a test origin counting the requests of each path.
-type backend struct {
-	url    string // http://127.0.0.1:port
-	addr   string // 127.0.0.1:port
-	mu     sync.Mutex
-	counts map[string]int
-	total  atomic.Int64
-}
-
-func (b *backend) count(path string) {
-	b.mu.Lock()
-	b.counts[path]++
-	b.mu.Unlock()
-	b.total.Add(1)
-}
-
-// requests returns how many requests path got.
-func (b *backend) requests(path string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.counts[path]
-}
-
-// newBackend starts a backend serving with serve, counting requests.
-func newBackend(tb testing.TB, serve http.HandlerFunc) *backend {
-	tb.Helper()
-	b := &backend{counts: make(map[string]int)}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.count(r.URL.Path)
-		serve(w, r)
-	}))
-	tb.Cleanup(srv.Close)
-	b.url = srv.URL
-	b.addr = strings.TrimPrefix(srv.URL, "http://")
-	return b
+// newBackend starts a test backend serving with serve.
+func newBackend(tb testing.TB, serve http.HandlerFunc) *testkit.Backend {
+	return testkit.NewBackend(tb, func(w http.ResponseWriter, r *http.Request, _ int64) { serve(w, r) })
 }
 
 // objectPath is the path of an object of the given size: objects serves it.
@@ -365,12 +299,12 @@ type diskSetup struct {
 	site    string // http://127.0.0.1:port
 }
 
-func newDiskSetup(tb testing.TB, b *backend, maxSize string) *diskSetup {
+func newDiskSetup(tb testing.TB, b *testkit.Backend, maxSize string) *diskSetup {
 	tb.Helper()
 	dir := tb.TempDir()
 	zoneDir := filepath.Join(dir, "zone")
-	admin, port := testbin.FreePort(tb), testbin.FreePort(tb)
-	cfg := diskZoneGlobal(admin, zoneDir, maxSize) + cachedSite(port, "disk", b.addr, "")
+	admin, port := testkit.FreePort(tb), testkit.FreePort(tb)
+	cfg := diskZoneGlobal(admin, zoneDir, maxSize) + cachedSite(port, "disk", b.Addr(), "")
 	p := newProxy(tb, dir, cfg, admin, port)
 	return &diskSetup{proxy: p, zoneDir: zoneDir, site: fmt.Sprintf("http://127.0.0.1:%d", port)}
 }

@@ -15,14 +15,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // versioned is a backend whose bodies carry a version number, raised before
 // each purge: an answer with an older version after the purge returned was
 // served from an entry the purge should have removed.
 type versioned struct {
-	*backend
+	*testkit.Backend
 	version  atomic.Int64
 	inFlight atomic.Int64
 }
@@ -43,7 +43,7 @@ func versionedBody(path string, version int64) []byte {
 
 func newVersioned(tb testing.TB) *versioned {
 	v := &versioned{}
-	v.backend = newBackend(tb, func(w http.ResponseWriter, r *http.Request) {
+	v.Backend = newBackend(tb, func(w http.ResponseWriter, r *http.Request) {
 		v.inFlight.Add(1)
 		defer v.inFlight.Add(-1)
 		body := versionedBody(r.URL.Path, v.version.Load())
@@ -58,17 +58,14 @@ func newVersioned(tb testing.TB) *versioned {
 // of an older version can be stored after the next purge.
 func (v *versioned) settle(tb testing.TB, readers *hammering) {
 	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		before := v.total.Load()
+	testkit.Eventually(tb, 20*time.Second, func() string {
+		before := v.Requests()
 		readers.rounds(tb, 1)
-		if v.total.Load() == before && v.inFlight.Load() == 0 {
-			return
+		if v.Requests() != before || v.inFlight.Load() != 0 {
+			return "the readers still reach the backend"
 		}
-		if time.Now().After(deadline) {
-			tb.Fatal("the readers still reach the backend after 20s")
-		}
-	}
+		return ""
+	})
 }
 
 var versionLine = regexp.MustCompile(`^(\S+) v(\d+)\n`)
@@ -105,7 +102,7 @@ type purgeBody struct {
 func TestPurgeUnderLoad(t *testing.T) {
 	b := newVersioned(t)
 	dir := t.TempDir()
-	admin, diskPort, hotPort, churnPort := testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)
+	admin, diskPort, hotPort, churnPort := testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	edge_cache {
@@ -124,7 +121,7 @@ func TestPurgeUnderLoad(t *testing.T) {
 	}
 }
 `, admin, filepath.Join(dir, "zone"), filepath.Join(dir, "churn")) +
-		cachedSite(diskPort, "disk", b.addr, "") + cachedSite(hotPort, "hot", b.addr, "") + cachedSite(churnPort, "churn", b.addr, "")
+		cachedSite(diskPort, "disk", b.Addr(), "") + cachedSite(hotPort, "hot", b.Addr(), "") + cachedSite(churnPort, "churn", b.Addr(), "")
 	p := newProxy(t, dir, cfg, admin, diskPort, hotPort, churnPort)
 	diskSite, hotSite := fmt.Sprintf("http://127.0.0.1:%d", diskPort), fmt.Sprintf("http://127.0.0.1:%d", hotPort)
 	churnSite := fmt.Sprintf("http://127.0.0.1:%d", churnPort)
@@ -199,7 +196,7 @@ func TestPurgeUnderLoad(t *testing.T) {
 	for _, c := range cases {
 		fetchedBefore := make(map[string]int)
 		for _, u := range urls {
-			fetchedBefore[u] = b.requests(urlPath(u))
+			fetchedBefore[u] = b.RequestsFor(urlPath(u))
 		}
 		version := b.version.Add(1)
 		mu.Lock()
@@ -230,7 +227,7 @@ func TestPurgeUnderLoad(t *testing.T) {
 			t.Errorf("after purge %s returned: GET %s answered v%d (%s), stored before the purge (now v%d)", c.name, url, a.version, a.cache, version)
 		}
 		for _, u := range urls {
-			refetched := b.requests(urlPath(u)) - fetchedBefore[u]
+			refetched := b.RequestsFor(urlPath(u)) - fetchedBefore[u]
 			switch {
 			case c.purged(u) && refetched == 0:
 				t.Errorf("after purge %s: %s was not fetched again", c.name, u)
@@ -288,7 +285,7 @@ func doPurge(t *testing.T, adminAddr string, c purgeCase) int {
 func TestPurgeWhilePromoting(t *testing.T) {
 	b := newVersioned(t)
 	dir := t.TempDir()
-	admin, port := testbin.FreePort(t), testbin.FreePort(t)
+	admin, port := testkit.FreePort(t), testkit.FreePort(t)
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	edge_cache {
@@ -299,7 +296,7 @@ func TestPurgeWhilePromoting(t *testing.T) {
 		}
 	}
 }
-`, admin, filepath.Join(dir, "churn")) + cachedSite(port, "churn", b.addr, "")
+`, admin, filepath.Join(dir, "churn")) + cachedSite(port, "churn", b.Addr(), "")
 	p := newProxy(t, dir, cfg, admin, port)
 	site := fmt.Sprintf("http://127.0.0.1:%d", port)
 	var urls []string

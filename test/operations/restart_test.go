@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // fill requests every path once through the proxy with a few workers and
@@ -90,7 +92,7 @@ func TestRestartKeepsEntries(t *testing.T) {
 			t.Fatalf("second GET %s: cache %q, %d bytes; want a HIT with the body", path, r.cache, len(r.body))
 		}
 	}
-	fetched := b.total.Load()
+	fetched := b.Requests()
 
 	s.stop()
 	s.start()
@@ -106,7 +108,7 @@ func TestRestartKeepsEntries(t *testing.T) {
 			t.Errorf("after restart, GET %s: Content-Length %q, want %d", path, got, len(objectBody(path)))
 		}
 	}
-	if n := b.total.Load(); n != fetched {
+	if n := b.Requests(); n != fetched {
 		t.Errorf("the backend got %d requests after the restart, want none", n-fetched)
 	}
 	if tmp := tempFiles(t, s.zoneDir); len(tmp) > 0 {
@@ -128,7 +130,7 @@ func TestEntryFoundWhileIndexRebuilds(t *testing.T) {
 		paths[i] = objectPath(fmt.Sprintf("k%04d", i), 512)
 	}
 	fill(t, s.proxy, s.site, paths, objectBody)
-	fetched := b.total.Load()
+	fetched := b.Requests()
 
 	s.stop()
 	s.start()
@@ -142,17 +144,16 @@ func TestEntryFoundWhileIndexRebuilds(t *testing.T) {
 	}
 	loading := s.metric(t, "edgecache_disk_loading", `zone="disk"`)
 	t.Logf("index rebuild still running after the first requests: %v", loading == 1)
-	if got := b.total.Load(); got != fetched {
+	if got := b.Requests(); got != fetched {
 		t.Errorf("the backend got %d requests after the restart, want none", got-fetched)
 	}
 
-	deadline := time.Now().Add(30 * time.Second)
-	for s.metric(t, "edgecache_disk_loading", `zone="disk"`) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the index rebuild of 2000 entries has not ended after 30s")
+	testkit.Eventually(t, 30*time.Second, func() string {
+		if s.metric(t, "edgecache_disk_loading", `zone="disk"`) != 0 {
+			return "the index rebuild of 2000 entries has not ended"
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
 	if got := s.metric(t, "edgecache_entries", `zone="disk"`, `tier="disk"`); got != n {
 		t.Errorf("edgecache_entries{tier=disk} = %v after the rebuild, want %d", got, n)
 	}
@@ -175,8 +176,9 @@ func TestEntryFoundWhileIndexRebuilds(t *testing.T) {
 }
 
 // slowObjects serves like objects, but in 32 KiB chunks with a pause (ns)
-// after each, so that a response takes a while to fill.
-func slowObjects(pause *atomic.Int64, started func(path string)) http.HandlerFunc {
+// after each, so that a response takes a while to fill. sent, if not nil,
+// is told how many chunks of path went out, after each.
+func slowObjects(pause *atomic.Int64, sent func(path string, chunks int)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body := objectBody(r.URL.Path)
 		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
@@ -186,8 +188,8 @@ func slowObjects(pause *atomic.Int64, started func(path string)) http.HandlerFun
 				return
 			}
 			w.(http.Flusher).Flush()
-			if off == 0 && started != nil {
-				started(r.URL.Path)
+			if sent != nil {
+				sent(r.URL.Path, off/(32<<10)+1)
 			}
 			time.Sleep(time.Duration(pause.Load()))
 		}
@@ -201,13 +203,13 @@ func slowObjects(pause *atomic.Int64, started func(path string)) http.HandlerFun
 // files behind.
 func TestKillDuringWritesThenRestart(t *testing.T) {
 	var mu sync.Mutex
-	streaming := map[string]bool{}
+	streamed := map[string]int{} // chunks sent, by slow path
 	var pause atomic.Int64
 	pause.Store(int64(15 * time.Millisecond))
-	b := newBackend(t, slowObjects(&pause, func(path string) {
+	b := newBackend(t, slowObjects(&pause, func(path string, chunks int) {
 		if strings.Contains(path, "/slow") {
 			mu.Lock()
-			streaming[path] = true
+			streamed[path] = chunks
 			mu.Unlock()
 		}
 	}))
@@ -235,20 +237,22 @@ func TestKillDuringWritesThenRestart(t *testing.T) {
 			})
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	// Kill well into the bodies (6 chunks of each sent; the shortest has
+	// 13), none finished.
+	testkit.Eventually(t, 20*time.Second, func() string {
 		mu.Lock()
-		n := len(streaming)
-		mu.Unlock()
-		if n == len(slow) {
-			break
+		defer mu.Unlock()
+		n := 0
+		for _, chunks := range streamed {
+			if chunks >= 6 {
+				n++
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d slow responses started streaming after 20s", n, len(slow))
+		if n < len(slow) {
+			return fmt.Sprintf("only %d of %d slow responses sent 6 chunks", n, len(slow))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // well into the bodies, none finished
+		return ""
+	})
 	s.kill()
 	wg.Wait()
 	pause.Store(0) // refetches are quick
@@ -257,7 +261,7 @@ func TestKillDuringWritesThenRestart(t *testing.T) {
 	}
 
 	s.start()
-	before := b.total.Load()
+	before := b.Requests()
 	all := append(append([]string(nil), done...), slow...)
 	hits := 0
 	for _, path := range all {
@@ -283,7 +287,7 @@ func TestKillDuringWritesThenRestart(t *testing.T) {
 			t.Errorf("GET %s, stored before the crash: cache %q, want HIT", path, r.cache)
 		}
 	}
-	t.Logf("after the crash: %d HITs, %d refetched", hits, b.total.Load()-before)
+	t.Logf("after the crash: %d HITs, %d refetched", hits, b.Requests()-before)
 	if leftovers := tempFiles(t, s.zoneDir); len(leftovers) > 0 {
 		t.Errorf("temporary files of the killed process left after the restart: %v", leftovers)
 	}

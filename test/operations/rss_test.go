@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // chunkSize is the unit of the generated huge bodies: a fixed pseudo-random
@@ -86,7 +88,7 @@ func peakRSS(tb testing.TB, pid int) int64 {
 
 // hugeSetup is a disk zone big enough for the huge bodies, warmed up with a
 // small response so that the measure starts from a running proxy.
-func hugeSetup(tb testing.TB) (*diskSetup, *backend) {
+func hugeSetup(tb testing.TB) (*diskSetup, *testkit.Backend) {
 	b := newBackend(tb, func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/huge/") {
 			hugeBodies(w, r)
@@ -138,7 +140,7 @@ func TestHugeBodyMemory(t *testing.T) {
 	if growth >= maxRSSGrowth {
 		t.Errorf("peak RSS grew by %.1f MiB for a %d MiB body, want less than %d MiB", float64(growth)/(1<<20), size>>20, maxRSSGrowth>>20)
 	}
-	if n := b.requests(fmt.Sprintf("/huge/%d/test", size)); n != 1 {
+	if n := b.RequestsFor(fmt.Sprintf("/huge/%d/test", size)); n != 1 {
 		t.Errorf("the backend got %d requests for the huge body, want 1", n)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // TestWarm fills a disk zone with `edgecache warm` through a refresh site,
@@ -33,9 +33,9 @@ func TestWarm(t *testing.T) {
 		fmt.Fprintf(w, "body of %s", r.URL.RequestURI())
 	})
 	dir := t.TempDir()
-	admin, public, refresh := testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)
+	admin, public, refresh := testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)
 	cfg := diskZoneGlobal(admin, filepath.Join(dir, "zone"), "64MiB") +
-		cachedSite(public, "disk", b.addr, "") + cachedSite(refresh, "disk", b.addr, "refresh")
+		cachedSite(public, "disk", b.Addr(), "") + cachedSite(refresh, "disk", b.Addr(), "refresh")
 	p := newProxy(t, dir, cfg, admin, public, refresh)
 	publicSite := fmt.Sprintf("http://127.0.0.1:%d", public)
 	via := fmt.Sprintf("http://127.0.0.1:%d", refresh)
@@ -76,7 +76,7 @@ func TestWarm(t *testing.T) {
 	}
 	warmed(uris)
 	for _, uri := range uris {
-		if n := b.requests(strings.SplitN(uri, "?", 2)[0]); n != 1 {
+		if n := b.RequestsFor(strings.SplitN(uri, "?", 2)[0]); n != 1 {
 			t.Errorf("%s: %d backend requests, want 1 (the warm, then HITs)", uri, n)
 		}
 	}
@@ -107,7 +107,7 @@ func TestWarm(t *testing.T) {
 	delay.Store(int64(150 * time.Millisecond))
 	args := []string{"warm", "--from", slowList, "--via", via, "--concurrency", "4", "--no-progress"}
 	cmd := exec.Command(edgecacheBin, args...)
-	var interrupted bytes.Buffer
+	var interrupted lockedBuffer // read by the wait below while the process writes
 	cmd.Stdout, cmd.Stderr = &interrupted, &interrupted
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -116,17 +116,16 @@ func TestWarm(t *testing.T) {
 	fetched := func() int {
 		n := 0
 		for _, uri := range slow {
-			n += b.requests(uri)
+			n += b.RequestsFor(uri)
 		}
 		return n
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for fetched() < 8 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the slow warm fetched %d URLs in 20s:\n%s", fetched(), interrupted.String())
+	testkit.Eventually(t, 20*time.Second, func() string {
+		if n := fetched(); n < 8 {
+			return fmt.Sprintf("the slow warm fetched %d URLs:\n%s", n, interrupted.String())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
@@ -145,7 +144,7 @@ func TestWarm(t *testing.T) {
 	}
 	warmed(slow)
 	for _, uri := range slow {
-		if n := b.requests(uri); n < 1 || n > 2 {
+		if n := b.RequestsFor(uri); n < 1 || n > 2 {
 			t.Errorf("%s: %d backend requests over the two runs, want 1 or 2", uri, n)
 		}
 	}

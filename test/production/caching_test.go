@@ -180,11 +180,11 @@ func TestLongTimeoutPort(t *testing.T) {
 }
 
 // Concurrent misses of one URL make one backend request; the others wait
-// for it (lock on) and are served the same body.
+// for it (lock on) and are served the same body, as HITs.
 func TestConcurrentMissesOneBackendRequest(t *testing.T) {
 	e := sharedEdge(t)
 	const uri = "/webgateway/render_image/105/0/0/"
-	const clients = 8
+	const clients = 50
 	type result struct {
 		r   response
 		err error
@@ -200,8 +200,10 @@ func TestConcurrentMissesOneBackendRequest(t *testing.T) {
 		}()
 	}
 	var body string
+	statuses := make(map[string]int)
 	for range clients {
 		res := <-results
+		statuses[res.r.Header.Get("X-Cache-Status")]++
 		if res.err != nil {
 			t.Fatal(res.err)
 		}
@@ -216,6 +218,9 @@ func TestConcurrentMissesOneBackendRequest(t *testing.T) {
 	}
 	if n := e.Cluster.Hits(uri); n != 1 {
 		t.Errorf("%d concurrent misses made %d backend requests, want 1", clients, n)
+	}
+	if statuses["MISS"] != 1 || statuses["HIT"] != clients-1 {
+		t.Errorf("statuses %v, want 1 MISS and %d HIT", statuses, clients-1)
 	}
 }
 

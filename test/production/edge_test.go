@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/edgecache/edgecache/internal/omerodemo"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // edgeConfig says how to run one instance.
@@ -47,11 +48,9 @@ type edge struct {
 	// Flag is the maintenance flag file (absent at start).
 	Flag string
 
-	cmd     *exec.Cmd
+	process *testkit.Process
 	logPath string
 	logFile *os.File
-	exited  chan struct{}
-	waitErr error
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by local address ("" for the default)
@@ -111,7 +110,6 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	e := &edge{
 		Flag:    filepath.Join(cfg.Dir, "omero-maintenance.flag"),
 		logPath: filepath.Join(cfg.Dir, "edgecache.log"),
-		exited:  make(chan struct{}),
 		clients: make(map[string]*http.Client),
 	}
 	defer func() {
@@ -122,11 +120,11 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(4)
-	if err != nil {
-		return nil, err
+	for _, addr := range []*string{&e.Public, &e.Refresh, &e.Long, &e.Admin} {
+		if *addr, err = testkit.FreeAddr(); err != nil {
+			return nil, err
+		}
 	}
-	e.Public, e.Refresh, e.Long, e.Admin = ports[0], ports[1], ports[2], ports[3]
 
 	env := map[string]string{
 		"EDGECACHE_PUBLIC":           "http://" + e.Public,
@@ -150,37 +148,15 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	if e.logFile, err = os.Create(e.logPath); err != nil {
 		return nil, err
 	}
-	e.cmd = exec.Command(binary, "run", "--config", cfg.Caddyfile, "--adapter", "caddyfile")
-	e.cmd.Dir = cfg.Dir
-	e.cmd.Env = processEnv(env)
-	e.cmd.Stdout = e.logFile
-	e.cmd.Stderr = e.logFile
-	if err := e.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		e.waitErr = e.cmd.Wait()
-		close(e.exited)
-	}()
-
-	deadline := time.Now().Add(15 * time.Second)
-	for _, addr := range []string{e.Public, e.Refresh, e.Long, e.Admin} {
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-e.exited:
-				return nil, fmt.Errorf("edgecache exited before listening on %s (%v):\n%s", addr, e.waitErr, e.logTail(0, 40))
-			default:
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("edgecache does not listen on %s after 15s:\n%s", addr, e.logTail(0, 40))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	e.process, err = testkit.Start(testkit.Command{
+		Args:   []string{"run", "--config", cfg.Caddyfile, "--adapter", "caddyfile"},
+		Dir:    cfg.Dir,
+		Env:    processEnv(env),
+		Output: e.logFile,
+		Listen: []string{e.Public, e.Refresh, e.Long, e.Admin},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%v\n%s", err, e.logTail(0, 40))
 	}
 	return e, nil
 }
@@ -217,28 +193,13 @@ func (e *edge) stop() error {
 
 func (e *edge) doStop() error {
 	var errs []error
-	if e.cmd != nil && e.cmd.Process != nil {
+	if e.process != nil {
 		e.mu.Lock()
 		for _, c := range e.clients {
 			c.CloseIdleConnections()
 		}
 		e.mu.Unlock()
-		select {
-		case <-e.exited:
-			errs = append(errs, fmt.Errorf("edgecache exited early: %v", e.waitErr))
-		default:
-			e.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-e.exited:
-				if e.waitErr != nil {
-					errs = append(errs, fmt.Errorf("edgecache on SIGTERM: %v", e.waitErr))
-				}
-			case <-time.After(10 * time.Second):
-				e.cmd.Process.Kill()
-				<-e.exited
-				errs = append(errs, errors.New("edgecache did not stop within 10s of SIGTERM; killed"))
-			}
-		}
+		errs = append(errs, e.process.Stop(syscall.SIGTERM, 10*time.Second))
 	}
 	if e.logFile != nil {
 		e.logFile.Close()
@@ -247,20 +208,6 @@ func (e *edge) doStop() error {
 		e.Cluster.Close()
 	}
 	return errors.Join(errs...)
-}
-
-// freePorts returns n distinct free host:port addresses of 127.0.0.1.
-func freePorts(n int) ([]string, error) {
-	var addrs []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		addrs = append(addrs, ln.Addr().String())
-	}
-	return addrs, nil
 }
 
 func port(hostport string) string {
@@ -403,16 +350,15 @@ type accessEntry struct {
 // briefly: Caddy writes it after the response.
 func (e *edge) accessLog(t *testing.T, r response) accessEntry {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		if entry, ok := e.findAccess(r.ID); ok {
-			return entry
+	var entry accessEntry
+	testkit.Eventually(t, 3*time.Second, func() string {
+		var ok bool
+		if entry, ok = e.findAccess(r.ID); !ok {
+			return "no access log line for request " + r.ID
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no access log line for request %s within 3s", r.ID)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
+	return entry
 }
 
 func (e *edge) findAccess(id string) (accessEntry, bool) {
@@ -443,22 +389,4 @@ func deref(s *string) string {
 		return "<null>"
 	}
 	return *s
-}
-
-// eventually retries check every 50 ms until it returns "" or within has
-// passed; it returns how long that took, or fails the test with the last
-// message.
-func eventually(t *testing.T, within time.Duration, check func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		msg := check()
-		if msg == "" {
-			return time.Since(start)
-		}
-		if time.Since(start) > within {
-			t.Fatalf("after %s: %s", within, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -13,7 +13,7 @@ package production_test
 
 import (
 	"fmt"
-	"github.com/edgecache/edgecache/internal/testbin"
+	"github.com/edgecache/edgecache/internal/testkit"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,7 +22,7 @@ import (
 var (
 	// repoRoot is the module's root folder, holding Caddyfile.example and www.
 	repoRoot string
-	// binary is the edgecache binary built by TestMain.
+	// binary is the edgecache binary (testkit.Binary).
 	binary string
 	// shared is the instance of the tests that do not change it.
 	shared *edge
@@ -40,7 +40,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 
-	if binary, repoRoot, err = testbin.Build(tmp); err != nil {
+	if binary, repoRoot, err = testkit.Binary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

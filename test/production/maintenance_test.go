@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 const maintenanceTitle = "<title>OMERO maintenance</title>"
@@ -54,7 +56,7 @@ func TestMaintenanceFlag(t *testing.T) {
 	}
 
 	touch(t, e.Flag)
-	took := eventually(t, 2*time.Second, func() string {
+	took := testkit.Eventually(t, 2*time.Second, func() string {
 		return isMaintenance(e.get(t, e.Public, "/webclient/"))
 	})
 	t.Logf("maintenance on after %s", took)
@@ -79,7 +81,7 @@ func TestMaintenanceFlag(t *testing.T) {
 	}
 
 	remove(t, e.Flag)
-	took = eventually(t, 2*time.Second, func() string {
+	took = testkit.Eventually(t, 2*time.Second, func() string {
 		if r := e.get(t, e.Public, "/webclient/"); r.Status != http.StatusOK {
 			return fmt.Sprintf("GET /webclient/: status %d, want 200", r.Status)
 		}
@@ -121,7 +123,7 @@ func TestMaintenanceServeCached(t *testing.T) {
 	}
 
 	touch(t, e.Flag)
-	eventually(t, 2*time.Second, func() string {
+	testkit.Eventually(t, 2*time.Second, func() string {
 		return isMaintenance(e.get(t, e.Public, "/webclient/"))
 	})
 
@@ -141,7 +143,7 @@ func TestMaintenanceServeCached(t *testing.T) {
 	}
 
 	remove(t, e.Flag)
-	eventually(t, 2*time.Second, func() string {
+	testkit.Eventually(t, 2*time.Second, func() string {
 		if r := e.get(t, e.Public, missing); r.Status != http.StatusOK {
 			return fmt.Sprintf("GET %s: status %d, want 200", missing, r.Status)
 		}

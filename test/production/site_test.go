@@ -1,6 +1,7 @@
 package production_test
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Public responses carry Access-Control-Allow-Origin: *, whether or not
@@ -71,7 +73,7 @@ func TestRedirects(t *testing.T) {
 // loopback only. Read from the kernel's socket table for the process.
 func TestListeners(t *testing.T) {
 	e := sharedEdge(t)
-	listening, err := tcpListeners(e.cmd.Process.Pid)
+	listening, err := tcpListeners(e.process.Cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +245,65 @@ func TestHeadersToBackend(t *testing.T) {
 				t.Errorf("via %s: the backend got %s %q, want %q", addr, name, h.Get(name), want)
 			}
 		}
+	}
+}
+
+// `edgecache validate` and `adapt` refuse a bad Caddyfile with the reason
+// (an unknown zone; a bad duration, with its line) and accept a good one.
+func TestValidateAndAdaptErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	run := func(caddyfile string, args ...string) (string, error) {
+		config := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(config, []byte(caddyfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binary, append(args, "--config", config, "--adapter", "caddyfile")...)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run(`{
+	edge_cache {
+		zone images 1MiB
+	}
+}
+http://127.0.0.1:1 {
+	edge_cache thumbnails
+	reverse_proxy 127.0.0.1:9
+}
+`, "validate")
+	if err == nil || !strings.Contains(out, `zone \"thumbnails\" is not defined`) && !strings.Contains(out, `zone "thumbnails" is not defined`) {
+		t.Errorf("validate with an unknown zone: %v\n%s", err, out)
+	}
+	out, err = run(`{
+	edge_cache {
+		zone images 1MiB
+	}
+}
+http://127.0.0.1:1 {
+	edge_cache {
+		zone images
+		valid 200 forever
+	}
+	reverse_proxy 127.0.0.1:9
+}
+`, "adapt")
+	if err == nil || !strings.Contains(out, "Caddyfile:9") || !strings.Contains(out, "bad duration") {
+		t.Errorf("adapt with a bad duration: %v\n%s", err, out)
+	}
+	if out, err := run(`{
+	edge_cache {
+		zone images 1MiB
+	}
+}
+http://127.0.0.1:1 {
+	edge_cache images
+	reverse_proxy 127.0.0.1:9
+}
+`, "validate"); err != nil {
+		t.Errorf("validate a good config: %v\n%s", err, out)
 	}
 }

@@ -1,49 +1,66 @@
-package e2e_test
+package production_test
 
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // standardsCaddyfile has a standards-mode site (the backend's headers
 // decide: no valid rules, nothing ignored) under /std/ and an
 // aggressive-mode one (headers ignored, valid rules: nginx parity) under
 // /agg/, both in front of the same backend.
-func standardsCaddyfile(be *backend) func(public, refresh int, accessLog string) string {
-	backend := strings.TrimPrefix(be.URL, "http://")
-	return func(public, _ int, accessLog string) string {
-		return fmt.Sprintf(`{
-	admin off
+const standardsCaddyfile = `{
+	admin {$EDGECACHE_ADMIN}
 	persist_config off
 	auto_https off
-	default_bind 127.0.0.1
 	grace_period 1s
 	edge_cache {
 		zone default 64MiB
 	}
 }
-http://127.0.0.1:%[2]d {
-	log {
-		output file %[3]s
-		format json
-	}
+{$EDGECACHE_PUBLIC} {
+	bind 127.0.0.1
 	handle /std/* {
 		edge_cache
-		reverse_proxy %[1]s
+		reverse_proxy {$OMERO_READONLY}
 	}
 	handle /agg/* {
 		edge_cache {
 			valid any 1h
 			ignore_headers Cache-Control Expires Set-Cookie Vary X-Accel-Expires
 		}
-		reverse_proxy %[1]s
+		reverse_proxy {$OMERO_READONLY}
 	}
 }
-`, backend, public, accessLog)
+http://127.0.0.1:{$EDGECACHE_REFRESH_PORT} {
+	bind 127.0.0.1
+	respond 404
+}
+http://127.0.0.1:{$EDGECACHE_LONG_PORT} {
+	bind 127.0.0.1
+	respond 404
+}
+`
+
+// newStandardsEdge starts an instance of standardsCaddyfile in front of a
+// new backend answering with handle.
+func newStandardsEdge(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n int64)) (*edge, *testkit.Backend) {
+	t.Helper()
+	be := testkit.NewBackend(t, handle)
+	dir := t.TempDir()
+	caddyfile := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(caddyfile, []byte(standardsCaddyfile), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	e := newEdge(t, edgeConfig{Dir: dir, Caddyfile: caddyfile, Env: map[string]string{"OMERO_READONLY": be.Addr()}})
+	return e, be
 }
 
 // headersFor is the backend of TestStandardsMode: each path names the
@@ -99,9 +116,7 @@ func headersFor(w http.ResponseWriter, r *http.Request, n int64) {
 // headers are read as RFC 9111 (and 9110, 9213) say where they are
 // honoured, and that aggressive mode keeps nginx's absolute lifetimes.
 func TestStandardsMode(t *testing.T) {
-	be := newBackend(t, headersFor)
-	in := startWith(t, standardsCaddyfile(be))
-	in.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	e, be := newStandardsEdge(t, headersFor)
 	tests := []struct {
 		rfc, path string
 		stored    bool
@@ -124,16 +139,16 @@ func TestStandardsMode(t *testing.T) {
 		{"RFC 9111 §3.3 (aggressive: 206 still never stored)", "/agg/partial", false},
 	}
 	for _, tt := range tests {
-		before := be.hits()
-		first := in.get(t, in.public, tt.path)
-		second := in.get(t, in.public, tt.path)
-		fetched := be.hits() - before
+		first := e.get(t, e.Public, tt.path)
+		second := e.get(t, e.Public, tt.path)
+		fetched := be.RequestsFor(tt.path)
+		status := second.Header.Get("X-Cache-Status")
 		if tt.stored {
-			if fetched != 1 || second.cacheStatus() != "HIT" || second.body != first.body {
-				t.Errorf("%s: %s: %d backend requests, second %q %q; want it stored and hit", tt.rfc, tt.path, fetched, second.cacheStatus(), second.body)
+			if fetched != 1 || status != "HIT" || second.Body != first.Body {
+				t.Errorf("%s: %s: %d backend requests, second %q %q; want it stored and hit", tt.rfc, tt.path, fetched, status, second.Body)
 			}
-		} else if fetched != 2 || second.cacheStatus() == "HIT" {
-			t.Errorf("%s: %s: %d backend requests, second %q; want nothing stored", tt.rfc, tt.path, fetched, second.cacheStatus())
+		} else if fetched != 2 || status == "HIT" {
+			t.Errorf("%s: %s: %d backend requests, second %q; want nothing stored", tt.rfc, tt.path, fetched, status)
 		}
 	}
 }

@@ -1,0 +1,264 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/cache"
+)
+
+// The request flow of the edge_cache handler, one named step at a time
+// (as Varnish's recv, lookup, hit, miss, pass, fetch, deliver). Every
+// step is a function of this file, and every cache status is assigned
+// here; the steps call out only to the fetch (fetch.go, responsewriter.go),
+// serve (serve.go) and cache layers.
+//
+//	step         when                                        then                                  status
+//	----         ----                                        ----                                  ------
+//	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup
+//	pass         method not cached                           next handler, untouched               (none)
+//	             private: Authorization or private_cookies   next handler, untouched               BYPASS
+//	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
+//	                                                         miss, private, refresh → the page     (none)
+//	refresh      refresh on                                  fetch, store over the entry           BYPASS
+//	lookup       the key's entry, for this request's Vary    hit, expired or miss
+//	hit          fresh entry                                 deliver                               HIT
+//	             its disk file gone since the look-up        lookup once more: hit, else miss
+//	miss         min_uses not reached, or lock off           fetch (min_uses: without storing)     MISS
+//	             no fill under way for the key               fill leader: fetch, store, wake       MISS
+//	             a fill under way                            fill waiter: wait                     below
+//	  waiter     the fill stored                             deliver the stored entry              HIT
+//	             the fill stored nothing                     lead the next fill, or wait on        MISS (EXPIRED)
+//	             lock_timeout passed                         fetch without storing                 MISS (EXPIRED)
+//	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
+//	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
+//	             fill leader, background_update allowed      background fetch; deliver stale       STALE
+//	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
+//	fetch        the backend answers (fetch.go): outcome     relayed, stored, stale, revalidated,
+//	                                                         failed
+//	deliver      after a fetch for a client                  the backend's answer as it came       the job's status
+//	             outcome revalidated (304)                   the extended entry                    REVALIDATED
+//	             outcome stale (use_stale, stale-if-error)   the stale entry                       STALE
+//
+// A waiter from the expired step reports EXPIRED where one from the miss
+// step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
+// it at once when mayStore; a background fetch has no client and only
+// stores.
+
+// lookupResult is what a look-up found for a request.
+type lookupResult uint8
+
+const (
+	lookupMiss    lookupResult = iota // no entry, or one for another variant
+	lookupHit                         // a fresh entry
+	lookupExpired                     // an entry past its validity
+)
+
+// ServeHTTP is the recv step: it implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.methods[r.Method] {
+		return next.ServeHTTP(w, r)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if gate := maintenanceGateFrom(r.Context()); gate != nil {
+		return h.maintenance(w, r, repl, gate)
+	}
+	if h.isPrivate(r) {
+		return h.pass(w, r, repl, next)
+	}
+	zone, err := h.zoneFor(repl)
+	if err != nil {
+		return err
+	}
+	key := h.keyFor(r, repl)
+	if h.Refresh {
+		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true})
+	}
+	now := time.Now()
+	switch result, entry := h.lookup(zone, key, r, now); result {
+	case lookupHit:
+		return h.hit(w, r, repl, next, zone, key, entry, now)
+	case lookupExpired:
+		return h.expired(w, r, next, zone, key, entry, now)
+	}
+	return h.miss(w, r, next, zone, key, now)
+}
+
+// pass hands a private request to the next handler untouched, Set-Cookie
+// included: this is someone's session.
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	h.setStatus(w, repl, cache.StatusBypass)
+	if z, err := h.zoneFor(repl); err == nil {
+		z.Stats.Requests[cache.StatusBypass].Add(1)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// lookup finds the entry that may answer r under key, and whether it is
+// fresh at now.
+func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry) {
+	entry, found := zone.Get(key)
+	if !found || !h.variantMatches(entry, r) {
+		return lookupMiss, nil
+	}
+	if !entry.Fresh(now) {
+		return lookupExpired, entry
+	}
+	return lookupHit, entry
+}
+
+// hit delivers a fresh entry. A disk entry whose file was replaced or
+// removed since the look-up is looked up once more: a newer version, or
+// the backend, answers instead.
+func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler,
+	zone *cache.Zone, key string, entry *cache.Entry, now time.Time) error {
+	err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit)
+	if !errors.Is(err, errEntryGone) {
+		return err
+	}
+	if result, entry := h.lookup(zone, key, r, now); result == lookupHit {
+		if err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit); !errors.Is(err, errEntryGone) {
+			return err
+		}
+	}
+	return h.miss(w, r, next, zone, key, now)
+}
+
+// miss fetches the response, storing it unless min_uses is not reached
+// yet. With the lock on, one request (the fill's leader) fetches and the
+// others wait for what it stores.
+func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	zone *cache.Zone, key string, now time.Time) error {
+	job := fetchJob{zone: zone, key: key, status: cache.StatusMiss, mayStore: true}
+	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
+		job.mayStore = false
+	}
+	if !job.mayStore || !h.lock {
+		return h.fetchAndDeliver(w, r, next, job)
+	}
+	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
+	if leader {
+		job.fill = fill
+		return h.fetchAndDeliver(w, r, next, job)
+	}
+	return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+}
+
+// awaitFill waits for the fill under way for job's key and delivers what it
+// stored. One that ends without storing (a failed or uncacheable response)
+// hands the lock to one of its waiters, the others waiting on, as nginx
+// does: a failing backend is not stampeded. After lock_timeout a waiter
+// goes to the backend without storing, as nginx does: the fill may still
+// be running.
+func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	fill *cache.Fill, job fetchJob, deadline time.Time) error {
+	for {
+		ended, stored := fill.Wait(r.Context(), time.Until(deadline))
+		if stored {
+			// Just stored: served as a hit even if already past its validity.
+			if result, entry := h.lookup(job.zone, job.key, r, time.Now()); result != lookupMiss {
+				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
+			}
+		}
+		if !ended || time.Now().After(deadline) {
+			job.mayStore = false
+			return h.fetchAndDeliver(w, r, next, job)
+		}
+		var leader bool
+		if fill, leader = job.zone.JoinFill(job.key, time.Duration(h.LockAge)); leader {
+			job.fill = fill
+			return h.fetchAndDeliver(w, r, next, job)
+		}
+	}
+}
+
+// expired answers a request whose entry is stale: from the stale entry
+// while another request or a background update refreshes it (UPDATING,
+// STALE), else by fetching anew (EXPIRED), falling back to the stale entry
+// when the backend fails (STALE).
+func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	zone *cache.Zone, key string, stale *cache.Entry, now time.Time) error {
+	// Joined even with the lock off: one update per key at a time.
+	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
+	job := fetchJob{zone: zone, key: key, status: cache.StatusExpired, mayStore: true, stale: stale}
+	if !leader {
+		if h.staleAllowed(staleUpdating, stale, now) {
+			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
+		}
+		if h.lock {
+			return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+		}
+		return h.fetchAndDeliver(w, r, next, job)
+	}
+	job.fill = fill
+	if h.backgroundUpdate && h.staleAllowed(staleUpdating, stale, now) {
+		h.startBackgroundUpdate(r, next, job)
+		return h.serveEntry(w, r, zone, stale, cache.StatusStale)
+	}
+	return h.fetchAndDeliver(w, r, next, job)
+}
+
+// startBackgroundUpdate fetches and stores a fresh copy after the client
+// has its answer. Caddy cancels the request's context once the response is
+// written, so the update runs on a detached context with its own timeout,
+// and on its own copy of the request (backgroundRequest).
+func (h *Handler) startBackgroundUpdate(r *http.Request, next caddyhttp.Handler, job fetchJob) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Duration(h.BackgroundTimeout))
+	br := backgroundRequest(ctx, r)
+	job.zone.Stats.BackgroundUpdates.Add(1)
+	go func() {
+		defer cancel()
+		defer func() {
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				h.logger.Error("background update panicked", zap.String("key", job.key), zap.Any("panic", p))
+			}
+		}()
+		// No client: nothing is delivered, and nothing counted as served.
+		if _, _, err := h.fetch(discardWriter{header: make(http.Header)}, br, next, job); err != nil {
+			h.logger.Warn("background update failed", zap.String("key", job.key), zap.Error(err))
+		}
+	}()
+}
+
+// fetchAndDeliver is the fetch step for a client, then the deliver step:
+// the backend's answer has reached the client as it streamed, unless the
+// fetch ended in a stale or revalidated entry, delivered here instead.
+func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) error {
+	result, entry, err := h.fetch(w, r, next, job)
+	switch result {
+	case outcomeRevalidated:
+		return h.serveEntry(w, r, job.zone, entry, cache.StatusRevalidated)
+	case outcomeStale:
+		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+	}
+	job.zone.Stats.Requests[job.status].Add(1)
+	return err
+}
+
+// maintenance answers from the cache, fresh or stale, and shows the
+// maintenance page for anything that would reach a backend (a maintenance
+// handler with serve_cached is in charge).
+func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenanceGate) error {
+	if h.Refresh || h.isPrivate(r) {
+		return gate.ServePage(w, r)
+	}
+	zone, err := h.zoneFor(repl)
+	if err != nil {
+		return err
+	}
+	switch result, entry := h.lookup(zone, h.keyFor(r, repl), r, time.Now()); result {
+	case lookupHit:
+		gate.Claim()
+		return h.serveEntry(w, r, zone, entry, cache.StatusHit)
+	case lookupExpired:
+		gate.Claim()
+		return h.serveEntry(w, r, zone, entry, cache.StatusStale)
+	}
+	return gate.ServePage(w, r)
+}
