@@ -56,7 +56,7 @@ func Preconditions(method string, req http.Header, e *Entry) (p Precondition, ra
 		modified := lastModified
 		if !hasLM {
 			var dated bool
-			if modified, dated = dateOf(e.Header, e.StoredAt); !dated {
+			if modified, dated = ParseHTTPDate(e.Date, e.StoredAt); !dated {
 				modified = e.StoredAt.Truncate(time.Second)
 			}
 		}
@@ -79,7 +79,7 @@ func ifRangeMatches(ir, etag string, lastModified time.Time, hasLM bool, e *Entr
 		if !hasLM || !t.Equal(lastModified) {
 			return false
 		}
-		date, ok := dateOf(e.Header, e.StoredAt)
+		date, ok := ParseHTTPDate(e.Date, e.StoredAt)
 		return ok && date.Sub(lastModified) >= time.Second
 	}
 	return anyTagMatches([]string{ir}, etag, true)

@@ -291,7 +291,14 @@ func TestEntryAge(t *testing.T) {
 func TestPreconditions(t *testing.T) {
 	stored := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	day := func(d time.Duration) string { return stored.Add(d).Format(http.TimeFormat) }
-	entry := func(h http.Header) *Entry { return &Entry{Meta: Meta{Status: 200, Header: h, StoredAt: stored}} }
+	entry := func(h http.Header) *Entry {
+		e := &Entry{Meta: Meta{Status: 200, Header: h, StoredAt: stored}}
+		if d := h["Date"]; len(d) > 0 {
+			e.Date = d[0] // kept apart from the stored header
+			delete(h, "Date")
+		}
+		return e
+	}
 	strong := entry(http.Header{"Etag": {`"v1"`}, "Last-Modified": {day(-time.Hour)}, "Date": {day(0)}})
 	weak := entry(http.Header{"Etag": {`W/"v1"`}})
 	unquoted := entry(http.Header{"Etag": {`v1`}})

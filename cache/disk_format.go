@@ -30,7 +30,7 @@ import (
 //	64 key, then the response headers, as uvarint-prefixed strings:
 //	   len key, key, nNames, { len name, name, nValues, { len value, value } },
 //	   len variant, variant
-//	   then, from version 2: initialAge (uvarint, ns)
+//	   then, from version 2: initialAge (uvarint, ns), len date, date
 //
 // Version 1 files (without initialAge) are still read: their age on
 // arrival counts as zero.
@@ -79,7 +79,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 			n += stringLen(v)
 		}
 	}
-	n += stringLen(m.Variant) + uvarintLen(uint64(max(m.InitialAge, 0)))
+	n += stringLen(m.Variant) + uvarintLen(uint64(max(m.InitialAge, 0))) + stringLen(m.Date)
 	if n > maxEntryHeader {
 		return nil, errHeaderLarge
 	}
@@ -111,6 +111,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 	}
 	b = appendString(b, m.Variant)
 	b = binary.AppendUvarint(b, uint64(max(m.InitialAge, 0)))
+	b = appendString(b, m.Date)
 	le.PutUint32(b[8:], uint32(len(b)))
 	patchHeader(b, bodySize, bodyCRC)
 	return b, nil
@@ -216,6 +217,7 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	h.Variant = r.string()
 	if le.Uint16(b[4:]) >= 2 {
 		h.InitialAge = time.Duration(min(r.uvarint(), math.MaxInt64))
+		h.Date = r.string()
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -135,6 +135,7 @@ func FuzzDecodeHeader(f *testing.F) {
 func TestHeaderAgeAndNoCache(t *testing.T) {
 	m := testMeta("k", 0)
 	m.InitialAge, m.NoCache, m.Variant = 90*time.Second, true, "Accept:x\n"
+	m.Date = "Sun, 01 Jun 2025 12:00:00 GMT"
 	b, err := encodeHeader(&m, 0, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -143,12 +144,12 @@ func TestHeaderAgeAndNoCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.InitialAge != m.InitialAge || !h.NoCache || h.Variant != m.Variant {
+	if h.InitialAge != m.InitialAge || !h.NoCache || h.Variant != m.Variant || h.Date != m.Date {
 		t.Fatalf("decoded age %v no-cache %v variant %q", h.InitialAge, h.NoCache, h.Variant)
 	}
 
 	// The same header as version 1 wrote it: no trailing age, no flags.
-	v1 := append([]byte(nil), b[:len(b)-uvarintLen(uint64(m.InitialAge))]...)
+	v1 := append([]byte(nil), b[:len(b)-uvarintLen(uint64(m.InitialAge))-stringLen(m.Date)]...)
 	binary.LittleEndian.PutUint16(v1[4:], 1)
 	binary.LittleEndian.PutUint16(v1[6:], 0)
 	binary.LittleEndian.PutUint32(v1[8:], uint32(len(v1)))

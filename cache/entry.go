@@ -24,6 +24,10 @@ type Meta struct {
 	// time since StoredAt.
 	StoredAt   time.Time
 	InitialAge time.Duration
+	// Date is the origin's Date header, kept apart from Header (it is the
+	// message's, not the resource's) and sent as is on every hit; the time
+	// received when the origin sent none.
+	Date       string
 	ValidUntil time.Time // fresh until this instant; stale (but usable) after
 	// NoCache: the backend said no-cache, so the entry is revalidated
 	// with the backend before every use (RFC 9111 §5.2.2.4).

@@ -161,6 +161,8 @@ type Revalidation struct {
 	// Invalidations is InvalidationMark() from before the backend was
 	// asked: an invalidation of the key since then wins too.
 	Invalidations uint64
+	// Date is the 304's Date, which replaces the stored one.
+	Date string
 }
 
 // Revalidate stores a copy of old with the new validity and headers, sharing
@@ -173,6 +175,9 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 	}
 	e.StoredAt = rv.At
 	e.InitialAge = rv.Decision.InitialAge
+	if rv.Date != "" {
+		e.Date = rv.Date
+	}
 	e.NoCache = rv.Decision.NoCache
 	e.ValidUntil = rv.Decision.ValidUntil
 	e.StaleWhileRevalidate = rv.Decision.StaleWhileRevalidate

@@ -201,6 +201,7 @@ func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
 //	    refresh                           # the cache buster: never look up, fetch and overwrite
 //	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
 //	    status_header <name>|off          # default X-Cache-Status
+//	    cache_status_header on|off        # RFC 9211 Cache-Status (member "edgecache"); default off
 //	    use_stale <condition>...|off      # error timeout invalid_header updating http_500 http_502
 //	                                      # http_503 http_504 http_403 http_404 http_429; default off
 //	    background_update on|off          # serve stale while one background request refreshes; default off
@@ -343,6 +344,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &h.StatusHeader); err != nil {
 				return err
 			}
+		case "cache_status_header":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.CacheStatusHeader = on
 		default:
 			return d.Errf("unrecognized edge_cache option %q", d.Val())
 		}

@@ -3,13 +3,9 @@ package production_test
 import (
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // standardsCaddyfile has a standards-mode site (the backend's headers
@@ -48,20 +44,6 @@ http://127.0.0.1:{$EDGECACHE_LONG_PORT} {
 	respond 404
 }
 `
-
-// newStandardsEdge starts an instance of standardsCaddyfile in front of a
-// new backend answering with handle.
-func newStandardsEdge(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n int64)) (*edge, *testkit.Backend) {
-	t.Helper()
-	be := testkit.NewBackend(t, handle)
-	dir := t.TempDir()
-	caddyfile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(caddyfile, []byte(standardsCaddyfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e := newEdge(t, edgeConfig{Dir: dir, Caddyfile: caddyfile, Env: map[string]string{"OMERO_READONLY": be.Addr()}})
-	return e, be
-}
 
 // headersFor is the backend of TestStandardsMode: each path names the
 // response headers it sends (the path after /std/ or /agg/).
@@ -116,7 +98,7 @@ func headersFor(w http.ResponseWriter, r *http.Request, n int64) {
 // headers are read as RFC 9111 (and 9110, 9213) say where they are
 // honoured, and that aggressive mode keeps nginx's absolute lifetimes.
 func TestStandardsMode(t *testing.T) {
-	e, be := newStandardsEdge(t, headersFor)
+	e, be := newEdgeFor(t, standardsCaddyfile, headersFor)
 	tests := []struct {
 		rfc, path string
 		stored    bool
