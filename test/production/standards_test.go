@@ -3,9 +3,12 @@ package production_test
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dunglas/httpsfv"
 )
 
 // standardsCaddyfile has a standards-mode site (the backend's headers
@@ -24,7 +27,9 @@ const standardsCaddyfile = `{
 {$EDGECACHE_PUBLIC} {
 	bind 127.0.0.1
 	handle /std/* {
-		edge_cache
+		edge_cache {
+			cache_status_header on
+		}
 		reverse_proxy {$OMERO_READONLY}
 	}
 	handle /agg/* {
@@ -85,6 +90,22 @@ func headersFor(w http.ResponseWriter, r *http.Request, n int64) {
 	case "/vary-star":
 		h.Set("Cache-Control", "max-age=600")
 		h.Set("Vary", "Accept-Encoding, *")
+	case "/dated":
+		h.Set("Cache-Control", "max-age=600")
+		h.Set("Date", now.Add(-5*time.Second).Format(http.TimeFormat))
+	case "/no-cache":
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", `"same"`)
+		if r.Header.Get("If-None-Match") == `"same"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	case "/post-target":
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.Set("Cache-Control", "max-age=600")
 	case "/partial":
 		h.Set("Cache-Control", "max-age=600")
 		h.Set("Content-Range", "bytes 0-1/10")
@@ -132,5 +153,54 @@ func TestStandardsMode(t *testing.T) {
 		} else if fetched != 2 || status == "HIT" {
 			t.Errorf("%s: %s: %d backend requests, second %q; want nothing stored", tt.rfc, tt.path, fetched, status)
 		}
+	}
+}
+
+// TestStandardsFlow checks, through the real binary, what a standards-mode
+// site does with stored responses: Age and the origin's Date on hits, a
+// no-cache response revalidated on every use, invalidation by an unsafe
+// method, and the Cache-Status header's syntax.
+func TestStandardsFlow(t *testing.T) {
+	e, be := newEdgeFor(t, standardsCaddyfile, headersFor)
+
+	miss := e.get(t, e.Public, "/std/dated")
+	hit := e.get(t, e.Public, "/std/dated")
+	if hit.Header.Get("X-Cache-Status") != "HIT" || hit.Header.Get("Date") != miss.Header.Get("Date") {
+		t.Errorf("RFC 9111 §4.2.3: hit %s with Date %q, want the origin's %q", hit.Header.Get("X-Cache-Status"), hit.Header.Get("Date"), miss.Header.Get("Date"))
+	}
+	if age, err := strconv.Atoi(hit.Header.Get("Age")); err != nil || age < 4 {
+		t.Errorf("RFC 9111 §5.1: hit Age %q, want at least the 5 s the Date shows", hit.Header.Get("Age"))
+	}
+	list, err := httpsfv.UnmarshalList(hit.Header.Values("Cache-Status"))
+	if err != nil || len(list) != 1 {
+		t.Fatalf("RFC 9211 §2: Cache-Status %q: %v", hit.Header.Values("Cache-Status"), err)
+	}
+	if item := list[0].(httpsfv.Item); item.Value != httpsfv.Token("edgecache") {
+		t.Errorf("RFC 9211 §2: member %v, want edgecache", item.Value)
+	} else if v, _ := item.Params.Get("hit"); v != true {
+		t.Errorf("RFC 9211 §2.1: hit parameter %v", v)
+	}
+
+	for i, want := range []string{"MISS", "HIT", "HIT"} {
+		if r := e.get(t, e.Public, "/std/no-cache"); r.Header.Get("X-Cache-Status") != want {
+			t.Errorf("RFC 9111 §5.2.2.4: no-cache use %d: %s, want %s", i+1, r.Header.Get("X-Cache-Status"), want)
+		}
+	}
+	if n := be.RequestsFor("/std/no-cache"); n != 3 {
+		t.Errorf("RFC 9111 §5.2.2.4: %d backend requests for 3 uses of a no-cache response, want 3", n)
+	}
+
+	e.get(t, e.Public, "/std/post-target")
+	if r := e.get(t, e.Public, "/std/post-target"); r.Header.Get("X-Cache-Status") != "HIT" {
+		t.Fatalf("not stored: %s", r.Header.Get("X-Cache-Status"))
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.Public+"/std/post-target", nil)
+	res, err := e.client("").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if r := e.get(t, e.Public, "/std/post-target"); r.Header.Get("X-Cache-Status") != "MISS" {
+		t.Errorf("RFC 9111 §4.4: after a POST, %s, want MISS", r.Header.Get("X-Cache-Status"))
 	}
 }
