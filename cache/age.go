@@ -7,10 +7,12 @@ import (
 	"time"
 )
 
-// initialAge is RFC 9111 §4.2.3's corrected_initial_age: how old a response
-// already is when it arrives, from its Age (the time it spent in caches
-// upstream), the time the backend took to answer (response_delay) and its
-// Date (apparent_age, when the backend's clock is behind ours). The current
+// initialAge is how old a response already is when it arrives: its Age
+// (the time it spent in caches upstream) plus the time the backend took to
+// answer (RFC 9111 §4.2.3's corrected_age_value). The RFC's apparent_age
+// (our clock minus the backend's Date) is left out on purpose: it measures
+// the skew between two clocks as much as an age, and a backend a second
+// behind would make every short lifetime expire on arrival. The current
 // age of a stored response is this plus the time it has been resident, so
 // it is computed once, at store time, and a hit only adds.
 func initialAge(h http.Header, requested, received time.Time) time.Duration {
@@ -19,11 +21,7 @@ func initialAge(h http.Header, requested, received time.Time) time.Duration {
 		ageValue = time.Duration(v) * time.Second
 	}
 	delay := max(received.Sub(requested), 0)
-	corrected := ageValue + delay
-	if date, ok := dateOf(h, received); ok {
-		corrected = max(corrected, received.Sub(date))
-	}
-	return min(corrected, maxDelta*time.Second)
+	return min(ageValue+delay, maxDelta*time.Second)
 }
 
 // ageHeader reads Age as §5.1 asks: the first member of a list, and an

@@ -118,7 +118,7 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 	if status == http.StatusPartialContent {
 		// A fill never asks for a range: a 206 is an anomaly, and a part
 		// must never be served as the whole (RFC 9111 §3.3).
-		d.Reason = "partial"
+		d.Reason = SkipPartial
 		return d
 	}
 	var valid time.Duration
@@ -135,13 +135,13 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 				valid, validSet = time.Duration(sec)*time.Second, true
 			}
 			if validSet && valid <= 0 {
-				d.Reason = "x-accel-expires"
+				d.Reason = SkipXAccelExpires
 				return d
 			}
 		}
 	}
 	if p.Ignore&IgnoreSetCookie == 0 && len(h["Set-Cookie"]) > 0 {
-		d.Reason = "set-cookie"
+		d.Reason = SkipSetCookie
 		return d
 	}
 	cc := newDirectives()
@@ -161,7 +161,7 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 	}
 	if haveCC {
 		if cc.private {
-			d.Reason = "cache-control"
+			d.Reason = SkipCacheControl
 			return d
 		}
 		noStore := cc.noStore
@@ -169,27 +169,27 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 			// §5.2.2.3: store only a status whose caching rules we
 			// implement, and then no-store gives way.
 			if !understoodStatus(status) {
-				d.Reason = "must-understand"
+				d.Reason = SkipMustUnderstand
 				return d
 			}
 			noStore = false
 		}
 		if noStore {
-			d.Reason = "cache-control"
+			d.Reason = SkipCacheControl
 			return d
 		}
 		if cc.noCache {
 			// §5.2.2.4: stored, and revalidated before every use. Without
 			// a validator it could never be reused.
 			if h.Get("ETag") == "" && h.Get("Last-Modified") == "" {
-				d.Reason = "no-cache"
+				d.Reason = SkipNoCache
 				return d
 			}
 			d.NoCache = true
 		}
 		if lifetime := cc.lifetime(); !validSet && lifetime >= 0 {
 			if lifetime == 0 && !d.NoCache {
-				d.Reason = "cache-control"
+				d.Reason = SkipCacheControl
 				return d
 			}
 			valid, validSet, relative = time.Duration(lifetime)*time.Second, true, true
@@ -208,7 +208,7 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 			}
 			if !ok || len(lines) > 1 || !exp.After(date) {
 				if !d.NoCache {
-					d.Reason = "expires"
+					d.Reason = SkipExpires
 					return d
 				}
 			} else {
@@ -218,7 +218,7 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 	}
 	if p.Ignore&IgnoreVary == 0 && varyStar(h["Vary"]) {
 		// §4.1: a Vary of "*" never matches.
-		d.Reason = "vary"
+		d.Reason = SkipVary
 		return d
 	}
 	if !validSet {
@@ -233,12 +233,12 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 	case d.NoCache:
 		d.ValidUntil = now // stale at once: every use revalidates
 	case !validSet:
-		d.Reason = "status"
+		d.Reason = SkipStatus
 		return d
 	case relative:
 		valid = min(valid, maxDelta*time.Second) - d.InitialAge
 		if valid <= 0 {
-			d.Reason = "age"
+			d.Reason = SkipAge
 			return d
 		}
 		d.ValidUntil = now.Add(valid)

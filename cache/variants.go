@@ -61,7 +61,7 @@ func (z *Zone) storeVaryIndex(key string, names []string, now time.Time) {
 	if z.disk != nil {
 		if w, err := z.disk.Create(idx.Meta); err == nil {
 			if _, err := w.Commit(); err != nil {
-				z.Stats.CountSkip("disk")
+				z.Stats.CountSkip(SkipDisk)
 			}
 		}
 	}

@@ -67,10 +67,13 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		backend = withValidators(backend, r, job.stale)
 	}
 	start := time.Now()
-	cw.requested = start
+	cw.requested = job.zone.Clock().Now()
 	err := next.ServeHTTP(cw, backend)
-	now := time.Now()
-	job.zone.Stats.FetchLatency.Observe(now.Sub(start))
+	job.zone.Stats.FetchLatency.Observe(time.Since(start))
+	now := job.zone.Clock().Now()
+	if kind, failed := backendFailure(err, cw.code); failed {
+		job.zone.Stats.BackendErrors[kind].Add(1)
+	}
 
 	result := cw.outcome
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/maintenance"
 )
 
 // The request flow of the edge_cache handler, one named step at a time
@@ -64,6 +65,13 @@ const (
 
 // ServeHTTP is the recv step: it implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.hide != nil {
+		// Outermost, so that hide_headers covers every answer below,
+		// whatever the method (hideheaders.go).
+		hw := newHideWriter(w, h.hide)
+		defer hw.release()
+		w = hw
+	}
 	if !h.methods[r.Method] {
 		w = h.forwardedWriter(w, cache.FwdMethod)
 		if !safeMethod(r.Method) {
@@ -72,7 +80,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if gate := maintenanceGateFrom(r.Context()); gate != nil {
+	if gate := maintenance.GateFrom(r.Context()); gate != nil {
 		return h.maintenance(w, r, repl, gate)
 	}
 	if h.isPrivate(r) {
@@ -86,7 +94,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.Refresh {
 		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true})
 	}
-	now := time.Now()
+	now := zone.Clock().Now()
 	switch result, entry := h.lookup(zone, key, r, now); result {
 	case lookupHit:
 		return h.hit(w, r, repl, next, zone, key, entry, now)
@@ -165,18 +173,19 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 // be running.
 func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	fill *cache.Fill, job fetchJob, deadline time.Time) error {
+	clock := job.zone.Clock()
 	for {
-		ended, stored := fill.Wait(r.Context(), time.Until(deadline))
+		ended, stored := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
-			if result, entry := h.lookup(job.zone, job.key, r, time.Now()); result != lookupMiss {
+			if result, entry := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
 				if h.CacheStatusHeader {
 					r = collapsed(r)
 				}
 				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
 			}
 		}
-		if !ended || time.Now().After(deadline) {
+		if !ended || clock.Now().After(deadline) {
 			job.mayStore = false
 			return h.fetchAndDeliver(w, r, next, job)
 		}
@@ -253,6 +262,13 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 		return h.serveEntry(w, r, job.zone, entry, cache.StatusRevalidated)
 	case outcomeStale:
 		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+	case outcomeFailed:
+		if repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); !h.statusSet(repl) {
+			// The backend gave no answer: the error page that follows
+			// carries the status, and so does the access log, as nginx's
+			// 502 does (MISS, or BYPASS on the cache buster).
+			h.setStatus(w, repl, job.status)
+		}
 	}
 	job.zone.Stats.Requests[job.status].Add(1)
 	return err
@@ -261,7 +277,7 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 // maintenance answers from the cache, fresh or stale, and shows the
 // maintenance page for anything that would reach a backend (a maintenance
 // handler with serve_cached is in charge).
-func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenanceGate) error {
+func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
 	if h.Refresh || h.isPrivate(r) {
 		return gate.ServePage(w, r)
 	}
@@ -269,7 +285,7 @@ func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *cadd
 	if err != nil {
 		return err
 	}
-	switch result, entry := h.lookup(zone, h.keyFor(r, repl), r, time.Now()); result {
+	switch result, entry := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
 	case lookupHit:
 		gate.Claim()
 		return h.serveEntry(w, r, zone, entry, cache.StatusHit)

@@ -193,3 +193,10 @@ func handlerJSON(t testing.TB, cfg []byte) map[string]any {
 	}
 	return found
 }
+
+// advance moves the default zone's clock forward, as if d had passed: the
+// zone and its handlers read their time from it.
+func advance(t testing.TB, d time.Duration) {
+	t.Helper()
+	activeApp(t).Zone("default").Clock().Advance(d)
+}

@@ -79,7 +79,7 @@ http://127.0.0.1:$PUBLIC {
 
 func TestLockOff(t *testing.T) {
 	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // a slow backend
 		versioned(w, r, n)
 	})
 	cf := globalOptions("zone default 64MiB") + `
@@ -211,8 +211,8 @@ http://127.0.0.1:$PUBLIC {
 	if be.Requests() != 1 {
 		t.Fatalf("a request within lock_age went to the backend")
 	}
-	// The fill began before the backend saw it: this is past lock_age.
-	time.Sleep(time.Until(be.Seen()[0].At.Add(1050 * time.Millisecond)))
+	// Past lock_age: the fill no longer holds requests back.
+	advance(t, 1050*time.Millisecond)
 	go func() { late <- s.get(t, u) }() // after lock_age: one more may go
 	// It reaches the backend while the first is still held there.
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("a second backend request after lock_age", func() bool { return be.Requests() == 2 }))
@@ -231,7 +231,7 @@ http://127.0.0.1:$PUBLIC {
 // never handed to the requests that waited for it.
 func TestLockNeverSharesPrivateResponse(t *testing.T) {
 	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // a slow backend
 		w.Header().Set("Set-Cookie", fmt.Sprintf("sessionid=user%d", n))
 		versioned(w, r, n)
 	})

@@ -46,7 +46,7 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 		defer body.Close()
 	}
 	zone.Stats.Requests[status].Add(1)
-	now := time.Now()
+	now := zone.Clock().Now()
 	copyEntryHeader(w.Header(), e, now)
 	h.setStatus(w, repl, status)
 	if h.CacheStatusHeader {

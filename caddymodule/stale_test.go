@@ -23,10 +23,9 @@ import (
 
 // faultyBackend is a backend whose behaviour a test switches at will.
 type faultyBackend struct {
-	srv     *httptest.Server
+	*testkit.Backend
 	mode    atomic.Value // string: ok, 503, hang, reset, midbody
 	version atomic.Int64
-	hits    atomic.Int64
 	lastINM atomic.Value // If-None-Match of the last request
 }
 
@@ -34,8 +33,7 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 	b := &faultyBackend{}
 	b.mode.Store("ok")
 	b.lastINM.Store("")
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.hits.Add(1)
+	b.Backend = testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, _ int64) {
 		b.lastINM.Store(r.Header.Get("If-None-Match"))
 		body := fmt.Sprintf("version %d of %s", b.version.Load(), r.URL.Path)
 		etag := fmt.Sprintf(`"v%d"`, b.version.Load())
@@ -73,8 +71,7 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 		w.Header().Set("Set-Cookie", "sessionid=anonymous")
 		w.Header().Set("Cache-Control", "no-cache")
 		io.WriteString(w, body)
-	}))
-	t.Cleanup(b.srv.Close)
+	})
 	return b
 }
 
@@ -147,14 +144,14 @@ http://127.0.0.1:{PORT} {
 
 func TestStaleServedWhileBackendsFail(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error timeout http_500 http_502 http_503 http_504"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error timeout http_500 http_502 http_503 http_504"), b.URL)
 	keys := []string{"/a", "/b", "/c"}
 	for _, k := range keys {
 		if a := get(base + k); a.status != "MISS" || a.code != 200 {
 			t.Fatalf("%s: first answer %+v", k, a)
 		}
 	}
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	for _, mode := range []string{"reset", "503", "hang"} {
 		b.mode.Store(mode)
 		for _, k := range keys {
@@ -164,7 +161,7 @@ func TestStaleServedWhileBackendsFail(t *testing.T) {
 			}
 		}
 	}
-	b.srv.Close() // all backends down: connection refused
+	b.Close() // all backends down: connection refused
 	for _, k := range keys {
 		if a := get(base + k); a.code != 200 || a.status != "STALE" {
 			t.Fatalf("backend down, %s: got %+v", k, a)
@@ -174,11 +171,11 @@ func TestStaleServedWhileBackendsFail(t *testing.T) {
 
 func TestMidBodyResetKeepsOldEntry(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, ""), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, ""), b.URL)
 	if a := get(base + "/k"); a.status != "MISS" {
 		t.Fatalf("first: %+v", a)
 	}
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	b.mode.Store("midbody")
 	for i := 0; i < 100; i++ {
 		a := get(base + "/k")
@@ -199,9 +196,9 @@ func TestMidBodyResetKeepsOldEntry(t *testing.T) {
 
 func TestStale503NotStored(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale http_503"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale http_503"), b.URL)
 	get(base + "/k")
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	b.mode.Store("503")
 	if a := get(base + "/k"); a.status != "STALE" || a.body != "version 0 of /k" {
 		t.Fatalf("503: %+v", a)
@@ -215,32 +212,28 @@ func TestStale503NotStored(t *testing.T) {
 
 func TestBackgroundUpdate(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error updating\n\t\tbackground_update on"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error updating\n\t\tbackground_update on"), b.URL)
 	get(base + "/k")
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	b.version.Add(1)
 	a := get(base + "/k")
 	if a.status != "STALE" || a.body != "version 0 of /k" {
 		t.Fatalf("expired with background update: %+v, want the stale body at once", a)
 	}
 	staleAnswers := int64(1)
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	testkit.Eventually(t, 2*time.Second, func() string {
 		a = get(base + "/k")
 		if a.status == "STALE" {
 			staleAnswers++
 		}
 		if a.status == "HIT" && a.body == "version 1 of /k" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("background update never landed: %+v", a)
+			return ""
 		}
 		if a.status != "UPDATING" && a.status != "STALE" {
 			t.Fatalf("during update: %+v", a)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Sprintf("background update never landed: %+v", a)
+	})
 	// The background update answered no client: it counts as no request.
 	if got := activeApp(t).Zone("default").Stats.Requests[cache.StatusStale].Load(); got != staleAnswers {
 		t.Errorf("STALE requests counted %d, clients got %d", got, staleAnswers)
@@ -249,11 +242,11 @@ func TestBackgroundUpdate(t *testing.T) {
 
 func TestUpdatingServedWhileOneFetches(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating\n\t\tlock_timeout 5s"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating\n\t\tlock_timeout 5s"), b.URL)
 	get(base + "/k")
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	slow, arrived := make(chan struct{}), make(chan struct{}, 1)
-	b.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		<-slow
 		io.WriteString(w, "new")
@@ -274,9 +267,9 @@ func TestUpdatingServedWhileOneFetches(t *testing.T) {
 
 func TestRevalidate(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "revalidate on"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "revalidate on"), b.URL)
 	get(base + "/k")
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	a := get(base + "/k")
 	if a.status != "REVALIDATED" || a.body != "version 0 of /k" || b.lastINM.Load() != `"v0"` {
 		t.Fatalf("revalidation: %+v (backend saw If-None-Match %q)", a, b.lastINM.Load())
@@ -326,7 +319,7 @@ http://127.0.0.1:{PORT} {
 			t.Fatalf("%s: %+v", p, a)
 		}
 	}
-	time.Sleep(1100 * time.Millisecond)
+	advance(t, 1100*time.Millisecond)
 	mode.Store("503")
 	if a := get(base + "/sie"); a.status != "STALE" || a.body != "v0" {
 		t.Errorf("stale-if-error window, backend 503: %+v", a)
@@ -339,13 +332,12 @@ http://127.0.0.1:{PORT} {
 	if a := get(base + "/swr"); a.status != "STALE" || a.body != "v0" {
 		t.Errorf("stale-while-revalidate window with background_update: %+v", a)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for a := get(base + "/swr"); a.body != "v1"; a = get(base + "/swr") {
-		if time.Now().After(deadline) {
-			t.Fatalf("background update never landed: %+v", a)
+	testkit.Eventually(t, 2*time.Second, func() string {
+		if a := get(base + "/swr"); a.body != "v1" {
+			return fmt.Sprintf("background update never landed: %+v", a)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // TestFailedFillHandsTheLockOn: when the fill fails, one waiter takes the
@@ -358,7 +350,7 @@ func TestFailedFillHandsTheLockOn(t *testing.T) {
 		defer inFlight.Add(-1)
 		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // a slow backend
 		if n == 1 {
 			w.WriteHeader(http.StatusBadGateway)
 			return
@@ -408,19 +400,21 @@ http://127.0.0.1:{PORT} {
 // failing backend serves no one, so it adds no STALE request or bytes.
 func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating http_503\n\t\tbackground_update on"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating http_503\n\t\tbackground_update on"), b.URL)
 	get(base + "/k")
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	b.mode.Store("503")
 	if a := get(base + "/k"); a.status != "STALE" {
 		t.Fatalf("expired, backend 503: %+v", a)
 	}
 	zone := activeApp(t).Zone("default")
-	deadline := time.Now().Add(2 * time.Second)
-	for b.hits.Load() < 2 && time.Now().Before(deadline) { // the background request
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	// The background fetch has had the backend's answer once its latency
+	// is observed (the first fetch is the other); after that it counts
+	// nothing, whatever it does.
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the background fetch to end", func() bool {
+		_, fetches, _ := zone.Stats.FetchLatency.Snapshot()
+		return fetches == 2
+	}))
 	if got := zone.Stats.Requests[cache.StatusStale].Load(); got != 1 {
 		t.Errorf("STALE requests %d, want 1 (the client's)", got)
 	}
@@ -440,7 +434,7 @@ func TestFailedRefillOfExpiredHandsTheLockOn(t *testing.T) {
 		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
 		}
 		if n > 1 {
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // a slow backend
 		}
 		if n == 2 {
 			w.WriteHeader(http.StatusBadGateway)
@@ -453,7 +447,7 @@ func TestFailedRefillOfExpiredHandsTheLockOn(t *testing.T) {
 	if a := get(base + "/k"); a.status != "MISS" {
 		t.Fatalf("first: %+v", a)
 	}
-	time.Sleep(400 * time.Millisecond)
+	advance(t, 400*time.Millisecond)
 	maxInFlight.Store(0)
 	var wg sync.WaitGroup
 	for range 10 {
