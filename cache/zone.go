@@ -49,6 +49,9 @@ type Zone struct {
 	promoteMu sync.RWMutex
 	purging   int
 	purgeGen  atomic.Uint64
+	// invalidated refuses, per key, stores and promotions that began
+	// before an invalidation of their key (see Invalidate).
+	invalidated invalidations
 }
 
 // NewZone makes a zone from its configuration.
@@ -99,11 +102,11 @@ func (z *Zone) Clock() *Clock { return &z.clock }
 // disk that fits the hot tier is promoted to it; a larger one is returned
 // with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
-	gen := z.purgeGen.Load()
+	gen, mark := z.purgeGen.Load(), z.invalidated.mark()
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
 			z.promoteMu.RLock()
-			if z.mayPromote(gen) {
+			if z.mayStore(gen, mark, key) {
 				z.mem.readmit(e)
 			}
 			z.promoteMu.RUnlock()
@@ -133,7 +136,7 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 	}
 	hot := &Entry{Meta: e.Meta, Body: body}
 	z.promoteMu.RLock()
-	if z.mayPromote(gen) {
+	if z.mayStore(gen, mark, key) {
 		z.keys.add(key)
 		z.mem.set(hot)
 	}
@@ -146,6 +149,12 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 		z.mem.delIf(key, hot)
 	}
 	return hot, true
+}
+
+// mayStore is mayPromote for one key: nor may the key have been
+// invalidated since mark.
+func (z *Zone) mayStore(gen, mark uint64, key string) bool {
+	return z.mayPromote(gen) && !z.invalidated.since(primaryKey(key), mark)
 }
 
 // mayPromote reports, under promoteMu's read lock, whether an entry read
@@ -182,6 +191,7 @@ func (z *Zone) Purge(key string) bool {
 		}
 	}
 	z.keys.remove(key)
+	z.dropVariants(key)
 	if known {
 		z.Stats.Purged.Add(1)
 	}

@@ -63,10 +63,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}()
 
 	backend := backendRequest(r)
-	if job.stale != nil && h.revalidate {
+	if job.stale != nil && (h.revalidate || job.stale.NoCache) {
 		backend = withValidators(backend, r, job.stale)
 	}
 	start := time.Now()
+	cw.requested = job.zone.Clock().Now()
 	err := next.ServeHTTP(cw, backend)
 	job.zone.Stats.FetchLatency.Observe(time.Since(start))
 	now := job.zone.Clock().Now()
