@@ -108,8 +108,12 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // background loader rebuilds from the folder at start, and a background
 // manager that keeps the zone under MaxSize and removes inactive entries.
 //
-// Files are written to a temporary file and renamed into place, so a crash
-// never leaves a partial entry visible. Every rename and unlink of an entry
+// Files are written to a temporary file and renamed into place, so a
+// process crash never leaves a partial entry visible. They are not synced
+// to disk: after a power loss a file may be missing, empty, short, or hold
+// blocks that never reached the disk; the header checksum and the block
+// checksums, verified on every read (disk_blocks.go), make such a file a
+// miss, or a cut response, never a complete-looking wrong one. Every rename and unlink of an entry
 // file happens under mu, so that what the index says about a path can be
 // checked against the file system without races.
 //
@@ -368,7 +372,8 @@ func (d *DiskStore) path(h [md5.Size]byte) string { return filepath.Join(d.dir, 
 // Get returns the entry stored for key, with File and BodyOffset set and
 // Body nil, or ErrNotFound. The header checksum is verified; a damaged,
 // truncated, unknown-version or colliding file is removed and is a miss.
-// Read the body with OpenBody (streaming, verified at EOF) or LoadBody.
+// Read the body with OpenBody (streaming, verified block by block) or
+// LoadBody.
 func (d *DiskStore) Get(key string) (*Entry, error) {
 	h := keyHash(key)
 	path := d.path(h)
@@ -438,8 +443,8 @@ func readHeader(f *os.File) (*fileHeader, fs.FileInfo, error) {
 	if err != nil {
 		return nil, fi, err
 	}
-	if fi.Size() != int64(fh.HeaderLen)+fh.BodySize {
-		return nil, fi, fmt.Errorf("file size %d, want header %d + body %d", fi.Size(), fh.HeaderLen, fh.BodySize)
+	if fi.Size() != fh.fileSize() {
+		return nil, fi, fmt.Errorf("file size %d, want %d for header %d + body %d + block table", fi.Size(), fh.fileSize(), fh.HeaderLen, fh.BodySize)
 	}
 	return fh, fi, nil
 }
@@ -520,8 +525,13 @@ func (d *DiskStore) removeDamaged(h [md5.Size]byte, path string, fi fs.FileInfo,
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.log("remove", "disk cache: removing a damaged entry file", err)
 	}
-	d.corrupt.Add(1)
-	d.log("corrupt", "disk cache: removed damaged entry file "+d.relOf(path), cause)
+	if errors.Is(cause, errBadVersion) {
+		// Written by an older release: not damage, just fetched again.
+		d.log("version", "disk cache: removed an entry file of another format version "+d.relOf(path), nil)
+	} else {
+		d.corrupt.Add(1)
+		d.log("corrupt", "disk cache: removed damaged entry file "+d.relOf(path), cause)
+	}
 }
 
 func (d *DiskStore) relOf(path string) string {

@@ -3,6 +3,7 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"github.com/edgecache/edgecache/internal/testkit"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,8 +41,8 @@ func TestDiskFlushMarker(t *testing.T) {
 		put(t, d, testMeta(fmt.Sprint(i), -1), []byte("x"))
 	}
 	removeContents(t, dir)
-	waitFor(t, "the flush", func() bool { return flushes.Load() == 1 })
-	waitFor(t, "the marker", func() bool { _, err := os.Stat(marker); return err == nil })
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the flush", func() bool { return flushes.Load() == 1 }))
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the marker", func() bool { _, err := os.Stat(marker); return err == nil }))
 	if st := d.Stats(); st.Entries != 0 || st.Flushes != 1 {
 		t.Fatalf("stats after the flush: %+v", st)
 	}
@@ -79,12 +80,12 @@ func TestDiskFlushMarker(t *testing.T) {
 	// `rm -rf dir` takes the folder, the lock file with it: both come back.
 	// (The store may re-create the folder while rm is still at work, and rm
 	// then fails: the operator runs it again, as this does.)
-	waitFor(t, "rm -rf to succeed", func() bool { return os.RemoveAll(dir) == nil })
-	waitFor(t, "the second flush", func() bool { return flushes.Load() >= 2 })
-	waitFor(t, "the marker", func() bool { _, err := os.Stat(marker); return err == nil })
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("rm -rf to succeed", func() bool { return os.RemoveAll(dir) == nil }))
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the second flush", func() bool { return flushes.Load() >= 2 }))
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the marker", func() bool { _, err := os.Stat(marker); return err == nil }))
 	// Files written within a clock tick of the flush count as older.
 	flushed := time.Unix(0, d.flushedAt.Load())
-	waitFor(t, "a clock tick", func() bool { return time.Since(flushed) > 20*time.Millisecond })
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("a clock tick", func() bool { return time.Since(flushed) > 20*time.Millisecond }))
 	if _, err := lockFolder(dir); err == nil {
 		t.Fatal("the folder lock was not taken again")
 	}

@@ -53,6 +53,9 @@ type Zone struct {
 	promoteMu sync.RWMutex
 	purging   int
 	purgeGen  atomic.Uint64
+	// invalidated refuses, per key, stores and promotions that began
+	// before an invalidation of their key (see Invalidate).
+	invalidated invalidations
 }
 
 // NewZone makes a zone from its configuration.
@@ -64,6 +67,7 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
 	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: closedChan}
+	z.Stats.declare()
 	// The key index holds the memory tier's keys; the disk tier's are in
 	// its entry files (see DiskStore.Walk), so that an entry on disk costs
 	// no string in memory.
@@ -106,11 +110,11 @@ func (z *Zone) Clock() *Clock { return &z.clock }
 // disk that fits the hot tier is promoted to it; a larger one is returned
 // with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
-	gen := z.purgeGen.Load()
+	gen, mark := z.purgeGen.Load(), z.invalidated.mark()
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
 			z.promoteMu.RLock()
-			if z.mayPromote(gen) {
+			if z.mayStore(gen, mark, key) {
 				z.mem.readmit(e)
 			}
 			z.promoteMu.RUnlock()
@@ -140,7 +144,7 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 	}
 	hot := &Entry{Meta: e.Meta, Body: body}
 	z.promoteMu.RLock()
-	if z.mayPromote(gen) {
+	if z.mayStore(gen, mark, key) {
 		z.keys.add(key)
 		z.mem.set(hot)
 	}
@@ -153,6 +157,12 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 		z.mem.delIf(key, hot)
 	}
 	return hot, true
+}
+
+// mayStore is mayPromote for one key: nor may the key have been
+// invalidated since mark.
+func (z *Zone) mayStore(gen, mark uint64, key string) bool {
+	return z.mayPromote(gen) && !z.invalidated.since(primaryKey(key), mark)
 }
 
 // mayPromote reports, under promoteMu's read lock, whether an entry read
@@ -188,7 +198,9 @@ func (z *Zone) Len() int {
 // Purge removes one key and reports whether the zone held it.
 func (z *Zone) Purge(key string) bool {
 	defer z.beginPurge()()
+	variants := z.hasVariants(key)
 	known := z.purgeKey(key)
+	z.dropVariants(key, variants)
 	if known {
 		z.Stats.Purged.Add(1)
 	}

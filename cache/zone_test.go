@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/edgecache/edgecache/internal/testkit"
 	"io"
 	"net/http"
 	"os"
@@ -596,7 +597,7 @@ func TestZoneFlushedFolder(t *testing.T) {
 	}
 	removeContents(t, dir)
 	marker := filepath.Join(dir, flushMarkerName)
-	waitFor(t, "the flush", func() bool { _, err := os.Stat(marker); return err == nil })
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the flush", func() bool { _, err := os.Stat(marker); return err == nil }))
 	if _, ok := z.Get("/a"); ok {
 		t.Fatal("served from memory after the flush")
 	}

@@ -240,17 +240,21 @@ func zoneList(names []string) string {
 //	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
 //	    hide_headers <name>...            # proxy_hide_header: removed from every response through the handler
 //	    status_header <name>|off          # default X-Cache-Status
+//	    cache_status_header on|off        # RFC 9211 Cache-Status (member "edgecache"); default off
 //	    use_stale <condition>...|off      # error timeout invalid_header updating http_500 http_502
 //	                                      # http_503 http_504 http_403 http_404 http_429; default off
 //	    background_update on|off          # serve stale while one background request refreshes; default off
 //	    background_timeout <dur>          # bound on a background update; default 5m
 //	    revalidate on|off                 # refresh expired entries with If-None-Match / If-Modified-Since; default off
+//	    heuristic_max <dur>|off           # cap on heuristic freshness from Last-Modified; default 1d
 //	}
 //
 // The list options (strip_query, valid, ignore_headers, methods,
 // private_cookies, use_stale) add up when repeated. Without valid, only
-// responses whose headers give a validity (X-Accel-Expires, Cache-Control
-// s-maxage or max-age, Expires) are stored, unless those are ignored.
+// responses whose headers give a validity (X-Accel-Expires,
+// CDN-Cache-Control, Cache-Control s-maxage or max-age, Expires, or a
+// Last-Modified for heuristic freshness) are stored, unless those are
+// ignored (docs/standards.md).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -339,6 +343,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Revalidate = on
+		case "heuristic_max":
+			if d.NextArg() && d.Val() == "off" {
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				h.HeuristicMax = -1
+				continue
+			}
+			d.Prev()
+			if err := durationArg(d, &h.HeuristicMax); err != nil {
+				return err
+			}
+			if h.HeuristicMax == 0 {
+				return d.Errf("heuristic_max: want a positive duration, or off")
+			}
 		case "lock_age":
 			if err := durationArg(d, &h.LockAge); err != nil {
 				return err
@@ -383,6 +402,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &h.StatusHeader); err != nil {
 				return err
 			}
+		case "cache_status_header":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.CacheStatusHeader = on
 		default:
 			return d.Errf("unrecognized edge_cache option %q", d.Val())
 		}

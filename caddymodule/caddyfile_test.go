@@ -177,6 +177,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad lock", site("lock maybe"), "maybe", "on or off"},
 		{"bad min_uses", site("min_uses 0"), "min_uses", "min_uses"},
 		{"bad method", site("methods GET POST"), "POST", "POST"},
+		{"bad heuristic_max", site("heuristic_max soon"), "soon", "bad duration"},
+		{"zero heuristic_max", site("heuristic_max 0s"), "0s", "positive duration, or off"},
+		{"heuristic_max off with more", site("heuristic_max off 1h"), "off 1h", "argument"},
 		{"unknown option", site("stale_while_revalidate 1m"), "stale_while", "unrecognized edge_cache option"},
 		{"ignore_headers Foo", site("ignore_headers Vary Foo"), "Foo", `"Foo" cannot be ignored`},
 		{"zone two args", site("zone a b"), "zone a b", "argument"},
@@ -545,4 +548,22 @@ http://127.0.0.1:$PUBLIC {
 	}
 	expect(t, "defined zone", s.get(t, s.url("PUBLIC", "/img/1")), http.StatusOK, "MISS", "body 3")
 	expect(t, "defined zone", s.get(t, s.url("PUBLIC", "/img/1")), http.StatusOK, "HIT", "body 3")
+}
+
+// RFC 9111 §4.2.2 lets a cache choose its heuristic; heuristic_max bounds it.
+func TestCaddyfileHeuristicMax(t *testing.T) {
+	for src, want := range map[string]caddy.Duration{
+		"heuristic_max 2h":  caddy.Duration(2 * time.Hour),
+		"heuristic_max off": -1,
+	} {
+		cfg := adapt(t, "{\n\tedge_cache {\n\t\tzone default 1MiB\n\t}\n}\n:8080 {\n\tedge_cache {\n\t\t"+src+"\n\t}\n\treverse_proxy 127.0.0.1:9\n}\n")
+		raw, _ := json.Marshal(handlerJSON(t, cfg))
+		var got Handler
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.HeuristicMax != want {
+			t.Errorf("%s: HeuristicMax = %v, want %v", src, got.HeuristicMax, want)
+		}
+	}
 }

@@ -63,13 +63,17 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}()
 
 	backend := backendRequest(r)
-	if job.stale != nil && h.revalidate {
+	if job.stale != nil && (h.revalidate || job.stale.NoCache) {
 		backend = withValidators(backend, r, job.stale)
 	}
 	start := time.Now()
+	cw.requested = job.zone.Clock().Now()
 	err := next.ServeHTTP(cw, backend)
 	job.zone.Stats.FetchLatency.Observe(time.Since(start))
 	now := job.zone.Clock().Now()
+	if kind, failed := backendFailure(err, cw.code); failed {
+		job.zone.Stats.BackendErrors[kind].Add(1)
+	}
 
 	result := cw.outcome
 	if err != nil {

@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"math"
 	"os"
 	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"go.uber.org/zap"
 )
 
@@ -126,4 +128,19 @@ func (a *App) trackMemoryLimit(stop <-chan struct{}) {
 		}
 		applyMemoryLimit(a.zonesBytes(), a.logger)
 	}
+}
+
+// memoryMax is the memory the process may use, for the memory alert: its
+// cgroup's limit (systemd's MemoryMax=, a container's limit), else the
+// machine's memory. It is read at each scrape, as systemctl set-property
+// changes it at run time; Caddy reads it the same way at start to set its
+// Go memory limit.
+func memoryMax() float64 {
+	if n, err := memlimit.FromCgroup(); err == nil && n > 0 {
+		return float64(n)
+	}
+	if n, err := memlimit.FromSystem(); err == nil && n > 0 {
+		return float64(n)
+	}
+	return math.Inf(1)
 }
