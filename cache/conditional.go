@@ -66,23 +66,13 @@ func Preconditions(method string, req http.Header, e *Entry) (p Precondition, ra
 	}
 	rangeOK = true
 	if ir := headerValue(req, "If-Range"); ir != "" && headerValue(req, "Range") != "" {
-		rangeOK = ifRangeMatchesEntry(ir, etag, lastModified, hasLM, e)
+		received := e.StoredAt
+		if d, ok := ParseHTTPDate(e.Date, e.StoredAt); ok {
+			received = d // the origin's Date, kept apart from the header
+		}
+		rangeOK = ifRangeMatches(ir, e.Header, received)
 	}
 	return ServeStored, rangeOK
-}
-
-// ifRangeMatchesEntry: an entity-tag compares strongly; a date matches only a
-// strong Last-Modified exactly (RFC 9110 §13.1.5): one at least a second
-// before the response's Date.
-func ifRangeMatchesEntry(ir, etag string, lastModified time.Time, hasLM bool, e *Entry) bool {
-	if t, ok := ParseHTTPDate(ir, e.StoredAt); ok {
-		if !hasLM || !t.Equal(lastModified) {
-			return false
-		}
-		date, ok := ParseHTTPDate(e.Date, e.StoredAt)
-		return ok && date.Sub(lastModified) >= time.Second
-	}
-	return anyTagMatches([]string{ir}, etag, true)
 }
 
 func (e *Entry) lastModified() (time.Time, bool) {

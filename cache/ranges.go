@@ -155,23 +155,29 @@ func parseDigits(s string) (int64, bool) {
 	return n, true
 }
 
-// ifRangeMatches evaluates an If-Range value against a response (RFC 9110
-// §13.1.5).
+// ifRangeMatches evaluates an If-Range value against a response received
+// at the given time (RFC 9110 §13.1.5). An entity-tag compares strongly
+// (an unquoted stored ETag, a common backend slip, stands for the quoted
+// one); a date matches only a strong Last-Modified exactly: one at least a
+// second before the response's Date, or the time it was received.
 func ifRangeMatches(ir string, hdr http.Header, received time.Time) bool {
 	ir = strings.Trim(ir, " \t")
-	if strings.HasPrefix(ir, `"`) {
-		etag := hdr.Get("Etag")
-		return etag != "" && (ir == etag || ir == `"`+etag+`"`) && !strings.HasPrefix(etag, "W/")
+	if t, ok := ParseHTTPDate(ir, received); ok {
+		lines := hdr["Last-Modified"]
+		if len(lines) != 1 {
+			return false
+		}
+		lm, ok := ParseHTTPDate(lines[0], received)
+		if !ok || !t.Equal(lm) {
+			return false
+		}
+		date, ok := ParseHTTPDate(headerValue(hdr, "Date"), received)
+		if !ok {
+			date = received
+		}
+		return date.Sub(lm) >= time.Second
 	}
-	if strings.HasPrefix(ir, "W/") {
-		return false // weak tags never match strongly
-	}
-	lm := hdr.Get("Last-Modified")
-	if lm == "" || ir != lm {
-		return false
-	}
-	t, err := http.ParseTime(lm)
-	return err == nil && !t.After(received.Add(-time.Minute))
+	return anyTagMatches([]string{ir}, headerValue(hdr, "Etag"), true)
 }
 
 // SetRangeHeader edits a response header for a range answer and returns
