@@ -74,7 +74,8 @@ func TestCaddyfileExampleAdapt(t *testing.T) {
 	}
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "EDGECACHE_") || strings.HasPrefix(name, "OMERO_") {
+		if strings.HasPrefix(name, "EDGECACHE_") || strings.HasPrefix(name, "OMERO_") ||
+			name == "GRAFANA" || name == "PROMETHEUS" || name == "SEARCHENGINE" {
 			t.Setenv(name, "") // restored after the test
 			os.Unsetenv(name)
 		}

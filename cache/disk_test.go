@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // fakeClock drives last-access times in eviction and inactive tests.
@@ -94,17 +96,6 @@ func readAllBody(t testing.TB, d *DiskStore, e *Entry) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func waitLoaded(t testing.TB, d *DiskStore) {
@@ -575,10 +566,10 @@ func TestDiskDeleteAndClear(t *testing.T) {
 	if _, err := d.Get("inflight"); err != nil {
 		t.Fatalf("Get(inflight): %v", err)
 	}
-	waitFor(t, "flushed folders to be deleted", func() bool {
+	testkit.Eventually(t, 20*time.Second, testkit.Holds("flushed folders to be deleted", func() bool {
 		names, _ := readDirNames(dir)
 		return !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, trashPrefix) })
-	})
+	}))
 }
 
 func TestDiskEvictionLRU(t *testing.T) {
@@ -606,7 +597,7 @@ func TestDiskEvictionLRU(t *testing.T) {
 	put(t, d, testMeta("k10", -1), body)
 	clock.Advance(time.Second)
 	put(t, d, testMeta("k11", -1), body)
-	waitFor(t, "eviction", func() bool { return d.Stats().Bytes <= maxSize })
+	testkit.Eventually(t, 20*time.Second, testkit.Holds("eviction", func() bool { return d.Stats().Bytes <= maxSize }))
 	mu.Lock()
 	got := slices.Clone(removed)
 	mu.Unlock()
@@ -635,7 +626,7 @@ func TestDiskMaxSizeBound(t *testing.T) {
 	for i := range 300 {
 		put(t, d, testMeta(fmt.Sprint(i), -1), randomBody(uint64(i), 1000+i*50))
 	}
-	waitFor(t, "the zone to shrink under max size", func() bool { return d.Stats().Bytes <= maxSize })
+	testkit.Eventually(t, 20*time.Second, testkit.Holds("the zone to shrink under max size", func() bool { return d.Stats().Bytes <= maxSize }))
 	// What is really on disk agrees with the counters.
 	var onDisk, files int64
 	filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
@@ -687,7 +678,7 @@ func TestDiskInactive(t *testing.T) {
 	}
 	clock.Advance(40 * time.Minute)
 	d.kick()
-	waitFor(t, "inactive removal", func() bool { return d.Stats().InactiveRemovals == 1 })
+	testkit.Eventually(t, 20*time.Second, testkit.Holds("inactive removal", func() bool { return d.Stats().InactiveRemovals == 1 }))
 	if _, err := d.Get("unread"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("inactive entry still there: %v", err)
 	}
@@ -700,7 +691,7 @@ func TestDiskInactive(t *testing.T) {
 	// Freshness does not matter: a fresh entry goes too once inactive.
 	clock.Advance(2 * time.Hour)
 	d.kick()
-	waitFor(t, "second inactive removal", func() bool { return d.Stats().InactiveRemovals == 2 })
+	testkit.Eventually(t, 20*time.Second, testkit.Holds("second inactive removal", func() bool { return d.Stats().InactiveRemovals == 2 }))
 }
 
 func TestDiskFolderEmptiedWhileRunning(t *testing.T) {

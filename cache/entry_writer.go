@@ -33,7 +33,7 @@ func (z *Zone) NewEntryWriter(meta Meta) *EntryWriter {
 		if err == nil {
 			ew.file = w
 		} else {
-			z.Stats.CountSkip("disk")
+			z.Stats.CountSkip(SkipDisk)
 		}
 	}
 	return ew
@@ -47,7 +47,7 @@ func (ew *EntryWriter) Write(p []byte) {
 		if _, err := ew.file.Write(p); err != nil {
 			ew.file.Abort()
 			ew.file = nil
-			ew.zone.Stats.CountSkip("disk")
+			ew.zone.Stats.CountSkip(SkipDisk)
 		}
 	}
 	if ew.inMemory {
@@ -69,7 +69,7 @@ func (ew *EntryWriter) Abandoned() bool { return !ew.inMemory && ew.file == nil 
 func (ew *EntryWriter) Commit() (*Entry, bool) {
 	if ew.Abandoned() || (ew.meta.BodySize >= 0 && ew.n != ew.meta.BodySize) {
 		if ew.Abandoned() {
-			ew.zone.Stats.CountSkip("too-large")
+			ew.zone.Stats.CountSkip(SkipTooLarge)
 		}
 		ew.Abort()
 		return nil, false
@@ -90,7 +90,7 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
 	if !z.mayPromote(ew.gen) {
-		z.Stats.CountSkip("purged")
+		z.Stats.CountSkip(SkipPurged)
 		ew.Abort()
 		return nil, false
 	}
@@ -101,7 +101,7 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 		if err == nil {
 			onDisk = e
 		} else {
-			z.Stats.CountSkip("disk")
+			z.Stats.CountSkip(SkipDisk)
 		}
 	}
 	z.keys.add(ew.meta.Key)

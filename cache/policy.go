@@ -101,25 +101,25 @@ func (p *Policy) Decide(status int, h http.Header, now time.Time) Decision {
 				valid, validSet = time.Duration(sec)*time.Second, true
 			}
 			if validSet && valid <= 0 {
-				d.Reason = "x-accel-expires"
+				d.Reason = SkipXAccelExpires
 				return d
 			}
 		}
 	}
 	if p.Ignore&IgnoreSetCookie == 0 && len(h["Set-Cookie"]) > 0 {
-		d.Reason = "set-cookie"
+		d.Reason = SkipSetCookie
 		return d
 	}
 	if p.Ignore&IgnoreCacheControl == 0 {
 		if cc := h.Values("Cache-Control"); len(cc) > 0 {
 			directives := parseCacheControl(cc)
 			if directives.noStore || directives.noCache || directives.private {
-				d.Reason = "cache-control"
+				d.Reason = SkipCacheControl
 				return d
 			}
 			if !validSet && directives.maxAge >= 0 {
 				if directives.maxAge == 0 {
-					d.Reason = "cache-control"
+					d.Reason = SkipCacheControl
 					return d
 				}
 				valid, validSet = time.Duration(directives.maxAge)*time.Second, true
@@ -132,7 +132,7 @@ func (p *Policy) Decide(status int, h http.Header, now time.Time) Decision {
 		if v := h.Get("Expires"); v != "" {
 			t, err := http.ParseTime(v)
 			if err != nil || !t.After(now) {
-				d.Reason = "expires"
+				d.Reason = SkipExpires
 				return d
 			}
 			valid, validSet = t.Sub(now), true
@@ -141,7 +141,7 @@ func (p *Policy) Decide(status int, h http.Header, now time.Time) Decision {
 	if p.Ignore&IgnoreVary == 0 {
 		for _, v := range h.Values("Vary") {
 			if strings.TrimSpace(v) == "*" {
-				d.Reason = "vary"
+				d.Reason = SkipVary
 				return d
 			}
 		}
@@ -150,7 +150,7 @@ func (p *Policy) Decide(status int, h http.Header, now time.Time) Decision {
 		var ok bool
 		valid, ok = p.validFor(status)
 		if !ok || valid <= 0 {
-			d.Reason = "status"
+			d.Reason = SkipStatus
 			return d
 		}
 	}

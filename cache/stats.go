@@ -13,13 +13,56 @@ type Stats struct {
 	BytesServed  atomic.Int64 // body bytes served from the cache
 	Stored       atomic.Int64
 	StoreSkipped sync.Map // reason (string) -> *atomic.Int64: responses not stored, by reason
-	LockWaits    atomic.Int64
-	LockTimeouts atomic.Int64
-	Purged       atomic.Int64
+	// BackendErrors counts failed backend fetches, by kind.
+	BackendErrors [NumBackendErrors]atomic.Int64
+	LockWaits     atomic.Int64
+	LockTimeouts  atomic.Int64
+	Purged        atomic.Int64
 	// BackgroundUpdates counts background updates started.
 	BackgroundUpdates atomic.Int64
 	// FetchLatency is the time backend fetches take, to the end of the body.
 	FetchLatency Histogram
+}
+
+// Reasons for not storing a response (the reason label of
+// edgecache_not_stored_total): snake_case, as Prometheus label values are.
+const (
+	SkipXAccelExpires = "x_accel_expires" // X-Accel-Expires: 0 or in the past
+	SkipSetCookie     = "set_cookie"
+	SkipCacheControl  = "cache_control" // private, no-store, no-cache or max-age=0
+	SkipExpires       = "expires"       // Expires in the past or invalid
+	SkipVary          = "vary"          // Vary: *
+	SkipStatus        = "status"        // no valid line covers the status
+	SkipTooLarge      = "too_large"     // over memory_entry_max, with no disk tier to take it
+	SkipDisk          = "disk"          // the disk tier could not write it
+	SkipPurged        = "purged"        // a purge ran while it was fetched
+)
+
+var skipReasons = [...]string{SkipXAccelExpires, SkipSetCookie, SkipCacheControl, SkipExpires,
+	SkipVary, SkipStatus, SkipTooLarge, SkipDisk, SkipPurged}
+
+// BackendError is a kind of failed backend fetch.
+type BackendError uint8
+
+const (
+	BackendFailed        BackendError = iota // no response: refused, reset, no backend available
+	BackendTimeout                           // no response in time
+	BackendInvalidHeader                     // a malformed response
+	BackendStatus5xx                         // an answer with a 5xx status
+	NumBackendErrors
+)
+
+var backendErrorNames = [NumBackendErrors]string{"error", "timeout", "invalid_header", "http_5xx"}
+
+// String is the kind's label value, named as use_stale's conditions.
+func (e BackendError) String() string { return backendErrorNames[e] }
+
+// declare makes every known reason's counter exist at 0, so that alerts
+// and dashboards see each series from the start, not after its first event.
+func (s *Stats) declare() {
+	for _, r := range skipReasons {
+		s.StoreSkipped.LoadOrStore(r, new(atomic.Int64))
+	}
 }
 
 // CountSkip counts a response that was not stored, by reason.

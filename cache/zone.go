@@ -60,6 +60,7 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
 	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: make(chan struct{})}
+	z.Stats.declare()
 	gone := z.keys.remove
 	if z.disk != nil {
 		gone = nil // the disk holds what memory lets go

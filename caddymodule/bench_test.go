@@ -126,7 +126,7 @@ http://127.0.0.1:$PUBLIC {
 }
 
 // activeServer returns the running config's only HTTP server.
-func activeServer(b *testing.B) *caddyhttp.Server {
+func activeServer(b testing.TB) *caddyhttp.Server {
 	b.Helper()
 	a, err := caddy.ActiveContext().App("http")
 	if err != nil {

@@ -200,6 +200,7 @@ func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
 //	    min_uses <n>                      # store from the n-th request of a key on; default 1
 //	    refresh                           # the cache buster: never look up, fetch and overwrite
 //	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
+//	    hide_headers <name>...            # proxy_hide_header: removed from every response through the handler
 //	    status_header <name>|off          # default X-Cache-Status
 //	    use_stale <condition>...|off      # error timeout invalid_header updating http_500 http_502
 //	                                      # http_503 http_504 http_403 http_404 http_429; default off
@@ -321,6 +322,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.PrivateCookies = append(h.PrivateCookies, args...)
+		case "hide_headers":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, name := range args {
+				if strings.ContainsAny(name, " \t:") {
+					return d.Errf("hide_headers: %q is not a header name", name)
+				}
+			}
+			h.HideHeaders = append(h.HideHeaders, args...)
 		case "status_header":
 			if err := oneArg(d, &h.StatusHeader); err != nil {
 				return err

@@ -39,9 +39,10 @@ the public site on --listen (default :8080), the cache buster on
 with EDGECACHE_REFRESH_PORT and EDGECACHE_LONG_PORT). The static pages and
 the maintenance flag live in a temporary folder, removed on exit.
 
-The stand-in servers answer like OMERO.web (session cookies, no-cache,
-Vary: Cookie), take --delay to render an image or thumbnail, and name the
-node that answered in the X-Omero-Node header and in the body.
+The stand-in servers answer like OMERO.web (session cookies and Vary: Cookie
+everywhere, never-cache headers on logins), take --delay to render an image
+or thumbnail, and name the node that answered in the X-Omero-Node header and
+in the body.
 
 Runs until interrupted (Ctrl-C).`,
 		CobraFunc: func(cmd *cobra.Command) {

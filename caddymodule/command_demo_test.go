@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,7 +110,7 @@ func TestDemo(t *testing.T) {
 			status   int
 			location string
 		}{
-			"/webclient/login/": {302, "/"},
+			"/webclient/login/": {302, "/webclient/?experimenter=-1"},
 			"/about":            {301, "/about/"},
 		} {
 			resp, _ := get(d.public, path)
@@ -192,4 +193,14 @@ func TestSplitListen(t *testing.T) {
 			t.Errorf("%q: no error", bad)
 		}
 	}
+}
+
+var titleRE = regexp.MustCompile(`<title>([^<]*)</title>`)
+
+// title returns an HTML page's title.
+func title(body string) string {
+	if m := titleRE.FindStringSubmatch(body); m != nil {
+		return m[1]
+	}
+	return ""
 }

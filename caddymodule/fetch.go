@@ -70,6 +70,9 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	err := next.ServeHTTP(cw, backend)
 	job.zone.Stats.FetchLatency.Observe(time.Since(start))
 	now := job.zone.Clock().Now()
+	if kind, failed := backendFailure(err, cw.code); failed {
+		job.zone.Stats.BackendErrors[kind].Add(1)
+	}
 
 	result := cw.outcome
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/maintenance"
 )
 
 // The request flow of the edge_cache handler, one named step at a time
@@ -21,7 +22,8 @@ import (
 //
 //	step         when                                        then                                  status
 //	----         ----                                        ----                                  ------
-//	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup
+//	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup;
+//	                                                         hide_headers wraps the writer first
 //	pass         method not cached                           next handler, untouched               (none)
 //	             private: Authorization or private_cookies   next handler, untouched               BYPASS
 //	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
@@ -45,6 +47,7 @@ import (
 //	deliver      after a fetch for a client                  the backend's answer as it came       the job's status
 //	             outcome revalidated (304)                   the extended entry                    REVALIDATED
 //	             outcome stale (use_stale, stale-if-error)   the stale entry                       STALE
+//	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
 //
 // A waiter from the expired step reports EXPIRED where one from the miss
 // step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
@@ -62,11 +65,18 @@ const (
 
 // ServeHTTP is the recv step: it implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.hide != nil {
+		// Outermost, so that hide_headers covers every answer below,
+		// whatever the method (hideheaders.go).
+		hw := newHideWriter(w, h.hide)
+		defer hw.release()
+		w = hw
+	}
 	if !h.methods[r.Method] {
 		return next.ServeHTTP(w, r)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if gate := maintenanceGateFrom(r.Context()); gate != nil {
+	if gate := maintenance.GateFrom(r.Context()); gate != nil {
 		return h.maintenance(w, r, repl, gate)
 	}
 	if h.isPrivate(r) {
@@ -237,6 +247,13 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 		return h.serveEntry(w, r, job.zone, entry, cache.StatusRevalidated)
 	case outcomeStale:
 		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
+	case outcomeFailed:
+		if repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); !h.statusSet(repl) {
+			// The backend gave no answer: the error page that follows
+			// carries the status, and so does the access log, as nginx's
+			// 502 does (MISS, or BYPASS on the cache buster).
+			h.setStatus(w, repl, job.status)
+		}
 	}
 	job.zone.Stats.Requests[job.status].Add(1)
 	return err
@@ -245,7 +262,7 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 // maintenance answers from the cache, fresh or stale, and shows the
 // maintenance page for anything that would reach a backend (a maintenance
 // handler with serve_cached is in charge).
-func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenanceGate) error {
+func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
 	if h.Refresh || h.isPrivate(r) {
 		return gate.ServePage(w, r)
 	}

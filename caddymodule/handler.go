@@ -56,6 +56,12 @@ type Handler struct {
 	// PrivateCookies names login-session cookies: requests carrying any of
 	// them (or an Authorization header) bypass the cache entirely.
 	PrivateCookies []string `json:"private_cookies,omitempty"`
+	// HideHeaders names response headers removed from every response that
+	// passes through the handler, whatever the method, stored or not, from
+	// the backend or the cache (nginx's proxy_hide_header). Without it,
+	// Set-Cookie is removed only from responses that are stored and never
+	// replayed from the cache; a response that is not stored keeps it.
+	HideHeaders []string `json:"hide_headers,omitempty"`
 	// StatusHeader names the response header carrying the cache status;
 	// "off" sends none. Default: X-Cache-Status.
 	StatusHeader string `json:"status_header,omitempty"`
@@ -83,6 +89,7 @@ type Handler struct {
 	useStale         staleCondition
 	backgroundUpdate bool
 	revalidate       bool
+	hide             []string // HideHeaders, canonical
 	statusValues     [8][]string
 	statusAny        [8]any // the same, boxed once: Replacer.Set takes an any
 	logger           *zap.Logger
@@ -158,6 +165,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else {
 		h.StatusHeader = http.CanonicalHeaderKey(h.StatusHeader)
 	}
+	h.hide = nil
+	for _, name := range h.HideHeaders {
+		h.hide = append(h.hide, http.CanonicalHeaderKey(name))
+	}
 	for _, s := range cache.Statuses() {
 		h.statusValues[s] = []string{s.String()}
 		h.statusAny[s] = s.String()
@@ -194,6 +205,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.LockAge < 0 || h.LockTimeout < 0 || h.BackgroundTimeout < 0 {
 		return fmt.Errorf("lock_age, lock_timeout and background_timeout must not be negative")
+	}
+	for _, name := range h.HideHeaders {
+		if name == "" || strings.ContainsAny(name, " \t:") {
+			return fmt.Errorf("hide_headers: %q is not a header name", name)
+		}
 	}
 	for _, m := range h.Methods {
 		if err := checkMethod(m); err != nil {
@@ -277,6 +293,13 @@ func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache
 		w.Header()[h.StatusHeader] = h.statusValues[s]
 	}
 	repl.Set(statusPlaceholder, h.statusAny[s])
+}
+
+// statusSet reports whether the request's cache status is announced
+// already (the backend's answer began, or an entry was served).
+func (h *Handler) statusSet(repl *caddy.Replacer) bool {
+	_, ok := repl.Get(statusPlaceholder)
+	return ok
 }
 
 // statusPlaceholder carries the cache status to access logs.

@@ -1,10 +1,12 @@
 package caddymodule
 
 import (
+	"math"
 	"os"
 	"runtime/debug"
 	"sync"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"go.uber.org/zap"
 )
 
@@ -61,4 +63,19 @@ func applyMemoryLimit(total int64, logger *zap.Logger) {
 		logger.Info("Go memory limit set from the zones' memory tiers",
 			zap.Int64("zones_bytes", total), zap.Int64("limit_bytes", limit))
 	}
+}
+
+// memoryMax is the memory the process may use, for the memory alert: its
+// cgroup's limit (systemd's MemoryMax=, a container's limit), else the
+// machine's memory. It is read at each scrape, as systemctl set-property
+// changes it at run time; Caddy reads it the same way at start to set its
+// Go memory limit.
+func memoryMax() float64 {
+	if n, err := memlimit.FromCgroup(); err == nil && n > 0 {
+		return float64(n)
+	}
+	if n, err := memlimit.FromSystem(); err == nil && n > 0 {
+		return float64(n)
+	}
+	return math.Inf(1)
 }

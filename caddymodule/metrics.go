@@ -26,7 +26,9 @@ var (
 	descStored = prometheus.NewDesc(metricsNamespace+"_stored_total",
 		"Responses stored.", []string{"zone"}, nil)
 	descNotStored = prometheus.NewDesc(metricsNamespace+"_not_stored_total",
-		"Responses not stored, by reason (set-cookie, cache-control, status, too-large, disk, ...).", []string{"zone", "reason"}, nil)
+		"Responses not stored, by reason (set_cookie, cache_control, status, too_large, disk, ...).", []string{"zone", "reason"}, nil)
+	descBackendErrors = prometheus.NewDesc(metricsNamespace+"_backend_errors_total",
+		"Backend fetches that failed, by kind (error, timeout, invalid_header, http_5xx).", []string{"zone", "reason"}, nil)
 	descEntries = prometheus.NewDesc(metricsNamespace+"_entries",
 		"Entries held, by tier.", []string{"zone", "tier"}, nil)
 	descBytes = prometheus.NewDesc(metricsNamespace+"_bytes",
@@ -47,12 +49,14 @@ var (
 		"Entries purged through the admin API.", []string{"zone"}, nil)
 	descFetch = prometheus.NewDesc(metricsNamespace+"_backend_fetch_seconds",
 		"Time backend fetches take, to the end of the body.", []string{"zone"}, nil)
+	descMemoryLimit = prometheus.NewDesc(metricsNamespace+"_memory_limit_bytes",
+		"Memory the process may use: its cgroup's limit (systemd's MemoryMax=), else the machine's memory.", nil, nil)
 )
 
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descEntries,
-		descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
-		descBackground, descPurged, descFetch} {
+	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
+		descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
+		descBackground, descPurged, descFetch, descMemoryLimit} {
 		ch <- d
 	}
 }
@@ -64,6 +68,7 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
+	ch <- prometheus.MustNewConstMetric(descMemoryLimit, prometheus.GaugeValue, memoryMax())
 	for _, name := range c.app.ZoneNames() {
 		z := c.app.Zone(name)
 		if z == nil {
@@ -79,6 +84,9 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descNotStored, n.(interface{ Load() int64 }).Load(), name, reason.(string))
 			return true
 		})
+		for kind := range cache.NumBackendErrors {
+			counter(descBackendErrors, st.BackendErrors[kind].Load(), name, kind.String())
+		}
 		counter(descLockWaits, st.LockWaits.Load(), name)
 		counter(descLockTimeouts, st.LockTimeouts.Load(), name)
 		counter(descBackground, st.BackgroundUpdates.Load(), name)

@@ -11,9 +11,10 @@ import (
 )
 
 // captureWriter sits between the backend's response and the client on a
-// miss. At header time it decides whether the response is stored; then
-// every body write goes to the client and into the entry writer at once, so large
-// bodies stream with bounded memory and nothing is buffered for the client.
+// fetch. At header time it decides the outcome: relayed, stored (then every
+// body write goes to the client and into the entry writer at once, so large
+// bodies stream with bounded memory and nothing is buffered for the
+// client), or swallowed for the stale entry (stale, revalidated).
 type captureWriter struct {
 	rw       http.ResponseWriter
 	h        *Handler
@@ -26,6 +27,7 @@ type captureWriter struct {
 
 	// outcome is what the backend's answer amounts to, from WriteHeader on.
 	outcome outcome
+	code    int // the backend's status, from WriteHeader on
 	// revalidation: the stale entry's new validity (outcomeRevalidated).
 	revalidation *cache.Revalidation
 	// writer stores the answer (outcomeStored); nil otherwise.
@@ -62,6 +64,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		cw.rw.WriteHeader(code) // 1xx informational: not the response
 		return
 	}
+	cw.code = code
 	hdr := cw.rw.Header()
 	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
@@ -100,9 +103,13 @@ func (cw *captureWriter) WriteHeader(code int) {
 			cw.zone.Stats.CountSkip(d.Reason)
 		}
 	}
-	// Never replayed from the cache, and removed on a miss too (nginx's
-	// proxy_hide_header): one visitor's session must not reach another.
-	delete(hdr, "Set-Cookie")
+	// A stored response's cookie is never replayed from the cache, and is
+	// removed from this answer too, so that the fill's visitor is served as
+	// later ones are. One that is not stored keeps it: it is this visitor's
+	// own (hide_headers removes it from every response).
+	if cw.outcome == outcomeStored {
+		delete(hdr, "Set-Cookie")
+	}
 	cw.h.setStatus(cw.rw, cw.repl, cw.job.status)
 	if code == http.StatusOK && !cw.headOnly {
 		cw.window, code = rangeWindow(cw.client.Header, hdr)

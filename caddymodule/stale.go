@@ -96,6 +96,24 @@ func staleConditionOfError(err error) staleCondition {
 	return staleError
 }
 
+// backendFailure classifies a fetch's outcome for the backend error
+// counters: an error as use_stale does, or a 5xx answer. A client that
+// went away is no backend failure.
+func backendFailure(err error, code int) (cache.BackendError, bool) {
+	if err == nil {
+		return cache.BackendStatus5xx, code >= 500
+	}
+	switch staleConditionOfError(err) {
+	case 0:
+		return 0, false
+	case staleTimeout:
+		return cache.BackendTimeout, true
+	case staleInvalidHeader:
+		return cache.BackendInvalidHeader, true
+	}
+	return cache.BackendFailed, true
+}
+
 // staleAllowed reports whether a stale entry may be served for cond: always
 // when use_stale names it, and within the backend's stale-while-revalidate
 // or stale-if-error window otherwise.

@@ -6,6 +6,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/edgecache/edgecache"
+	_ "github.com/edgecache/edgecache/maintenance"
 )
 
 func main() { caddycmd.Main() }

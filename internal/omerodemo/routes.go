@@ -1,6 +1,7 @@
 package omerodemo
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -22,17 +23,24 @@ func (s *Server) routes() *http.ServeMux {
 		}
 	}
 	m.HandleFunc("GET /webclient/get_thumbnail/{id}/{$}", s.thumbnail)
+	m.HandleFunc("GET /webclient/get_thumbnail/{id}/{size}/{$}", s.thumbnail)
+	m.HandleFunc("GET /webgateway/get_thumbnails/{$}", s.thumbnails)
+	m.HandleFunc("GET /webgateway/get_thumbnails/{size}/{$}", s.thumbnails)
+	m.HandleFunc("GET /webclient/get_thumbnails/{$}", s.thumbnails)
+	m.HandleFunc("GET /webclient/get_thumbnails/{size}/{$}", s.thumbnails)
 	m.HandleFunc("GET /webclient/metadata_details/{id}/{$}", s.metadata)
 	m.HandleFunc("GET /webclient/metadata_details/{type}/{id}/{$}", s.metadata)
 	m.HandleFunc("GET /webclient/img_detail/{id}/{$}", s.imageViewer)
 	m.HandleFunc("GET /api/{$}", s.apiVersions)
 	m.HandleFunc("GET /api/v0/{$}", s.apiRoot)
 	m.HandleFunc("GET /api/v0/m/images/{id}/{$}", s.apiImage)
+	m.HandleFunc("/api/v0/login/{$}", s.apiLogin)
 	m.HandleFunc("GET /static/{file...}", s.static)
 	m.HandleFunc("GET /webclient/{$}", s.webclient)
 	m.HandleFunc("/webclient/login/{$}", s.loginPage)
+	m.HandleFunc("/webclient/logout/{$}", s.logout)
 	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		s.omeroHeaders(w, r)
+		s.sessionHeaders(w, r)
 		http.Redirect(w, r, "/webclient/", http.StatusFound)
 	})
 	m.HandleFunc("/", s.notFound)
@@ -89,7 +97,7 @@ func (s *Server) writePNG(w http.ResponseWriter, r *http.Request, size int, what
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.omeroHeaders(w, r)
+	s.sessionHeaders(w, r)
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Write(body)
@@ -123,6 +131,7 @@ func (s *Server) webclient(w http.ResponseWriter, r *http.Request) {
 // logs in: it starts a new session, sets its cookie and redirects to the
 // web client, whose pages then name the user.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	neverCacheHeaders(w)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		s.writeHTML(w, r, http.StatusOK, "OMERO.web login", loginForm)
@@ -133,7 +142,6 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.setSession(w, s.login(user))
-		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("Vary", "Cookie")
 		http.Redirect(w, r, "/webclient/", http.StatusFound)
 	default:
@@ -160,7 +168,7 @@ func (s *Server) writeHTML(w http.ResponseWriter, r *http.Request, status int, t
 	if user != "" {
 		who = "Logged in as " + html.EscapeString(user)
 	}
-	s.omeroHeaders(w, r)
+	s.sessionHeaders(w, r)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `<!DOCTYPE html>
@@ -211,17 +219,28 @@ func (s *Server) apiImage(w http.ResponseWriter, r *http.Request) {
 // writeJSON writes v with OMERO's headers; meta.node and meta.version (or,
 // where the shape has no meta, top-level keys) say who answered.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v map[string]any) {
+	s.writeJSONStatus(w, r, http.StatusOK, v)
+}
+
+// writeJSONStatus is writeJSON with a status.
+func (s *Server) writeJSONStatus(w http.ResponseWriter, r *http.Request, status int, v map[string]any) {
 	if _, ok := v["meta"]; !ok {
 		v["meta"] = map[string]any{"node": s.node, "version": s.Version()}
 	}
+	s.sessionHeaders(w, r)
+	s.writeJSONBody(w, status, v)
+}
+
+// writeJSONBody writes v as it is, with the headers already set.
+func (s *Server) writeJSONBody(w http.ResponseWriter, status int, v map[string]any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.omeroHeaders(w, r)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
 	w.Write(body)
 }
 
@@ -255,3 +274,71 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 }
 
 const staticModTime = "Mon, 02 Jun 2025 10:00:00 GMT"
+
+// thumbnails is the batch thumbnail endpoint (get_thumbnails/?id=1&id=2):
+// a JSON object of data URIs by image id, as OMERO.web's
+// get_thumbnails_json answers.
+func (s *Server) thumbnails(w http.ResponseWriter, r *http.Request) {
+	size, ok := intValue(r, "size", 96)
+	if !ok || size < 1 || size > 512 {
+		s.notFound(w, r)
+		return
+	}
+	if !sleep(r, s.delay) {
+		return
+	}
+	out := make(map[string]any)
+	for _, v := range r.URL.Query()["id"] {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			continue
+		}
+		body, err := renderPNG(size, fmt.Sprintf("thumbnail %d version %s", id, s.Version()), fmt.Sprintf("thumbnail %d from node %s", id, s.node))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		out[strconv.FormatInt(id, 10)] = "data:image/png;base64," + base64.StdEncoding.EncodeToString(body)
+	}
+	s.writeJSON(w, r, out)
+}
+
+// apiLogin is the JSON API's login (api/v0/login/): a POST with a user name
+// and a password starts a session and answers with its event context and
+// cookie; a GET is refused, as OMERO's LoginView does.
+func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
+	neverCacheHeaders(w)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.writeJSONStatus(w, r, http.StatusMethodNotAllowed, map[string]any{
+			"message": "POST only with username, password, server and csrftoken",
+		})
+		return
+	}
+	user, password := r.PostFormValue("username"), r.PostFormValue("password")
+	if user == "" || password == "" {
+		s.writeJSONStatus(w, r, http.StatusForbidden, map[string]any{"message": "Login failed. Reason unknown."})
+		return
+	}
+	id := s.login(user)
+	s.setSession(w, id)
+	w.Header().Set("Vary", "Cookie")
+	s.writeJSONBody(w, http.StatusOK, map[string]any{
+		"success":      true,
+		"eventContext": map[string]any{"userName": user, "sessionUuid": id},
+		"meta":         map[string]any{"node": s.node, "version": s.Version()},
+	})
+}
+
+// logout ends the session and sends the browser to the login page.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	neverCacheHeaders(w)
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		s.mu.Lock()
+		delete(s.users, c.Value)
+		s.mu.Unlock()
+	}
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1})
+	w.Header().Set("Vary", "Cookie")
+	http.Redirect(w, r, "/webclient/login/", http.StatusFound)
+}

@@ -1,9 +1,11 @@
 // Package omerodemo is a small stand-in for OMERO.web, the backend that
 // edgecache fronts. It answers the URL shapes of the Image Data Resource
 // (rendered images, thumbnails, metadata, the JSON API, static files, the web
-// client and its login) with the cache-hostile headers OMERO.web sends
-// (Set-Cookie sessionid, Cache-Control: no-cache, Vary: Cookie), a
-// configurable render delay, and the name of the node that answered, so that
+// client and its logins) with the headers OMERO.web (Django) really sends:
+// a sessionid Set-Cookie and Vary: Cookie on its pages, images and JSON,
+// with no Cache-Control there, and Django's never_cache headers on logins
+// (Cache-Control: max-age=0, no-cache, no-store, must-revalidate, private),
+// a configurable render delay, and the name of the node that answered, so that
 // the demo and the end-to-end tests can see what a cache does in front of it.
 // It counts requests per path, so a test can tell how many reached a backend.
 package omerodemo
@@ -37,6 +39,9 @@ const (
 	HeaderDelay = "X-Demo-Delay"
 	// HeaderStatus makes this request answer with the given status code.
 	HeaderStatus = "X-Demo-Status"
+	// HeaderCacheControl makes this request's answer carry this
+	// Cache-Control, as a view with Django's cache_control decorator would.
+	HeaderCacheControl = "X-Demo-Cache-Control"
 	// HeaderNode is set on every response to the name of the node.
 	HeaderNode = "X-Omero-Node"
 )
@@ -118,6 +123,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	w.Header().Set(HeaderNode, s.node)
+	if v := r.Header.Get(HeaderCacheControl); v != "" {
+		w.Header().Set("Cache-Control", v)
+	}
 
 	if v := r.Header.Get(HeaderDelay); v != "" {
 		d, err := time.ParseDuration(v)
@@ -135,7 +143,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprintf("bad %s %q", HeaderStatus, v), http.StatusBadRequest)
 			return
 		}
-		s.omeroHeaders(w, r)
+		s.sessionHeaders(w, r)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "status %d from %s (version %s)\n", code, s.node, s.Version())
@@ -144,10 +152,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// omeroHeaders sets the headers OMERO.web puts on its dynamic pages, which
-// make a standard cache refuse to store them: a session cookie (a new
-// anonymous session if the request has none), no-cache and Vary: Cookie.
-func (s *Server) omeroHeaders(w http.ResponseWriter, r *http.Request) {
+// sessionHeaders sets the headers OMERO.web puts on its pages, images and
+// JSON: Django's session middleware saves the (anonymous, public user)
+// session and sends its cookie, a new one if the request has none, and
+// adds Vary: Cookie because the view read the session. Nothing else: these
+// views set no Cache-Control and no Expires, so a cache that ignores
+// Set-Cookie and Vary (as the production proxy does) may store them.
+func (s *Server) sessionHeaders(w http.ResponseWriter, r *http.Request) {
 	id := ""
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
 		id = c.Value
@@ -155,10 +166,18 @@ func (s *Server) omeroHeaders(w http.ResponseWriter, r *http.Request) {
 		id = newSessionID()
 	}
 	s.setSession(w, id)
-	h := w.Header()
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Expires", time.Now().UTC().Format(http.TimeFormat))
-	h.Set("Vary", "Cookie")
+	w.Header().Set("Vary", "Cookie")
+}
+
+// NeverCache is the Cache-Control of Django's never_cache views (OMERO's
+// logins): add_never_cache_headers sets max-age=0 and then no-cache,
+// no-store, must-revalidate and private, with Expires now.
+const NeverCache = "max-age=0, no-cache, no-store, must-revalidate, private"
+
+// neverCacheHeaders marks the response as Django's never_cache does.
+func neverCacheHeaders(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", NeverCache)
+	w.Header().Set("Expires", time.Now().UTC().Format(http.TimeFormat))
 }
 
 func (s *Server) setSession(w http.ResponseWriter, id string) {

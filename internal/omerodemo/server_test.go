@@ -46,6 +46,9 @@ func TestURLShapes(t *testing.T) {
 		{"/webgateway/render_thumbnail/12/64/", "image/png", true},
 		{"/webclient/render_thumbnail/12/", "image/png", true},
 		{"/webclient/get_thumbnail/12/", "image/png", true},
+		{"/webclient/get_thumbnail/12/64/", "image/png", true},
+		{"/webgateway/get_thumbnails/?id=12&id=13", "application/json", true},
+		{"/webclient/get_thumbnails/64/?id=12", "application/json", true},
 		{"/webclient/metadata_details/12/", "text/html; charset=utf-8", true},
 		{"/webclient/metadata_details/image/12/", "text/html; charset=utf-8", true},
 		{"/webclient/img_detail/12/", "text/html; charset=utf-8", true},
@@ -78,10 +81,19 @@ func TestURLShapes(t *testing.T) {
 			if hasCookie != c.cookie {
 				t.Errorf("Set-Cookie present %v, want %v", hasCookie, c.cookie)
 			}
+			// Django's session middleware adds Vary: Cookie and the cookie;
+			// only never_cache views (the login) add Cache-Control.
+			wantCC := ""
+			if strings.Contains(c.path, "login") {
+				wantCC = NeverCache
+			}
+			if cc := resp.Header.Get("Cache-Control"); cc != wantCC {
+				t.Errorf("Cache-Control %q, want %q", cc, wantCC)
+			}
+			if _, ok := resp.Header["Expires"]; ok != (wantCC != "") {
+				t.Errorf("Expires %q present %v, want %v", resp.Header.Get("Expires"), ok, wantCC != "")
+			}
 			if c.cookie {
-				if cc := resp.Header.Get("Cache-Control"); cc != "no-cache" {
-					t.Errorf("Cache-Control %q", cc)
-				}
 				if v := resp.Header.Get("Vary"); v != "Cookie" {
 					t.Errorf("Vary %q", v)
 				}
@@ -273,5 +285,52 @@ func TestPNGText(t *testing.T) {
 	}
 	if !bytes.Contains(b, []byte("tEXtComment\x00hello from node x")) {
 		t.Error("text chunk missing")
+	}
+}
+
+// The batch thumbnail endpoint answers a data URI per requested id.
+func TestThumbnailsBatch(t *testing.T) {
+	s := New("ro-1", Options{})
+	var got map[string]any
+	if err := json.Unmarshal([]byte(body(t, get(t, s, "/webgateway/get_thumbnails/?id=3&id=4&id=x"))), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"3", "4"} {
+		if v, _ := got[id].(string); !strings.HasPrefix(v, "data:image/png;base64,") {
+			t.Errorf("id %s: %.40q, want a PNG data URI", id, v)
+		}
+	}
+	if _, ok := got["x"]; ok {
+		t.Error("a bad id got a thumbnail")
+	}
+}
+
+// The JSON API's login: a POST starts a session (its cookie comes back,
+// with never_cache headers); a GET is refused with 405.
+func TestAPILogin(t *testing.T) {
+	s := New("ro-1", Options{})
+	resp := get(t, s, "/api/v0/login/")
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Cache-Control") != NeverCache {
+		t.Errorf("GET: status %d, Cache-Control %q; want 405, %q", resp.StatusCode, resp.Header.Get("Cache-Control"), NeverCache)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/api/v0/login/", strings.NewReader(url.Values{"username": {"ann"}, "password": {"x"}}.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	resp = w.Result()
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) == 0 || resp.Header.Get("Cache-Control") != NeverCache {
+		t.Fatalf("POST: status %d, cookies %v, Cache-Control %q", resp.StatusCode, resp.Cookies(), resp.Header.Get("Cache-Control"))
+	}
+	page := body(t, get(t, s, "/webclient/", "Cookie", SessionCookie+"="+resp.Cookies()[0].Value))
+	if !strings.Contains(page, "Logged in as ann") {
+		t.Errorf("the API session does not log in the web client: %q", page)
+	}
+}
+
+// A test can give one answer the Cache-Control a cache_control view would.
+func TestCacheControlHeader(t *testing.T) {
+	s := New("ro-1", Options{})
+	if cc := get(t, s, "/api/v0/", HeaderCacheControl, "max-age=60").Header.Get("Cache-Control"); cc != "max-age=60" {
+		t.Errorf("Cache-Control %q, want max-age=60", cc)
 	}
 }

@@ -36,6 +36,9 @@ type edgeConfig struct {
 	Caddyfile string
 	// Env adds or overrides environment variables of the process.
 	Env map[string]string
+	// Cluster, when set, is the OMERO backends to use (left running when
+	// the instance stops); by default the instance starts its own.
+	Cluster *omerodemo.Cluster
 }
 
 // edge is a running edgecache process with its OMERO nodes.
@@ -55,8 +58,9 @@ type edge struct {
 	mu      sync.Mutex
 	clients map[string]*http.Client // by local address ("" for the default)
 
-	stopOnce sync.Once
-	stopErr  error
+	stopOnce    sync.Once
+	stopErr     error
+	ownsCluster bool
 }
 
 // The environment variables Caddyfile.example reads; the test sets every
@@ -66,6 +70,7 @@ var caddyfileEnv = []string{
 	"EDGECACHE_PUBLIC", "EDGECACHE_PUBLIC_BIND", "EDGECACHE_PRIVATE_BIND",
 	"EDGECACHE_REFRESH_PORT", "EDGECACHE_LONG_PORT", "EDGECACHE_ADMIN",
 	"OMERO_READONLY", "OMERO_READONLY_TIMEOUT", "OMERO_READWRITE",
+	"OMERO_WEBSOCKETS", "GRAFANA", "PROMETHEUS", "SEARCHENGINE",
 	"EDGECACHE_WWW", "EDGECACHE_MAINTENANCE_FLAG", "EDGECACHE_CACHE_DIR",
 	"XDG_DATA_HOME", "XDG_CONFIG_HOME",
 }
@@ -117,13 +122,22 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 			e.stop()
 		}
 	}()
-	if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
-		return nil, err
+	if e.Cluster = cfg.Cluster; e.Cluster == nil {
+		if e.Cluster, err = omerodemo.StartCluster(cfg.ReadOnly, omerodemo.Options{}); err != nil {
+			return nil, err
+		}
+		e.ownsCluster = true
 	}
 	for _, addr := range []*string{&e.Public, &e.Refresh, &e.Long, &e.Admin} {
 		if *addr, err = testkit.FreeAddr(); err != nil {
 			return nil, err
 		}
+	}
+	// Nothing listens there: the websocket pool, the monitoring servers
+	// and the search engine answer 502 unless a test provides them.
+	unused, err := testkit.FreeAddr()
+	if err != nil {
+		return nil, err
 	}
 
 	env := map[string]string{
@@ -134,6 +148,10 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 		"EDGECACHE_ADMIN":            e.Admin,
 		"OMERO_READONLY":             strings.Join(e.Cluster.ReadOnlyAddrs(), " "),
 		"OMERO_READWRITE":            e.Cluster.ReadWrite.Addr,
+		"OMERO_WEBSOCKETS":           unused,
+		"GRAFANA":                    unused,
+		"PROMETHEUS":                 unused,
+		"SEARCHENGINE":               unused,
 		"EDGECACHE_WWW":              filepath.Join(repoRoot, "www"),
 		"EDGECACHE_MAINTENANCE_FLAG": e.Flag,
 		"EDGECACHE_CACHE_DIR":        filepath.Join(cfg.Dir, "cache"),
@@ -144,6 +162,7 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	for k, v := range cfg.Env {
 		env[k] = v
 	}
+	e.Flag = env["EDGECACHE_MAINTENANCE_FLAG"]
 
 	if e.logFile, err = os.Create(e.logPath); err != nil {
 		return nil, err
@@ -204,7 +223,7 @@ func (e *edge) doStop() error {
 	if e.logFile != nil {
 		e.logFile.Close()
 	}
-	if e.Cluster != nil {
+	if e.Cluster != nil && e.ownsCluster {
 		e.Cluster.Close()
 	}
 	return errors.Join(errs...)
@@ -277,9 +296,36 @@ func (e *edge) getFrom(t *testing.T, localIP, addr, uri string, header ...string
 }
 
 func (e *edge) do(localIP, addr, uri string, header ...string) (response, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+uri, nil)
+	return e.send(localIP, http.MethodGet, addr, uri, "", header...)
+}
+
+// request sends a request with any method and a form body (none when
+// form is empty) from 127.0.0.1.
+func (e *edge) request(t *testing.T, method, addr, uri, form string, header ...string) response {
+	t.Helper()
+	r, err := e.send("", method, addr, uri, form, header...)
+	if err != nil {
+		t.Fatalf("%s http://%s%s: %v", method, addr, uri, err)
+	}
+	return r
+}
+
+func (e *edge) send(localIP, method, addr, uri, form string, header ...string) (response, error) {
+	var body io.Reader
+	if form != "" {
+		body = strings.NewReader(form)
+	}
+	req, err := http.NewRequest(method, "http://"+addr+uri, body)
 	if err != nil {
 		return response{}, err
+	}
+	if form != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		if http.CanonicalHeaderKey(header[i]) == "Host" {
+			req.Host = header[i+1]
+		}
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -291,11 +337,11 @@ func (e *edge) do(localIP, addr, uri string, header ...string) (response, error)
 		return response{}, err
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
+	data, err := io.ReadAll(res.Body)
 	if err != nil {
 		return response{}, fmt.Errorf("reading the body: %w", err)
 	}
-	return response{Status: res.StatusCode, Header: res.Header, Body: string(body), ID: id}, nil
+	return response{Status: res.StatusCode, Header: res.Header, Body: string(data), ID: id}, nil
 }
 
 // client returns the instance's HTTP client from localIP ("" for the

@@ -1,4 +1,4 @@
-package caddymodule
+package maintenance
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"sync/atomic"
 )
 
-// maintenanceGate is what a maintenance handler with serve_cached puts in
+// Gate is what a maintenance handler with serve_cached puts in
 // the request context during maintenance, for the edge_cache handler
 // further down the route. The contract:
 //
-//   - edge_cache looks the gate up with maintenanceGateFrom(r.Context()).
+//   - edge_cache looks the gate up with GateFrom(r.Context()).
 //     With no gate, it works as usual.
 //   - With a gate, edge_cache calls Claim() before writing anything, then
 //     either serves the entry it has in its cache (fresh or stale), or, for
@@ -21,35 +21,35 @@ import (
 //     backend.
 //   - A request that nothing claims has its response discarded and gets
 //     the maintenance page from the maintenance handler.
-type maintenanceGate struct {
-	m       *Maintenance
+type Gate struct {
+	m       *Handler
 	claimed atomic.Bool
 }
 
-type maintenanceGateKey struct{}
+type gateKey struct{}
 
 // openGates counts the requests under way that carry a gate.
 var openGates atomic.Int64
 
-// maintenanceGateFrom returns the request's maintenance gate, or nil when
+// GateFrom returns the request's maintenance gate, or nil when
 // maintenance is off or the maintenance handler does not serve cached
 // responses.
-func maintenanceGateFrom(ctx context.Context) *maintenanceGate {
+func GateFrom(ctx context.Context) *Gate {
 	if openGates.Load() == 0 {
 		// No request in the process carries a gate: spare every other
 		// request a walk up its context chain.
 		return nil
 	}
-	g, _ := ctx.Value(maintenanceGateKey{}).(*maintenanceGate)
+	g, _ := ctx.Value(gateKey{}).(*Gate)
 	return g
 }
 
 // Claim tells the maintenance handler that the caller answers this request
 // itself, so its response must reach the client.
-func (g *maintenanceGate) Claim() { g.claimed.Store(true) }
+func (g *Gate) Claim() { g.claimed.Store(true) }
 
 // ServePage claims the request and writes the maintenance page to w.
-func (g *maintenanceGate) ServePage(w http.ResponseWriter, r *http.Request) error {
+func (g *Gate) ServePage(w http.ResponseWriter, r *http.Request) error {
 	g.Claim()
 	return g.m.servePage(w, r)
 }
@@ -61,7 +61,7 @@ func (g *maintenanceGate) ServePage(w http.ResponseWriter, r *http.Request) erro
 // the response (headers included) is discarded.
 type gateWriter struct {
 	rw     http.ResponseWriter
-	gate   *maintenanceGate
+	gate   *Gate
 	header http.Header
 	state  gateState
 }
@@ -74,7 +74,7 @@ const (
 	gateDiscarding
 )
 
-func newGateWriter(rw http.ResponseWriter, gate *maintenanceGate) *gateWriter {
+func newGateWriter(rw http.ResponseWriter, gate *Gate) *gateWriter {
 	return &gateWriter{rw: rw, gate: gate, header: rw.Header().Clone()}
 }
 

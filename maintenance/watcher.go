@@ -1,4 +1,4 @@
-package caddymodule
+package maintenance
 
 import (
 	"errors"
@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// builtinMaintenancePage is served when the configured page cannot be read.
-var builtinMaintenancePage = []byte(`<!DOCTYPE html>
+// builtinPage is served when the configured page cannot be read.
+var builtinPage = []byte(`<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Maintenance</title></head>
 <body>
@@ -21,9 +21,9 @@ var builtinMaintenancePage = []byte(`<!DOCTYPE html>
 </html>
 `)
 
-// maintenanceWatch polls the flag file and the page file. Requests only
+// watcher polls the flag file and the page file. Requests only
 // read active and body, both atomics, so they never touch the disk.
-type maintenanceWatch struct {
+type watcher struct {
 	flagFile string
 	pageFile string
 	logger   *zap.Logger
@@ -47,24 +47,24 @@ type pageVersion struct {
 	err     string
 }
 
-// newMaintenanceWatch checks both files once, so the handler starts in the
+// newWatcher checks both files once, so the handler starts in the
 // right state, then polls them every interval until close.
-func newMaintenanceWatch(flagFile, pageFile string, interval time.Duration, logger *zap.Logger) *maintenanceWatch {
-	w := &maintenanceWatch{
+func newWatcher(flagFile, pageFile string, interval time.Duration, logger *zap.Logger) *watcher {
+	w := &watcher{
 		flagFile: flagFile,
 		pageFile: pageFile,
 		logger:   logger,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	w.body.Store(&builtinMaintenancePage)
+	w.body.Store(&builtinPage)
 	w.pageStat.err = "not read yet"
 	w.check()
 	go w.run(interval)
 	return w
 }
 
-func (w *maintenanceWatch) run(interval time.Duration) {
+func (w *watcher) run(interval time.Duration) {
 	defer close(w.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -78,15 +78,15 @@ func (w *maintenanceWatch) run(interval time.Duration) {
 	}
 }
 
-func (w *maintenanceWatch) close() {
+func (w *watcher) close() {
 	close(w.stop)
 	<-w.done
 }
 
 // page returns the page to serve.
-func (w *maintenanceWatch) page() []byte { return *w.body.Load() }
+func (w *watcher) page() []byte { return *w.body.Load() }
 
-func (w *maintenanceWatch) check() {
+func (w *watcher) check() {
 	_, err := os.Stat(w.flagFile)
 	on := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -112,7 +112,7 @@ func (w *maintenanceWatch) check() {
 
 // reloadPage reads the page file again if its size or modification time
 // changed; on failure it serves the built-in page and logs once.
-func (w *maintenanceWatch) reloadPage() {
+func (w *watcher) reloadPage() {
 	if w.pageFile == "" {
 		return
 	}
@@ -130,7 +130,7 @@ func (w *maintenanceWatch) reloadPage() {
 
 	body, err := os.ReadFile(w.pageFile)
 	if err != nil {
-		w.body.Store(&builtinMaintenancePage)
+		w.body.Store(&builtinPage)
 		w.logger.Warn("cannot read maintenance page; serving the built-in page",
 			zap.String("page_file", w.pageFile), zap.Error(err))
 		return

@@ -1,4 +1,9 @@
-package caddymodule
+// Package maintenance is the maintenance handler of Caddy
+// (http.handlers.maintenance, Caddyfile directive maintenance): while a flag
+// file exists it answers with a maintenance page, and with serve_cached it
+// lets a cache further down the route (edge_cache) answer what it holds,
+// through the Gate it puts in the request context.
+package maintenance
 
 import (
 	"context"
@@ -12,10 +17,10 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(Maintenance{})
+	caddy.RegisterModule(Handler{})
 }
 
-// Maintenance answers requests with a maintenance page while a flag file
+// Handler answers requests with a maintenance page while a flag file
 // exists: `touch` the file to start maintenance, remove it to end it; no
 // reload or restart is needed. The handler notices either change within
 // about a second: a goroutine polls the file once a second, and the request
@@ -31,13 +36,13 @@ func init() {
 // route can answer from its cache (fresh or stale) are still served during
 // maintenance; only requests that would reach a backend get the page. The
 // handler then does not answer itself: it puts a gate in the request
-// context, which the edge_cache handler claims (see maintenanceGate).
+// context, which the edge_cache handler claims (see Gate).
 // Requests that no edge_cache handler claims get the page too, but note the
 // limitation: such a GET or HEAD request does reach its handler (usually
 // a backend) before its response is thrown away for the page. Requests
 // with other methods, and upgrade (websocket) requests, are never passed on
 // during maintenance.
-type Maintenance struct {
+type Handler struct {
 	// FlagFile is the file whose existence means maintenance. Required.
 	// Global placeholders ({env.*}) are replaced once, at provisioning.
 	FlagFile string `json:"flag_file,omitempty"`
@@ -56,24 +61,24 @@ type Maintenance struct {
 	// only requests that would reach a backend get the page.
 	ServeCached bool `json:"serve_cached,omitempty"`
 
-	watch      *maintenanceWatch
+	watch      *watcher
 	retryAfter string
 }
 
-// maintenancePollInterval is how often the flag and page files are checked.
-const maintenancePollInterval = time.Second
+// pollInterval is how often the flag and page files are checked.
+const pollInterval = time.Second
 
 // CaddyModule returns the Caddy module information.
-func (Maintenance) CaddyModule() caddy.ModuleInfo {
+func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.maintenance",
-		New: func() caddy.Module { return new(Maintenance) },
+		New: func() caddy.Module { return new(Handler) },
 	}
 }
 
 // Provision fills defaults, reads the current state of the flag and page
 // files, and starts watching them.
-func (m *Maintenance) Provision(ctx caddy.Context) error {
+func (m *Handler) Provision(ctx caddy.Context) error {
 	if m.StatusCode == 0 {
 		m.StatusCode = http.StatusServiceUnavailable
 	}
@@ -91,12 +96,12 @@ func (m *Maintenance) Provision(ctx caddy.Context) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	m.watch = newMaintenanceWatch(m.FlagFile, m.PageFile, maintenancePollInterval, ctx.Logger())
+	m.watch = newWatcher(m.FlagFile, m.PageFile, pollInterval, ctx.Logger())
 	return nil
 }
 
 // Validate checks the configuration.
-func (m *Maintenance) Validate() error {
+func (m *Handler) Validate() error {
 	if m.FlagFile == "" {
 		return fmt.Errorf("maintenance: flag file is required")
 	}
@@ -111,7 +116,7 @@ func (m *Maintenance) Validate() error {
 }
 
 // Cleanup stops watching the files.
-func (m *Maintenance) Cleanup() error {
+func (m *Handler) Cleanup() error {
 	if m.watch != nil {
 		m.watch.close()
 	}
@@ -119,11 +124,11 @@ func (m *Maintenance) Cleanup() error {
 }
 
 // Active reports whether maintenance is on.
-func (m *Maintenance) Active() bool { return m.watch.active.Load() }
+func (m *Handler) Active() bool { return m.watch.active.Load() }
 
 // ServeHTTP passes requests on, or serves the maintenance page while the
 // flag file exists.
-func (m *Maintenance) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (m *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !m.watch.active.Load() {
 		return next.ServeHTTP(w, r)
 	}
@@ -131,11 +136,11 @@ func (m *Maintenance) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		return m.servePage(w, r)
 	}
 
-	gate := &maintenanceGate{m: m}
+	gate := &Gate{m: m}
 	gw := newGateWriter(w, gate)
 	openGates.Add(1)
 	defer openGates.Add(-1)
-	err := next.ServeHTTP(gw, r.WithContext(context.WithValue(r.Context(), maintenanceGateKey{}, gate)))
+	err := next.ServeHTTP(gw, r.WithContext(context.WithValue(r.Context(), gateKey{}, gate)))
 	if gate.claimed.Load() {
 		return err
 	}
@@ -144,7 +149,7 @@ func (m *Maintenance) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 }
 
 // servePage writes the maintenance response.
-func (m *Maintenance) servePage(w http.ResponseWriter, r *http.Request) error {
+func (m *Handler) servePage(w http.ResponseWriter, r *http.Request) error {
 	page := m.watch.page()
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -161,8 +166,8 @@ func (m *Maintenance) servePage(w http.ResponseWriter, r *http.Request) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner           = (*Maintenance)(nil)
-	_ caddy.Validator             = (*Maintenance)(nil)
-	_ caddy.CleanerUpper          = (*Maintenance)(nil)
-	_ caddyhttp.MiddlewareHandler = (*Maintenance)(nil)
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -1,4 +1,4 @@
-package caddymodule
+package maintenance
 
 import (
 	"strconv"
@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("maintenance", parseMaintenanceCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("maintenance", parseCaddyfile)
 	// After the variables (map, vars) and request rewriting, before the
 	// routing directives (handle, route) and every handler that responds,
 	// so that a top-level maintenance also covers handle blocks, and before
@@ -18,8 +18,8 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("maintenance", httpcaddyfile.After, "request_header")
 }
 
-func parseMaintenanceCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(Maintenance)
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
 	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
 		return nil, err
 	}
@@ -29,11 +29,11 @@ func parseMaintenanceCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHand
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	maintenance [<matcher>] {
-//	    flag         <file>
-//	    page         <file>
-//	    status       <code>
-//	    retry_after  <duration>
-//	    serve_cached
+//	    flag         <file>       # required: maintenance is on while this file exists
+//	    page         <file>       # the HTML page; default a built-in page
+//	    status       <code>       # 200 to 599; default 503
+//	    retry_after  <duration>   # sent in seconds in Retry-After; default 5m
+//	    serve_cached              # cached responses are still served
 //	}
 //
 // While the flag file exists, matching requests get the page (an HTML file;
@@ -41,7 +41,7 @@ func parseMaintenanceCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHand
 // a Retry-After header (default 5m, sent in seconds). With serve_cached,
 // responses that an edge_cache handler has in its cache are still served;
 // only requests that would reach a backend get the page.
-func (m *Maintenance) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -110,4 +110,4 @@ func (m *Maintenance) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // Interface guard
-var _ caddyfile.Unmarshaler = (*Maintenance)(nil)
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

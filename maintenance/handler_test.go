@@ -1,4 +1,4 @@
-package caddymodule
+package maintenance
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 
 // provisionMaintenance provisions m as Caddy would and cleans it up after
 // the test.
-func provisionMaintenance(t testing.TB, m *Maintenance) *Maintenance {
+func provisionMaintenance(t testing.TB, m *Handler) *Handler {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
@@ -56,7 +56,7 @@ type result struct {
 	err    error
 }
 
-func serve(m *Maintenance, method, path string, next caddyhttp.Handler) result {
+func serve(m *Handler, method, path string, next caddyhttp.Handler) result {
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(method, path, nil)
 	err := m.ServeHTTP(w, r, next)
@@ -82,14 +82,14 @@ func writeFile(t testing.TB, path, content string) {
 const testPage = `<!DOCTYPE html><html><head><title>OMERO maintenance</title></head><body>Back soon</body></html>`
 
 // The handler reacts within 2 s by design (it polls every
-// maintenancePollInterval, checked below); the waits here are longer so
+// pollInterval, checked below); the waits here are longer so
 // that a loaded CI machine does not fail them.
 
 func TestMaintenanceFlagOnOff(t *testing.T) {
 	dir := t.TempDir()
 	flag, page := filepath.Join(dir, "maintenance.flag"), filepath.Join(dir, "page.html")
 	writeFile(t, page, testPage)
-	m := provisionMaintenance(t, &Maintenance{FlagFile: flag, PageFile: page})
+	m := provisionMaintenance(t, &Handler{FlagFile: flag, PageFile: page})
 	b := new(countingNext)
 
 	if res := serve(m, "GET", "/webclient/", b); res.status != 200 || res.body != "from backend /webclient/" {
@@ -125,7 +125,7 @@ func TestMaintenanceFlagAtStart(t *testing.T) {
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "flag")
 	writeFile(t, flag, "")
-	m := provisionMaintenance(t, &Maintenance{FlagFile: flag})
+	m := provisionMaintenance(t, &Handler{FlagFile: flag})
 	if !m.Active() {
 		t.Fatal("flag present at provisioning but maintenance not active")
 	}
@@ -139,7 +139,7 @@ func TestMaintenancePageReload(t *testing.T) {
 	flag, page := filepath.Join(dir, "flag"), filepath.Join(dir, "page.html")
 	writeFile(t, flag, "")
 	writeFile(t, page, testPage)
-	m := provisionMaintenance(t, &Maintenance{FlagFile: flag, PageFile: page})
+	m := provisionMaintenance(t, &Handler{FlagFile: flag, PageFile: page})
 	if got := title(serve(m, "GET", "/", nil).body); got != "OMERO maintenance" {
 		t.Fatalf("title %q", got)
 	}
@@ -163,7 +163,7 @@ func TestMaintenanceBuiltinPage(t *testing.T) {
 		"no page":           "",
 	} {
 		t.Run(name, func(t *testing.T) {
-			m := provisionMaintenance(t, &Maintenance{FlagFile: flag, PageFile: page})
+			m := provisionMaintenance(t, &Handler{FlagFile: flag, PageFile: page})
 			res := serve(m, "GET", "/webclient/", new(countingNext))
 			if res.err != nil || res.status != 503 {
 				t.Fatalf("status %d, error %v", res.status, res.err)
@@ -183,7 +183,7 @@ func TestMaintenanceHeaders(t *testing.T) {
 	flag := filepath.Join(dir, "flag")
 	writeFile(t, flag, "")
 
-	m := provisionMaintenance(t, &Maintenance{FlagFile: flag})
+	m := provisionMaintenance(t, &Handler{FlagFile: flag})
 	res := serve(m, "GET", "/", nil)
 	if res.header.Get("Retry-After") != "300" {
 		t.Errorf("default Retry-After %q, want 300", res.header.Get("Retry-After"))
@@ -192,7 +192,7 @@ func TestMaintenanceHeaders(t *testing.T) {
 		t.Errorf("Cache-Control %q", res.header.Get("Cache-Control"))
 	}
 
-	m = provisionMaintenance(t, &Maintenance{FlagFile: flag, StatusCode: 502, RetryAfter: caddy.Duration(90 * time.Second)})
+	m = provisionMaintenance(t, &Handler{FlagFile: flag, StatusCode: 502, RetryAfter: caddy.Duration(90 * time.Second)})
 	res = serve(m, "GET", "/", nil)
 	if res.status != 502 || res.header.Get("Retry-After") != "90" {
 		t.Errorf("status %d Retry-After %q", res.status, res.header.Get("Retry-After"))
@@ -204,7 +204,7 @@ func TestMaintenanceHeaders(t *testing.T) {
 }
 
 func TestMaintenanceValidate(t *testing.T) {
-	for name, m := range map[string]*Maintenance{
+	for name, m := range map[string]*Handler{
 		"no flag":      {},
 		"status 100":   {FlagFile: "f", StatusCode: 100},
 		"status 600":   {FlagFile: "f", StatusCode: 600},
@@ -215,7 +215,7 @@ func TestMaintenanceValidate(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if err := (&Maintenance{FlagFile: "f", StatusCode: 503}).Validate(); err != nil {
+	if err := (&Handler{FlagFile: "f", StatusCode: 503}).Validate(); err != nil {
 		t.Error(err)
 	}
 }
@@ -231,7 +231,7 @@ type fakeEdgeCache struct {
 }
 
 func (c *fakeEdgeCache) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	gate := maintenanceGateFrom(r.Context())
+	gate := GateFrom(r.Context())
 	if c.setHeaderBeforeClaim {
 		w.Header().Set("X-Before-Claim", "yes")
 	}
@@ -267,7 +267,7 @@ func TestMaintenanceServeCached(t *testing.T) {
 	flag, page := filepath.Join(dir, "flag"), filepath.Join(dir, "page.html")
 	writeFile(t, flag, "")
 	writeFile(t, page, testPage)
-	m := provisionMaintenance(t, &Maintenance{FlagFile: flag, PageFile: page, ServeCached: true})
+	m := provisionMaintenance(t, &Handler{FlagFile: flag, PageFile: page, ServeCached: true})
 	b := new(countingNext)
 	cache := &fakeEdgeCache{cached: map[string]string{"/cached/hit": "cached body"}, setHeaderBeforeClaim: true}
 	next := route(cache, b)
@@ -353,7 +353,7 @@ func TestMaintenanceWithoutServeCached(t *testing.T) {
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "flag")
 	writeFile(t, flag, "")
-	m := provisionMaintenance(t, &Maintenance{FlagFile: flag})
+	m := provisionMaintenance(t, &Handler{FlagFile: flag})
 	b := new(countingNext)
 	cache := &fakeEdgeCache{cached: map[string]string{"/cached/hit": "cached body"}}
 	// As in nginx: even cache hits get the page.
@@ -364,12 +364,12 @@ func TestMaintenanceWithoutServeCached(t *testing.T) {
 
 func TestMaintenanceNoGateWhenOff(t *testing.T) {
 	dir := t.TempDir()
-	m := provisionMaintenance(t, &Maintenance{FlagFile: filepath.Join(dir, "flag"), ServeCached: true})
+	m := provisionMaintenance(t, &Handler{FlagFile: filepath.Join(dir, "flag"), ServeCached: true})
 	var sawGate bool
 	var sawWriter http.ResponseWriter
 	w := httptest.NewRecorder()
 	m.ServeHTTP(w, httptest.NewRequest("GET", "/", nil), caddyhttp.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) error {
-		sawGate = maintenanceGateFrom(r.Context()) != nil
+		sawGate = GateFrom(r.Context()) != nil
 		sawWriter = rw
 		return nil
 	}))
@@ -379,7 +379,7 @@ func TestMaintenanceNoGateWhenOff(t *testing.T) {
 }
 
 func BenchmarkMaintenanceOff(b *testing.B) {
-	m := provisionMaintenance(b, &Maintenance{FlagFile: filepath.Join(b.TempDir(), "flag"), ServeCached: true})
+	m := provisionMaintenance(b, &Handler{FlagFile: filepath.Join(b.TempDir(), "flag"), ServeCached: true})
 	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "/webgateway/render_thumbnail/1/", nil)
@@ -392,7 +392,7 @@ func BenchmarkMaintenanceOff(b *testing.B) {
 }
 
 func TestMaintenancePollsWithinTwoSeconds(t *testing.T) {
-	if maintenancePollInterval > time.Second {
-		t.Errorf("poll interval %v: a flag change must be seen within 2 s", maintenancePollInterval)
+	if pollInterval > time.Second {
+		t.Errorf("poll interval %v: a flag change must be seen within 2 s", pollInterval)
 	}
 }

@@ -1,4 +1,4 @@
-package caddymodule
+package maintenance
 
 import (
 	"strings"
@@ -20,11 +20,11 @@ func TestMaintenanceUnmarshalCaddyfile(t *testing.T) {
 		retry_after 90s
 		serve_cached
 	}`)
-	var m Maintenance
+	var m Handler
 	if err := m.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	want := Maintenance{
+	want := Handler{
 		FlagFile:    "/srv/www/omero-maintenance.flag",
 		PageFile:    "/srv/www/about/omero-maintenance.html",
 		StatusCode:  502,
@@ -58,7 +58,7 @@ func TestMaintenanceUnmarshalCaddyfileErrors(t *testing.T) {
 		"maintenance {\n flag f\n status\n}":                 "Testfile:3",
 		"maintenance {\n flag f\n serve_cached\n bogus 1\n}": "Testfile:4",
 	} {
-		var m Maintenance
+		var m Handler
 		err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%q: error %v, want it to contain %q", input, err, wantErr)
