@@ -16,7 +16,7 @@ import (
 //
 //	 0 magic "EDGC"
 //	 4 version      uint16
-//	 6 flags        uint16 (0)
+//	 6 flags        uint16 (bit 0: NoCache, bit 1: VaryIndex)
 //	 8 headerLen    uint32 (whole header, body starts here)
 //	12 headerCRC    uint32 (CRC-32C of the header without these 4 bytes)
 //	16 bodySize     int64
@@ -28,7 +28,9 @@ import (
 //	48 swr          int64 (ns)
 //	56 sie          int64 (ns)
 //	64 key, then the response headers, as uvarint-prefixed strings:
-//	   len key, key, nNames, { len name, name, nValues, { len value, value } }
+//	   len key, key, nNames, { len name, name, nValues, { len value, value } },
+//	   len variant, variant
+//	   initialAge (uvarint, ns), len date, date
 //
 // After the body, one CRC-32C per block of blockSize bytes (the last block
 // may be shorter), 4 bytes each: every block a response reads is verified
@@ -38,13 +40,16 @@ import (
 // absolute path: a zone folder can be copied to another machine.
 //
 // Version 3 added the block checksums (versions 1 and 2 had one checksum
-// for the whole body, which a range request could not check). Files of
+// for the whole body, which a range request could not check), the flags
+// (no-cache, Vary index), the age on arrival and the origin's Date. Files of
 // another version are removed when found, as nginx does with an older
 // cache header: they are fetched again.
 
 const (
 	entryMagic      = "EDGC"
 	entryVersion    = 3
+	flagNoCache     = 1 << 0
+	flagVaryIndex   = 1 << 1
 	fixedHeaderLen  = 64
 	maxEntryHeader  = 1 << 20 // largest header we write or accept
 	headerPrefixLen = 16      // enough to learn version and headerLen
@@ -83,7 +88,7 @@ func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 			n += stringLen(v)
 		}
 	}
-	n += stringLen(m.Variant)
+	n += stringLen(m.Variant) + uvarintLen(uint64(max(m.InitialAge, 0))) + stringLen(m.Date)
 	if n > maxEntryHeader {
 		return nil, errHeaderLarge
 	}
@@ -92,6 +97,14 @@ func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 	le := binary.LittleEndian
 	le.PutUint16(b[4:], entryVersion)
 	le.PutUint32(b[24:], bodyBlockSize)
+	var flags uint16
+	if m.NoCache {
+		flags |= flagNoCache
+	}
+	if m.VaryIndex {
+		flags |= flagVaryIndex
+	}
+	le.PutUint16(b[6:], flags)
 	le.PutUint16(b[28:], uint16(m.Status))
 	le.PutUint64(b[32:], uint64(timeToNanos(m.StoredAt)))
 	le.PutUint64(b[40:], uint64(timeToNanos(m.ValidUntil)))
@@ -107,6 +120,8 @@ func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 		}
 	}
 	b = appendString(b, m.Variant)
+	b = binary.AppendUvarint(b, uint64(max(m.InitialAge, 0)))
+	b = appendString(b, m.Date)
 	le.PutUint32(b[8:], uint32(len(b)))
 	patchHeader(b, bodySize)
 	return b, nil
@@ -185,6 +200,8 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 		return nil, errBlockSize
 	}
 	h.Status = int(le.Uint16(b[28:]))
+	h.NoCache = le.Uint16(b[6:])&flagNoCache != 0
+	h.VaryIndex = le.Uint16(b[6:])&flagVaryIndex != 0
 	h.StoredAt = nanosToTime(int64(le.Uint64(b[32:])))
 	h.ValidUntil = nanosToTime(int64(le.Uint64(b[40:])))
 	h.StaleWhileRevalidate = time.Duration(le.Uint64(b[48:]))
@@ -210,8 +227,13 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 		}
 	}
 	h.Variant = r.string()
+	h.InitialAge = time.Duration(min(r.uvarint(), math.MaxInt64))
+	h.Date = r.string()
 	if r.err != nil {
 		return nil, r.err
+	}
+	if h.VaryIndex {
+		h.VaryNames = VaryNames(h.Header["Vary"])
 	}
 	if len(r.b) != 0 {
 		return nil, errHeaderSyntax

@@ -128,3 +128,22 @@ func FuzzDecodeHeader(f *testing.F) {
 		}
 	})
 }
+
+// RFC 9111 §4.2.3 needs the age on arrival and §5.2.2.4 the no-cache mark
+// after a restart: both survive the disk.
+func TestHeaderAgeAndNoCache(t *testing.T) {
+	m := testMeta("k", 0)
+	m.InitialAge, m.NoCache, m.Variant = 90*time.Second, true, "Accept:x\n"
+	m.Date = "Sun, 01 Jun 2025 12:00:00 GMT"
+	b, err := encodeHeader(&m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := decodeHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.InitialAge != m.InitialAge || !h.NoCache || h.Variant != m.Variant || h.Date != m.Date {
+		t.Fatalf("decoded age %v no-cache %v variant %q", h.InitialAge, h.NoCache, h.Variant)
+	}
+}

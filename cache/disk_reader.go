@@ -28,7 +28,7 @@ func (d *DiskStore) openChecked(e *Entry) (*os.File, *fileHeader, error) {
 		if isReadErr(err) {
 			return nil, nil, err
 		}
-		d.removeDamaged(keyHash(e.Key), e.File, e.Key, fi, err)
+		d.removeDamaged(keyHash(e.Key), e.File, fi, err)
 		return nil, nil, ErrNotFound
 	}
 	if fh.Key != e.Key || fh.BodySize != e.BodySize || int64(fh.HeaderLen) != e.BodyOffset ||
@@ -75,7 +75,7 @@ func (d *DiskStore) removeDamagedFile(f *os.File, e *Entry, cause error) {
 	if err != nil {
 		return
 	}
-	d.removeDamaged(keyHash(e.Key), e.File, e.Key, fi, cause)
+	d.removeDamaged(keyHash(e.Key), e.File, fi, cause)
 }
 
 // OpenBody opens the body of a disk entry for reading, whole or in part

@@ -130,7 +130,6 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 	}
 	d := w.d
 	final := d.path(w.hash)
-	size := accountedSize(int64(len(w.header)) + w.n + int64(len(table)))
 	d.mu.Lock()
 	err := os.Rename(w.f.Name(), final)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -140,7 +139,7 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 		}
 	}
 	if err == nil {
-		d.insertLocked(&diskItem{hash: w.hash, key: w.meta.Key, size: size, access: d.now().UnixNano()})
+		d.insertLocked(w.hash, int64(len(w.header))+w.n+int64(len(table)), d.now().UnixNano())
 	}
 	d.mu.Unlock()
 	if err != nil {

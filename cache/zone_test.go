@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/edgecache/edgecache/internal/testkit"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -347,12 +351,16 @@ func TestFillLockAge(t *testing.T) {
 func TestVariant(t *testing.T) {
 	req := http.Header{"Accept-Encoding": {"gzip"}, "Accept-Language": {"en"}}
 	a := Variant([]string{"Accept-Encoding, accept-language"}, req)
-	b := Variant([]string{"Accept-Encoding, accept-language"}, http.Header{"Accept-Encoding": {"br"}, "Accept-Language": {"en"}})
+	b := Variant([]string{"Accept-Encoding, accept-language"}, http.Header{"Accept-Encoding": {"br"}, "Accept-Language": {"fr"}})
 	if a == "" || a == b {
 		t.Errorf("variants %q and %q", a, b)
 	}
 	if Variant(nil, req) != "" {
 		t.Error("no Vary gives a variant")
+	}
+	// Entries hold the identity encoding: Accept-Encoding splits nothing.
+	if v := Variant([]string{"Accept-Encoding"}, req); v != "" {
+		t.Errorf("Vary: Accept-Encoding gives variant %q", v)
 	}
 }
 
@@ -441,5 +449,160 @@ func TestPromotionDoesNotResurrectOldVersion(t *testing.T) {
 		if e, ok := z.Get("/k"); !ok || string(e.Body) != last {
 			t.Fatalf("after the writes: %q, want %q", e.Body, last)
 		}
+	}
+}
+
+// TestZonePurgeCounts: purges count the entries that existed, once each,
+// with and without a disk tier, whichever tier holds them.
+func TestZonePurgeCounts(t *testing.T) {
+	for _, withDisk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("disk=%v", withDisk), func(t *testing.T) {
+			cfg := ZoneConfig{Name: "t", MemorySize: 16 << 20, MemoryEntryMax: 100}
+			if withDisk {
+				cfg.Disk = openStore(t, t.TempDir(), DiskOptions{})
+			}
+			z, err := NewZone(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer z.Close()
+			small, large := []byte("small"), bytes.Repeat([]byte("L"), 1000)
+			zonePut(t, z, "/a/1", small, true)
+			zonePut(t, z, "/b/1", small, true)
+			zonePut(t, z, "/c", small, true)
+			want := int64(0)
+			if withDisk {
+				// Too large for memory: on disk only.
+				zonePut(t, z, "/a/2", large, true)
+				zonePut(t, z, "/b/2", large, true)
+			}
+			if z.Purge("/nonexistent") {
+				t.Error("Purge of a key never stored reports true")
+			}
+			if !z.Purge("/b/1") || z.Purge("/b/1") {
+				t.Error("Purge of /b/1 twice: want true, then false")
+			}
+			want++
+			if withDisk {
+				if !z.Purge("/b/2") {
+					t.Error("Purge of an entry on disk only reports false")
+				}
+				want++
+			}
+			wantPrefix := 1
+			if withDisk {
+				wantPrefix = 2
+			}
+			if n, err := z.PurgePrefix("/a/"); err != nil || n != wantPrefix {
+				t.Errorf("PurgePrefix = %d, %v; want %d", n, err, wantPrefix)
+			}
+			want += int64(wantPrefix)
+			for _, p := range []string{"/a/", "/nonexistent/"} {
+				if n, err := z.PurgePrefix(p); err != nil || n != 0 {
+					t.Errorf("PurgePrefix(%s) of nothing = %d, %v", p, n, err)
+				}
+			}
+			if keys, more, _ := z.Keys("", "", 10); len(keys) != 1 || keys[0] != "/c" || more {
+				t.Errorf("Keys = %v %v", keys, more)
+			}
+			if n, err := z.PurgeAll(); err != nil || n != 1 {
+				t.Errorf("PurgeAll = %d, %v; want 1", n, err)
+			}
+			want++
+			if n, err := z.PurgeAll(); err != nil || n != 0 {
+				t.Errorf("PurgeAll of an empty zone = %d, %v", n, err)
+			}
+			if got := z.Stats.Purged.Load(); got != want {
+				t.Errorf("Purged counter = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// TestZoneDiskKeys: after a restart the memory tier is empty and the keys
+// come from the entry files, for listing and purging.
+func TestZoneDiskKeys(t *testing.T) {
+	dir := t.TempDir()
+	d := openStore(t, dir, DiskOptions{})
+	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		zonePut(t, z, fmt.Sprintf("/k/%d", i), []byte("x"), true)
+	}
+	zonePut(t, z, "/other", []byte("x"), true)
+	z.Close()
+	d.Close()
+
+	d = openStore(t, dir, fastLoader(DiskOptions{}))
+	z, err = NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	waitLoaded(t, d)
+	// One key in memory too: listed once.
+	if _, ok := z.Get("/k/3"); !ok {
+		t.Fatal("/k/3 not found after the restart")
+	}
+	var got []string
+	after := ""
+	for {
+		keys, more, err := z.Keys("/k/", after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, keys...)
+		if !more {
+			break
+		}
+		after = keys[len(keys)-1]
+	}
+	// In the order of their MD5, each once.
+	for i := 1; i < len(got); i++ {
+		if a, b := keyHash(got[i-1]), keyHash(got[i]); bytes.Compare(a[:], b[:]) >= 0 {
+			t.Errorf("Keys pages not in hash order: %v", got)
+		}
+	}
+	slices.Sort(got)
+	want := []string{"/k/0", "/k/1", "/k/2", "/k/3", "/k/4", "/k/5", "/k/6"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Keys pages = %v, want %v", got, want)
+	}
+	if n, err := z.PurgePrefix("/k/"); err != nil || n != 7 {
+		t.Fatalf("PurgePrefix = %d, %v; want 7", n, err)
+	}
+	if _, ok := z.Get("/k/3"); ok {
+		t.Fatal("purged key served")
+	}
+	if keys, _, _ := z.Keys("", "", 10); fmt.Sprint(keys) != "[/other]" {
+		t.Fatalf("Keys after the purge = %v", keys)
+	}
+}
+
+// TestZoneFlushedFolder: emptying the zone folder empties the memory tier
+// too (the operators' full flush).
+func TestZoneFlushedFolder(t *testing.T) {
+	dir := t.TempDir()
+	d := openStore(t, dir, DiskOptions{FlushCheck: 10 * time.Millisecond})
+	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	zonePut(t, z, "/a", []byte("old"), true)
+	if e, ok := z.Get("/a"); !ok || !e.InMemory() {
+		t.Fatal("/a not in memory")
+	}
+	removeContents(t, dir)
+	marker := filepath.Join(dir, flushMarkerName)
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the flush", func() bool { _, err := os.Stat(marker); return err == nil }))
+	if _, ok := z.Get("/a"); ok {
+		t.Fatal("served from memory after the flush")
+	}
+	zonePut(t, z, "/a", []byte("new"), true)
+	if e, ok := z.Get("/a"); !ok || string(e.Body) != "new" {
+		t.Fatal("the zone does not store after the flush")
 	}
 }

@@ -25,6 +25,8 @@ import (
 //	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup;
 //	                                                         hide_headers wraps the writer first
 //	pass         method not cached                           next handler, untouched               (none)
+//	             unsafe method, answered 2xx/3xx             invalidate the URL, Location,         (none)
+//	                                                         Content-Location (same host)
 //	             private: Authorization or private_cookies   next handler, untouched               BYPASS
 //	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
 //	                                                         miss, private, refresh → the page     (none)
@@ -73,6 +75,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w = hw
 	}
 	if !h.methods[r.Method] {
+		w = h.forwardedWriter(w, cache.FwdMethod)
+		if !safeMethod(r.Method) {
+			return h.invalidating(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), next)
+		}
 		return next.ServeHTTP(w, r)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -84,7 +90,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
-		return err
+		// A map that yields an undefined zone: the site keeps working,
+		// uncached, and the operator hears of it (once per name).
+		h.setStatus(w, repl, cache.StatusBypass)
+		undefinedZones.seen(h.logger, err)
+		return next.ServeHTTP(w, r)
 	}
 	key := h.keyFor(r, repl)
 	if h.Refresh {
@@ -104,6 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // included: this is someone's session.
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
 	h.setStatus(w, repl, cache.StatusBypass)
+	w = h.forwardedWriter(w, cache.FwdBypass)
 	if z, err := h.zoneFor(repl); err == nil {
 		z.Stats.Requests[cache.StatusBypass].Add(1)
 	}
@@ -113,8 +124,8 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 // lookup finds the entry that may answer r under key, and whether it is
 // fresh at now.
 func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry) {
-	entry, found := zone.Get(key)
-	if !found || !h.variantMatches(entry, r) {
+	entry, found := zone.Lookup(key, r.Header)
+	if !found {
 		return lookupMiss, nil
 	}
 	if !entry.Fresh(now) {
@@ -174,6 +185,9 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
 			if result, entry := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
+				if h.CacheStatusHeader {
+					r = collapsed(r)
+				}
 				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
 			}
 		}
@@ -208,7 +222,10 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	job.fill = fill
-	if h.backgroundUpdate && h.staleAllowed(staleUpdating, stale, now) {
+	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
+	// background update; use_stale updating does with background_update.
+	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate
+	if (h.backgroundUpdate || backendSWR) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
 		h.startBackgroundUpdate(r, next, job)
 		return h.serveEntry(w, r, zone, stale, cache.StatusStale)
 	}
@@ -244,6 +261,10 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 	result, entry, err := h.fetch(w, r, next, job)
 	switch result {
 	case outcomeRevalidated:
+		if job.stale.NoCache {
+			// no-cache: validated on every use, and a 304 makes it a hit.
+			return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
+		}
 		return h.serveEntry(w, r, job.zone, entry, cache.StatusRevalidated)
 	case outcomeStale:
 		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
@@ -268,7 +289,8 @@ func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *cadd
 	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
-		return err
+		undefinedZones.seen(h.logger, err)
+		return gate.ServePage(w, r)
 	}
 	switch result, entry := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
 	case lookupHit:

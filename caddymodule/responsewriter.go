@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -24,6 +25,10 @@ type captureWriter struct {
 	job      fetchJob
 	before   http.Header // header entries set before the backend answered (not the backend's)
 	purgeGen uint64      // the zone's purge generation before the backend was asked
+	inval    uint64      // the zone's invalidation mark before the backend was asked
+	// requested is when the request went to the backend: the response's
+	// delay counts in its age (RFC 9111 §4.2.3).
+	requested time.Time
 
 	// outcome is what the backend's answer amounts to, from WriteHeader on.
 	outcome outcome
@@ -41,6 +46,7 @@ func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *
 	cw := &captureWriter{
 		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
 		headOnly: r.Method == http.MethodHead, purgeGen: job.zone.PurgeGeneration(),
+		inval: job.zone.InvalidationMark(), requested: job.zone.Clock().Now(),
 	}
 	if job.mayStore || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
@@ -68,11 +74,22 @@ func (cw *captureWriter) WriteHeader(code int) {
 	hdr := cw.rw.Header()
 	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
-		if code == http.StatusNotModified && cw.h.revalidate {
+		if code == http.StatusNotModified && (cw.h.revalidate || stale.NoCache) {
 			cw.outcome = outcomeStale
-			if d := cw.h.policy.Decide(stale.Status, hdr, now); d.Store {
+			// The 304 updates the stored header (RFC 9111 §4.3.4), and
+			// the freshness comes from the result.
+			update := cw.storedHeader(hdr)
+			merged := stale.Header.Clone()
+			for k, v := range update {
+				merged[k] = v
+			}
+			if date, ok := hdr["Date"]; ok {
+				merged["Date"] = date
+			}
+			if d := cw.h.policy.DecideResponse(stale.Status, merged, cw.requested, now); d.Store {
 				cw.outcome = outcomeRevalidated
-				cw.revalidation = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.purgeGen}
+				cw.revalidation = &cache.Revalidation{Header: update, Decision: d, At: now, Date: dateOf(hdr, now),
+					PurgeGen: cw.purgeGen, Invalidations: cw.inval}
 			}
 			cw.discardHeader(hdr)
 			return
@@ -84,21 +101,31 @@ func (cw *captureWriter) WriteHeader(code int) {
 		}
 	}
 	cw.outcome = outcomeRelayed
+	cs := cache.CacheStatus{Fwd: fwdReason(cw.job.status), FwdStatus: code}
 	if cw.job.mayStore {
-		d := cw.h.policy.Decide(code, hdr, now)
+		d := cw.h.policy.DecideResponse(code, hdr, cw.requested, now)
 		if d.Store {
+			cs.Stored, cs.TTL, cs.HasTTL = true, d.ValidUntil.Sub(now), true
 			cw.outcome = outcomeStored
-			cw.writer = cw.zone.NewEntryWriter(cache.Meta{
+			meta := cache.Meta{
 				Key:                  cw.job.key,
 				Status:               code,
 				Header:               cw.storedHeader(hdr),
 				StoredAt:             now,
+				InitialAge:           d.InitialAge,
+				Date:                 dateOf(hdr, now),
 				ValidUntil:           d.ValidUntil,
+				NoCache:              d.NoCache,
 				StaleWhileRevalidate: d.StaleWhileRevalidate,
 				StaleIfError:         d.StaleIfError,
 				BodySize:             contentLength(hdr),
-				Variant:              cw.variant(hdr),
-			})
+			}
+			if cw.h.policy.Ignore&cache.IgnoreVary == 0 {
+				// One variant among several (RFC 9111 §4.1).
+				meta.VaryNames = cache.VaryNames(hdr["Vary"])
+				meta.Variant = cache.VariantOf(meta.VaryNames, cw.client.Header)
+			}
+			cw.writer = cw.zone.NewEntryWriter(meta)
 		} else {
 			cw.zone.Stats.CountSkip(d.Reason)
 		}
@@ -111,6 +138,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		delete(hdr, "Set-Cookie")
 	}
 	cw.h.setStatus(cw.rw, cw.repl, cw.job.status)
+	cw.h.addCacheStatus(cw.rw, cs)
 	if code == http.StatusOK && !cw.headOnly {
 		cw.window, code = rangeWindow(cw.client.Header, hdr)
 	}
@@ -127,7 +155,7 @@ func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
 			continue
 		}
 		switch k {
-		case "Set-Cookie", "Date", "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection",
+		case "Set-Cookie", "Date", "Age", "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection",
 			"Transfer-Encoding", "Te", "Trailer", "Upgrade", "Proxy-Authenticate", cw.h.StatusHeader:
 			continue
 		}
@@ -136,11 +164,13 @@ func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
 	return stored
 }
 
-func (cw *captureWriter) variant(hdr http.Header) string {
-	if cw.h.policy.Ignore&cache.IgnoreVary != 0 {
-		return ""
+// dateOf is the origin's Date as it came, or the time received when it
+// sent none (RFC 9110 §6.6.1: a recipient adds one).
+func dateOf(hdr http.Header, now time.Time) string {
+	if d := hdr["Date"]; len(d) == 1 && d[0] != "" {
+		return d[0]
 	}
-	return cache.Variant(hdr["Vary"], cw.client.Header)
+	return now.UTC().Format(http.TimeFormat)
 }
 
 func (cw *captureWriter) Write(p []byte) (int, error) {

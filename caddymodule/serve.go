@@ -1,12 +1,11 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -65,10 +64,26 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 		defer body.Close()
 	}
 	zone.Stats.Requests[status].Add(1)
-	copyHeader(w.Header(), e.Header)
+	now := zone.Clock().Now()
+	copyEntryHeader(w.Header(), e, now)
 	h.setStatus(w, repl, status)
-	if e.Status == http.StatusOK && hasConditional(r.Header) && answerPreconditions(w, r, e) {
-		return nil
+	if h.CacheStatusHeader {
+		h.addCacheStatus(w, entryCacheStatus(status, e, now, r))
+	}
+	if e.Status >= 200 && e.Status < 300 && hasConditional(r.Header) {
+		// The cache evaluates conditionals itself (RFC 9110 §13.2.2): it
+		// knows the stored Date, and unquoted ETags, which
+		// http.ServeContent never matches. If-Range is the range
+		// evaluator's (cache/ranges.go).
+		switch precondition, _ := cache.Preconditions(r.Method, r.Header, e); precondition {
+		case cache.NotModified:
+			notModified(w.Header())
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		case cache.PreconditionFailed:
+			w.WriteHeader(http.StatusPreconditionFailed)
+			return nil
+		}
 	}
 	w.WriteHeader(cache.SetRangeHeader(w.Header(), window, answer, size, e.Status))
 	if !send {
@@ -105,20 +120,77 @@ func holdFirstWrite(r *http.Request, bodySize int) {
 	}
 }
 
-// copyHeader puts the stored header values into the response header. The
-// values are copied, into one slice for all (one allocation, as
-// http.Header.Clone does): handlers after this one may edit values in place
-// (Caddy's header replace does), and the entry is shared by every hit.
-func copyHeader(dst, src http.Header) {
-	n := 0
-	for _, v := range src {
+// copyEntryHeader puts the stored header values into the response header,
+// with the origin's Date and the entry's current Age (RFC 9111 §5.1: a
+// response served from the cache carries one). The values are copied, into
+// one slice for all (one allocation, as http.Header.Clone does): handlers
+// after this one may edit values in place (Caddy's header replace does),
+// and the entry is shared by every hit. The Date and Age strings are made
+// at store time and once a second (Entry.AgeValue): nothing is parsed or
+// formatted per hit.
+func copyEntryHeader(dst http.Header, e *cache.Entry, now time.Time) {
+	n := 2
+	for _, v := range e.Header {
 		n += len(v)
 	}
 	values := make([]string, n)
-	for k, v := range src {
+	for k, v := range e.Header {
 		n := copy(values, v)
 		dst[k] = values[:n:n]
 		values = values[n:]
+	}
+	values[1] = e.AgeValue(now)
+	dst["Age"] = values[1:2:2]
+	if e.Date != "" {
+		values[0] = e.Date
+		dst["Date"] = values[0:1:1]
+	}
+}
+
+// entryCacheStatus is the Cache-Status member of an answer from an entry:
+// a hit (a negative ttl when stale), or a validation that went forward.
+func entryCacheStatus(status cache.Status, e *cache.Entry, now time.Time, r *http.Request) cache.CacheStatus {
+	cs := cache.CacheStatus{TTL: e.ValidUntil.Sub(now), HasTTL: true}
+	switch {
+	case status == cache.StatusRevalidated:
+		cs.Fwd, cs.FwdStatus = cache.FwdStale, http.StatusNotModified
+	case collapsedFrom(r):
+		cs.Fwd, cs.FwdStatus, cs.Collapsed = cache.FwdURIMiss, e.Status, true
+	default:
+		cs.Hit = true
+	}
+	return cs
+}
+
+// collapsedKey marks a request that waited on another one's fill.
+type collapsedKey struct{}
+
+// collapsed marks r as served from another request's fill.
+func collapsed(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), collapsedKey{}, true))
+}
+
+func collapsedFrom(r *http.Request) bool {
+	c, _ := r.Context().Value(collapsedKey{}).(bool)
+	return c
+}
+
+// fwdReason is why a fetch with the given cache status went forward.
+func fwdReason(s cache.Status) string {
+	switch s {
+	case cache.StatusBypass:
+		return cache.FwdBypass
+	case cache.StatusExpired:
+		return cache.FwdStale
+	}
+	return cache.FwdURIMiss
+}
+
+// notModified trims a 304's header to what RFC 9110 §15.4.5 has it carry:
+// no content headers.
+func notModified(h http.Header) {
+	for _, name := range [...]string{"Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding"} {
+		delete(h, name)
 	}
 }
 
@@ -130,51 +202,4 @@ func hasConditional(h http.Header) bool {
 		}
 	}
 	return false
-}
-
-// answerPreconditions answers a request whose preconditions fail (304 Not
-// Modified, 412 Precondition Failed) and reports whether it did. It lets
-// net/http's ServeContent evaluate them on an empty body, with Range and
-// If-Range hidden: ranges are ours (cache/ranges.go) and come after.
-func answerPreconditions(w http.ResponseWriter, r *http.Request, e *cache.Entry) bool {
-	var modtime time.Time
-	if lm := e.Header.Get("Last-Modified"); lm != "" {
-		modtime, _ = http.ParseTime(lm)
-	}
-	rc := *r
-	rc.Header = r.Header.Clone()
-	delete(rc.Header, "Range")
-	delete(rc.Header, "If-Range")
-	rec := &statusRecorder{header: w.Header().Clone()}
-	http.ServeContent(rec, &rc, "", modtime, strings.NewReader(""))
-	if rec.status != http.StatusNotModified && rec.status != http.StatusPreconditionFailed {
-		return false
-	}
-	clear(w.Header())
-	maps.Copy(w.Header(), rec.header)
-	w.WriteHeader(rec.status)
-	return true
-}
-
-// statusRecorder keeps the header and status of a response, not its body.
-type statusRecorder struct {
-	header http.Header
-	status int
-}
-
-func (s *statusRecorder) Header() http.Header { return s.header }
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-}
-func (s *statusRecorder) Write(p []byte) (int, error) {
-	s.WriteHeader(http.StatusOK)
-	return len(p), nil
-}
-
-// variantMatches reports whether an entry stored under a honoured Vary was
-// stored for a request like r.
-func (h *Handler) variantMatches(e *cache.Entry, r *http.Request) bool {
-	return e.Variant == "" || e.Variant == cache.Variant(e.Header["Vary"], r.Header)
 }
