@@ -159,12 +159,12 @@ func parseDigits(s string) (int64, bool) {
 // §13.1.5).
 func ifRangeMatches(ir string, hdr http.Header, received time.Time) bool {
 	ir = strings.Trim(ir, " \t")
-	if strings.HasPrefix(ir, `"`) {
-		etag := hdr.Get("Etag")
-		return etag != "" && (ir == etag || ir == `"`+etag+`"`) && !strings.HasPrefix(etag, "W/")
+	// An unquoted ETag stands for the quoted one, echoed either way.
+	if etag := hdr.Get("Etag"); etag != "" && !strings.HasPrefix(etag, "W/") && (ir == etag || ir == `"`+etag+`"`) {
+		return true
 	}
-	if strings.HasPrefix(ir, "W/") {
-		return false // weak tags never match strongly
+	if strings.HasPrefix(ir, `"`) || strings.HasPrefix(ir, "W/") {
+		return false // another tag, or a weak one: never a strong match
 	}
 	lm := hdr.Get("Last-Modified")
 	if lm == "" || ir != lm {
