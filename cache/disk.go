@@ -1,7 +1,7 @@
 package cache
 
 import (
-	"container/heap"
+	"bytes"
 	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type DiskOptions struct {
 	LoaderFiles     int           // default 100
 	LoaderThreshold time.Duration // default 200ms
 	LoaderSleep     time.Duration // default 50ms
+	// FlushCheck is how often the folder's flush marker is looked for
+	// (see watchFlush). Default 1s.
+	FlushCheck time.Duration
 
 	now func() time.Time // clock for last access; tests set a fake one
 }
@@ -88,6 +92,7 @@ func (o *DiskOptions) setDefaults() error {
 	setDefault(&o.LoaderFiles, 100)
 	setDefault(&o.LoaderThreshold, 200*time.Millisecond)
 	setDefault(&o.LoaderSleep, 50*time.Millisecond)
+	setDefault(&o.FlushCheck, defaultFlushCheck)
 	return nil
 }
 
@@ -99,60 +104,69 @@ func setDefault[T int | time.Duration](v *T, def T) {
 
 // DiskStore is the persistent tier of one cache zone: one file per entry in
 // a folder, named from the MD5 of the key in nginx-like subfolders. It keeps
-// an in-memory index (key, size, last access) that a background loader
-// rebuilds from the folder at start, and a background manager that keeps
-// the zone under MaxSize and removes inactive entries.
+// an in-memory index (a fixed-size record per entry, see diskIndex) that a
+// background loader rebuilds from the folder at start, and a background
+// manager that keeps the zone under MaxSize and removes inactive entries.
 //
-// Files are written to a temporary file and renamed into place, so a crash
-// never leaves a partial entry visible. Every rename and unlink of an entry
+// Files are written to a temporary file and renamed into place, so a
+// process crash never leaves a partial entry visible. They are not synced
+// to disk: after a power loss a file may be missing, empty, short, or hold
+// blocks that never reached the disk; the header checksum and the block
+// checksums, verified on every read (disk_blocks.go), make such a file a
+// miss, or a cut response, never a complete-looking wrong one. Every rename and unlink of an entry
 // file happens under mu, so that what the index says about a path can be
 // checked against the file system without races.
+//
+// A store is made (NewDiskStore) without touching the disk, so that a
+// configuration can be checked without side effects, and Open takes the
+// folder: it creates it, locks it against other processes and starts the
+// background work.
 type DiskStore struct {
 	dir  string
 	abs  string // absolute dir, the key of openDirs
 	opts DiskOptions
 	now  func() time.Time // tests use a fake clock
 
-	mu    sync.Mutex
-	items map[[md5.Size]byte]*diskItem
-	lru   lruHeap
-	onRm  []func(key string)
+	mu      sync.Mutex
+	idx     *diskIndex
+	onFlush []func()
 
 	entries atomic.Int64
 	bytes   atomic.Int64
 	evicted atomic.Int64
 	expired atomic.Int64
 	corrupt atomic.Int64
-	werrs   [numWriteReasons]atomic.Int64
-	loading atomic.Bool
+	flushes atomic.Int64
+	// flushedAt is when the last flush was seen (Unix ns): entry files
+	// older than that are gone, whatever is still on disk.
+	flushedAt atomic.Int64
+	werrs     [numWriteReasons]atomic.Int64
+	loading   atomic.Bool
 
 	logMu   sync.Mutex
 	logLast map[string]time.Time
 	logSkip map[string]int
 
+	openMu sync.Mutex // guards opened, closed and lock
+	opened bool
+	closed bool
+	lock   *folderLock
+
 	wake   chan struct{}
 	stop   chan struct{}
 	loaded chan struct{}
 	wg     sync.WaitGroup
-	closed sync.Once
-}
-
-// diskItem is the index record of one entry file.
-type diskItem struct {
-	hash   [md5.Size]byte
-	key    string
-	size   int64 // bytes accounted, whole file rounded up to blocks
-	access int64 // last access, Unix ns
-	pos    int   // position in the lru heap
 }
 
 // DiskStats are the counters of a DiskStore.
 type DiskStats struct {
 	Entries          int64
 	Bytes            int64 // file sizes rounded up to 4 KiB blocks
+	IndexBytes       int64 // heap taken by the index
 	Evictions        int64 // removed to stay under MaxSize
 	InactiveRemovals int64 // removed for not being read within Inactive
 	CorruptRemovals  int64 // damaged files found and removed
+	Flushes          int64 // the folder was emptied from outside (see watchFlush)
 	// WriteErrors counts failed stores by reason: "no_space", "permission",
 	// "body_size" (body length differs from Meta.BodySize), "too_large"
 	// (header over 1 MiB or body over MaxSize) and "io" (anything else).
@@ -179,80 +193,143 @@ const (
 	blockSize   = 4096
 )
 
-// OpenDiskStore opens (creating it if needed) the zone folder dir. It returns
-// at once: temporary files left by a crash are removed, and the index is
-// rebuilt in the background; Get finds entries not yet indexed.
+// OpenDiskStore makes and opens a store: NewDiskStore, then Open.
 func OpenDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
+	d, err := NewDiskStore(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Open(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// NewDiskStore makes a store of the zone folder dir without touching the
+// disk; Open opens it. Check whether the folder can be used with CheckDir.
+func NewDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, fmt.Errorf("disk cache %s: %w", dir, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("disk cache: %w", err)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("disk cache: %w", err)
 	}
-	openDirsMu.Lock()
-	if openDirs[abs] {
-		openDirsMu.Unlock()
-		// Two stores would each evict by their own index and count.
-		return nil, fmt.Errorf("disk cache %s: already open in this process; share the DiskStore (across config reloads too)", dir)
-	}
-	openDirs[abs] = true
-	openDirsMu.Unlock()
-	d := &DiskStore{
+	return &DiskStore{
 		abs:     abs,
 		dir:     dir,
 		opts:    opts,
 		now:     opts.now,
-		items:   make(map[[md5.Size]byte]*diskItem),
+		idx:     newDiskIndex(),
 		logLast: make(map[string]time.Time),
 		logSkip: make(map[string]int),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		loaded:  make(chan struct{}),
+	}, nil
+}
+
+// Open creates the zone folder if needed and takes it: it locks the folder
+// against other processes (the error names the one holding it), removes
+// the temporary files a crash left, and starts the index rebuild, the cache
+// manager and the flush watch. It returns at once; Get finds entries the
+// rebuild has not reached yet. Opening an open store does nothing.
+func (d *DiskStore) Open() error {
+	d.openMu.Lock()
+	defer d.openMu.Unlock()
+	if d.opened {
+		return nil
 	}
+	if d.closed {
+		return fmt.Errorf("disk cache %s: store closed", d.dir)
+	}
+	openDirsMu.Lock()
+	if openDirs[d.abs] {
+		openDirsMu.Unlock()
+		// Two stores would each evict by their own index and count.
+		return fmt.Errorf("disk cache %s: already open in this process; share the DiskStore (across config reloads too)", d.dir)
+	}
+	openDirs[d.abs] = true
+	openDirsMu.Unlock()
+	fail := func(err error) error {
+		d.unregister()
+		if d.lock != nil {
+			d.lock.release()
+			d.lock = nil
+		}
+		return fmt.Errorf("disk cache: %w", err)
+	}
+	if err := os.MkdirAll(d.dir, 0o755); err != nil {
+		return fail(err)
+	}
+	lock, err := lockFolder(d.dir)
+	if err != nil {
+		return fail(err)
+	}
+	d.lock = lock
 	// Only the root is listed here (level folders, leftovers of a crash),
 	// so this is quick; it must happen before any writer of this process
-	// creates a temporary file.
-	names, err := readDirNames(dir)
+	// creates a temporary file. The lock makes every other temporary file
+	// a crash's leftover.
+	names, err := readDirNames(d.dir)
 	if err != nil {
-		d.unregister()
-		return nil, fmt.Errorf("disk cache: %w", err)
+		return fail(err)
 	}
 	var trash []string
 	for _, name := range names {
 		switch {
 		case strings.HasPrefix(name, tempPrefix+processToken):
-			// A store of this process wrote it (Clear's or a reload's
-			// sibling): not a crash leftover.
+			// A store of this process wrote it (a reload's sibling): not a
+			// crash leftover.
 		case strings.HasPrefix(name, tempPrefix):
-			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(filepath.Join(d.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				d.log("cleanup", "disk cache: removing a stale temporary file", err)
 			}
 		case strings.HasPrefix(name, trashPrefix):
 			trash = append(trash, name)
 		}
 	}
+	if err := writeFlushMarker(d.dir); err != nil {
+		return fail(err)
+	}
+	d.opened = true
 	d.loading.Store(true)
-	d.wg.Add(2)
+	d.wg.Add(3)
 	go d.load(trash)
 	go d.manage()
-	return d, nil
+	go d.watchFlush()
+	return nil
 }
 
 // Loaded is closed when the background index rebuild has finished; from
 // then on Walk sees every entry on disk.
 func (d *DiskStore) Loaded() <-chan struct{} { return d.loaded }
 
-// Close stops the manager and the loader. Entries stay on disk.
+// Close stops the background work and releases the folder. Entries stay on
+// disk.
 func (d *DiskStore) Close() error {
-	d.closed.Do(func() {
-		close(d.stop)
-		d.unregister()
-	})
+	d.openMu.Lock()
+	if d.closed {
+		d.openMu.Unlock()
+		d.wg.Wait()
+		return nil
+	}
+	d.closed = true
+	close(d.stop)
+	opened := d.opened
+	if !opened {
+		close(d.loaded) // nothing will ever be loaded
+	}
+	d.openMu.Unlock()
 	d.wg.Wait()
+	if opened {
+		d.openMu.Lock()
+		d.lock.release()
+		d.lock = nil
+		d.openMu.Unlock()
+		d.unregister()
+	}
 	return nil
 }
 
@@ -295,7 +372,8 @@ func (d *DiskStore) path(h [md5.Size]byte) string { return filepath.Join(d.dir, 
 // Get returns the entry stored for key, with File and BodyOffset set and
 // Body nil, or ErrNotFound. The header checksum is verified; a damaged,
 // truncated, unknown-version or colliding file is removed and is a miss.
-// Read the body with OpenBody (streaming, verified at EOF) or LoadBody.
+// Read the body with OpenBody (streaming, verified block by block) or
+// LoadBody.
 func (d *DiskStore) Get(key string) (*Entry, error) {
 	h := keyHash(key)
 	path := d.path(h)
@@ -316,10 +394,13 @@ func (d *DiskStore) Get(key string) (*Entry, error) {
 		if isReadErr(err) {
 			return nil, err
 		}
-		d.removeDamaged(h, path, key, fi, err)
+		d.removeDamaged(h, path, fi, err)
 		return nil, ErrNotFound
 	}
-	if !d.touch(h, path, fh.Key, fi) {
+	if d.flushedFile(h, path, fi) {
+		return nil, ErrNotFound
+	}
+	if !d.touch(h, path, fi) {
 		return nil, ErrNotFound // removed or replaced meanwhile
 	}
 	return &Entry{Meta: fh.Meta, File: path, BodyOffset: int64(fh.HeaderLen), disk: d}, nil
@@ -362,8 +443,8 @@ func readHeader(f *os.File) (*fileHeader, fs.FileInfo, error) {
 	if err != nil {
 		return nil, fi, err
 	}
-	if fi.Size() != int64(fh.HeaderLen)+fh.BodySize {
-		return nil, fi, fmt.Errorf("file size %d, want header %d + body %d", fi.Size(), fh.HeaderLen, fh.BodySize)
+	if fi.Size() != fh.fileSize() {
+		return nil, fi, fmt.Errorf("file size %d, want %d for header %d + body %d + block table", fi.Size(), fh.fileSize(), fh.HeaderLen, fh.BodySize)
 	}
 	return fh, fi, nil
 }
@@ -373,13 +454,12 @@ func accountedSize(fileSize int64) int64 { return (fileSize + blockSize - 1) / b
 // touch records an access to the file at path that was read as fi, adding
 // it to the index if it is not there yet. It reports false if the file is
 // no longer at path.
-func (d *DiskStore) touch(h [md5.Size]byte, path, key string, fi fs.FileInfo) bool {
+func (d *DiskStore) touch(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
 	now := d.now().UnixNano()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if it := d.items[h]; it != nil {
-		it.access = now
-		heap.Fix(&d.lru, it.pos)
+	if r := d.idx.get(h); r != nil {
+		d.idx.touch(r, now)
 		return true
 	}
 	// Not indexed: the loader has not reached it yet, or it was removed
@@ -389,68 +469,68 @@ func (d *DiskStore) touch(h [md5.Size]byte, path, key string, fi fs.FileInfo) bo
 	if err != nil || !os.SameFile(cur, fi) {
 		return false
 	}
-	d.insertLocked(&diskItem{hash: h, key: key, size: accountedSize(fi.Size()), access: now})
+	d.insertLocked(h, fi.Size(), now)
 	return true
 }
 
-func (d *DiskStore) insertLocked(it *diskItem) {
-	if old := d.items[it.hash]; old != nil {
-		d.dropLocked(old)
-	}
-	d.items[it.hash] = it
-	heap.Push(&d.lru, it)
-	d.entries.Add(1)
-	d.bytes.Add(it.size)
+// insertLocked indexes the entry file of h, of the given size.
+func (d *DiskStore) insertLocked(h [md5.Size]byte, fileSize, access int64) {
+	d.idx.insert(h, fileSize, access)
+	d.countLocked()
 }
 
-func (d *DiskStore) dropLocked(it *diskItem) {
-	delete(d.items, it.hash)
-	heap.Remove(&d.lru, it.pos)
-	d.entries.Add(-1)
-	d.bytes.Add(-it.size)
+// dropLocked forgets the record of h and reports whether there was one.
+func (d *DiskStore) dropLocked(h [md5.Size]byte) bool {
+	r := d.idx.get(h)
+	if r == nil {
+		return false
+	}
+	d.idx.remove(r)
+	d.countLocked()
+	return true
+}
+
+// countLocked publishes the index's size for Stats, which takes no lock.
+func (d *DiskStore) countLocked() {
+	d.entries.Store(int64(d.idx.len()))
+	d.bytes.Store(d.idx.bytes)
 }
 
 // forgetMissing drops the index record of a file that is gone (the folder
 // was emptied behind our back).
 func (d *DiskStore) forgetMissing(h [md5.Size]byte, path string) {
 	d.mu.Lock()
-	it := d.items[h]
-	if it == nil {
-		d.mu.Unlock()
+	defer d.mu.Unlock()
+	if d.idx.get(h) == nil {
 		return
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		d.mu.Unlock()
 		return
 	}
-	d.dropLocked(it)
-	d.mu.Unlock()
-	d.notifyRemoved(it.key)
+	d.dropLocked(h)
 }
 
 // removeDamaged removes the damaged file at path if it is still the one
-// that was read (fi), and counts and logs it. key is the caller's idea of
-// the entry's key ("" if unknown); the index's key wins.
-func (d *DiskStore) removeDamaged(h [md5.Size]byte, path, key string, fi fs.FileInfo, cause error) {
+// that was read (fi), and counts and logs it.
+func (d *DiskStore) removeDamaged(h [md5.Size]byte, path string, fi fs.FileInfo, cause error) {
 	d.mu.Lock()
 	cur, err := os.Stat(path)
 	if err != nil || fi == nil || !os.SameFile(cur, fi) {
 		d.mu.Unlock()
 		return
 	}
-	if it := d.items[h]; it != nil {
-		key = it.key
-		d.dropLocked(it)
-	}
+	d.dropLocked(h)
 	err = os.Remove(path)
 	d.mu.Unlock()
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.log("remove", "disk cache: removing a damaged entry file", err)
 	}
-	d.corrupt.Add(1)
-	d.log("corrupt", "disk cache: removed damaged entry file "+d.relOf(path), cause)
-	if key != "" {
-		d.notifyRemoved(key)
+	if errors.Is(cause, errBadVersion) {
+		// Written by an older release: not damage, just fetched again.
+		d.log("version", "disk cache: removed an entry file of another format version "+d.relOf(path), nil)
+	} else {
+		d.corrupt.Add(1)
+		d.log("corrupt", "disk cache: removed damaged entry file "+d.relOf(path), cause)
 	}
 }
 
@@ -461,29 +541,30 @@ func (d *DiskStore) relOf(path string) string {
 	return path
 }
 
-// Delete removes the entry for key, if any.
-func (d *DiskStore) Delete(key string) error {
+// Delete removes the entry for key and reports whether there was one: a
+// file on disk, indexed or not.
+func (d *DiskStore) Delete(key string) (bool, error) {
 	h := keyHash(key)
 	path := d.path(h)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if it := d.items[h]; it != nil {
-		d.dropLocked(it)
+	d.dropLocked(h)
+	err := os.Remove(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return err == nil, err
 }
 
-// Clear removes every entry. The level folders are renamed away at once and
-// deleted in the background, so a flush of a large zone does not block.
-func (d *DiskStore) Clear() error {
+// Clear removes every entry and returns how many the index held. The level
+// folders are renamed away at once and deleted in the background, so a
+// flush of a large zone does not block.
+func (d *DiskStore) Clear() (int, error) {
 	d.mu.Lock()
 	names, err := readDirNames(d.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.mu.Unlock()
-		return err
+		return 0, err
 	}
 	var trash []string
 	var firstErr error
@@ -501,10 +582,9 @@ func (d *DiskStore) Clear() error {
 		}
 		trash = append(trash, t)
 	}
-	d.items = make(map[[md5.Size]byte]*diskItem)
-	d.lru = nil
-	d.entries.Store(0)
-	d.bytes.Store(0)
+	n := d.idx.len()
+	d.idx = newDiskIndex()
+	d.countLocked()
 	d.mu.Unlock()
 	if len(trash) > 0 {
 		d.wg.Add(1)
@@ -513,7 +593,7 @@ func (d *DiskStore) Clear() error {
 			d.removeTrash(trash)
 		}()
 	}
-	return firstErr
+	return n, firstErr
 }
 
 func (d *DiskStore) removeTrash(names []string) {
@@ -524,44 +604,73 @@ func (d *DiskStore) removeTrash(names []string) {
 	}
 }
 
-// Walk calls fn for every key in the index, with its size on disk, until fn
-// returns false. Keys not yet found by the loader are missing; wait for
-// Loaded first to see them all. fn may call the store.
-func (d *DiskStore) Walk(fn func(key string, size int64) bool) {
-	type kv struct {
-		key  string
-		size int64
-	}
+// Walk calls fn for the key of every entry in the index, until fn returns
+// false. The index holds no keys: Walk reads each from its entry file's
+// header (one small read per entry), so it costs a pass over the zone, as
+// nginx's purge by wildcard does. Keys not yet found by the loader are
+// missing; wait for Loaded first to see them all. fn may call the store.
+func (d *DiskStore) Walk(fn func(key string) bool) {
 	d.mu.Lock()
-	all := make([]kv, 0, len(d.items))
-	for _, it := range d.items {
-		all = append(all, kv{it.key, it.size})
-	}
+	hashes := d.idx.hashes()
 	d.mu.Unlock()
-	for _, e := range all {
-		if !fn(e.key, e.size) {
+	for _, h := range hashes {
+		key, ok := d.keyOf(h)
+		if ok && !fn(key) {
 			return
 		}
 	}
 }
 
-// OnRemove registers fn to be called with the key of every entry the store
-// removes on its own: evicted for size, inactive, or found damaged or
-// missing. It is not called for Delete and Clear. fn runs without locks
-// held and may call the store.
-func (d *DiskStore) OnRemove(fn func(key string)) {
+// WalkFrom calls fn with the hash and key of every indexed entry whose
+// hash follows from (all if from is nil), in the order of the hashes, until
+// fn returns false. Keys are read from the entry files as fn asks for them.
+func (d *DiskStore) WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key string) bool) {
 	d.mu.Lock()
-	d.onRm = append(d.onRm, fn)
+	hashes := d.idx.hashes()
+	d.mu.Unlock()
+	slices.SortFunc(hashes, func(a, b [md5.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+	i := 0
+	if from != nil {
+		i, _ = slices.BinarySearchFunc(hashes, *from, func(a, b [md5.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+		if i < len(hashes) && hashes[i] == *from {
+			i++
+		}
+	}
+	for _, h := range hashes[i:] {
+		key, ok := d.keyOf(h)
+		if ok && !fn(h, key) {
+			return
+		}
+	}
+}
+
+// keyOf reads the key of the entry file of h.
+func (d *DiskStore) keyOf(h [md5.Size]byte) (string, bool) {
+	f, err := os.Open(d.path(h))
+	if err != nil {
+		return "", false // removed meanwhile
+	}
+	defer f.Close()
+	fh, _, err := readHeader(f)
+	if err != nil || keyHash(fh.Key) != h {
+		return "", false // Get and the loader deal with damaged files
+	}
+	return fh.Key, true
+}
+
+// OnFlush registers fn to be called when the zone folder was found emptied
+// from outside (see watchFlush), so that the memory tier forgets too.
+func (d *DiskStore) OnFlush(fn func()) {
+	d.mu.Lock()
+	d.onFlush = append(d.onFlush, fn)
 	d.mu.Unlock()
 }
 
-func (d *DiskStore) notifyRemoved(key string) {
+// IndexBytes estimates the heap the index takes, for the memory limit.
+func (d *DiskStore) IndexBytes() int64 {
 	d.mu.Lock()
-	fns := d.onRm
-	d.mu.Unlock()
-	for _, fn := range fns {
-		fn(key)
-	}
+	defer d.mu.Unlock()
+	return d.idx.sizeBytes()
 }
 
 // Stats returns the store's counters.
@@ -569,6 +678,8 @@ func (d *DiskStore) Stats() DiskStats {
 	s := DiskStats{
 		Entries:          d.entries.Load(),
 		Bytes:            d.bytes.Load(),
+		IndexBytes:       d.IndexBytes(),
+		Flushes:          d.flushes.Load(),
 		Evictions:        d.evicted.Load(),
 		InactiveRemovals: d.expired.Load(),
 		CorruptRemovals:  d.corrupt.Load(),
@@ -628,25 +739,10 @@ func readDirNames(dir string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// lruHeap orders index records by last access, oldest first.
-type lruHeap []*diskItem
-
-func (h lruHeap) Len() int           { return len(h) }
-func (h lruHeap) Less(i, j int) bool { return h[i].access < h[j].access }
-func (h lruHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].pos = i
-	h[j].pos = j
-}
-func (h *lruHeap) Push(x any) {
-	it := x.(*diskItem)
-	it.pos = len(*h)
-	*h = append(*h, it)
-}
-func (h *lruHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return it
+// Has reports whether the index holds an entry for key.
+func (d *DiskStore) Has(key string) bool {
+	h := keyHash(key)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.idx.get(h) != nil
 }

@@ -39,7 +39,7 @@ func BenchmarkDiskWriter1GiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		sample()
-		if err := d.Delete("big"); err != nil {
+		if _, err := d.Delete("big"); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,18 +9,18 @@ import (
 	"time"
 )
 
-// An entry file is a header followed by the body. The header starts with a
-// fixed part so that the body size and body checksum, known only once the
-// body is written, can be patched in place before the file is renamed into
-// view:
+// An entry file is a header, the body, then the body's block checksums
+// (disk_blocks.go). The header starts with a fixed part so that the body
+// size, known only once the body is written, can be patched in place before
+// the file is renamed into view:
 //
 //	 0 magic "EDGC"
 //	 4 version      uint16
-//	 6 flags        uint16 (0)
+//	 6 flags        uint16 (bit 0: NoCache, bit 1: VaryIndex)
 //	 8 headerLen    uint32 (whole header, body starts here)
 //	12 headerCRC    uint32 (CRC-32C of the header without these 4 bytes)
 //	16 bodySize     int64
-//	24 bodyCRC      uint32 (CRC-32C of the body)
+//	24 blockSize    uint32 (bytes per checksummed block of the body)
 //	28 status       uint16
 //	30 reserved     uint16 (0)
 //	32 storedAt     int64 (Unix ns; minInt64 = zero time)
@@ -28,14 +28,28 @@ import (
 //	48 swr          int64 (ns)
 //	56 sie          int64 (ns)
 //	64 key, then the response headers, as uvarint-prefixed strings:
-//	   len key, key, nNames, { len name, name, nValues, { len value, value } }
+//	   len key, key, nNames, { len name, name, nValues, { len value, value } },
+//	   len variant, variant
+//	   initialAge (uvarint, ns), len date, date
+//
+// After the body, one CRC-32C per block of blockSize bytes (the last block
+// may be shorter), 4 bytes each: every block a response reads is verified
+// before any of its bytes is sent.
 //
 // Integers are little endian. Nothing in the file names the host or an
 // absolute path: a zone folder can be copied to another machine.
+//
+// Version 3 added the block checksums (versions 1 and 2 had one checksum
+// for the whole body, which a range request could not check), the flags
+// (no-cache, Vary index), the age on arrival and the origin's Date. Files of
+// another version are removed when found, as nginx does with an older
+// cache header: they are fetched again.
 
 const (
 	entryMagic      = "EDGC"
-	entryVersion    = 1
+	entryVersion    = 3
+	flagNoCache     = 1 << 0
+	flagVaryIndex   = 1 << 1
 	fixedHeaderLen  = 64
 	maxEntryHeader  = 1 << 20 // largest header we write or accept
 	headerPrefixLen = 16      // enough to learn version and headerLen
@@ -50,6 +64,7 @@ var (
 	errHeaderCRC    = errors.New("header checksum mismatch")
 	errHeaderSyntax = errors.New("malformed header")
 	errHeaderLarge  = errors.New("entry header too large")
+	errBlockSize    = errors.New("bad block size")
 )
 
 // fileHeader is the decoded header of an entry file.
@@ -57,12 +72,12 @@ type fileHeader struct {
 	Meta
 	HeaderLen int    // body offset
 	HeaderCRC uint32 // identifies this file version
-	BodyCRC   uint32
+	BlockSize int64  // bytes per checksummed block
 }
 
-// encodeHeader encodes m's header with the given body size and checksum.
-// The body fields sit at fixed offsets; see patchHeader.
-func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
+// encodeHeader encodes m's header with the given body size. The body size
+// sits at a fixed offset; see patchHeader.
+func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 	if m.Status < 0 || m.Status > math.MaxUint16 {
 		return nil, errors.New("status out of range")
 	}
@@ -73,7 +88,7 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 			n += stringLen(v)
 		}
 	}
-	n += stringLen(m.Variant)
+	n += stringLen(m.Variant) + uvarintLen(uint64(max(m.InitialAge, 0))) + stringLen(m.Date)
 	if n > maxEntryHeader {
 		return nil, errHeaderLarge
 	}
@@ -81,6 +96,15 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 	copy(b, entryMagic)
 	le := binary.LittleEndian
 	le.PutUint16(b[4:], entryVersion)
+	le.PutUint32(b[24:], bodyBlockSize)
+	var flags uint16
+	if m.NoCache {
+		flags |= flagNoCache
+	}
+	if m.VaryIndex {
+		flags |= flagVaryIndex
+	}
+	le.PutUint16(b[6:], flags)
 	le.PutUint16(b[28:], uint16(m.Status))
 	le.PutUint64(b[32:], uint64(timeToNanos(m.StoredAt)))
 	le.PutUint64(b[40:], uint64(timeToNanos(m.ValidUntil)))
@@ -96,17 +120,18 @@ func encodeHeader(m *Meta, bodySize int64, bodyCRC uint32) ([]byte, error) {
 		}
 	}
 	b = appendString(b, m.Variant)
+	b = binary.AppendUvarint(b, uint64(max(m.InitialAge, 0)))
+	b = appendString(b, m.Date)
 	le.PutUint32(b[8:], uint32(len(b)))
-	patchHeader(b, bodySize, bodyCRC)
+	patchHeader(b, bodySize)
 	return b, nil
 }
 
-// patchHeader sets the body size and checksum of an encoded header and
-// recomputes the header checksum.
-func patchHeader(b []byte, bodySize int64, bodyCRC uint32) {
+// patchHeader sets the body size of an encoded header and recomputes the
+// header checksum.
+func patchHeader(b []byte, bodySize int64) {
 	le := binary.LittleEndian
 	le.PutUint64(b[16:], uint64(bodySize))
-	le.PutUint32(b[24:], bodyCRC)
 	le.PutUint32(b[12:], headerChecksum(b))
 }
 
@@ -166,12 +191,17 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	if headerChecksum(b) != sum {
 		return nil, errHeaderCRC
 	}
-	h := &fileHeader{HeaderLen: n, HeaderCRC: sum, BodyCRC: le.Uint32(b[24:])}
+	h := &fileHeader{HeaderLen: n, HeaderCRC: sum, BlockSize: int64(le.Uint32(b[24:]))}
 	h.BodySize = int64(le.Uint64(b[16:]))
-	if h.BodySize < 0 {
+	if h.BodySize < 0 || h.BodySize > math.MaxInt64/2 {
 		return nil, errHeaderSyntax
 	}
+	if !validBlockSize(h.BlockSize) {
+		return nil, errBlockSize
+	}
 	h.Status = int(le.Uint16(b[28:]))
+	h.NoCache = le.Uint16(b[6:])&flagNoCache != 0
+	h.VaryIndex = le.Uint16(b[6:])&flagVaryIndex != 0
 	h.StoredAt = nanosToTime(int64(le.Uint64(b[32:])))
 	h.ValidUntil = nanosToTime(int64(le.Uint64(b[40:])))
 	h.StaleWhileRevalidate = time.Duration(le.Uint64(b[48:]))
@@ -197,8 +227,13 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 		}
 	}
 	h.Variant = r.string()
+	h.InitialAge = time.Duration(min(r.uvarint(), math.MaxInt64))
+	h.Date = r.string()
 	if r.err != nil {
 		return nil, r.err
+	}
+	if h.VaryIndex {
+		h.VaryNames = VaryNames(h.Header["Vary"])
 	}
 	if len(r.b) != 0 {
 		return nil, errHeaderSyntax

@@ -13,7 +13,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 	m := testMeta("https://idr.example/webclient/render_thumbnail/1234/", 0)
 	m.Header["Set-Cookie"] = []string{}
 	m.StoredAt = time.Time{} // zero times survive
-	b, err := encodeHeader(&m, 12345, 0xdeadbeef)
+	b, err := encodeHeader(&m, 12345)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.HeaderLen != len(b) || h.BodySize != 12345 || h.BodyCRC != 0xdeadbeef {
+	if h.HeaderLen != len(b) || h.BodySize != 12345 || h.BlockSize != bodyBlockSize {
 		t.Fatalf("header fields: %+v", h)
 	}
 	m.BodySize = 12345
@@ -36,7 +36,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 
 	big := testMeta("k", 0)
 	big.Header = http.Header{"X-Big": {string(make([]byte, maxEntryHeader))}}
-	if _, err := encodeHeader(&big, 0, 0); err == nil {
+	if _, err := encodeHeader(&big, 0); err == nil {
 		t.Fatal("a header over the limit was encoded")
 	}
 }
@@ -45,11 +45,11 @@ func TestHeaderRoundTrip(t *testing.T) {
 // and lengths claim far more than the bytes present.
 func hostileHeader(tail []byte) []byte {
 	m := Meta{Key: "k"}
-	b, _ := encodeHeader(&m, 0, 0)
+	b, _ := encodeHeader(&m, 0)
 	b = b[:fixedHeaderLen]
 	b = append(b, tail...)
 	binary.LittleEndian.PutUint32(b[8:], uint32(len(b)))
-	patchHeader(b, 0, 0)
+	patchHeader(b, 0)
 	return b
 }
 
@@ -85,7 +85,7 @@ func TestDecodeHeaderHostileLengths(t *testing.T) {
 
 func FuzzDecodeHeader(f *testing.F) {
 	for _, m := range []Meta{testMeta("k", 0), testMeta("https://idr.example/a?b=c", 10), {Key: "x"}} {
-		b, _ := encodeHeader(&m, 10, 1)
+		b, _ := encodeHeader(&m, 10)
 		f.Add(b)
 		f.Add(append(b, "body"...))
 	}
@@ -114,7 +114,7 @@ func FuzzDecodeHeader(f *testing.F) {
 				}
 			}
 			// What decodes re-encodes to a header that decodes the same.
-			b, err := encodeHeader(&h.Meta, h.BodySize, h.BodyCRC)
+			b, err := encodeHeader(&h.Meta, h.BodySize)
 			if err != nil {
 				t.Fatalf("re-encoding a decoded header: %v", err)
 			}
@@ -127,4 +127,23 @@ func FuzzDecodeHeader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// RFC 9111 §4.2.3 needs the age on arrival and §5.2.2.4 the no-cache mark
+// after a restart: both survive the disk.
+func TestHeaderAgeAndNoCache(t *testing.T) {
+	m := testMeta("k", 0)
+	m.InitialAge, m.NoCache, m.Variant = 90*time.Second, true, "Accept:x\n"
+	m.Date = "Sun, 01 Jun 2025 12:00:00 GMT"
+	b, err := encodeHeader(&m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := decodeHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.InitialAge != m.InitialAge || !h.NoCache || h.Variant != m.Variant || h.Date != m.Date {
+		t.Fatalf("decoded age %v no-cache %v variant %q", h.InitialAge, h.NoCache, h.Variant)
+	}
 }

@@ -78,7 +78,7 @@ func (l *loader) loadFile(path, name string) {
 		return
 	}
 	d.mu.Lock()
-	_, known := d.items[h]
+	known := d.idx.get(h) != nil
 	d.mu.Unlock()
 	if known {
 		return
@@ -97,19 +97,21 @@ func (l *loader) loadFile(path, name string) {
 			d.log("load", "disk cache: reading an entry file", err)
 			return
 		}
-		d.removeDamaged(h, path, "", fi, err)
+		d.removeDamaged(h, path, fi, err)
 		return
 	}
-	it := &diskItem{hash: h, key: fh.Key, size: accountedSize(fi.Size()), access: fileAccessTime(fi).UnixNano()}
+	if d.flushedFile(h, path, fi) {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, known := d.items[h]; known {
+	if d.idx.get(h) != nil {
 		return
 	}
 	if cur, err := os.Stat(path); err != nil || !os.SameFile(cur, fi) {
 		return // replaced or removed while we read it
 	}
-	d.insertLocked(it)
+	d.insertLocked(h, fi.Size(), fileAccessTime(fi).UnixNano())
 }
 
 // pace ends a round after LoaderFiles files or LoaderThreshold and sleeps

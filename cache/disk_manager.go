@@ -51,11 +51,11 @@ func (d *DiskStore) manageRound() (more bool, next time.Duration) {
 			return true, 0
 		}
 		d.mu.Lock()
-		if len(d.lru) == 0 {
+		it := d.idx.oldest()
+		if it == nil {
 			d.mu.Unlock()
 			return false, managerIdle
 		}
-		it := d.lru[0]
 		now := d.now().UnixNano()
 		inactive := d.opts.Inactive > 0 && now-it.access >= int64(d.opts.Inactive)
 		if !inactive && (d.opts.MaxSize == 0 || d.bytes.Load() <= d.opts.MaxSize) {
@@ -66,8 +66,9 @@ func (d *DiskStore) manageRound() (more bool, next time.Duration) {
 			d.mu.Unlock()
 			return false, next
 		}
-		d.dropLocked(it)
-		err := os.Remove(d.path(it.hash))
+		h := it.hash
+		d.dropLocked(h)
+		err := os.Remove(d.path(h))
 		d.mu.Unlock()
 		if inactive {
 			d.expired.Add(1)
@@ -77,7 +78,6 @@ func (d *DiskStore) manageRound() (more bool, next time.Duration) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			d.log("remove", "disk cache: removing an entry file", err)
 		}
-		d.notifyRemoved(it.key)
 	}
 	return true, 0
 }

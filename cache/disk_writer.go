@@ -5,7 +5,6 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,8 +14,8 @@ import (
 
 // DiskWriter streams one response into a temporary file of the zone folder.
 // Commit makes it visible under its key; Abort throws it away. Memory use is
-// one 64 KiB buffer whatever the body size. A DiskWriter is not safe for
-// concurrent use.
+// one 64 KiB buffer, and the block checksums (4 bytes per 64 KiB of body).
+// A DiskWriter is not safe for concurrent use.
 type DiskWriter struct {
 	d      *DiskStore
 	meta   Meta
@@ -24,7 +23,7 @@ type DiskWriter struct {
 	f      *os.File
 	bw     *bufio.Writer
 	header []byte
-	crc    uint32
+	blocks blockHasher
 	n      int64
 	err    error // sticky
 	done   bool
@@ -50,7 +49,7 @@ func (d *DiskStore) Create(m Meta) (*DiskWriter, error) {
 	}
 	m.StoredAt = nanosToTime(timeToNanos(m.StoredAt))
 	m.ValidUntil = nanosToTime(timeToNanos(m.ValidUntil))
-	header, err := encodeHeader(&m, 0, 0)
+	header, err := encodeHeader(&m, 0)
 	if err != nil {
 		return nil, d.writeFailed(reasonTooLarge, err)
 	}
@@ -75,7 +74,7 @@ func (d *DiskStore) Create(m Meta) (*DiskWriter, error) {
 	return w, nil
 }
 
-// Write appends body bytes, updating the checksum.
+// Write appends body bytes, updating the block checksums.
 func (w *DiskWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
@@ -90,7 +89,7 @@ func (w *DiskWriter) Write(p []byte) (int, error) {
 		return 0, w.fail(reasonTooLarge, fmt.Errorf("body exceeds the zone's max size of %d bytes", max))
 	}
 	n, err := w.bw.Write(p)
-	w.crc = crc32.Update(w.crc, castagnoli, p[:n])
+	w.blocks.Write(p[:n])
 	w.n += int64(n)
 	if err != nil {
 		return n, w.fail(classifyWriteErr(err), err)
@@ -115,10 +114,14 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 		return nil, w.fail(reasonBodySize, fmt.Errorf("body of %d bytes, %d announced", w.n, w.meta.BodySize))
 	}
 	w.meta.BodySize = w.n
+	table := w.blocks.finish()
+	if _, err := w.bw.Write(table); err != nil {
+		return nil, w.fail(classifyWriteErr(err), err)
+	}
 	if err := w.bw.Flush(); err != nil {
 		return nil, w.fail(classifyWriteErr(err), err)
 	}
-	patchHeader(w.header, w.n, w.crc)
+	patchHeader(w.header, w.n)
 	if _, err := w.f.WriteAt(w.header, 0); err != nil {
 		return nil, w.fail(classifyWriteErr(err), err)
 	}
@@ -127,7 +130,6 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 	}
 	d := w.d
 	final := d.path(w.hash)
-	size := accountedSize(int64(len(w.header)) + w.n)
 	d.mu.Lock()
 	err := os.Rename(w.f.Name(), final)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -137,7 +139,7 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 		}
 	}
 	if err == nil {
-		d.insertLocked(&diskItem{hash: w.hash, key: w.meta.Key, size: size, access: d.now().UnixNano()})
+		d.insertLocked(w.hash, int64(len(w.header))+w.n+int64(len(table)), d.now().UnixNano())
 	}
 	d.mu.Unlock()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,9 +17,21 @@ type Meta struct {
 	// Header holds the stored response headers. Values are clipped
 	// (len == cap) so that an Add on a copy of the map can never write into
 	// the shared backing array: hits assign these slices without copying.
-	Header     http.Header
+	Header http.Header
+	// StoredAt is when the response was received (RFC 9111's
+	// response_time); InitialAge is how old it was then (§4.2.3's
+	// corrected_initial_age), so its current age is InitialAge plus the
+	// time since StoredAt.
 	StoredAt   time.Time
+	InitialAge time.Duration
+	// Date is the origin's Date header, kept apart from Header (it is the
+	// message's, not the resource's) and sent as is on every hit; the time
+	// received when the origin sent none.
+	Date       string
 	ValidUntil time.Time // fresh until this instant; stale (but usable) after
+	// NoCache: the backend said no-cache, so the entry is revalidated
+	// with the backend before every use (RFC 9111 §5.2.2.4).
+	NoCache bool
 	// StaleWhileRevalidate and StaleIfError come from the backend's
 	// Cache-Control when it is honoured; they extend how long a stale entry
 	// may be served while updating or while the backend fails.
@@ -28,6 +41,14 @@ type Meta struct {
 	// Variant holds the request's values of the headers the response's Vary
 	// names, when Vary is honoured (see Variant); empty otherwise.
 	Variant string
+	// VaryNames, given to BeginStore with Variant, stores the response as
+	// one variant among several (see Lookup): under VariantKey(Key,
+	// Variant), with an index entry under Key that records the names.
+	// On an index entry, the names it records.
+	VaryNames []string
+	// VaryIndex marks a primary key's index of variants: no response, a
+	// Vary header of the names, no body.
+	VaryIndex bool
 }
 
 // Entry is a stored response. Its body is either in memory (Body) or in a
@@ -38,7 +59,8 @@ type Entry struct {
 	Body       []byte
 	File       string
 	BodyOffset int64
-	disk       *DiskStore // the store File belongs to
+	disk       *DiskStore                // the store File belongs to
+	age        atomic.Pointer[ageString] // the last Age value served; see AgeValue
 }
 
 // Fresh reports whether the entry may be served without contacting the backend.

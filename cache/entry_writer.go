@@ -19,20 +19,27 @@ type EntryWriter struct {
 	n        int64
 	inMemory bool   // still buffering for the hot tier
 	gen      uint64 // purge generation when the request began: a purge since voids the entry
+	mark     uint64 // invalidation mark when the request began: an invalidation of the key since voids it
+	primary  string // for a variant (meta.VaryNames set): the key its index goes under
 }
 
 // NewEntryWriter starts writing a response into the zone. meta.BodySize is
-// the announced length, or -1 when the backend did not announce one. gen
-// is PurgeGeneration() from when the request began (GetAt), not from when
-// the answer came: a purge in between voids the entry, as the backend may
-// have computed the answer before the purge.
-func (z *Zone) NewEntryWriter(meta Meta, gen uint64) *EntryWriter {
-	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: gen}
+// the announced length, or -1 when the backend did not announce one. at is
+// the zone's Mark from when the request began (before its look-up), not
+// from when the answer came: a purge or an invalidation of the key in
+// between voids the entry, as the backend may have computed the answer
+// before it.
+func (z *Zone) NewEntryWriter(meta Meta, at Mark) *EntryWriter {
+	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: at.Purge, mark: at.Inval}
+	if len(meta.VaryNames) > 0 {
+		ew.primary = meta.Key
+		ew.meta.Key = VariantKey(meta.Key, meta.Variant)
+	}
 	if ew.inMemory && meta.BodySize >= 0 {
 		ew.body = make([]byte, 0, meta.BodySize)
 	}
 	if z.disk != nil {
-		w, err := z.disk.Create(meta)
+		w, err := z.disk.Create(ew.meta)
 		if err == nil {
 			ew.file = w
 		} else {
@@ -92,7 +99,7 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 	// it is not stored (nginx would store it; a purge here is final).
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayPromote(ew.gen) {
+	if !z.mayStore(ew.gen, ew.mark, ew.meta.Key) {
 		z.Stats.CountSkip(SkipPurged)
 		ew.Abort()
 		return nil, false
@@ -107,7 +114,6 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 			z.Stats.CountSkip(SkipDisk)
 		}
 	}
-	z.keys.add(ew.meta.Key)
 	var e *Entry
 	switch {
 	case ew.inMemory:
@@ -121,14 +127,21 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 		if e.Body == nil {
 			e.Body = []byte{}
 		}
+		// The key index holds the memory tier's keys (the disk's are in
+		// the entry files).
+		z.keys.add(e.Key)
 		z.mem.set(e)
 	case onDisk != nil:
 		// Too large for memory: the old version there must not outlive it.
 		z.mem.del(ew.meta.Key)
+		z.keys.remove(ew.meta.Key)
 		e = onDisk
 	default:
 		ew.Abort()
 		return nil, false
+	}
+	if ew.primary != "" {
+		z.storeVaryIndex(ew.primary, ew.meta.VaryNames, ew.meta.StoredAt)
 	}
 	z.Stats.Stored.Add(1)
 	return e, true
@@ -149,9 +162,14 @@ type Revalidation struct {
 	Header   http.Header // the 304's headers that replace stored ones
 	Decision Decision
 	At       time.Time
-	// PurgeGen is PurgeGeneration() from before the stale entry was read
-	// (GetAt): a purge since then wins over the revalidation.
+	// PurgeGen is Mark().Purge from before the stale entry was read: a
+	// purge since then wins over the revalidation.
 	PurgeGen uint64
+	// Invalidations is Mark().Inval from before the stale entry was read:
+	// an invalidation of the key since then wins too.
+	Invalidations uint64
+	// Date is the 304's Date, which replaces the stored one.
+	Date string
 }
 
 // Revalidate stores a copy of old with the new validity and headers, sharing
@@ -163,19 +181,24 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 		e.Header[k] = v[:len(v):len(v)]
 	}
 	e.StoredAt = rv.At
+	e.InitialAge = rv.Decision.InitialAge
+	if rv.Date != "" {
+		e.Date = rv.Date
+	}
+	e.NoCache = rv.Decision.NoCache
 	e.ValidUntil = rv.Decision.ValidUntil
 	e.StaleWhileRevalidate = rv.Decision.StaleWhileRevalidate
 	e.StaleIfError = rv.Decision.StaleIfError
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayPromote(rv.PurgeGen) {
+	if !z.mayStore(rv.PurgeGen, rv.Invalidations, e.Key) {
 		return e // served to this client, not stored
 	}
-	z.keys.add(e.Key)
 	if z.disk != nil {
 		z.rewriteOnDisk(old, e)
 	}
 	if e.InMemory() {
+		z.keys.add(e.Key)
 		z.mem.set(e)
 	}
 	return e
@@ -197,6 +220,6 @@ func (z *Zone) rewriteOnDisk(old, e *Entry) {
 		return
 	}
 	if onDisk, err := w.Commit(); err == nil && !e.InMemory() {
-		*e = *onDisk
+		e.Meta, e.File, e.BodyOffset, e.disk = onDisk.Meta, onDisk.File, onDisk.BodyOffset, onDisk.disk
 	}
 }

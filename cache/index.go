@@ -7,9 +7,11 @@ import (
 	"github.com/google/btree"
 )
 
-// keyIndex is the ordered set of a zone's keys. ristretto keeps no keys and
-// the disk tier names files by hash, so purge by prefix and the paged key
-// listing need this index of their own.
+// keyIndex is the ordered set of the keys in a zone's memory tier.
+// ristretto keeps no keys, so purge by prefix and the paged key listing need
+// this index of their own. It costs a string header and a tree slot per
+// memory entry (the key's bytes are the entry's), within the tier's
+// per-entry accounting; the disk tier's keys are read from its entry files.
 type keyIndex struct {
 	mu   sync.RWMutex
 	tree *btree.BTreeG[string]

@@ -20,6 +20,7 @@ type Stats struct {
 	LockWaits    atomic.Int64
 	LockTimeouts atomic.Int64
 	Purged       atomic.Int64
+	Invalidated  atomic.Int64 // keys removed by unsafe requests (RFC 9111 §4.4)
 	// BackgroundUpdates counts background updates started.
 	BackgroundUpdates atomic.Int64
 	// FetchLatency is the time backend fetches take, to the end of the body.
@@ -29,19 +30,23 @@ type Stats struct {
 // Reasons for not storing a response (the reason label of
 // edgecache_not_stored_total): snake_case, as Prometheus label values are.
 const (
-	SkipXAccelExpires = "x_accel_expires" // X-Accel-Expires: 0 or in the past
-	SkipSetCookie     = "set_cookie"
-	SkipCacheControl  = "cache_control" // private, no-store, no-cache or max-age=0
-	SkipExpires       = "expires"       // Expires in the past or invalid
-	SkipVary          = "vary"          // Vary: *
-	SkipStatus        = "status"        // no valid line covers the status
-	SkipTooLarge      = "too_large"     // over memory_entry_max, with no disk tier to take it
-	SkipDisk          = "disk"          // the disk tier could not write it
-	SkipPurged        = "purged"        // a purge ran while it was fetched
+	SkipXAccelExpires  = "x_accel_expires" // X-Accel-Expires: 0 or in the past
+	SkipSetCookie      = "set_cookie"
+	SkipCacheControl   = "cache_control"   // private, no-store, no-cache or max-age=0
+	SkipExpires        = "expires"         // Expires in the past or invalid
+	SkipVary           = "vary"            // Vary: *
+	SkipStatus         = "status"          // no valid line covers the status
+	SkipTooLarge       = "too_large"       // over memory_entry_max, with no disk tier to take it
+	SkipDisk           = "disk"            // the disk tier could not write it
+	SkipPurged         = "purged"          // a purge ran while it was fetched
+	SkipPartial        = "partial"         // a 206 to a fill (RFC 9111 §3.3)
+	SkipMustUnderstand = "must_understand" // must-understand with a status not understood
+	SkipNoCache        = "no_cache"        // no-cache without a validator: could never be reused
+	SkipAge            = "age"             // older on arrival than its lifetime (RFC 9111 §4.2.3)
 )
 
 var skipReasons = [...]string{SkipXAccelExpires, SkipSetCookie, SkipCacheControl, SkipExpires,
-	SkipVary, SkipStatus, SkipTooLarge, SkipDisk, SkipPurged}
+	SkipVary, SkipStatus, SkipTooLarge, SkipDisk, SkipPurged, SkipPartial, SkipMustUnderstand, SkipNoCache, SkipAge}
 
 // BackendError is a kind of failed backend fetch.
 type BackendError uint8

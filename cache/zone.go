@@ -1,10 +1,14 @@
 package cache
 
 import (
+	"bytes"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -35,7 +39,7 @@ type Zone struct {
 	mem     *memoryTier
 	disk    *DiskStore
 	keys    *keyIndex
-	indexed chan struct{} // closed when the key index holds the disk's keys
+	indexed <-chan struct{} // closed when the disk tier's index is complete
 	fills   fills
 	uses    useCounter
 	clock   Clock
@@ -49,6 +53,9 @@ type Zone struct {
 	promoteMu sync.RWMutex
 	purging   int
 	purgeGen  atomic.Uint64
+	// invalidated refuses, per key, stores and promotions that began
+	// before an invalidation of their key (see Invalidate).
+	invalidated invalidations
 }
 
 // NewZone makes a zone from its configuration.
@@ -59,29 +66,33 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 	if cfg.MemoryEntryMax <= 0 {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
-	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: make(chan struct{})}
+	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: closedChan}
 	z.Stats.declare()
-	gone := z.keys.remove
-	if z.disk != nil {
-		gone = nil // the disk holds what memory lets go
-	}
-	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, gone)
+	// The key index holds the memory tier's keys; the disk tier's are in
+	// its entry files (see DiskStore.Walk), so that an entry on disk costs
+	// no string in memory.
+	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.remove)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}
 	z.mem = mem
 	if z.disk == nil {
-		close(z.indexed)
 		return z, nil
 	}
-	z.disk.OnRemove(z.keys.remove)
-	go func() {
-		<-z.disk.Loaded()
-		z.disk.Walk(func(key string, _ int64) bool { z.keys.add(key); return true })
-		close(z.indexed)
-	}()
+	z.indexed = z.disk.Loaded()
+	z.disk.OnFlush(z.forget)
 	return z, nil
 }
+
+// forget drops the memory tier after the zone folder was emptied from
+// outside (the operators' full flush).
+func (z *Zone) forget() {
+	defer z.beginPurge()()
+	z.keys.clear()
+	z.mem.clear()
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // DefaultMemoryEntryMax is the per-entry limit of a hot tier of the given
 // size: a sixteenth of it, at most 64 MiB, so one body never crowds out many.
@@ -95,30 +106,24 @@ func (z *Zone) Name() string { return z.name }
 // Clock is the zone's time, for the zone and whoever serves from it.
 func (z *Zone) Clock() *Clock { return &z.clock }
 
+// Mark is when a request began, for what it may store: a purge, or an
+// invalidation of its key, since then voids the store, as the backend may
+// have computed the answer before it. The flow takes it before its
+// look-up.
+type Mark struct{ Purge, Inval uint64 }
+
+// Mark is the zone's mark now.
+func (z *Zone) Mark() Mark { return Mark{Purge: z.purgeGen.Load(), Inval: z.invalidated.mark()} }
+
 // Get returns the entry stored under key, fresh or not. An entry found on
 // disk that fits the hot tier is promoted to it; a larger one is returned
 // with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
-	e, _, ok := z.GetAt(key)
-	return e, ok
-}
-
-// GetAt is Get that also returns the purge generation (PurgeGeneration)
-// from before the look-up. A request that goes on to store (a fill, a
-// background update, a revalidation) passes it to NewEntryWriter or
-// Revalidation, so that a purge after the request began voids the store:
-// the answer it would store may be what the purge removed.
-func (z *Zone) GetAt(key string) (e *Entry, gen uint64, ok bool) {
-	gen = z.purgeGen.Load()
-	e, ok = z.get(key, gen)
-	return e, gen, ok
-}
-
-func (z *Zone) get(key string, gen uint64) (*Entry, bool) {
+	gen, mark := z.purgeGen.Load(), z.invalidated.mark()
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
 			z.promoteMu.RLock()
-			if z.mayPromote(gen) {
+			if z.mayStore(gen, mark, key) {
 				z.mem.readmit(e)
 			}
 			z.promoteMu.RUnlock()
@@ -148,7 +153,7 @@ func (z *Zone) get(key string, gen uint64) (*Entry, bool) {
 	}
 	hot := &Entry{Meta: e.Meta, Body: body}
 	z.promoteMu.RLock()
-	if z.mayPromote(gen) {
+	if z.mayStore(gen, mark, key) {
 		z.keys.add(key)
 		z.mem.set(hot)
 	}
@@ -161,6 +166,12 @@ func (z *Zone) get(key string, gen uint64) (*Entry, bool) {
 		z.mem.delIf(key, hot)
 	}
 	return hot, true
+}
+
+// mayStore is mayPromote for one key: nor may the key have been
+// invalidated since mark.
+func (z *Zone) mayStore(gen, mark uint64, key string) bool {
+	return z.mayPromote(gen) && !z.invalidated.since(primaryKey(key), mark)
 }
 
 // mayPromote reports, under promoteMu's read lock, whether an entry read
@@ -183,51 +194,85 @@ func (z *Zone) beginPurge() (end func()) {
 	}
 }
 
-// Len is the number of keys the zone holds.
-func (z *Zone) Len() int { return z.keys.len() }
+// Len is the number of entries the zone holds: the disk tier's when it
+// has one (the memory tier holds copies of some of them), or the memory
+// tier's.
+func (z *Zone) Len() int {
+	if z.disk != nil {
+		return int(z.disk.Stats().Entries)
+	}
+	return z.keys.len()
+}
 
-// Purge removes one key and reports whether the zone knew it.
+// Purge removes one key and reports whether the zone held it.
 func (z *Zone) Purge(key string) bool {
 	defer z.beginPurge()()
-	_, _, known := z.mem.lookup(key)
-	z.mem.del(key)
-	if z.disk != nil {
-		if err := z.disk.Delete(key); err == nil {
-			known = true
-		}
-	}
-	z.keys.remove(key)
+	variants := z.hasVariants(key)
+	known := z.purgeKey(key)
+	z.dropVariants(key, variants)
 	if known {
 		z.Stats.Purged.Add(1)
 	}
 	return known
 }
 
-// PurgePrefix removes every key that starts with prefix and returns how many.
+// purgeKey removes key from both tiers and reports whether either held it.
+func (z *Zone) purgeKey(key string) bool {
+	_, _, known := z.mem.lookup(key)
+	z.mem.del(key)
+	z.keys.remove(key)
+	if z.disk != nil {
+		if existed, _ := z.disk.Delete(key); existed {
+			known = true
+		}
+	}
+	return known
+}
+
+// PurgePrefix removes every key that starts with prefix and returns how
+// many entries there were. The keys on disk are read from the entry files.
 func (z *Zone) PurgePrefix(prefix string) (int, error) {
 	if !z.IndexReady() {
 		return 0, ErrIndexLoading
 	}
 	defer z.beginPurge()()
-	keys := z.keys.withPrefix(prefix)
-	for _, k := range keys {
-		z.mem.del(k)
-		if z.disk != nil {
-			_ = z.disk.Delete(k)
+	n := 0
+	for _, k := range z.keys.withPrefix(prefix) {
+		if z.purgeKey(k) {
+			n++
 		}
-		z.keys.remove(k)
 	}
-	z.Stats.Purged.Add(int64(len(keys)))
-	return len(keys), nil
+	if z.disk != nil {
+		z.disk.Walk(func(k string) bool {
+			if strings.HasPrefix(k, prefix) && z.purgeKey(k) {
+				n++
+			}
+			return true
+		})
+	}
+	z.Stats.Purged.Add(int64(n))
+	return n, nil
 }
 
-// PurgeAll empties the zone and returns how many keys it held.
+// PurgeAll empties the zone and returns how many entries it held. While
+// the disk tier's index is loading, the entries it has not reached yet are
+// removed but not counted.
 func (z *Zone) PurgeAll() (int, error) {
 	defer z.beginPurge()()
-	n := len(z.keys.clear())
+	n := 0
+	for _, k := range z.keys.clear() {
+		// With a disk tier, a memory entry is normally a copy of a disk
+		// one, counted below.
+		if _, _, ok := z.mem.lookup(k); ok && (z.disk == nil || !z.disk.Has(k)) {
+			n++
+		}
+	}
 	z.mem.clear()
 	if z.disk != nil {
-		if err := z.disk.Clear(); err != nil {
+		onDisk, err := z.disk.Clear()
+		n += onDisk
+		if err != nil {
+			z.Stats.Purged.Add(int64(n))
 			return n, err
 		}
 	}
@@ -246,13 +291,59 @@ func (z *Zone) IndexReady() bool {
 	}
 }
 
-// Keys pages through the zone's keys in order: up to limit keys that start
-// with prefix, after the key after; more reports whether others follow.
+// Keys pages through the zone's keys: up to limit keys that start with
+// prefix, after the key after; more reports whether others follow. A
+// memory-only zone lists them in order. A disk zone lists them in the order
+// of their MD5 (the index's, which holds no keys): each page reads entry
+// files from the one after the MD5 of after until it has limit keys, so
+// that listing a whole zone reads each file once.
 func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, err error) {
 	if !z.IndexReady() {
 		return nil, false, ErrIndexLoading
 	}
-	keys, more = z.keys.page(prefix, after, limit)
+	if limit <= 0 {
+		return nil, false, nil
+	}
+	if z.disk == nil {
+		keys, more = z.keys.page(prefix, after, limit)
+		return keys, more, nil
+	}
+	var from *[md5.Size]byte
+	if after != "" {
+		h := keyHash(after)
+		from = &h
+	}
+	type hashed struct {
+		h   [md5.Size]byte
+		key string
+	}
+	// Keys held in memory only (their disk write failed), in the same order.
+	var memOnly []hashed
+	for _, k := range z.keys.withPrefix(prefix) {
+		h := keyHash(k)
+		if (from == nil || bytes.Compare(h[:], from[:]) > 0) && !z.disk.Has(k) {
+			memOnly = append(memOnly, hashed{h, k})
+		}
+	}
+	slices.SortFunc(memOnly, func(a, b hashed) int { return bytes.Compare(a.h[:], b.h[:]) })
+	var page []hashed
+	z.disk.WalkFrom(from, func(h [md5.Size]byte, k string) bool {
+		for len(memOnly) > 0 && bytes.Compare(memOnly[0].h[:], h[:]) < 0 {
+			page, memOnly = append(page, memOnly[0]), memOnly[1:]
+		}
+		if strings.HasPrefix(k, prefix) {
+			page = append(page, hashed{h, k})
+		}
+		return len(page) <= limit
+	})
+	page = append(page, memOnly...)
+	if len(page) > limit {
+		page, more = page[:limit], true
+	}
+	keys = make([]string, len(page))
+	for i, p := range page {
+		keys[i] = p.key
+	}
 	return keys, more, nil
 }
 

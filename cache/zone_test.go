@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/edgecache/edgecache/internal/testkit"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,7 +34,7 @@ func zonePut(t testing.TB, z *Zone, key string, body []byte, announce bool) bool
 	if announce {
 		size = int64(len(body))
 	}
-	s := z.NewEntryWriter(testMeta(key, size), z.PurgeGeneration())
+	s := z.NewEntryWriter(testMeta(key, size), z.Mark())
 	s.Write(body[:len(body)/2])
 	s.Write(body[len(body)/2:])
 	_, ok := s.Commit()
@@ -76,7 +80,7 @@ func TestZoneStoreThenGet(t *testing.T) {
 		t.Fatalf("chunked entry: %v %+v", ok, e)
 	}
 	// Empty body.
-	s := z.NewEntryWriter(testMeta("/empty", 0), z.PurgeGeneration())
+	s := z.NewEntryWriter(testMeta("/empty", 0), z.Mark())
 	if _, ok := s.Commit(); !ok {
 		t.Fatal("empty body refused")
 	}
@@ -89,7 +93,7 @@ func TestZoneStoreWithNilHeader(t *testing.T) {
 	z := newTestZone(t, 1<<20, 0)
 	m := testMeta("/nil-header", 2)
 	m.Header = nil
-	s := z.NewEntryWriter(m, z.PurgeGeneration())
+	s := z.NewEntryWriter(m, z.Mark())
 	s.Write([]byte("ok"))
 	if _, ok := s.Commit(); !ok {
 		t.Fatal("refused")
@@ -103,19 +107,19 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 	z := newTestZone(t, 16<<20, 1024)
 
 	// Shorter than announced: the backend broke mid-body.
-	s := z.NewEntryWriter(testMeta("/short", 100), z.PurgeGeneration())
+	s := z.NewEntryWriter(testMeta("/short", 100), z.Mark())
 	s.Write(make([]byte, 50))
 	if _, ok := s.Commit(); ok {
 		t.Error("short body committed")
 	}
 	// Longer than announced.
-	s = z.NewEntryWriter(testMeta("/long", 10), z.PurgeGeneration())
+	s = z.NewEntryWriter(testMeta("/long", 10), z.Mark())
 	s.Write(make([]byte, 20))
 	if _, ok := s.Commit(); ok {
 		t.Error("long body committed")
 	}
 	// Announced larger than the per-entry limit.
-	s = z.NewEntryWriter(testMeta("/big-announced", 2048), z.PurgeGeneration())
+	s = z.NewEntryWriter(testMeta("/big-announced", 2048), z.Mark())
 	if !s.Abandoned() {
 		t.Error("store of announced oversized body not abandoned at once")
 	}
@@ -124,7 +128,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 		t.Error("announced oversized body committed")
 	}
 	// Unannounced, turns out larger than the limit.
-	s = z.NewEntryWriter(testMeta("/big-chunked", -1), z.PurgeGeneration())
+	s = z.NewEntryWriter(testMeta("/big-chunked", -1), z.Mark())
 	s.Write(make([]byte, 1000))
 	if s.Abandoned() {
 		t.Error("abandoned too early")
@@ -137,7 +141,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 		t.Error("unannounced oversized body committed")
 	}
 	// Aborted.
-	s = z.NewEntryWriter(testMeta("/aborted", 3), z.PurgeGeneration())
+	s = z.NewEntryWriter(testMeta("/aborted", 3), z.Mark())
 	s.Write([]byte("abc"))
 	s.Abort()
 	if _, ok := s.Commit(); ok {
@@ -156,7 +160,7 @@ func TestZoneRefusesIncompleteOrOversized(t *testing.T) {
 func TestZoneFailedOverwriteKeepsOldEntry(t *testing.T) {
 	z := newTestZone(t, 16<<20, 0)
 	zonePut(t, z, "/k", []byte("old"), true)
-	s := z.NewEntryWriter(testMeta("/k", 10), z.PurgeGeneration())
+	s := z.NewEntryWriter(testMeta("/k", 10), z.Mark())
 	s.Write([]byte("new"))
 	s.Commit() // short: refused
 	if e, ok := z.Get("/k"); !ok || string(e.Body) != "old" {
@@ -347,12 +351,16 @@ func TestFillLockAge(t *testing.T) {
 func TestVariant(t *testing.T) {
 	req := http.Header{"Accept-Encoding": {"gzip"}, "Accept-Language": {"en"}}
 	a := Variant([]string{"Accept-Encoding, accept-language"}, req)
-	b := Variant([]string{"Accept-Encoding, accept-language"}, http.Header{"Accept-Encoding": {"br"}, "Accept-Language": {"en"}})
+	b := Variant([]string{"Accept-Encoding, accept-language"}, http.Header{"Accept-Encoding": {"br"}, "Accept-Language": {"fr"}})
 	if a == "" || a == b {
 		t.Errorf("variants %q and %q", a, b)
 	}
 	if Variant(nil, req) != "" {
 		t.Error("no Vary gives a variant")
+	}
+	// Entries hold the identity encoding: Accept-Encoding splits nothing.
+	if v := Variant([]string{"Accept-Encoding"}, req); v != "" {
+		t.Errorf("Vary: Accept-Encoding gives variant %q", v)
 	}
 }
 
@@ -382,7 +390,7 @@ func BenchmarkZoneGet(b *testing.B) {
 // may be what the purge removed, so it is not stored.
 func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 	z := newTestZone(t, 64<<20, 0)
-	s := z.NewEntryWriter(testMeta("/a", 3), z.PurgeGeneration())
+	s := z.NewEntryWriter(testMeta("/a", 3), z.Mark())
 	s.Write([]byte("old"))
 	z.Purge("/a")
 	if _, ok := s.Commit(); ok {
@@ -391,7 +399,7 @@ func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 	if _, ok := z.Get("/a"); ok {
 		t.Error("the purged key is served")
 	}
-	s = z.NewEntryWriter(testMeta("/a", 3), z.PurgeGeneration())
+	s = z.NewEntryWriter(testMeta("/a", 3), z.Mark())
 	s.Write([]byte("new"))
 	if _, ok := s.Commit(); !ok {
 		t.Error("a store begun after the purge was refused")
@@ -403,9 +411,9 @@ func TestStoreBegunBeforePurgeIsDropped(t *testing.T) {
 // (the writer's creation) wins too.
 func TestPurgeBeforeTheAnswerVoidsTheStore(t *testing.T) {
 	z := newTestZone(t, 64<<20, 0)
-	_, gen, _ := z.GetAt("/a") // the request begins
+	at := z.Mark() // the request begins
 	z.Purge("/a")
-	s := z.NewEntryWriter(testMeta("/a", 3), gen) // the answer comes
+	s := z.NewEntryWriter(testMeta("/a", 3), at) // the answer comes
 	s.Write([]byte("old"))
 	if _, ok := s.Commit(); ok {
 		t.Error("an answer asked for before a purge was committed")
@@ -444,7 +452,7 @@ func TestPromotionDoesNotResurrectOldVersion(t *testing.T) {
 			last = fmt.Sprintf("round %d version %d", round, i)
 			m := testMeta("/k", int64(len(last)))
 			m.StoredAt = time.Now()
-			s := z.NewEntryWriter(m, z.PurgeGeneration())
+			s := z.NewEntryWriter(m, z.Mark())
 			s.Write([]byte(last))
 			if _, ok := s.Commit(); !ok {
 				t.Fatal("store refused")
@@ -455,5 +463,160 @@ func TestPromotionDoesNotResurrectOldVersion(t *testing.T) {
 		if e, ok := z.Get("/k"); !ok || string(e.Body) != last {
 			t.Fatalf("after the writes: %q, want %q", e.Body, last)
 		}
+	}
+}
+
+// TestZonePurgeCounts: purges count the entries that existed, once each,
+// with and without a disk tier, whichever tier holds them.
+func TestZonePurgeCounts(t *testing.T) {
+	for _, withDisk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("disk=%v", withDisk), func(t *testing.T) {
+			cfg := ZoneConfig{Name: "t", MemorySize: 16 << 20, MemoryEntryMax: 100}
+			if withDisk {
+				cfg.Disk = openStore(t, t.TempDir(), DiskOptions{})
+			}
+			z, err := NewZone(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer z.Close()
+			small, large := []byte("small"), bytes.Repeat([]byte("L"), 1000)
+			zonePut(t, z, "/a/1", small, true)
+			zonePut(t, z, "/b/1", small, true)
+			zonePut(t, z, "/c", small, true)
+			want := int64(0)
+			if withDisk {
+				// Too large for memory: on disk only.
+				zonePut(t, z, "/a/2", large, true)
+				zonePut(t, z, "/b/2", large, true)
+			}
+			if z.Purge("/nonexistent") {
+				t.Error("Purge of a key never stored reports true")
+			}
+			if !z.Purge("/b/1") || z.Purge("/b/1") {
+				t.Error("Purge of /b/1 twice: want true, then false")
+			}
+			want++
+			if withDisk {
+				if !z.Purge("/b/2") {
+					t.Error("Purge of an entry on disk only reports false")
+				}
+				want++
+			}
+			wantPrefix := 1
+			if withDisk {
+				wantPrefix = 2
+			}
+			if n, err := z.PurgePrefix("/a/"); err != nil || n != wantPrefix {
+				t.Errorf("PurgePrefix = %d, %v; want %d", n, err, wantPrefix)
+			}
+			want += int64(wantPrefix)
+			for _, p := range []string{"/a/", "/nonexistent/"} {
+				if n, err := z.PurgePrefix(p); err != nil || n != 0 {
+					t.Errorf("PurgePrefix(%s) of nothing = %d, %v", p, n, err)
+				}
+			}
+			if keys, more, _ := z.Keys("", "", 10); len(keys) != 1 || keys[0] != "/c" || more {
+				t.Errorf("Keys = %v %v", keys, more)
+			}
+			if n, err := z.PurgeAll(); err != nil || n != 1 {
+				t.Errorf("PurgeAll = %d, %v; want 1", n, err)
+			}
+			want++
+			if n, err := z.PurgeAll(); err != nil || n != 0 {
+				t.Errorf("PurgeAll of an empty zone = %d, %v", n, err)
+			}
+			if got := z.Stats.Purged.Load(); got != want {
+				t.Errorf("Purged counter = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// TestZoneDiskKeys: after a restart the memory tier is empty and the keys
+// come from the entry files, for listing and purging.
+func TestZoneDiskKeys(t *testing.T) {
+	dir := t.TempDir()
+	d := openStore(t, dir, DiskOptions{})
+	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		zonePut(t, z, fmt.Sprintf("/k/%d", i), []byte("x"), true)
+	}
+	zonePut(t, z, "/other", []byte("x"), true)
+	z.Close()
+	d.Close()
+
+	d = openStore(t, dir, fastLoader(DiskOptions{}))
+	z, err = NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	waitLoaded(t, d)
+	// One key in memory too: listed once.
+	if _, ok := z.Get("/k/3"); !ok {
+		t.Fatal("/k/3 not found after the restart")
+	}
+	var got []string
+	after := ""
+	for {
+		keys, more, err := z.Keys("/k/", after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, keys...)
+		if !more {
+			break
+		}
+		after = keys[len(keys)-1]
+	}
+	// In the order of their MD5, each once.
+	for i := 1; i < len(got); i++ {
+		if a, b := keyHash(got[i-1]), keyHash(got[i]); bytes.Compare(a[:], b[:]) >= 0 {
+			t.Errorf("Keys pages not in hash order: %v", got)
+		}
+	}
+	slices.Sort(got)
+	want := []string{"/k/0", "/k/1", "/k/2", "/k/3", "/k/4", "/k/5", "/k/6"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Keys pages = %v, want %v", got, want)
+	}
+	if n, err := z.PurgePrefix("/k/"); err != nil || n != 7 {
+		t.Fatalf("PurgePrefix = %d, %v; want 7", n, err)
+	}
+	if _, ok := z.Get("/k/3"); ok {
+		t.Fatal("purged key served")
+	}
+	if keys, _, _ := z.Keys("", "", 10); fmt.Sprint(keys) != "[/other]" {
+		t.Fatalf("Keys after the purge = %v", keys)
+	}
+}
+
+// TestZoneFlushedFolder: emptying the zone folder empties the memory tier
+// too (the operators' full flush).
+func TestZoneFlushedFolder(t *testing.T) {
+	dir := t.TempDir()
+	d := openStore(t, dir, DiskOptions{FlushCheck: 10 * time.Millisecond})
+	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	zonePut(t, z, "/a", []byte("old"), true)
+	if e, ok := z.Get("/a"); !ok || !e.InMemory() {
+		t.Fatal("/a not in memory")
+	}
+	removeContents(t, dir)
+	marker := filepath.Join(dir, flushMarkerName)
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the flush", func() bool { _, err := os.Stat(marker); return err == nil }))
+	if _, ok := z.Get("/a"); ok {
+		t.Fatal("served from memory after the flush")
+	}
+	zonePut(t, z, "/a", []byte("new"), true)
+	if e, ok := z.Get("/a"); !ok || string(e.Body) != "new" {
+		t.Fatal("the zone does not store after the flush")
 	}
 }

@@ -24,6 +24,9 @@ func init() {
 //	                        -> {"purged": <n>}
 //	GET  /edge_cache/keys?zone=<name>&prefix=<p>&after=<key>&limit=<n>
 //	                        -> {"keys": [...], "next": "<key to pass as after, empty at the end>"}
+//
+// Keys, prefixes and cursors are in their text form (keytext.go): as they
+// are, or Go-quoted when they are not printable UTF-8 text.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -51,6 +54,13 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	var req purgeRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return adminError(http.StatusBadRequest, "bad purge request: %v", err)
+	}
+	var err error
+	if req.Key, err = parseKeyText(req.Key); err != nil {
+		return adminError(http.StatusBadRequest, "key: %v", err)
+	}
+	if req.Prefix, err = parseKeyText(req.Prefix); err != nil {
+		return adminError(http.StatusBadRequest, "prefix: %v", err)
 	}
 	kinds := 0
 	for _, set := range []bool{req.Key != "", req.Prefix != "", req.All} {
@@ -108,13 +118,24 @@ func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
 			return adminError(http.StatusBadRequest, "limit: want a number from 1 to %d, not %q", maxKeysPage, v)
 		}
 	}
-	keys, more, err := zones[0].Keys(q.Get("prefix"), q.Get("after"), limit)
+	prefix, err := parseKeyText(q.Get("prefix"))
+	if err != nil {
+		return adminError(http.StatusBadRequest, "prefix: %v", err)
+	}
+	after, err := parseKeyText(q.Get("after"))
+	if err != nil {
+		return adminError(http.StatusBadRequest, "after: %v", err)
+	}
+	keys, more, err := zones[0].Keys(prefix, after, limit)
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "%v", err)
 	}
 	next := ""
 	if more && len(keys) > 0 {
-		next = keys[len(keys)-1]
+		next = keyText(keys[len(keys)-1])
+	}
+	for i, k := range keys {
+		keys[i] = keyText(k)
 	}
 	if keys == nil {
 		keys = []string{}

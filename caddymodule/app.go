@@ -29,14 +29,18 @@ type App struct {
 	Zones map[string]*ZoneConfig `json:"zones,omitempty"`
 
 	zones    map[string]*cache.Zone
-	keys     []string // zone-pool keys held by this config
-	diskKeys []string // disk-pool keys held by this config
+	keys     []string                    // zone-pool keys held by this config
+	diskKeys []string                    // disk-pool keys held by this config
+	disks    map[string]*cache.DiskStore // by zone name, opened at Start
 	logger   *zap.Logger
+	stopMem  chan struct{} // ends the memory limit's updates
 
 	// servers whose connections carry the listener wrapper's connection
 	// in their context (see listener.go): registered once per server.
 	// Provisioning is sequential, so this needs no lock.
 	connContextServers map[*caddyhttp.Server]bool
+	// zone map problems already logged (zonecheck.go), for the same reason.
+	zoneMapWarned map[string]bool
 }
 
 // ZoneConfig defines one cache zone.
@@ -84,10 +88,13 @@ type pooledZone struct{ *cache.Zone }
 
 func (z pooledZone) Destruct() error { return z.Close() }
 
-// Provision fills defaults and opens the zones.
+// Provision fills defaults and makes the zones. It touches nothing on disk,
+// so that `edgecache validate` is safe next to a running proxy: the zone
+// folders are only checked (CheckDir), and Start opens them.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.zones = make(map[string]*cache.Zone, len(a.Zones))
+	a.disks = make(map[string]*cache.DiskStore)
 	for _, name := range a.zoneNames() {
 		zc := a.Zones[name]
 		if zc == nil {
@@ -115,9 +122,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		poolKey := name + "\x00" + string(def)
 		var disk *cache.DiskStore
 		if zc.Path != "" {
-			if disk, err = a.openDisk(name, zc); err != nil {
+			if disk, err = a.diskStore(name, zc); err != nil {
 				return fmt.Errorf("zone %s: %v", name, err)
 			}
+			a.disks[name] = disk
 		}
 		val, loaded, err := zonePool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
 			z, err := cache.NewZone(cache.ZoneConfig{Name: name, MemorySize: entryBudget(zc.Memory), MemoryEntryMax: zc.MemoryEntryMax, Disk: disk})
@@ -133,11 +141,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.zones[name] = val.(pooledZone).Zone
 		a.logger.Debug("zone ready", zap.String("zone", name), zap.Bool("reused", loaded))
 	}
-	var total int64
-	for _, zc := range a.Zones {
-		total += zc.Memory
-	}
-	applyMemoryLimit(total, a.logger)
 	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -180,14 +183,19 @@ type pooledDisk struct{ *cache.DiskStore }
 
 func (d pooledDisk) Destruct() error { return d.Close() }
 
-func (a *App) openDisk(name string, zc *ZoneConfig) (*cache.DiskStore, error) {
+// diskStore returns the store of the zone's folder, made (not opened) if
+// no config holds it yet.
+func (a *App) diskStore(name string, zc *ZoneConfig) (*cache.DiskStore, error) {
 	dir, err := filepath.Abs(zc.Path)
 	if err != nil {
 		return nil, err
 	}
+	if err := cache.CheckDir(dir); err != nil {
+		return nil, err
+	}
 	logger := a.logger.With(zap.String("zone", name), zap.String("path", dir))
 	val, _, err := diskPool.LoadOrNew(dir, func() (caddy.Destructor, error) {
-		d, err := cache.OpenDiskStore(dir, cache.DiskOptions{
+		d, err := cache.NewDiskStore(dir, cache.DiskOptions{
 			MaxSize:  zc.MaxSize,
 			Inactive: time.Duration(zc.Inactive),
 			Levels:   zc.Levels,
@@ -211,11 +219,33 @@ func (a *App) Zone(name string) *cache.Zone { return a.zones[name] }
 // ZoneNames lists the zones in order.
 func (a *App) ZoneNames() []string { return a.zoneNames() }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start opens the zone folders (a folder a previous config opened stays
+// open, with its lock and index: a reload onto the same folders hands them
+// over) and sets the memory limit.
+func (a *App) Start() error {
+	for _, name := range a.zoneNames() {
+		d := a.disks[name]
+		if d == nil {
+			continue
+		}
+		if err := d.Open(); err != nil {
+			return fmt.Errorf("zone %s: %v", name, err)
+		}
+	}
+	applyMemoryLimit(a.zonesBytes(), a.logger)
+	a.stopMem = make(chan struct{})
+	go a.trackMemoryLimit(a.stopMem)
+	return nil
+}
 
 // Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	if a.stopMem != nil {
+		close(a.stopMem)
+		a.stopMem = nil
+	}
+	return nil
+}
 
 // Cleanup releases this config's hold on its zones; a zone closes when no
 // config holds it.

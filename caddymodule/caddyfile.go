@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
 )
 
 func init() {
@@ -142,14 +144,39 @@ func parseSize(d *caddyfile.Dispenser) (int64, error) {
 	if !d.NextArg() {
 		return 0, d.ArgErr()
 	}
-	n, err := humanize.ParseBytes(d.Val())
+	v := d.Val()
+	if num, unit, ok := nginxSize(v); ok {
+		// nginx's 512m is 512 MiB, but 512M here would be 512 MB: a
+		// migrating operator would get a smaller zone than before.
+		return 0, d.Errf("bad size %q: nginx's %s%s is %s%siB here; write %s%siB (or %s%sB for powers of ten)",
+			v, num, unit, num, strings.ToUpper(unit), num, strings.ToUpper(unit), num, strings.ToUpper(unit))
+	}
+	n, err := humanize.ParseBytes(v)
 	if err != nil || n == 0 || n > 1<<62 {
-		return 0, d.Errf("bad size %q: want a positive size such as 256MiB or 10GB", d.Val())
+		return 0, d.Errf("bad size %q: want a positive size such as 256MiB or 10GB", v)
 	}
 	if d.NextArg() {
 		return 0, d.ArgErr()
 	}
 	return int64(n), nil
+}
+
+// nginxSize reports whether v is written as nginx writes sizes (512m,
+// 10g, 64k: binary units), returning the number and the unit.
+func nginxSize(v string) (num, unit string, ok bool) {
+	if len(v) < 2 {
+		return "", "", false
+	}
+	num, unit = v[:len(v)-1], v[len(v)-1:]
+	if !strings.Contains("kKmMgG", unit) {
+		return "", "", false
+	}
+	for _, c := range num {
+		if (c < '0' || c > '9') && c != '.' {
+			return "", "", false
+		}
+	}
+	return num, unit, num != ""
 }
 
 func parseCaddyfileHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -163,25 +190,36 @@ func parseCaddyfileHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	if zone == "" {
 		zone = "default"
 	}
-	if !strings.Contains(zone, "{") && !globalZoneDefined(h, zone) {
+	if defined := globalZones(h); !strings.Contains(zone, "{") && !slices.Contains(defined, zone) {
 		h.Dispenser.Reset()
 		h.Dispenser.Next()
-		return nil, h.Errf("zone %q is not defined: define it in the global options (edge_cache { zone %s <size> })", zone, zone)
+		// The suggestion is itself valid Caddyfile: blocks cannot be
+		// written on one line.
+		return nil, h.Errf("zone %q is not defined (defined: %s); define it in the global options:\n{\n\tedge_cache {\n\t\tzone %s 256MiB\n\t}\n}",
+			zone, zoneList(defined), zone)
 	}
 	return handler, nil
 }
 
-func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
+// globalZones lists the zones the global options define, in order.
+func globalZones(h httpcaddyfile.Helper) []string {
 	opt, ok := h.Option("edge_cache").(httpcaddyfile.App)
 	if !ok {
-		return false
+		return nil
 	}
 	var app App
 	if err := json.Unmarshal(opt.Value, &app); err != nil {
-		return false
+		return nil
 	}
-	_, ok = app.Zones[name]
-	return ok
+	return app.zoneNames()
+}
+
+// zoneList names zones for an error message.
+func zoneList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -202,17 +240,21 @@ func globalZoneDefined(h httpcaddyfile.Helper, name string) bool {
 //	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
 //	    hide_headers <name>...            # proxy_hide_header: removed from every response through the handler
 //	    status_header <name>|off          # default X-Cache-Status
+//	    cache_status_header on|off        # RFC 9211 Cache-Status (member "edgecache"); default off
 //	    use_stale <condition>...|off      # error timeout invalid_header updating http_500 http_502
 //	                                      # http_503 http_504 http_403 http_404 http_429; default off
 //	    background_update on|off          # serve stale while one background request refreshes; default off
 //	    background_timeout <dur>          # bound on a background update; default 5m
 //	    revalidate on|off                 # refresh expired entries with If-None-Match / If-Modified-Since; default off
+//	    heuristic_max <dur>|off           # cap on heuristic freshness from Last-Modified; default 1d
 //	}
 //
 // The list options (strip_query, valid, ignore_headers, methods,
 // private_cookies, use_stale) add up when repeated. Without valid, only
-// responses whose headers give a validity (X-Accel-Expires, Cache-Control
-// s-maxage or max-age, Expires) are stored, unless those are ignored.
+// responses whose headers give a validity (X-Accel-Expires,
+// CDN-Cache-Control, Cache-Control s-maxage or max-age, Expires, or a
+// Last-Modified for heuristic freshness) are stored, unless those are
+// ignored (docs/standards.md).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -221,7 +263,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
+	// Options a refresh handler ignores (it never looks up), by line.
+	var lookupOnly []string
+	var lookupLines []int
 	for d.NextBlock(0) {
+		switch d.Val() {
+		case "lock", "lock_age", "lock_timeout", "use_stale", "background_update", "background_timeout", "revalidate", "min_uses":
+			lookupOnly = append(lookupOnly, d.Val())
+			lookupLines = append(lookupLines, d.Line())
+		}
 		switch d.Val() {
 		case "zone":
 			if err := oneArg(d, &h.Zone); err != nil {
@@ -293,6 +343,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Revalidate = on
+		case "heuristic_max":
+			if d.NextArg() && d.Val() == "off" {
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				h.HeuristicMax = -1
+				continue
+			}
+			d.Prev()
+			if err := durationArg(d, &h.HeuristicMax); err != nil {
+				return err
+			}
+			if h.HeuristicMax == 0 {
+				return d.Errf("heuristic_max: want a positive duration, or off")
+			}
 		case "lock_age":
 			if err := durationArg(d, &h.LockAge); err != nil {
 				return err
@@ -337,11 +402,28 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &h.StatusHeader); err != nil {
 				return err
 			}
+		case "cache_status_header":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.CacheStatusHeader = on
 		default:
 			return d.Errf("unrecognized edge_cache option %q", d.Val())
 		}
 	}
+	if h.Refresh {
+		for i, opt := range lookupOnly {
+			caddyfileWarning(d.File(), lookupLines[i], "edge_cache: "+opt+" has no effect with refresh, which never looks up: every request is fetched and stored")
+		}
+	}
 	return nil
+}
+
+// caddyfileWarning reports a configuration that loads but does not do what
+// it says, with its place (tests replace it to see the warnings).
+var caddyfileWarning = func(file string, line int, msg string) {
+	caddy.Log().Named("caddyfile").Warn(msg, zap.String("file", file), zap.Int("line", line))
 }
 
 // parseValid reads `valid [<status>...|any] <dur>`.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -176,6 +177,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad lock", site("lock maybe"), "maybe", "on or off"},
 		{"bad min_uses", site("min_uses 0"), "min_uses", "min_uses"},
 		{"bad method", site("methods GET POST"), "POST", "POST"},
+		{"bad heuristic_max", site("heuristic_max soon"), "soon", "bad duration"},
+		{"zero heuristic_max", site("heuristic_max 0s"), "0s", "positive duration, or off"},
+		{"heuristic_max off with more", site("heuristic_max off 1h"), "off 1h", "argument"},
 		{"unknown option", site("stale_while_revalidate 1m"), "stale_while", "unrecognized edge_cache option"},
 		{"ignore_headers Foo", site("ignore_headers Vary Foo"), "Foo", `"Foo" cannot be ignored`},
 		{"zone two args", site("zone a b"), "zone a b", "argument"},
@@ -414,7 +418,152 @@ http://127.0.0.1:$PUBLIC {
 	if keys, _, _ := activeApp(t).Zone("other").Keys("", "", 10); len(keys) != 1 || keys[0] != "t1/host/x" {
 		t.Errorf("zone other keys %q", keys)
 	}
-	if r := s.get(t, h, "X-Zone", "nowhere"); r.Status != 500 {
-		t.Errorf("undefined zone from a placeholder: status %d, want 500", r.Status)
+	// The issue's fix: proxied uncached, not a 500.
+	if r := s.get(t, h, "X-Zone", "nowhere"); r.Status != 200 || r.cacheStatus() != "BYPASS" {
+		t.Errorf("undefined zone from a placeholder: status %d, %s; want 200, BYPASS", r.Status, r.cacheStatus())
+	}
+}
+
+// TestCaddyfileLoadChecks: mistakes a migrating operator makes are caught
+// when the Caddyfile is loaded, with the line.
+func TestCaddyfileLoadChecks(t *testing.T) {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	adaptErr := func(src string) error {
+		_, _, err := adapter.Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+		return err
+	}
+	// nginx's sizes are binary: 512m must never become 512 MB silently.
+	for _, size := range []string{"512m", "512M", "10g", "64k"} {
+		src := globalOptions("zone default " + size)
+		err := adaptErr(src)
+		want := "write " + size[:len(size)-1] + strings.ToUpper(size[len(size)-1:]) + "iB"
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf("Caddyfile:%d", lineOf(t, src, size))) {
+			t.Errorf("size %s: %v; want an error saying %q with the line", size, err, want)
+		}
+	}
+	if err := adaptErr(globalOptions("zone default 512MB") + ":1 {\n\tedge_cache\n}\n"); err != nil {
+		t.Errorf("512MB: %v", err)
+	}
+
+	// A maintenance flag in a folder that does not exist.
+	src := "{\n\tadmin off\n}\n:1 {\n\tmaintenance {\n\t\tflag /nonexistent-folder/flag\n\t}\n\trespond ok\n}\n"
+	if err := adaptErr(src); err == nil || !strings.Contains(err.Error(), "/nonexistent-folder does not exist") || !strings.Contains(err.Error(), "Caddyfile:6") {
+		t.Errorf("flag in a missing folder: %v", err)
+	}
+
+	// An unknown zone lists the defined ones, and the suggested definition
+	// is itself valid Caddyfile.
+	err := adaptErr(globalOptions("zone images 1MiB\n\t\tzone api 1MiB") + ":1 {\n\tedge_cache thumbs\n}\n")
+	if err == nil || !strings.Contains(err.Error(), "(defined: api, images)") {
+		t.Fatalf("unknown zone: %v", err)
+	}
+	msg := err.Error()
+	suggestion := msg[strings.Index(msg, "\n{"):]
+	suggestion = suggestion[:strings.LastIndex(suggestion, "}")+1]
+	if err := adaptErr(suggestion + "\n:1 {\n\tedge_cache thumbs\n}\n"); err != nil {
+		t.Errorf("the suggested definition does not parse: %v\n%s", err, suggestion)
+	}
+
+	// refresh with the options it ignores: a warning per option, with
+	// its line.
+	type warning struct {
+		line int
+		msg  string
+	}
+	var warnings []warning
+	old := caddyfileWarning
+	caddyfileWarning = func(_ string, line int, msg string) { warnings = append(warnings, warning{line, msg}) }
+	defer func() { caddyfileWarning = old }()
+	src = globalOptions("zone default 1MiB") + ":1 {\n\tedge_cache {\n\t\trefresh\n\t\tlock on\n\t\tuse_stale error\n\t\tbackground_update on\n\t}\n}\n"
+	if err := adaptErr(src); err != nil {
+		t.Fatal(err)
+	}
+	want := []warning{{lineOf(t, src, "lock on"), "lock"}, {lineOf(t, src, "use_stale"), "use_stale"}, {lineOf(t, src, "background_update"), "background_update"}}
+	if len(warnings) != len(want) {
+		t.Fatalf("warnings %v, want %v", warnings, want)
+	}
+	for i, w := range want {
+		if warnings[i].line != w.line || !strings.Contains(warnings[i].msg, w.msg+" has no effect with refresh") {
+			t.Errorf("warning %v, want %q at line %d", warnings[i], w.msg, w.line)
+		}
+	}
+	// Caddyfile.example's cache buster no longer does it.
+	warnings = nil
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := adapter.Adapt(example, map[string]any{"filename": "Caddyfile.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("Caddyfile.example: %v", warnings)
+	}
+}
+
+// TestZoneMapChecked: a map that can yield an undefined zone is found at
+// load; at run time such requests are proxied uncached (BYPASS), counted,
+// and logged once per name, not answered 500.
+func TestZoneMapChecked(t *testing.T) {
+	src := globalOptions("zone images 1MiB\n\t\tzone default 1MiB") + `
+http://127.0.0.1:$PUBLIC {
+	map {path} {cache_zone} {
+		~^/img/ images
+		~^/thumb/ thumbnails
+		default default
+	}
+	handle {
+		edge_cache {
+			zone {cache_zone}
+			valid 200 1h
+		}
+		reverse_proxy $BACKEND
+	}
+}
+`
+	var cfg map[string]any
+	filled := strings.NewReplacer("$PUBLIC", "1", "$BACKEND", "127.0.0.1:9").Replace(src)
+	if err := json.Unmarshal(adapt(t, filled), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	problems := zoneMapProblems(cfg["apps"].(map[string]any)["http"], "cache_zone", []string{"default", "images"})
+	if len(problems) != 1 || !strings.Contains(problems[0], `gives zone "thumbnails", which is not defined`) {
+		t.Errorf("problems: %v", problems)
+	}
+	noDefault := zoneMapProblems(map[string]any{"handler": "map", "destinations": []any{"{cache_zone}"},
+		"mappings": []any{map[string]any{"input": "/a", "outputs": []any{"images"}}}}, "cache_zone", []string{"images"})
+	if len(noDefault) != 1 || !strings.Contains(noDefault[0], "no default") {
+		t.Errorf("a map without default: %v", noDefault)
+	}
+
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) { fmt.Fprintf(w, "body %d", n) })
+	s := startCaddy(t, src, be, "PUBLIC")
+	before := undefinedZones.requests.Load()
+	for i := range 2 {
+		r := s.get(t, s.url("PUBLIC", "/thumb/1"))
+		expect(t, "undefined zone", r, http.StatusOK, "BYPASS", fmt.Sprintf("body %d", i+1))
+	}
+	if n := undefinedZones.requests.Load() - before; n != 2 {
+		t.Errorf("undefined zone requests counted: %d, want 2", n)
+	}
+	expect(t, "defined zone", s.get(t, s.url("PUBLIC", "/img/1")), http.StatusOK, "MISS", "body 3")
+	expect(t, "defined zone", s.get(t, s.url("PUBLIC", "/img/1")), http.StatusOK, "HIT", "body 3")
+}
+
+// RFC 9111 §4.2.2 lets a cache choose its heuristic; heuristic_max bounds it.
+func TestCaddyfileHeuristicMax(t *testing.T) {
+	for src, want := range map[string]caddy.Duration{
+		"heuristic_max 2h":  caddy.Duration(2 * time.Hour),
+		"heuristic_max off": -1,
+	} {
+		cfg := adapt(t, "{\n\tedge_cache {\n\t\tzone default 1MiB\n\t}\n}\n:8080 {\n\tedge_cache {\n\t\t"+src+"\n\t}\n\treverse_proxy 127.0.0.1:9\n}\n")
+		raw, _ := json.Marshal(handlerJSON(t, cfg))
+		var got Handler
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.HeuristicMax != want {
+			t.Errorf("%s: HeuristicMax = %v, want %v", src, got.HeuristicMax, want)
+		}
 	}
 }

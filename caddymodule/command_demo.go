@@ -218,13 +218,16 @@ Try:
   curl -sI 'http://%[1]s/api/v0/?_=1234'
   curl -sI 'http://%[1]s/api/v0/?_=5678'
 
-  # maintenance: OMERO pages answer 503 within a second; /about/ and /static/ stay up
+  # maintenance: OMERO pages answer 503 once the flag is seen (checked
+  # every second); /about/ and /static/ stay up
   touch %[3]s
+  sleep 1
   curl -sI http://%[1]s/webclient/
   rm %[3]s
 
-  # the long-timeout port: read-write node, normal caching
-  curl -sI http://%[4]s/api/v0/
+  # the long-timeout port: normal caching against the read-write node
+  # (X-Omero-Node: rw, a MISS: no earlier line cached this URL)
+  curl -sI http://%[4]s/webgateway/render_thumbnail/2/
 
 Static pages: http://%[1]s/about/
 Ctrl-C stops the demo.

@@ -91,6 +91,36 @@ func TestDemo(t *testing.T) {
 			t.Errorf("second fetch X-Cache-Status %q", resp.Header.Get("X-Cache-Status"))
 		}
 	})
+	t.Run("hints", func(t *testing.T) {
+		var help strings.Builder
+		d.printHelp(&help)
+		text := help.String()
+		if !strings.Contains(text, "touch "+d.flagFile+"\n  sleep 1\n  curl") {
+			t.Errorf("the maintenance hint does not wait out the one-second check:\n%s", text)
+		}
+		// Every URL of the hints, in order: the long-timeout port's one
+		// must be a MISS answered by the read-write node after the others.
+		urls := regexp.MustCompile(`http://[^\s'/]+[^\s']*`).FindAllString(text, -1)
+		var longURL string
+		for _, u := range urls {
+			addr, path, _ := strings.Cut(strings.TrimPrefix(u, "http://"), "/")
+			if addr == d.long {
+				longURL = "/" + path
+				continue
+			}
+			if strings.Contains(u, "/about/") || path == "" {
+				continue
+			}
+			get(addr, "/"+path)
+		}
+		if longURL == "" {
+			t.Fatalf("no hint for the long-timeout port:\n%s", text)
+		}
+		resp, _ := get(d.long, longURL)
+		if node, status := resp.Header.Get("X-Omero-Node"), resp.Header.Get("X-Cache-Status"); node != "rw" || status != "MISS" {
+			t.Errorf("the long-timeout hint %s: node %q, %s; want the read-write node and a MISS", longURL, node, status)
+		}
+	})
 	t.Run("CORS", func(t *testing.T) {
 		for _, origin := range []string{"", "https://example.org"} {
 			resp, _ := get(d.public, "/api/v0/", "Origin", origin)

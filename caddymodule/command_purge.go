@@ -50,7 +50,12 @@ var purgeCommand = caddycmd.Command{
 Removes cached entries through the admin API of a running edgecache:
 one entry by its key (--key, the request URI as cached), every entry whose
 key starts with a prefix (--prefix), or every entry (--all). Exactly one of
-the three is required.
+the three is required. It prints how many entries were removed: 0 when no
+entry matched.
+
+A key or prefix is given as cache-keys prints it: as it is, or Go-quoted
+when it is not printable UTF-8 text or starts with a double quote
+("/a\xff"; quote it for the shell: --key '"/a\xff"').
 
 With --zone only that cache zone is purged; without it, every zone.
 
@@ -76,6 +81,10 @@ var cacheKeysCommand = caddycmd.Command{
 Prints the keys of the entries of a cache zone, one per line, asking the
 admin API of a running edgecache page by page. --prefix keeps only the keys
 starting with it; --limit stops after that many keys.
+
+A key that is not printable UTF-8 text (a request URI may hold any byte),
+or that starts with a double quote, is printed Go-quoted ("/a\xff"), so
+that no two keys print alike; purge --key accepts it back as printed.
 
 The admin API is reached at --address, or at the admin address of the given
 --config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
@@ -183,7 +192,7 @@ func runCacheKeys(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("listing keys: %v", err)
 		}
 		for _, key := range page.Keys {
-			if !strings.HasPrefix(key, prefix) {
+			if !hasKeyPrefix(key, prefix) {
 				continue
 			}
 			fmt.Fprintln(out, key)
@@ -200,6 +209,13 @@ func runCacheKeys(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int
 		}
 		after = page.Next
 	}
+}
+
+// hasKeyPrefix reports whether a key starts with a prefix, both in text form.
+func hasKeyPrefix(key, prefix string) bool {
+	k, err1 := parseKeyText(key)
+	p, err2 := parseKeyText(prefix)
+	return err1 == nil && err2 == nil && strings.HasPrefix(k, p)
 }
 
 // adminClient calls the admin API of a running instance, over TCP or a

@@ -22,10 +22,11 @@ type fetchJob struct {
 	status   cache.Status // reported when the backend's answer is relayed
 	mayStore bool         // store the response if the policy allows
 	fill     *cache.Fill  // finished whatever happens, so waiters never hang
-	// gen is the zone's purge generation from when the request began (its
-	// look-up): a purge since voids whatever the job would store, even if
-	// the backend answers after it, as the answer may predate the purge.
-	gen uint64
+	// mark is the zone's Mark from when the request began (before its
+	// look-up): a purge, or an invalidation of the key, since voids
+	// whatever the job would store, even if the backend answers after it,
+	// as the answer may predate it.
+	mark cache.Mark
 	// stale, when set, is the expired entry: served instead when the
 	// backend fails (use_stale), and revalidated when revalidate is on.
 	stale *cache.Entry
@@ -67,10 +68,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}()
 
 	backend := backendRequest(r)
-	if job.stale != nil && h.revalidate {
+	if job.stale != nil && (h.revalidate || job.stale.NoCache) {
 		backend = withValidators(backend, r, job.stale)
 	}
 	start := time.Now()
+	cw.requested = job.zone.Clock().Now()
 	err := next.ServeHTTP(cw, backend)
 	job.zone.Stats.FetchLatency.Observe(time.Since(start))
 	now := job.zone.Clock().Now()
@@ -108,13 +110,20 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 var conditionalHeaders = [...]string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
 
 // backendRequest is the request that fills an entry: a GET for a HEAD (HEAD
-// shares the GET entry), without range or conditional headers.
+// shares the GET entry), without range or conditional headers, asking for
+// the identity encoding. An entry is served to every client, whatever it
+// accepts and whatever the Vary setting, so it holds the one encoding all
+// of them can read; Caddy's encode handler, placed before edge_cache,
+// compresses per client (see the README).
 func backendRequest(r *http.Request) *http.Request {
 	needed := r.Method == http.MethodHead
 	for _, name := range conditionalHeaders {
 		if _, ok := r.Header[name]; ok {
 			needed = true
 		}
+	}
+	if ae := r.Header["Accept-Encoding"]; len(ae) != 1 || ae[0] != "identity" {
+		needed = true
 	}
 	if !needed {
 		return r
@@ -124,6 +133,8 @@ func backendRequest(r *http.Request) *http.Request {
 	for _, name := range conditionalHeaders {
 		delete(up.Header, name)
 	}
+	// Explicit, so that Go's transport does not ask for gzip itself.
+	up.Header["Accept-Encoding"] = []string{"identity"}
 	return up
 }
 

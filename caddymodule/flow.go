@@ -22,8 +22,11 @@ import (
 //
 //	step         when                                        then                                  status
 //	----         ----                                        ----                                  ------
-//	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup
+//	recv         every request (ServeHTTP)                   pass, maintenance, refresh or lookup;
+//	                                                         hide_headers wraps the writer first
 //	pass         method not cached                           next handler, untouched               (none)
+//	             unsafe method, answered 2xx/3xx             invalidate the URL, Location,         (none)
+//	                                                         Content-Location (same host)
 //	             private: Authorization or private_cookies   next handler, untouched               BYPASS
 //	             a body, or X-HTTP-Method-Override & co.     next handler, untouched               BYPASS
 //	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
@@ -47,12 +50,14 @@ import (
 //	deliver      after a fetch for a client                  the backend's answer as it came       the job's status
 //	             outcome revalidated (304)                   the extended entry                    REVALIDATED
 //	             outcome stale (use_stale, stale-if-error)   the stale entry                       STALE
+//	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
 //
 // A waiter from the expired step reports EXPIRED where one from the miss
 // step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
 // it at once when mayStore; a background fetch has no client and only
-// stores. Whatever a request stores is void if a purge ran after its
-// look-up (fetchJob.gen): the backend's answer may predate the purge.
+// stores. Whatever a request stores is void if a purge, or an
+// invalidation of its key, ran after its look-up (fetchJob.mark): the
+// backend's answer may predate it.
 
 // lookupResult is what a look-up found for a request.
 type lookupResult uint8
@@ -73,6 +78,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w = hw
 	}
 	if !h.methods[r.Method] {
+		w = h.forwardedWriter(w, cache.FwdMethod)
+		if !safeMethod(r.Method) {
+			return h.invalidating(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), next)
+		}
 		return next.ServeHTTP(w, r)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -84,20 +93,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
-		return err
+		// A map that yields an undefined zone: the site keeps working,
+		// uncached, and the operator hears of it (once per name).
+		h.setStatus(w, repl, cache.StatusBypass)
+		undefinedZones.seen(h.logger, err)
+		return next.ServeHTTP(w, r)
 	}
 	key := h.keyFor(r, repl)
 	if h.Refresh {
-		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, gen: zone.PurgeGeneration()})
+		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, mark: zone.Mark()})
 	}
 	now := zone.Clock().Now()
-	switch result, entry, gen := h.lookup(zone, key, r, now); result {
+	switch result, entry, mark := h.lookup(zone, key, r, now); result {
 	case lookupHit:
 		return h.hit(w, r, repl, next, zone, key, entry, now)
 	case lookupExpired:
-		return h.expired(w, r, next, fetchJob{zone: zone, key: key, gen: gen}, entry, now)
+		return h.expired(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, entry, now)
 	default:
-		return h.miss(w, r, next, fetchJob{zone: zone, key: key, gen: gen}, now)
+		return h.miss(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, now)
 	}
 }
 
@@ -106,6 +119,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // session.
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, reason cache.BypassReason) error {
 	h.setStatus(w, repl, cache.StatusBypass)
+	w = h.forwardedWriter(w, cache.FwdBypass)
 	if z, err := h.zoneFor(repl); err == nil {
 		z.Stats.Requests[cache.StatusBypass].Add(1)
 		z.Stats.Bypassed[reason].Add(1)
@@ -114,17 +128,18 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 }
 
 // lookup finds the entry that may answer r under key, and whether it is
-// fresh at now, with the zone's purge generation from before the look-up
-// (the start of whatever the request may store: fetchJob.gen).
-func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry, uint64) {
-	entry, gen, found := zone.GetAt(key)
-	if !found || !h.variantMatches(entry, r) {
-		return lookupMiss, nil, gen
+// fresh at now, with the zone's Mark from before the look-up (the start of
+// whatever the request may store: fetchJob.mark).
+func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry, cache.Mark) {
+	mark := zone.Mark()
+	entry, found := zone.Lookup(key, r.Header)
+	if !found {
+		return lookupMiss, nil, mark
 	}
 	if !entry.Fresh(now) {
-		return lookupExpired, entry, gen
+		return lookupExpired, entry, mark
 	}
-	return lookupHit, entry, gen
+	return lookupHit, entry, mark
 }
 
 // hit delivers a fresh entry. A disk entry whose file was replaced or
@@ -136,16 +151,16 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 	if !errors.Is(err, errEntryGone) {
 		return err
 	}
-	result, entry, gen := h.lookup(zone, key, r, now)
+	result, entry, mark := h.lookup(zone, key, r, now)
 	if result == lookupHit {
 		if err := h.serveEntryWith(w, r, repl, zone, entry, cache.StatusHit); !errors.Is(err, errEntryGone) {
 			return err
 		}
 	}
-	return h.miss(w, r, next, fetchJob{zone: zone, key: key, gen: gen}, now)
+	return h.miss(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, now)
 }
 
-// miss fetches the response for job (its zone, key and gen), storing it
+// miss fetches the response for job (its zone, key and mark), storing it
 // unless min_uses is not reached yet. With the lock on, one request (the
 // fill's leader) fetches and the others wait for what it stores.
 func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob, now time.Time) error {
@@ -179,6 +194,9 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
 			if result, entry, _ := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
+				if h.CacheStatusHeader {
+					r = collapsed(r)
+				}
 				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
 			}
 		}
@@ -197,7 +215,7 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 // expired answers a request whose entry is stale: from the stale entry
 // while another request or a background update refreshes it (UPDATING,
 // STALE), else by fetching anew (EXPIRED), falling back to the stale entry
-// when the backend fails (STALE). job has the zone, key and gen.
+// when the backend fails (STALE). job has the zone, key and mark.
 func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	job fetchJob, stale *cache.Entry, now time.Time) error {
 	zone := job.zone
@@ -214,7 +232,10 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	job.fill = fill
-	if h.backgroundUpdate && h.staleAllowed(staleUpdating, stale, now) {
+	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
+	// background update; use_stale updating does with background_update.
+	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate
+	if (h.backgroundUpdate || backendSWR) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
 		h.startBackgroundUpdate(r, next, job)
 		return h.serveEntry(w, r, zone, stale, cache.StatusStale)
 	}
@@ -250,6 +271,10 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 	result, entry, err := h.fetch(w, r, next, job)
 	switch result {
 	case outcomeRevalidated:
+		if job.stale.NoCache {
+			// no-cache: validated on every use, and a 304 makes it a hit.
+			return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
+		}
 		return h.serveEntry(w, r, job.zone, entry, cache.StatusRevalidated)
 	case outcomeStale:
 		return h.serveEntry(w, r, job.zone, job.stale, cache.StatusStale)
@@ -274,7 +299,8 @@ func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *cadd
 	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
-		return err
+		undefinedZones.seen(h.logger, err)
+		return gate.ServePage(w, r)
 	}
 	switch result, entry, _ := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
 	case lookupHit:

@@ -1,9 +1,12 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -65,6 +68,10 @@ type Handler struct {
 	// StatusHeader names the response header carrying the cache status;
 	// "off" sends none. Default: X-Cache-Status.
 	StatusHeader string `json:"status_header,omitempty"`
+	// CacheStatusHeader adds this cache's member, named edgecache, to the
+	// standard Cache-Status header (RFC 9211): hit, fwd, fwd-status, ttl,
+	// stored, collapsed. Default: off.
+	CacheStatusHeader bool `json:"cache_status_header,omitempty"`
 	// UseStale lists when a stale entry is served instead of the backend's
 	// answer (nginx's proxy_cache_use_stale): error, timeout,
 	// invalid_header, updating, http_500, http_502, http_503, http_504,
@@ -79,6 +86,11 @@ type Handler struct {
 	// Revalidate re-checks an expired entry with If-None-Match /
 	// If-Modified-Since; a 304 extends it without a body transfer.
 	Revalidate bool `json:"revalidate,omitempty"`
+	// HeuristicMax caps the heuristic freshness (10 % of the time since
+	// Last-Modified, RFC 9111 §4.2.2) given to a response without an
+	// explicit lifetime when no valid rule covers its status. Negative
+	// turns heuristics off. Default: 1d.
+	HeuristicMax caddy.Duration `json:"heuristic_max,omitempty"`
 
 	app              *App
 	zone             *cache.Zone // when Zone has no placeholder
@@ -173,6 +185,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.statusValues[s] = []string{s.String()}
 		h.statusAny[s] = s.String()
 	}
+	h.policy.HeuristicMax = time.Duration(h.HeuristicMax)
 	for _, v := range h.Valid {
 		h.policy.Valid = append(h.policy.Valid, cache.ValidRule{Statuses: v.Status, For: time.Duration(v.For)})
 	}
@@ -181,6 +194,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if !strings.Contains(h.Zone, "{") {
 		h.zone = h.app.Zone(h.Zone)
+	} else {
+		h.checkZoneMaps(ctx)
 	}
 	return h.Validate()
 }
@@ -298,7 +313,51 @@ func (h *Handler) zoneFor(repl *caddy.Replacer) (*cache.Zone, error) {
 	if z := h.app.Zone(name); z != nil {
 		return z, nil
 	}
-	return nil, caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("edge_cache: zone %q (from %s) is not defined", name, h.Zone))
+	return nil, undefinedZoneError{name: name, template: h.Zone, defined: h.app.ZoneNames()}
+}
+
+// undefinedZoneError is a zone placeholder that named no defined zone.
+type undefinedZoneError struct {
+	name, template string
+	defined        []string
+}
+
+func (e undefinedZoneError) Error() string {
+	return fmt.Sprintf("edge_cache: zone %q (from %s) is not defined (defined: %s): proxied uncached", e.name, e.template, zoneList(e.defined))
+}
+
+// undefinedZones counts the requests of undefined zones (for the metric)
+// and logs each name once, up to a bound: a placeholder may carry what
+// clients send.
+var undefinedZones undefinedZoneLog
+
+type undefinedZoneLog struct {
+	requests atomic.Int64
+	mu       sync.Mutex
+	logged   map[string]bool
+}
+
+const maxLoggedZoneNames = 64
+
+func (u *undefinedZoneLog) seen(logger *zap.Logger, err error) {
+	u.requests.Add(1)
+	var uz undefinedZoneError
+	if !errors.As(err, &uz) {
+		return
+	}
+	u.mu.Lock()
+	first := !u.logged[uz.name] && len(u.logged) < maxLoggedZoneNames
+	if first {
+		if u.logged == nil {
+			u.logged = make(map[string]bool)
+		}
+		u.logged[uz.name] = true
+	}
+	u.mu.Unlock()
+	if first {
+		logger.Error("requests of an undefined zone are proxied uncached (logged once per zone name)",
+			zap.String("zone", uz.name), zap.String("template", uz.template), zap.Strings("defined", uz.defined))
+	}
 }
 
 func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string {
@@ -318,6 +377,56 @@ func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache
 	}
 	repl.Set(statusPlaceholder, h.statusAny[s])
 }
+
+// addCacheStatus appends this cache's member to the response's
+// Cache-Status (RFC 9211 §2: each cache adds its own, after those of the
+// caches nearer the origin), when cache_status_header is on.
+func (h *Handler) addCacheStatus(w http.ResponseWriter, cs cache.CacheStatus) {
+	if !h.CacheStatusHeader {
+		return
+	}
+	hdr := w.Header()
+	prior := hdr["Cache-Status"]
+	hdr["Cache-Status"] = append(prior[:len(prior):len(prior)], cs.String())
+}
+
+// forwardedWriter adds the Cache-Status member of a request passed to the
+// next handler untouched, once its answer's header is written (after the
+// backend's own members); w itself when cache_status_header is off.
+func (h *Handler) forwardedWriter(w http.ResponseWriter, fwd string) http.ResponseWriter {
+	if !h.CacheStatusHeader {
+		return w
+	}
+	return &headerHook{ResponseWriter: w, onHeader: func(code int, hdr http.Header) {
+		h.addCacheStatus(w, cache.CacheStatus{Fwd: fwd, FwdStatus: code})
+	}}
+}
+
+// headerHook calls onHeader once, when the final (non-1xx) status is
+// written, before the header goes out.
+type headerHook struct {
+	http.ResponseWriter
+	onHeader func(code int, hdr http.Header)
+	done     bool
+}
+
+func (hw *headerHook) WriteHeader(code int) {
+	if !hw.done && code >= 200 {
+		hw.done = true
+		hw.onHeader(code, hw.Header())
+	}
+	hw.ResponseWriter.WriteHeader(code)
+}
+
+func (hw *headerHook) Write(p []byte) (int, error) {
+	if !hw.done {
+		hw.WriteHeader(http.StatusOK)
+	}
+	return hw.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes).
+func (hw *headerHook) Unwrap() http.ResponseWriter { return hw.ResponseWriter }
 
 // statusSet reports whether the request's cache status is announced
 // already (the backend's answer began, or an entry was served).

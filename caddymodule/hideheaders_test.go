@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/edgecache/edgecache/internal/testkit"
@@ -183,5 +185,46 @@ http://127.0.0.1:$REFRESH {
 	r = s.get(t, s.url("REFRESH", "/x"))
 	if r.Status != http.StatusBadGateway || r.cacheStatus() != "BYPASS" || r.Body != "BYPASS 502" {
 		t.Errorf("refresh: status %d, X-Cache-Status %q, body %q; want 502 BYPASS, \"BYPASS 502\"", r.Status, r.cacheStatus(), r.Body)
+	}
+}
+
+// hide_headers costs a hit no allocation: the wrapper is pooled.
+func TestHideHeadersHitAllocations(t *testing.T) {
+	be := testkit.NewBackend(t, versioned)
+	allocs := func(hide string) float64 {
+		cf := globalOptions("zone default 64MiB") + `
+http://127.0.0.1:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+		` + hide + `
+	}
+	reverse_proxy $BACKEND
+}
+`
+		s := startCaddy(t, cf, be, "PUBLIC")
+		u := s.url("PUBLIC", "/alloc")
+		s.get(t, u)
+		if r := s.get(t, u); r.cacheStatus() != "HIT" {
+			t.Fatalf("not a hit: %s", r.cacheStatus())
+		}
+		srv := activeServer(t)
+		req := httptest.NewRequest(http.MethodGet, u, nil)
+		w := &countingWriter{header: make(http.Header)}
+		n := testing.AllocsPerRun(200, func() {
+			clear(w.header)
+			srv.ServeHTTP(w, req)
+		})
+		if w.header.Get("X-Cache-Status") != "HIT" {
+			t.Fatalf("X-Cache-Status %q", w.header.Get("X-Cache-Status"))
+		}
+		if err := caddy.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	without, with := allocs(""), allocs("hide_headers Set-Cookie X-Powered-By")
+	t.Logf("allocations per hit: %.1f without hide_headers, %.1f with", without, with)
+	if with-without >= 0.5 {
+		t.Errorf("hide_headers adds %.1f allocations per hit", with-without)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"go.uber.org/zap"
@@ -21,6 +22,11 @@ import (
 // of the zones' total plus room for Caddy itself makes the collector work
 // in the reserve. The bodies are pointer-free []byte, so collections scan
 // only the index structures, not the cached bytes.
+//
+// The disk tiers' indexes are in the heap too (a fixed record per entry,
+// see cache.DiskStore): they are counted as they grow, so that a zone of
+// millions of entries on disk does not leave the collector running all the
+// time against a limit that ignores them.
 //
 // An operator's own GOMEMLIMIT is left alone, and the limit never rises
 // above the one the process started with (Caddy derives that from the
@@ -51,17 +57,76 @@ func memoryLimitFor(total int64) int64 {
 var (
 	startLimitOnce sync.Once
 	startLimit     int64
+	limitMu        sync.Mutex
+	loggedLimit    int64
 )
 
+// applyMemoryLimit sets the limit for zones of total bytes (memory tiers
+// and disk indexes). It logs a change of more than a sixteenth, not each
+// step of a growing index.
 func applyMemoryLimit(total int64, logger *zap.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" || total <= 0 {
 		return
 	}
 	startLimitOnce.Do(func() { startLimit = debug.SetMemoryLimit(-1) })
 	limit := min(memoryLimitFor(total), startLimit)
-	if old := debug.SetMemoryLimit(limit); old != limit {
-		logger.Info("Go memory limit set from the zones' memory tiers",
+	limitMu.Lock()
+	defer limitMu.Unlock()
+	debug.SetMemoryLimit(limit)
+	if d := limit - loggedLimit; d > loggedLimit/16 || -d > loggedLimit/16 {
+		loggedLimit = limit
+		logger.Info("Go memory limit set from the zones' memory tiers and disk indexes",
 			zap.Int64("zones_bytes", total), zap.Int64("limit_bytes", limit))
+	}
+}
+
+// memoryLimitUpdate is how often the limit follows the disk indexes.
+const memoryLimitUpdate = 5 * time.Second
+
+// zonesBytes is what the zones take: their memory tiers and the disk
+// tiers' indexes.
+func (a *App) zonesBytes() int64 {
+	var total int64
+	for _, zc := range a.Zones {
+		total += zc.Memory
+	}
+	for _, d := range a.disks {
+		total += d.IndexBytes()
+	}
+	return total
+}
+
+// trackMemoryLimit keeps the limit in step with the disk indexes until
+// stop, and logs each index's size once its rebuild at start is done.
+func (a *App) trackMemoryLimit(stop <-chan struct{}) {
+	for name, d := range a.disks {
+		go func() {
+			start := time.Now()
+			select {
+			case <-stop:
+				return
+			case <-d.Loaded():
+			}
+			st := d.Stats()
+			perEntry := int64(0)
+			if st.Entries > 0 {
+				perEntry = st.IndexBytes / st.Entries
+			}
+			a.logger.Info("disk index loaded", zap.String("zone", name),
+				zap.Int64("entries", st.Entries), zap.Int64("index_bytes", st.IndexBytes),
+				zap.Int64("index_bytes_per_entry", perEntry), zap.Duration("took", time.Since(start)))
+			applyMemoryLimit(a.zonesBytes(), a.logger)
+		}()
+	}
+	t := time.NewTicker(memoryLimitUpdate)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		applyMemoryLimit(a.zonesBytes(), a.logger)
 	}
 }
 

@@ -49,6 +49,12 @@ var (
 		"Background updates started.", []string{"zone"}, nil)
 	descPurged = prometheus.NewDesc(metricsNamespace+"_purged_total",
 		"Entries purged through the admin API.", []string{"zone"}, nil)
+	descUndefinedZone = prometheus.NewDesc(metricsNamespace+"_undefined_zone_requests_total",
+		"Requests whose zone placeholder named no defined zone: proxied uncached (BYPASS).", nil, nil)
+	descIndexBytes = prometheus.NewDesc(metricsNamespace+"_disk_index_bytes",
+		"Heap taken by the disk tier's index (counted in the Go memory limit).", []string{"zone"}, nil)
+	descFlushes = prometheus.NewDesc(metricsNamespace+"_disk_flushes_total",
+		"Times the zone folder was found emptied from outside (rm -rf zone/*) and the zone flushed.", []string{"zone"}, nil)
 	descFetch = prometheus.NewDesc(metricsNamespace+"_backend_fetch_seconds",
 		"Time backend fetches take, to the end of the body.", []string{"zone"}, nil)
 	descMemoryLimit = prometheus.NewDesc(metricsNamespace+"_memory_limit_bytes",
@@ -58,7 +64,7 @@ var (
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
 		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
-		descBackground, descPurged, descFetch, descMemoryLimit} {
+		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes} {
 		ch <- d
 	}
 }
@@ -70,6 +76,7 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
+	counter(descUndefinedZone, undefinedZones.requests.Load())
 	ch <- prometheus.MustNewConstMetric(descMemoryLimit, prometheus.GaugeValue, memoryMax())
 	for _, name := range c.app.ZoneNames() {
 		z := c.app.Zone(name)
@@ -105,6 +112,8 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		if d := tiers.Disk; d != nil {
 			gauge(descEntries, d.Entries, name, "disk")
 			gauge(descBytes, d.Bytes, name, "disk")
+			gauge(descIndexBytes, d.IndexBytes, name)
+			counter(descFlushes, d.Flushes, name)
 			counter(descEvictions, d.Evictions, name, "max_size")
 			counter(descEvictions, d.InactiveRemovals, name, "inactive")
 			counter(descEvictions, d.CorruptRemovals, name, "corrupt")

@@ -50,7 +50,7 @@ func scrape(t *testing.T, base string) map[string]string {
 
 func TestMetricsAfterScriptedRequests(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, metricsSite, b.srv.URL)
+	base := loadCaddyfile(t, metricsSite, b.URL)
 	get(base + "/a")                              // MISS
 	get(base + "/a")                              // HIT
 	get(base + "/a")                              // HIT
@@ -104,7 +104,7 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 // error, one that answers 5xx as http_5xx.
 func TestBackendErrorsByKind(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, metricsSite, b.srv.URL)
+	base := loadCaddyfile(t, metricsSite, b.URL)
 	b.mode.Store("503")
 	get(base + "/x")
 	b.mode.Store("reset")
@@ -124,7 +124,7 @@ func TestBackendErrorsByKind(t *testing.T) {
 // no duplicate-registration error, and the counters carry on.
 func TestMetricsSurviveReload(t *testing.T) {
 	b := newFaultyBackend(t)
-	cfg, base := adaptCaddyfile(t, metricsSite, b.srv.URL)
+	cfg, base := adaptCaddyfile(t, metricsSite, b.URL)
 	for range 2 {
 		if err := caddy.Load(cfg, true); err != nil {
 			t.Fatalf("load: %v", err)

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -24,6 +24,9 @@ type captureWriter struct {
 	zone   *cache.Zone
 	job    fetchJob
 	before http.Header // header entries set before the backend answered (not the backend's)
+	// requested is when the request went to the backend: the response's
+	// delay counts in its age (RFC 9111 §4.2.3).
+	requested time.Time
 
 	// outcome is what the backend's answer amounts to, from WriteHeader on.
 	outcome outcome
@@ -40,7 +43,7 @@ type captureWriter struct {
 func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
 	cw := &captureWriter{
 		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
-		headOnly: r.Method == http.MethodHead,
+		headOnly: r.Method == http.MethodHead, requested: job.zone.Clock().Now(),
 	}
 	if job.mayStore || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
@@ -74,11 +77,22 @@ func (cw *captureWriter) WriteHeader(code int) {
 	hdr := cw.rw.Header()
 	now := cw.zone.Clock().Now()
 	if stale := cw.job.stale; stale != nil {
-		if code == http.StatusNotModified && cw.h.revalidate {
+		if code == http.StatusNotModified && (cw.h.revalidate || stale.NoCache) {
 			cw.outcome = outcomeStale
-			if d := cw.h.policy.Decide(stale.Status, hdr, now); d.Store {
+			// The 304 updates the stored header (RFC 9111 §4.3.4), and
+			// the freshness comes from the result.
+			update := cw.storedHeader(hdr)
+			merged := stale.Header.Clone()
+			for k, v := range update {
+				merged[k] = v
+			}
+			if date, ok := hdr["Date"]; ok {
+				merged["Date"] = date
+			}
+			if d := cw.h.policy.DecideResponse(stale.Status, merged, cw.requested, now); d.Store {
 				cw.outcome = outcomeRevalidated
-				cw.revalidation = &cache.Revalidation{Header: cw.storedHeader(hdr), Decision: d, At: now, PurgeGen: cw.job.gen}
+				cw.revalidation = &cache.Revalidation{Header: update, Decision: d, At: now, Date: dateOf(hdr, now),
+					PurgeGen: cw.job.mark.Purge, Invalidations: cw.job.mark.Inval}
 			}
 			cw.discardHeader(hdr)
 			return
@@ -90,21 +104,31 @@ func (cw *captureWriter) WriteHeader(code int) {
 		}
 	}
 	cw.outcome = outcomeRelayed
+	cs := cache.CacheStatus{Fwd: fwdReason(cw.job.status), FwdStatus: code}
 	if cw.job.mayStore {
-		d := cw.h.policy.Decide(code, hdr, now)
+		d := cw.h.policy.DecideResponse(code, hdr, cw.requested, now)
 		if d.Store {
+			cs.Stored, cs.TTL, cs.HasTTL = true, d.ValidUntil.Sub(now), true
 			cw.outcome = outcomeStored
-			cw.writer = cw.zone.NewEntryWriter(cache.Meta{
+			meta := cache.Meta{
 				Key:                  cw.job.key,
 				Status:               code,
 				Header:               cw.storedHeader(hdr),
 				StoredAt:             now,
+				InitialAge:           d.InitialAge,
+				Date:                 dateOf(hdr, now),
 				ValidUntil:           d.ValidUntil,
+				NoCache:              d.NoCache,
 				StaleWhileRevalidate: d.StaleWhileRevalidate,
 				StaleIfError:         d.StaleIfError,
 				BodySize:             contentLength(hdr),
-				Variant:              cw.variant(hdr),
-			}, cw.job.gen)
+			}
+			if cw.h.policy.Ignore&cache.IgnoreVary == 0 {
+				// One variant among several (RFC 9111 §4.1).
+				meta.VaryNames = cache.VaryNames(hdr["Vary"])
+				meta.Variant = cache.VariantOf(meta.VaryNames, cw.client.Header)
+			}
+			cw.writer = cw.zone.NewEntryWriter(meta, cw.job.mark)
 		} else {
 			cw.zone.Stats.CountSkip(d.Reason)
 		}
@@ -117,6 +141,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		delete(hdr, "Set-Cookie")
 	}
 	cw.h.setStatus(cw.rw, cw.repl, cw.job.status)
+	cw.h.addCacheStatus(cw.rw, cs)
 	if code == http.StatusOK && !cw.headOnly {
 		cw.window, code = rangeWindow(cw.client.Header, hdr)
 	}
@@ -133,7 +158,7 @@ func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
 			continue
 		}
 		switch k {
-		case "Set-Cookie", "Date", "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection",
+		case "Set-Cookie", "Date", "Age", "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection",
 			"Transfer-Encoding", "Te", "Trailer", "Upgrade", "Proxy-Authenticate", cw.h.StatusHeader:
 			continue
 		}
@@ -142,11 +167,13 @@ func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
 	return stored
 }
 
-func (cw *captureWriter) variant(hdr http.Header) string {
-	if cw.h.policy.Ignore&cache.IgnoreVary != 0 {
-		return ""
+// dateOf is the origin's Date as it came, or the time received when it
+// sent none (RFC 9110 §6.6.1: a recipient adds one).
+func dateOf(hdr http.Header, now time.Time) string {
+	if d := hdr["Date"]; len(d) == 1 && d[0] != "" {
+		return d[0]
 	}
-	return cache.Variant(hdr["Vary"], cw.client.Header)
+	return now.UTC().Format(http.TimeFormat)
 }
 
 func (cw *captureWriter) Write(p []byte) (int, error) {
@@ -239,75 +266,4 @@ func contentLength(hdr http.Header) int64 {
 		}
 	}
 	return -1
-}
-
-// byteWindow is the part of a body a Range request asked for, served while
-// the whole body is fetched and stored.
-type byteWindow struct{ start, end int64 } // [start, end)
-
-// clip returns the part of p, which starts at body offset pos, inside the window.
-func (b *byteWindow) clip(pos int64, p []byte) []byte {
-	from := max(b.start-pos, 0)
-	to := min(b.end-pos, int64(len(p)))
-	if from >= to {
-		return nil
-	}
-	return p[from:to]
-}
-
-// rangeWindow applies a client's single byte range to a full 200 response
-// whose length is known, adjusting the header to a 206 (or a 416). Other
-// cases (several ranges, If-Range, unknown length, encoded bodies) get the
-// whole 200, which RFC 9110 allows.
-func rangeWindow(req, hdr http.Header) (*byteWindow, int) {
-	spec := req.Get("Range")
-	if spec == "" || req.Get("If-Range") != "" || hdr.Get("Content-Encoding") != "" {
-		return nil, http.StatusOK
-	}
-	size := contentLength(hdr)
-	if size < 0 {
-		return nil, http.StatusOK
-	}
-	spec, ok := strings.CutPrefix(spec, "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return nil, http.StatusOK
-	}
-	first, last, ok := strings.Cut(strings.TrimSpace(spec), "-")
-	if !ok {
-		return nil, http.StatusOK
-	}
-	var start, end int64
-	switch {
-	case first == "":
-		n, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || n < 0 {
-			return nil, http.StatusOK
-		}
-		start, end = max(size-n, 0), size
-		if n == 0 {
-			start = size
-		}
-	default:
-		s, err := strconv.ParseInt(first, 10, 64)
-		if err != nil || s < 0 {
-			return nil, http.StatusOK
-		}
-		start, end = s, size
-		if last != "" {
-			e, err := strconv.ParseInt(last, 10, 64)
-			if err != nil || e < s {
-				return nil, http.StatusOK
-			}
-			end = min(e+1, size)
-		}
-	}
-	if start >= size || start >= end {
-		hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-		hdr.Del("Content-Length")
-		return &byteWindow{}, http.StatusRequestedRangeNotSatisfiable
-	}
-	hdr.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end-1, 10)+"/"+strconv.FormatInt(size, 10))
-	hdr.Set("Content-Length", strconv.FormatInt(end-start, 10))
-	hdr.Set("Accept-Ranges", "bytes")
-	return &byteWindow{start: start, end: end}, http.StatusPartialContent
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,8 @@ var errEntryGone = errors.New("cache entry vanished before it could be served")
 
 // serveEntry answers from a stored entry. The common case (no range, no
 // conditional) copies the stored header values in one allocation and writes
-// the body in one call: the body is never copied per hit. A caller that can
+// the body in one call: the body is never copied per hit. A disk body is
+// verified block by block as it is sent (cache.BodyReader). A caller that can
 // fall back to the backend uses serveEntryWith and handles errEntryGone;
 // here it becomes a 503 for this rare race.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
@@ -33,48 +35,72 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache
 
 // serveEntryWith is serveEntry for a caller that holds the replacer.
 func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
-	// A disk body is opened before anything is written, so that a file
-	// replaced or removed since the look-up is a clean error, not a cut
+	// The same range rules as a miss (cache/ranges.go).
+	size := e.BodySize
+	if e.InMemory() {
+		size = int64(len(e.Body))
+	}
+	window, answer := cache.ByteRange{End: size}, cache.RangeWhole
+	if _, ok := r.Header["Range"]; ok {
+		if window, answer = cache.EvaluateRange(r.Method, r.Header, e.Status, e.Header, size, e.StoredAt); answer == cache.RangeWhole {
+			window = cache.ByteRange{End: size}
+		}
+	}
+	send := r.Method != http.MethodHead && answer != cache.RangeUnsatisfiable && window.End > window.Start
+	// A disk body is opened, and the first block it sends verified, before
+	// anything is written: a file replaced, removed or damaged since the
+	// look-up is then a clean error (a miss for the caller), not a cut
 	// response.
-	var body io.ReadSeekCloser
+	var body *cache.BodyReader
 	if !e.InMemory() {
 		var err error
-		if body, err = e.OpenBody(); err != nil {
+		start, end := window.Start, window.End
+		if !send {
+			start, end = 0, 0
+		}
+		if body, err = e.OpenRange(start, end); err != nil {
 			return fmt.Errorf("%w: %s: %v", errEntryGone, e.Key, err)
 		}
 		defer body.Close()
 	}
 	zone.Stats.Requests[status].Add(1)
-	copyHeader(w.Header(), e.Header)
+	now := zone.Clock().Now()
+	copyEntryHeader(w.Header(), e, now)
 	h.setStatus(w, repl, status)
-
-	if e.Status == http.StatusOK && hasRangeOrConditional(r.Header) {
-		if body == nil {
-			body, _ = e.OpenBody() // in memory: cannot fail
-		}
-		var modtime time.Time
-		if lm := e.Header.Get("Last-Modified"); lm != "" {
-			modtime, _ = http.ParseTime(lm)
-		}
-		http.ServeContent(w, r, "", modtime, body)
-		return nil
+	if h.CacheStatusHeader {
+		h.addCacheStatus(w, entryCacheStatus(status, e, now, r))
 	}
-
-	w.WriteHeader(e.Status)
-	if r.Method == http.MethodHead {
+	if e.Status >= 200 && e.Status < 300 && hasConditional(r.Header) {
+		// The cache evaluates conditionals itself (RFC 9110 §13.2.2): it
+		// knows the stored Date, and unquoted ETags, which
+		// http.ServeContent never matches. If-Range is the range
+		// evaluator's (cache/ranges.go).
+		switch precondition, _ := cache.Preconditions(r.Method, r.Header, e); precondition {
+		case cache.NotModified:
+			notModified(w.Header())
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		case cache.PreconditionFailed:
+			w.WriteHeader(http.StatusPreconditionFailed)
+			return nil
+		}
+	}
+	w.WriteHeader(cache.SetRangeHeader(w.Header(), window, answer, size, e.Status))
+	if !send {
 		return nil
 	}
 	if body == nil {
-		holdFirstWrite(r, len(e.Body))
-		n, _ := w.Write(e.Body)
+		part := e.Body[window.Start:window.End]
+		holdFirstWrite(r, len(part))
+		n, _ := w.Write(part)
 		zone.Stats.BytesServed.Add(int64(n))
 		return nil
 	}
 	n, err := io.Copy(w, body)
 	zone.Stats.BytesServed.Add(n)
 	if err != nil {
-		// Headers are out (a corrupt body is found at its end): all that
-		// is left is to cut the response short.
+		// Headers are out (a damaged block past the first, or the client
+		// gone): all that is left is to cut the response short.
 		panic(http.ErrAbortHandler)
 	}
 	return nil
@@ -94,35 +120,86 @@ func holdFirstWrite(r *http.Request, bodySize int) {
 	}
 }
 
-// copyHeader puts the stored header values into the response header. The
-// values are copied, into one slice for all (one allocation, as
-// http.Header.Clone does): handlers after this one may edit values in place
-// (Caddy's header replace does), and the entry is shared by every hit.
-func copyHeader(dst, src http.Header) {
-	n := 0
-	for _, v := range src {
+// copyEntryHeader puts the stored header values into the response header,
+// with the origin's Date and the entry's current Age (RFC 9111 §5.1: a
+// response served from the cache carries one). The values are copied, into
+// one slice for all (one allocation, as http.Header.Clone does): handlers
+// after this one may edit values in place (Caddy's header replace does),
+// and the entry is shared by every hit. The Date and Age strings are made
+// at store time and once a second (Entry.AgeValue): nothing is parsed or
+// formatted per hit.
+func copyEntryHeader(dst http.Header, e *cache.Entry, now time.Time) {
+	n := 2
+	for _, v := range e.Header {
 		n += len(v)
 	}
 	values := make([]string, n)
-	for k, v := range src {
+	for k, v := range e.Header {
 		n := copy(values, v)
 		dst[k] = values[:n:n]
 		values = values[n:]
 	}
+	values[1] = e.AgeValue(now)
+	dst["Age"] = values[1:2:2]
+	if e.Date != "" {
+		values[0] = e.Date
+		dst["Date"] = values[0:1:1]
+	}
 }
 
-// hasRangeOrConditional reports whether serving needs http.ServeContent.
-func hasRangeOrConditional(h http.Header) bool {
-	for _, name := range [...]string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
+// entryCacheStatus is the Cache-Status member of an answer from an entry:
+// a hit (a negative ttl when stale), or a validation that went forward.
+func entryCacheStatus(status cache.Status, e *cache.Entry, now time.Time, r *http.Request) cache.CacheStatus {
+	cs := cache.CacheStatus{TTL: e.ValidUntil.Sub(now), HasTTL: true}
+	switch {
+	case status == cache.StatusRevalidated:
+		cs.Fwd, cs.FwdStatus = cache.FwdStale, http.StatusNotModified
+	case collapsedFrom(r):
+		cs.Fwd, cs.FwdStatus, cs.Collapsed = cache.FwdURIMiss, e.Status, true
+	default:
+		cs.Hit = true
+	}
+	return cs
+}
+
+// collapsedKey marks a request that waited on another one's fill.
+type collapsedKey struct{}
+
+// collapsed marks r as served from another request's fill.
+func collapsed(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), collapsedKey{}, true))
+}
+
+func collapsedFrom(r *http.Request) bool {
+	c, _ := r.Context().Value(collapsedKey{}).(bool)
+	return c
+}
+
+// fwdReason is why a fetch with the given cache status went forward.
+func fwdReason(s cache.Status) string {
+	switch s {
+	case cache.StatusBypass:
+		return cache.FwdBypass
+	case cache.StatusExpired:
+		return cache.FwdStale
+	}
+	return cache.FwdURIMiss
+}
+
+// notModified trims a 304's header to what RFC 9110 §15.4.5 has it carry:
+// no content headers.
+func notModified(h http.Header) {
+	for _, name := range [...]string{"Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding"} {
+		delete(h, name)
+	}
+}
+
+// hasConditional reports whether the request has preconditions.
+func hasConditional(h http.Header) bool {
+	for _, name := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"} {
 		if _, ok := h[name]; ok {
 			return true
 		}
 	}
 	return false
-}
-
-// variantMatches reports whether an entry stored under a honoured Vary was
-// stored for a request like r.
-func (h *Handler) variantMatches(e *cache.Entry, r *http.Request) bool {
-	return e.Variant == "" || e.Variant == cache.Variant(e.Header["Vary"], r.Header)
 }

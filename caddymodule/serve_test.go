@@ -29,7 +29,7 @@ func TestServeReplacedDiskEntry(t *testing.T) {
 	t.Cleanup(func() { zone.Close() })
 	store := func(fill byte) {
 		s := zone.NewEntryWriter(cache.Meta{Key: "/big", Status: 200, Header: http.Header{}, StoredAt: time.Now(),
-			ValidUntil: time.Now().Add(time.Hour), BodySize: 64 << 10}, zone.PurgeGeneration())
+			ValidUntil: time.Now().Add(time.Hour), BodySize: 64 << 10}, zone.Mark())
 		s.Write(bytes.Repeat([]byte{fill}, 64<<10))
 		if _, ok := s.Commit(); !ok {
 			t.Fatal("store refused")

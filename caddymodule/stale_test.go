@@ -23,10 +23,9 @@ import (
 
 // faultyBackend is a backend whose behaviour a test switches at will.
 type faultyBackend struct {
-	srv     *httptest.Server
+	*testkit.Backend
 	mode    atomic.Value // string: ok, 503, hang, reset, midbody
 	version atomic.Int64
-	hits    atomic.Int64
 	lastINM atomic.Value // If-None-Match of the last request
 }
 
@@ -34,8 +33,7 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 	b := &faultyBackend{}
 	b.mode.Store("ok")
 	b.lastINM.Store("")
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.hits.Add(1)
+	b.Backend = testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, _ int64) {
 		b.lastINM.Store(r.Header.Get("If-None-Match"))
 		body := fmt.Sprintf("version %d of %s", b.version.Load(), r.URL.Path)
 		etag := fmt.Sprintf(`"v%d"`, b.version.Load())
@@ -73,8 +71,7 @@ func newFaultyBackend(t *testing.T) *faultyBackend {
 		w.Header().Set("Set-Cookie", "sessionid=anonymous")
 		w.Header().Set("Cache-Control", "no-cache")
 		io.WriteString(w, body)
-	}))
-	t.Cleanup(b.srv.Close)
+	})
 	return b
 }
 
@@ -147,7 +144,7 @@ http://127.0.0.1:{PORT} {
 
 func TestStaleServedWhileBackendsFail(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error timeout http_500 http_502 http_503 http_504"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error timeout http_500 http_502 http_503 http_504"), b.URL)
 	keys := []string{"/a", "/b", "/c"}
 	for _, k := range keys {
 		if a := get(base + k); a.status != "MISS" || a.code != 200 {
@@ -164,7 +161,7 @@ func TestStaleServedWhileBackendsFail(t *testing.T) {
 			}
 		}
 	}
-	b.srv.Close() // all backends down: connection refused
+	b.Close() // all backends down: connection refused
 	for _, k := range keys {
 		if a := get(base + k); a.code != 200 || a.status != "STALE" {
 			t.Fatalf("backend down, %s: got %+v", k, a)
@@ -174,7 +171,7 @@ func TestStaleServedWhileBackendsFail(t *testing.T) {
 
 func TestMidBodyResetKeepsOldEntry(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, ""), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, ""), b.URL)
 	if a := get(base + "/k"); a.status != "MISS" {
 		t.Fatalf("first: %+v", a)
 	}
@@ -199,7 +196,7 @@ func TestMidBodyResetKeepsOldEntry(t *testing.T) {
 
 func TestStale503NotStored(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale http_503"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale http_503"), b.URL)
 	get(base + "/k")
 	advance(t, 400*time.Millisecond)
 	b.mode.Store("503")
@@ -215,7 +212,7 @@ func TestStale503NotStored(t *testing.T) {
 
 func TestBackgroundUpdate(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error updating\n\t\tbackground_update on"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale error updating\n\t\tbackground_update on"), b.URL)
 	get(base + "/k")
 	advance(t, 400*time.Millisecond)
 	b.version.Add(1)
@@ -224,23 +221,19 @@ func TestBackgroundUpdate(t *testing.T) {
 		t.Fatalf("expired with background update: %+v, want the stale body at once", a)
 	}
 	staleAnswers := int64(1)
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	testkit.Eventually(t, 2*time.Second, func() string {
 		a = get(base + "/k")
 		if a.status == "STALE" {
 			staleAnswers++
 		}
 		if a.status == "HIT" && a.body == "version 1 of /k" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("background update never landed: %+v", a)
+			return ""
 		}
 		if a.status != "UPDATING" && a.status != "STALE" {
 			t.Fatalf("during update: %+v", a)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Sprintf("background update never landed: %+v", a)
+	})
 	// The background update answered no client: it counts as no request.
 	if got := activeApp(t).Zone("default").Stats.Requests[cache.StatusStale].Load(); got != staleAnswers {
 		t.Errorf("STALE requests counted %d, clients got %d", got, staleAnswers)
@@ -249,11 +242,11 @@ func TestBackgroundUpdate(t *testing.T) {
 
 func TestUpdatingServedWhileOneFetches(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating\n\t\tlock_timeout 5s"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating\n\t\tlock_timeout 5s"), b.URL)
 	get(base + "/k")
 	advance(t, 400*time.Millisecond)
 	slow, arrived := make(chan struct{}), make(chan struct{}, 1)
-	b.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		<-slow
 		io.WriteString(w, "new")
@@ -274,7 +267,7 @@ func TestUpdatingServedWhileOneFetches(t *testing.T) {
 
 func TestRevalidate(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "revalidate on"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "revalidate on"), b.URL)
 	get(base + "/k")
 	advance(t, 400*time.Millisecond)
 	a := get(base + "/k")
@@ -339,13 +332,12 @@ http://127.0.0.1:{PORT} {
 	if a := get(base + "/swr"); a.status != "STALE" || a.body != "v0" {
 		t.Errorf("stale-while-revalidate window with background_update: %+v", a)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for a := get(base + "/swr"); a.body != "v1"; a = get(base + "/swr") {
-		if time.Now().After(deadline) {
-			t.Fatalf("background update never landed: %+v", a)
+	testkit.Eventually(t, 2*time.Second, func() string {
+		if a := get(base + "/swr"); a.body != "v1" {
+			return fmt.Sprintf("background update never landed: %+v", a)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // TestFailedFillHandsTheLockOn: when the fill fails, one waiter takes the
@@ -408,7 +400,7 @@ http://127.0.0.1:{PORT} {
 // failing backend serves no one, so it adds no STALE request or bytes.
 func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 	b := newFaultyBackend(t)
-	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating http_503\n\t\tbackground_update on"), b.srv.URL)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "use_stale updating http_503\n\t\tbackground_update on"), b.URL)
 	get(base + "/k")
 	advance(t, 400*time.Millisecond)
 	b.mode.Store("503")

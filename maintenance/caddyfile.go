@@ -1,7 +1,10 @@
 package maintenance
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -55,6 +58,13 @@ func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			m.FlagFile = d.Val()
 			if d.NextArg() {
 				return d.ArgErr()
+			}
+			// The flag is looked for once a second; in a folder that does
+			// not exist, nobody will ever create it.
+			if dir := filepath.Dir(m.FlagFile); !strings.Contains(m.FlagFile, "{") {
+				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+					return d.Errf("maintenance: flag %s: folder %s does not exist", m.FlagFile, dir)
+				}
 			}
 		case "page":
 			if !d.NextArg() {

@@ -13,8 +13,9 @@ import (
 )
 
 func TestMaintenanceUnmarshalCaddyfile(t *testing.T) {
+	dir := t.TempDir() // the flag's folder must exist
 	d := caddyfile.NewTestDispenser(`maintenance {
-		flag /srv/www/omero-maintenance.flag
+		flag ` + dir + `/omero-maintenance.flag
 		page /srv/www/about/omero-maintenance.html
 		status 502
 		retry_after 90s
@@ -25,7 +26,7 @@ func TestMaintenanceUnmarshalCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Handler{
-		FlagFile:    "/srv/www/omero-maintenance.flag",
+		FlagFile:    dir + "/omero-maintenance.flag",
 		PageFile:    "/srv/www/about/omero-maintenance.html",
 		StatusCode:  502,
 		RetryAfter:  caddy.Duration(90 * time.Second),
@@ -57,6 +58,7 @@ func TestMaintenanceUnmarshalCaddyfileErrors(t *testing.T) {
 		"maintenance {\n flag f\n retry_after\n}":            "Testfile:3",
 		"maintenance {\n flag f\n status\n}":                 "Testfile:3",
 		"maintenance {\n flag f\n serve_cached\n bogus 1\n}": "Testfile:4",
+		"maintenance {\n flag /nonexistent-folder/f\n}":      "folder /nonexistent-folder does not exist, at Testfile:2",
 	} {
 		var m Handler
 		err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))

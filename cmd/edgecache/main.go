@@ -2,6 +2,7 @@
 package main
 
 import (
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -9,4 +10,8 @@ import (
 	_ "github.com/edgecache/edgecache/maintenance"
 )
 
-func main() { caddycmd.Main() }
+func main() {
+	// Usage lines name the binary: `edgecache warm`, not `caddy warm`.
+	caddy.CustomBinaryName = "edgecache"
+	caddycmd.Main()
+}

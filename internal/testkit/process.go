@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
-// Command says how to run the edgecache binary.
+// Command says how to run the edgecache binary, or another server.
 type Command struct {
-	// Args follow the binary's name, e.g. run --config Caddyfile --adapter
-	// caddyfile.
+	// Program is the executable; default the edgecache binary (Binary).
+	Program string
+	// Args follow the program's name, e.g. run --config Caddyfile
+	// --adapter caddyfile.
 	Args []string
 	// Dir is the working folder; Env the whole environment (nil: this
 	// process's).
@@ -29,22 +31,25 @@ type Command struct {
 	Within time.Duration
 }
 
-// Process is a running edgecache.
+// Process is a running edgecache (or Command.Program).
 type Process struct {
 	Cmd    *exec.Cmd
 	exited chan struct{}
 	err    error // Wait's, once exited is closed
 }
 
-// Start runs the binary (see Binary) and waits until every address of
-// c.Listen accepts connections. It fails if the process exits first, and
-// kills it if it does not listen in time.
+// Start runs the program and waits until every address of c.Listen
+// accepts connections. It fails if the process exits first, and kills it
+// if it does not listen in time.
 func Start(c Command) (*Process, error) {
-	binary, _, err := Binary()
-	if err != nil {
-		return nil, err
+	program := c.Program
+	if program == "" {
+		var err error
+		if program, _, err = Binary(); err != nil {
+			return nil, err
+		}
 	}
-	cmd := exec.Command(binary, c.Args...)
+	cmd := exec.Command(program, c.Args...)
 	cmd.Dir, cmd.Env = c.Dir, c.Env
 	cmd.Stdout, cmd.Stderr = c.Output, c.Output
 	if err := cmd.Start(); err != nil {
@@ -61,7 +66,7 @@ func Start(c Command) (*Process, error) {
 	}
 	pending := c.Listen
 	exited := false
-	_, err = Wait(within, func() string {
+	_, err := Wait(within, func() string {
 		for len(pending) > 0 {
 			conn, err := net.DialTimeout("tcp", pending[0], time.Second)
 			if err != nil {
@@ -79,11 +84,11 @@ func Start(c Command) (*Process, error) {
 			return ""
 		default:
 		}
-		return "edgecache does not listen on " + strings.Join(pending, ", ")
+		return cmd.Path + " does not listen on " + strings.Join(pending, ", ")
 	})
 	switch {
 	case exited:
-		return nil, fmt.Errorf("edgecache exited before listening on %s: %v", strings.Join(pending, ", "), p.err)
+		return nil, fmt.Errorf("%s exited before listening on %s: %v", cmd.Path, strings.Join(pending, ", "), p.err)
 	case err != nil:
 		p.Kill()
 		return nil, err

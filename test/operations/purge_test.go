@@ -154,6 +154,9 @@ func TestPurgeUnderLoad(t *testing.T) {
 	}
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", admin)
 	cases := []purgeCase{
+		// Nothing stored under it, in any zone: nothing purged, nothing counted.
+		{name: "missing key (CLI)", cli: []string{"--key", "/nonexistent"}, purged: func(string) bool { return false }},
+		{name: "missing prefix (API)", api: &purgeBody{Prefix: "/nonexistent/"}, purged: func(string) bool { return false }},
 		{name: "key (API)", api: &purgeBody{Zone: "disk", Key: "/a/1"}, purged: func(u string) bool { return u == diskSite+"/a/1" }, count: 1},
 		{name: "key (CLI)", cli: []string{"--zone", "disk", "--key", "/a/big-1048576"}, purged: func(u string) bool { return u == diskSite+"/a/big-1048576" }, count: 1},
 		{name: "prefix (API)", api: &purgeBody{Zone: "disk", Prefix: "/a/"}, purged: underPrefix(diskSite, "/a/")},

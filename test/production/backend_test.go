@@ -79,10 +79,18 @@ http://127.0.0.1:{$EDGECACHE_LONG_PORT} {
 // backend answering with handle.
 func newBackendEdge(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n int64)) (*edge, *testkit.Backend) {
 	t.Helper()
+	return newEdgeFor(t, backendCaddyfile, handle)
+}
+
+// newEdgeFor starts an instance of a Caddyfile that reads its addresses
+// from the environment, as backendCaddyfile does, in front of a new
+// backend answering with handle.
+func newEdgeFor(t *testing.T, config string, handle func(w http.ResponseWriter, r *http.Request, n int64)) (*edge, *testkit.Backend) {
+	t.Helper()
 	be := testkit.NewBackend(t, handle)
 	dir := t.TempDir()
 	caddyfile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(caddyfile, []byte(backendCaddyfile), 0o644); err != nil {
+	if err := os.WriteFile(caddyfile, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e := newEdge(t, edgeConfig{Dir: dir, Caddyfile: caddyfile, Env: map[string]string{"OMERO_READONLY": be.Addr()}})

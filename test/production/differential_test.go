@@ -154,51 +154,36 @@ func startNginx(t *testing.T, dir string, vars map[string]string) {
 	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-p", dir, "-c", conf, "-g", "daemon off;")
 	log, err := os.Create(filepath.Join(dir, "nginx.out"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	errorLog := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		return string(b)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var listen []string
+	for _, p := range []string{vars["PUBLIC_PORT"], vars["REFRESH_PORT"], vars["LONG_PORT"]} {
+		listen = append(listen, "127.0.0.1:"+p)
+	}
+	nginx, err := testkit.Start(testkit.Command{
+		Program: bin,
+		Args:    []string{"-p", dir, "-c", conf, "-g", "daemon off;"},
+		Output:  log,
+		Listen:  listen,
+		Within:  10 * time.Second,
+	})
+	if err != nil {
+		log.Close()
+		t.Fatalf("nginx: %v\n%s", err, errorLog())
+	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt) // SIGINT: fast shutdown
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
+		nginx.Stop(os.Interrupt, 10*time.Second) // SIGINT: fast shutdown
 		log.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx error.log:\n%s", b)
+			t.Logf("nginx error.log:\n%s", errorLog())
 		}
 	})
-	for _, p := range []string{vars["PUBLIC_PORT"], vars["REFRESH_PORT"], vars["LONG_PORT"]} {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case err := <-exited:
-				b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-				t.Fatalf("nginx exited (%v):\n%s", err, b)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("nginx does not listen on %s", p)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 }
 
 // diffCase is one request sent to both proxies.
