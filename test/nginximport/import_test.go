@@ -200,7 +200,7 @@ func nginxPath(folder, key string) string {
 }
 
 func TestImportFromRealNginx(t *testing.T) {
-	nginx := nginxBinary(t)
+	nginx := testkit.RequireTool(t, "nginx", "nginx-light")
 	dir := t.TempDir()
 
 	o := &origin{slowIn: make(chan struct{}), release: make(chan struct{})}

@@ -26,22 +26,6 @@ var edgecacheBin string
 
 func TestMain(m *testing.M) { os.Exit(testkit.Run(m, &edgecacheBin)) }
 
-// nginxBinary returns nginx's path. Without it the test is skipped, except
-// under CI=true, where it fails: .ci/run installs nginx-light.
-func nginxBinary(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx is not installed (apt-get install nginx-light); CI needs it")
-	}
-	t.Skip("nginx is not installed (apt-get install nginx-light)")
-	return ""
-}
-
 // nginxProcess is nginx run by the test, in its own process group so that
 // stopping it reaches its workers, and killed when the test ends.
 type nginxProcess struct {

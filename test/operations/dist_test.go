@@ -8,13 +8,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // TestSystemdUnit runs systemd-analyze verify on dist/edgecache.service,
 // its binary path pointed at the built binary, and fails on anything it
 // says about the unit (unknown keys and bad values are only warnings).
 func TestSystemdUnit(t *testing.T) {
-	analyze := requireTool(t, "systemd-analyze", "systemd")
+	analyze := testkit.RequireTool(t, "systemd-analyze", "systemd")
 	raw, err := os.ReadFile("../../dist/edgecache.service")
 	if err != nil {
 		t.Fatal(err)

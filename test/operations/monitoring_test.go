@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // The alert rules, the promtool unit tests that make each one fire, and
@@ -19,22 +21,6 @@ const (
 	alertTestsFile = "testdata/alerts_test.yml"
 	dashboardFile  = "../../docs/grafana-dashboard.json"
 )
-
-// requireTool returns the path of a command that a test needs. Missing, it
-// skips the test, or fails it under CI (.ci/run installs the package).
-func requireTool(tb testing.TB, name, debianPackage string) string {
-	tb.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("%s not found (apt-get install -y %s)", name, debianPackage)
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
-	return ""
-}
 
 // exportedAtStart scrapes a proxy that has just started, with a disk zone
 // and before any request: the metric names it exports then are those an
@@ -164,7 +150,7 @@ func withoutAnnotations(raw string) string {
 // fire on example series (testdata/alerts_test.yml), and checks that every
 // metric the rules use is exported by the binary from the start.
 func TestAlertRules(t *testing.T) {
-	promtool := requireTool(t, "promtool", "prometheus")
+	promtool := testkit.RequireTool(t, "promtool", "prometheus")
 	raw, err := os.ReadFile(alertsFile)
 	if err != nil {
 		t.Fatal(err)

@@ -97,22 +97,6 @@ var deliberateDifferences = []deliberate{
 		why: "with every read-only node already known down, Caddy answers 503 (no upstream) after lb_try_duration, waiting for a restarting node; nginx tries them again and answers 502"},
 }
 
-// nginxBinary finds nginx; without it the test fails under CI and is
-// skipped elsewhere (.ci/run installs nginx-light).
-func nginxBinary(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx is not installed (apt-get install -y nginx-light); CI needs the differential test")
-	}
-	t.Skip("nginx is not installed (apt-get install -y nginx-light)")
-	return ""
-}
-
 // renderNginx fills the placeholders of the production config: ports,
 // folders and the user. Every caching and proxy directive stays as
 // production has it.
@@ -137,7 +121,7 @@ func renderNginx(t *testing.T, vars map[string]string) string {
 // it when the test ends.
 func startNginx(t *testing.T, dir string, vars map[string]string) {
 	t.Helper()
-	bin := nginxBinary(t)
+	bin := testkit.RequireTool(t, "nginx", "nginx-light")
 	vars["PREFIX"] = dir
 	vars["USER"] = ""
 	if os.Geteuid() == 0 {
