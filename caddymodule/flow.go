@@ -86,7 +86,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if gate := maintenance.GateFrom(r.Context()); gate != nil {
-		return h.maintenance(w, r, repl, gate)
+		return h.duringMaintenance(w, r, repl, gate)
 	}
 	if reason := h.bypass(r); reason != cache.BypassNone {
 		return h.pass(w, r, repl, next, reason)
@@ -290,10 +290,10 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 	return err
 }
 
-// maintenance answers from the cache, fresh or stale, and shows the
+// duringMaintenance is the maintenance step: it answers from the cache, fresh or stale, and shows the
 // maintenance page for anything that would reach a backend (a maintenance
 // handler with serve_cached is in charge).
-func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
+func (h *Handler) duringMaintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
 	if h.Refresh || h.bypass(r) != cache.BypassNone {
 		return gate.ServePage(w, r)
 	}
