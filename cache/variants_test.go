@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/internal/testkit"
 	"net/http"
 	"strconv"
 	"testing"
@@ -158,9 +159,6 @@ func reopenZone(t *testing.T, z *Zone) *Zone {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nz.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for !nz.IndexReady() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the index", nz.IndexReady))
 	return nz
 }
