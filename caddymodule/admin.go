@@ -24,6 +24,8 @@ func init() {
 //	                        -> {"purged": <n>}
 //	GET  /edge_cache/keys?zone=<name>&prefix=<p>&after=<key>&limit=<n>
 //	                        -> {"keys": [...], "next": "<key to pass as after, empty at the end>"}
+//	POST /edge_cache/drain  {"draining": true|false} -> the health state (health.go)
+//	GET  /edge_cache/drain  -> the health state
 //
 // Keys, prefixes and cursors are in their text form (keytext.go): as they
 // are, or Go-quoted when they are not printable UTF-8 text.
@@ -42,6 +44,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/edge_cache/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)},
 		{Pattern: "/edge_cache/keys", Handler: caddy.AdminHandlerFunc(a.handleKeys)},
+		{Pattern: adminDrainPath, Handler: caddy.AdminHandlerFunc(a.handleDrain)},
 	}
 }
 
