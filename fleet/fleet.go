@@ -15,6 +15,10 @@ type Fleet struct {
 	rdb  redis.UniversalClient
 	keys keys
 	log  *zap.Logger
+
+	events eventStats // the event log's counters (events.go)
+	// maxEvents is about how many events the log keeps (default MaxEvents).
+	maxEvents int64
 }
 
 // Open checks cfg and connects. It does not wait for Redis: a proxy starts
@@ -30,7 +34,7 @@ func Open(cfg Config, log *zap.Logger) (*Fleet, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node))}, nil
+	return &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node)), maxEvents: MaxEvents}, nil
 }
 
 // Config is the configuration in use, defaults filled.
