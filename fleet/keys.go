@@ -50,9 +50,9 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// checkPrefix refuses a prefix that would move the hash tag of the keys
+// CheckPrefix refuses a prefix that would move the hash tag of the keys
 // above (a brace) or that SCAN's MATCH would read as a pattern.
-func checkPrefix(p string) error {
+func CheckPrefix(p string) error {
 	if strings.ContainsAny(p, "{}*?[]\\") {
 		return errors.New("prefix must not contain { } * ? [ ] or \\")
 	}
