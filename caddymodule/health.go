@@ -91,6 +91,9 @@ func currentHealth() healthStatus {
 // nodeName is this proxy's name: the fleet's node name when the running
 // config has a shared tier, else the host name.
 func nodeName() string {
+	if app := runningApp(); app != nil && app.fleet != nil {
+		return app.fleet.Node()
+	}
 	name, _ := os.Hostname()
 	return name
 }

@@ -77,11 +77,15 @@ const (
 // Publish appends ev, from this node, to the log. It does not touch the
 // shared tier: Purge, Invalidate and Refreshed do that first.
 func (f *Fleet) Publish(ctx context.Context, ev Event) (id string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	return f.publish(ctx, ev)
+}
+
+func (f *Fleet) publish(ctx context.Context, ev Event) (id string, err error) {
 	if !ev.Kind.valid() {
 		return "", fmt.Errorf("fleet: unknown event kind %q", ev.Kind)
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
-	defer cancel()
 	id, err = f.rdb.XAdd(ctx, &redis.XAddArgs{
 		Stream: f.keys.events(),
 		MaxLen: f.maxEvents,
@@ -89,10 +93,32 @@ func (f *Fleet) Publish(ctx context.Context, ev Event) (id string, err error) {
 		Values: []string{fieldNode, f.cfg.Node, fieldZone, ev.Zone, fieldKind, string(ev.Kind), fieldKey, ev.Key},
 	}).Result()
 	if err != nil {
+		f.events.unpublished.Add(1)
 		return "", fmt.Errorf("fleet: publishing a %s event: %w", ev.Kind, err)
 	}
 	f.events.published.Add(1)
 	return id, nil
+}
+
+// forRequest runs a request's part of an event (Invalidate, Refreshed)
+// through the breaker: nothing while Redis is known to be down, and a
+// failure opens it. What is skipped is counted as unpublished.
+func (f *Fleet) forRequest(ctx context.Context, del string, ev Event) error {
+	err := f.Do(ctx, func(ctx context.Context) error {
+		if del == "" {
+			return nil
+		}
+		return f.rdb.Unlink(ctx, del).Err()
+	})
+	if err == nil {
+		err = f.Do(ctx, func(ctx context.Context) error {
+			_, err := f.publish(ctx, ev)
+			return err
+		})
+	} else {
+		f.events.unpublished.Add(1)
+	}
+	return err
 }
 
 // Purge removes the entries a purge event names from the shared tier,
@@ -127,27 +153,23 @@ func (f *Fleet) Purge(ctx context.Context, ev Event, zones []string) (removed in
 
 // Invalidate removes a key's entry from the shared tier and tells the
 // other proxies to drop theirs (an unsafe request changed the resource).
+// It goes through the breaker, as it runs for a request.
 func (f *Fleet) Invalidate(ctx context.Context, zone, key string) error {
-	if _, err := f.del(ctx, f.keys.entry(zone, key)); err != nil {
-		return fmt.Errorf("fleet: removing an invalidated entry from Redis: %w", err)
-	}
-	_, err := f.Publish(ctx, Event{Zone: zone, Kind: KindInvalidate, Key: key})
-	return err
+	return f.forRequest(ctx, f.keys.entry(zone, key), Event{Zone: zone, Kind: KindInvalidate, Key: key})
 }
 
 // Refreshed tells the other proxies that this one fetched key anew
 // through the cache buster. The caller stores the new entry in the
 // shared tier first; when it could not (a body over entry_max, Redis
 // failing), stored is false and the old shared entry is removed, so
-// that no proxy takes the old version from Redis.
+// that no proxy takes the old version from Redis. It goes through the
+// breaker, as it runs for a request.
 func (f *Fleet) Refreshed(ctx context.Context, zone, key string, stored bool) error {
+	del := ""
 	if !stored {
-		if _, err := f.del(ctx, f.keys.entry(zone, key)); err != nil {
-			return fmt.Errorf("fleet: removing a refreshed entry's old version from Redis: %w", err)
-		}
+		del = f.keys.entry(zone, key)
 	}
-	_, err := f.Publish(ctx, Event{Zone: zone, Kind: KindRefresh, Key: key})
-	return err
+	return f.forRequest(ctx, del, Event{Zone: zone, Kind: KindRefresh, Key: key})
 }
 
 func (f *Fleet) del(ctx context.Context, key string) (int, error) {
@@ -259,16 +281,20 @@ func eventTime(id string) (time.Time, bool) {
 
 // eventStats count what the log carried for this proxy.
 type eventStats struct {
-	published atomic.Int64
-	applied   atomic.Int64
-	drops     atomic.Int64
-	lagMillis atomic.Int64 // from the last applied event's addition to its application
+	published   atomic.Int64
+	unpublished atomic.Int64
+	applied     atomic.Int64
+	drops       atomic.Int64
+	lagMillis   atomic.Int64 // from the last applied event's addition to its application
 }
 
 // EventStats are the event log's counters, for metrics.
 type EventStats struct {
 	// Published: events this proxy appended.
 	Published int64
+	// Unpublished: events this proxy could not append (Redis down or
+	// failing): they reached this proxy only.
+	Unpublished int64
 	// Applied: other proxies' events this proxy applied.
 	Applied int64
 	// Drops: times this proxy dropped its local entries because events
@@ -282,10 +308,11 @@ type EventStats struct {
 // EventStats returns the counters now.
 func (f *Fleet) EventStats() EventStats {
 	return EventStats{
-		Published: f.events.published.Load(),
-		Applied:   f.events.applied.Load(),
-		Drops:     f.events.drops.Load(),
-		Lag:       time.Duration(f.events.lagMillis.Load()) * time.Millisecond,
+		Published:   f.events.published.Load(),
+		Unpublished: f.events.unpublished.Load(),
+		Applied:     f.events.applied.Load(),
+		Drops:       f.events.drops.Load(),
+		Lag:         time.Duration(f.events.lagMillis.Load()) * time.Millisecond,
 	}
 }
 

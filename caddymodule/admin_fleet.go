@@ -23,3 +23,19 @@ func (adminAPI) handleDrain(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, currentHealth())
 }
+
+// handleFleet lists the fleet's members (GET).
+func (adminAPI) handleFleet(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return adminError(http.StatusMethodNotAllowed, "method not allowed: use GET")
+	}
+	app := runningApp()
+	if app == nil || app.fleet == nil {
+		return adminError(http.StatusNotFound, "this proxy is in no fleet: its edge_cache options have no shared block")
+	}
+	members, err := app.fleet.Members(r.Context())
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "%v", err)
+	}
+	return writeJSON(w, fleetResponse{Members: members})
+}
