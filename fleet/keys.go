@@ -26,9 +26,9 @@ func (k keys) events() string                 { return k.prefix + "events" }
 func (k keys) member(node string) string      { return k.prefix + "{members}:" + node }
 func (k keys) members() string                { return k.prefix + "{members}:*" }
 
-// checkPrefix refuses a prefix that would move the hash tag of the keys
+// CheckPrefix refuses a prefix that would move the hash tag of the keys
 // above (a brace) or that SCAN's MATCH would read as a pattern.
-func checkPrefix(p string) error {
+func CheckPrefix(p string) error {
 	if strings.ContainsAny(p, "{}*?[]\\") {
 		return errors.New("prefix must not contain { } * ? [ ] or \\")
 	}
