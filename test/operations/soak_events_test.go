@@ -209,9 +209,9 @@ func (e *soakEvents) purge(byKey bool) {
 	e.purgedEntries.Add(out.Purged)
 }
 
-// maintenance creates the flag file for 4 s. From 2 s after it is created
-// (the handler looks for it once a second) until it is removed, no
-// request may reach the read-only nodes.
+// maintenance creates the flag file for 4 s. No request sent from 2 s
+// after it is created (the handler looks for it once a second) until it is
+// removed may reach the read-only nodes.
 func (e *soakEvents) maintenance() {
 	e.mainten.open()
 	if err := os.WriteFile(e.flag, nil, 0o644); err != nil {
@@ -219,9 +219,9 @@ func (e *soakEvents) maintenance() {
 	}
 	e.toggles.Add(1)
 	if e.wait(2 * time.Second) {
-		e.origin.strict.Store(true)
+		e.origin.strict.open()
 		e.wait(2 * time.Second)
-		e.origin.strict.Store(false)
+		e.origin.strict.close()
 	}
 	if err := os.Remove(e.flag); err != nil {
 		e.fail("maintenance flag: %v", err)

@@ -219,6 +219,7 @@ func (c *soakClient) one() {
 
 	floor := c.floors.get(path) // before the request: purges returned by now
 	start := time.Now()
+	req.Header.Set(sentHeader, strconv.FormatInt(start.UnixNano(), 10))
 	resp, err := c.client.Do(req)
 	var body []byte
 	if err == nil {

@@ -23,16 +23,22 @@ type soakOrigin struct {
 	mu       sync.Mutex
 	versions map[string]int64 // by path; absent is 0
 
-	// strict is set while maintenance has been on for long enough that no
-	// request may reach the read-only nodes (see soakEvents.maintenance);
-	// such requests are counted in duringMaintenance.
-	strict            atomic.Bool
+	// strict are the times during which maintenance has been on for long
+	// enough that no request sent then may reach the read-only nodes (see
+	// soakEvents.maintenance); those that do are counted in
+	// duringMaintenance. Requests sent earlier may: they passed the
+	// maintenance handler before it saw the flag.
+	strict            windows
 	duringMaintenance atomic.Int64
 	firstDuring       atomic.Pointer[string]
 	requests          atomic.Int64
 }
 
 func newSoakOrigin() *soakOrigin { return &soakOrigin{versions: make(map[string]int64)} }
+
+// sentHeader carries when the client sent a request (Unix ns), through
+// the proxy to the origin.
+const sentHeader = "X-Soak-Sent"
 
 // version is path's current version.
 func (o *soakOrigin) version(path string) int64 {
@@ -147,9 +153,9 @@ func soakETag(path string, version int64) string {
 func (o *soakOrigin) handler(readOnly bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.requests.Add(1)
-		if readOnly && o.strict.Load() {
-			if o.duringMaintenance.Add(1) == 1 {
-				first := r.Method + " " + r.RequestURI
+		if sent, err := strconv.ParseInt(r.Header.Get(sentHeader), 10, 64); readOnly && err == nil {
+			if at := time.Unix(0, sent); o.strict.overlaps(at, at) && o.duringMaintenance.Add(1) == 1 {
+				first := fmt.Sprintf("%s %s sent %s, received %s", r.Method, r.RequestURI, at.Format(time.StampMilli), time.Now().Format(time.StampMilli))
 				o.firstDuring.Store(&first)
 			}
 		}
