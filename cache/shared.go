@@ -103,14 +103,15 @@ func (z *Zone) Current(mark Mark, key string) bool {
 // Adopt stores a copy of an entry found in the shared tier in the local
 // tiers, as a fill would (its Meta as given to NewEntryWriter: the primary
 // key, with VaryNames and Variant for a variant), and returns the stored
-// entry; or e itself when the zone refused it (a purge since mark).
-func (z *Zone) Adopt(e *Entry, at Mark) *Entry {
+// entry; or e itself and false when the zone refused it (a purge since
+// mark).
+func (z *Zone) Adopt(e *Entry, at Mark) (*Entry, bool) {
 	meta := e.Meta
 	meta.BodySize = int64(len(e.Body))
 	w := z.NewEntryWriter(meta, at)
 	w.Write(e.Body)
 	if stored, ok := w.Commit(); ok {
-		return stored
+		return stored, true
 	}
-	return e
+	return e, false
 }

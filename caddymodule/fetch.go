@@ -30,6 +30,9 @@ type fetchJob struct {
 	// stale, when set, is the expired entry: served instead when the
 	// backend fails (use_stale), and revalidated when revalidate is on.
 	stale *cache.Entry
+	// claim, when set, is the fleet's fill lock for the key (flow.go's
+	// fleet step): released once what the fetch stored is in Redis.
+	claim cache.SharedClaim
 }
 
 // outcome is what a fetch ended in. The capture writer sets it when the
@@ -64,6 +67,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			if job.fill != nil {
 				job.fill.Finish(false)
 			}
+			h.storeShared(job, nil)
 		}
 	}()
 
@@ -87,14 +91,15 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			result = outcomeStale
 		}
 	}
-	var entry *cache.Entry
+	var entry, stored *cache.Entry
 	switch result {
 	case outcomeStored:
-		if !cw.commit() {
+		if stored = cw.commit(); stored == nil {
 			result = outcomeRelayed
 		}
 	case outcomeRevalidated:
 		entry = job.zone.Revalidate(job.stale, *cw.revalidation)
+		stored = entry
 	default:
 		cw.abort()
 	}
@@ -102,6 +107,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if job.fill != nil {
 		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
 	}
+	h.storeShared(job, stored)
 	return result, entry, err
 }
 
