@@ -343,3 +343,22 @@ func (c fleetEventsCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var _ prometheus.Collector = fleetEventsCollector{}
+
+// refreshAnnouncer is the claim of a store through the cache buster: when
+// the shared store ends it announces the refresh, so that the other
+// proxies drop their copies only once the new entry is in Redis (or,
+// when it could not be stored there, once the old one is gone from it).
+// Then their next request takes the new version from Redis, or from the
+// backend, never the old one.
+type refreshAnnouncer struct {
+	inner     cache.SharedClaim
+	fleet     *fleet.Fleet
+	zone, key string
+}
+
+func (r refreshAnnouncer) Release(stored bool) {
+	if r.inner != nil {
+		r.inner.Release(stored)
+	}
+	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, stored)
+}
