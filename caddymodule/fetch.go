@@ -104,10 +104,12 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		cw.abort()
 	}
 	finished = true
+	// The shared store first: it only starts in the background, and the
+	// local waiters woken next would otherwise hold the processor.
+	h.storeShared(job, stored)
 	if job.fill != nil {
 		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
 	}
-	h.storeShared(job, stored)
 	return result, entry, err
 }
 
