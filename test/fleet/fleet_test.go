@@ -43,6 +43,10 @@ type fleetOptions struct {
 	// Handler adds lines to the edge_cache handler of the public site and
 	// the cache buster (valid 200 1h is set).
 	Handler string
+	// RedisFor, when set, gives proxy i (from 0) its own Redis addresses
+	// instead of startFleet's: e.g. one that reaches Redis through a
+	// testkit.TCPProxy, to be cut off.
+	RedisFor func(i int) []string
 }
 
 // proxy is one edgecache process of a fleet.
@@ -83,7 +87,11 @@ func startFleet(t *testing.T, n int, redisAddrs []string, o fleetOptions) []*pro
 				t.Logf("%s output:\n%s", p.Name, p.log.String())
 			}
 		})
-		if err := os.WriteFile(filepath.Join(p.dir, "Caddyfile"), []byte(caddyfile(p, redisAddrs, o)), 0o644); err != nil {
+		addrs := redisAddrs
+		if o.RedisFor != nil {
+			addrs = o.RedisFor(i)
+		}
+		if err := os.WriteFile(filepath.Join(p.dir, "Caddyfile"), []byte(caddyfile(p, addrs, o)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		wg.Add(1)

@@ -2,6 +2,8 @@ package fleet_test
 
 import (
 	"fmt"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,46 +11,72 @@ import (
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
+// The operations scenarios: purges and refreshes reaching every proxy, a
+// proxy cut off from Redis catching up, the fleet view.
+
+// diskZone is a shared zone with a disk tier, where the position in the
+// event log is kept: in each proxy's own folder (startFleet sets HOME to
+// it; the Caddyfile reads it with {$HOME} when it is adapted).
+const diskZone = `zone default {
+			memory 16MiB
+			path {$HOME}/cache
+		}`
+
+// edgecache runs the edgecache command with args against p's admin API.
+func (p *proxy) edgecache(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(edgecacheBin, append(args, "--address", "127.0.0.1:"+strconv.Itoa(p.Admin))...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("edgecache %s on %s: %v\n%s", strings.Join(args, " "), p.Name, err, out)
+	}
+	return string(out)
+}
+
+// serves waits, within a second, for p to answer path with the origin's
+// body now.
+func serves(t *testing.T, p *proxy, o *origin, path string) time.Duration {
+	t.Helper()
+	return testkit.Eventually(t, time.Second, func() string {
+		r := p.mustGet(t, path)
+		if want := o.body(path); string(r.body) != string(want) {
+			return fmt.Sprintf("%s serves %.20q for %s (%s %s), want %.20q", p.Name, r.body, path, r.cache, r.tier, want)
+		}
+		return ""
+	})
+}
+
 // TestRefreshReachesFleet: a refresh through proxy A's cache buster, and
 // B and C serve the new bytes within a second, from Redis: the origin
 // sees the refresh and nothing more.
 func TestRefreshReachesFleet(t *testing.T) {
-	testRefreshReachesFleet(t, singleRedis(testkit.StartRedis(t)))
+	testRefreshReachesFleet(t, []string{testkit.StartRedis(t).Addr})
 }
 
 func TestRefreshReachesFleetOnCluster(t *testing.T) {
-	c := testkit.StartRedisCluster(t, 3)
-	testRefreshReachesFleet(t, func(int) []string { return c.Addrs() })
+	testRefreshReachesFleet(t, testkit.StartRedisCluster(t, 3).Addrs())
 }
 
-func testRefreshReachesFleet(t *testing.T, redis func(int) []string) {
-	o := newOrigin(t)
-	ms := startOpsFleet(t, o, 3, redis)
+func testRefreshReachesFleet(t *testing.T, redis []string) {
+	o := newOrigin(t, 0)
+	ps := startFleet(t, 3, redis, fleetOptions{Origin: o.Addr(), Zones: diskZone})
 	const path = "/webclient/render_thumbnail/1/"
-	for _, m := range ms {
-		if a := m.get(t, m.public, path); a.status != 200 || a.body != o.want(path) {
-			t.Fatalf("%s: %+v", m.name, a)
+	for _, p := range ps {
+		p.mustGet(t, path)
+	}
+	for _, p := range ps {
+		if r := p.mustGet(t, path); r.cache != "HIT" {
+			t.Fatalf("%s, second request: %s %s", p.Name, r.cache, r.tier)
 		}
 	}
-	for _, m := range ms {
-		if a := m.get(t, m.public, path); a.cache != "HIT" {
-			t.Fatalf("%s, second request: %+v", m.name, a)
-		}
-	}
-	o.version.Store(2)
+	o.bump()
 	before := o.RequestsFor(path)
 	start := time.Now()
-	if a := ms[0].get(t, ms[0].refresh, path); a.body != o.want(path) {
-		t.Fatalf("refresh through %s: %+v", ms[0].name, a)
+	if r, err := ps[0].refresh(path); err != nil || string(r.body) != string(o.body(path)) {
+		t.Fatalf("refresh through %s: %.20q %v", ps[0].Name, r.body, err)
 	}
-	for _, m := range ms[1:] {
-		took := testkit.Eventually(t, time.Second, func() string {
-			if a := m.get(t, m.public, path); a.body != o.want(path) {
-				return fmt.Sprintf("%s serves %q (%s)", m.name, a.body, a.cache)
-			}
-			return ""
-		})
-		t.Logf("%s serves the new bytes %s after the refresh (%s of waiting)", m.name, time.Since(start), took)
+	for _, p := range ps[1:] {
+		serves(t, p, o, path)
+		t.Logf("%s serves the new bytes %s after the refresh", p.Name, time.Since(start))
 	}
 	if n := o.RequestsFor(path) - before; n != 1 {
 		t.Errorf("the origin was asked %d times after the refresh, want 1 (the refresh; the others read Redis)", n)
@@ -59,56 +87,49 @@ func testRefreshReachesFleet(t *testing.T, redis func(int) []string) {
 // serve what it names (within a second), while other keys stay; the
 // fleet view lists the three, caught up.
 func TestPurgeReachesFleet(t *testing.T) {
-	testPurgeReachesFleet(t, singleRedis(testkit.StartRedis(t)))
+	testPurgeReachesFleet(t, []string{testkit.StartRedis(t).Addr})
 }
 
 func TestPurgeReachesFleetOnCluster(t *testing.T) {
-	c := testkit.StartRedisCluster(t, 3)
-	testPurgeReachesFleet(t, func(int) []string { return c.Addrs() })
+	testPurgeReachesFleet(t, testkit.StartRedisCluster(t, 3).Addrs())
 }
 
-func testPurgeReachesFleet(t *testing.T, redis func(int) []string) {
-	o := newOrigin(t)
-	ms := startOpsFleet(t, o, 3, redis)
+func testPurgeReachesFleet(t *testing.T, redis []string) {
+	o := newOrigin(t, 0)
+	ps := startFleet(t, 3, redis, fleetOptions{Origin: o.Addr(), Zones: diskZone})
 	paths := []string{"/p/1", "/p/2", "/q/1"}
-	for _, m := range ms[:2] {
-		for _, p := range paths {
-			m.get(t, m.public, p)
-			if a := m.get(t, m.public, p); a.cache != "HIT" || a.body != o.want(p) {
-				t.Fatalf("%s %s: %+v", m.name, p, a)
+	for _, p := range ps[:2] {
+		for _, path := range paths {
+			p.mustGet(t, path)
+			if r := p.mustGet(t, path); r.cache != "HIT" {
+				t.Fatalf("%s %s: %s", p.Name, path, r.cache)
 			}
 		}
 	}
-	old := o.want("/q/1")
-	o.version.Store(2)
+	old := string(o.body("/q/1"))
+	o.bump()
 	start := time.Now()
-	out := ms[2].edgecache(t, "purge", "--prefix", "/p/")
-	if !strings.Contains(out, "values from the fleet's Redis") {
+	if out := ps[2].edgecache(t, "purge", "--prefix", "/p/"); !strings.Contains(out, "values from the fleet's Redis") {
 		t.Errorf("edgecache purge printed %q", out)
 	}
-	for _, m := range ms[:2] {
-		for _, p := range paths[:2] {
-			testkit.Eventually(t, time.Second, func() string {
-				if a := m.get(t, m.public, p); a.body != o.want(p) {
-					return fmt.Sprintf("%s still serves %q for %s (%s)", m.name, a.body, p, a.cache)
-				}
-				return ""
-			})
+	for _, p := range ps[:2] {
+		for _, path := range paths[:2] {
+			serves(t, p, o, path)
 		}
-		if a := m.get(t, m.public, "/q/1"); a.cache != "HIT" || a.body != old {
-			t.Errorf("%s /q/1 after a purge of /p/: %+v", m.name, a)
+		if r := p.mustGet(t, "/q/1"); r.cache != "HIT" || string(r.body) != old {
+			t.Errorf("%s /q/1 after a purge of /p/: %s %.20q", p.Name, r.cache, r.body)
 		}
 	}
 	t.Logf("A and B no longer serve the purged entries %s after the purge on C", time.Since(start))
 
 	testkit.Eventually(t, 5*time.Second, func() string {
-		table := ms[0].edgecache(t, "fleet")
+		table := ps[0].edgecache(t, "fleet")
 		lines := strings.Split(strings.TrimSpace(table), "\n")
 		if len(lines) != 4 {
 			return "fleet table:\n" + table
 		}
-		for i, m := range ms {
-			if f := strings.Fields(lines[i+1]); len(f) < 5 || f[0] != m.name || f[2] != "thumbs" || f[4] != "0" {
+		for i, p := range ps {
+			if f := strings.Fields(lines[i+1]); len(f) < 5 || f[0] != p.Name || f[2] != "default" || f[4] != "0" {
 				return "fleet table:\n" + table
 			}
 		}
@@ -122,39 +143,37 @@ func testPurgeReachesFleet(t *testing.T, redis func(int) []string) {
 func TestCutOffProxyCatchesUp(t *testing.T) {
 	r := testkit.StartRedis(t)
 	cut := testkit.StartTCPProxy(t, r.Addr)
-	o := newOrigin(t)
-	ms := startOpsFleet(t, o, 2, func(i int) []string {
+	o := newOrigin(t, 0)
+	ps := startFleet(t, 2, nil, fleetOptions{Origin: o.Addr(), Zones: diskZone, RedisFor: func(i int) []string {
 		if i == 1 {
 			return []string{cut.Addr}
 		}
 		return []string{r.Addr}
-	})
-	a, b := ms[0], ms[1]
+	}})
+	a, b := ps[0], ps[1]
 	const path = "/c/1"
-	for _, m := range ms {
-		m.get(t, m.public, path)
-		if got := m.get(t, m.public, path); got.cache != "HIT" {
-			t.Fatalf("%s: %+v", m.name, got)
+	for _, p := range ps {
+		p.mustGet(t, path)
+		if got := p.mustGet(t, path); got.cache != "HIT" {
+			t.Fatalf("%s: %s", p.Name, got.cache)
 		}
 	}
-	old := o.want(path)
+	old := string(o.body(path))
 	cut.Cut()
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("B to notice it is cut off", func() bool {
 		return strings.Contains(b.log.String(), "cannot read the fleet's event log")
 	}))
-	o.version.Store(2)
+	o.bump()
 	a.edgecache(t, "purge", "--key", path)
-	if got := a.get(t, a.public, path); got.body != o.want(path) {
-		t.Errorf("A after its purge: %+v", got)
-	}
-	if got := b.get(t, b.public, path); got.body != old {
-		t.Fatalf("B, cut off, cannot know of the purge yet: %+v", got)
+	serves(t, a, o, path)
+	if got := b.mustGet(t, path); string(got.body) != old {
+		t.Fatalf("B, cut off, cannot know of the purge yet: %.20q", got.body)
 	}
 	cut.Restore()
 	start := time.Now()
 	testkit.Eventually(t, 5*time.Second, func() string {
-		if got := b.get(t, b.public, path); got.body != o.want(path) {
-			return fmt.Sprintf("B still serves %q (%s)", got.body, got.cache)
+		if got := b.mustGet(t, path); string(got.body) != string(o.body(path)) {
+			return fmt.Sprintf("B still serves %.20q (%s)", got.body, got.cache)
 		}
 		return ""
 	})
