@@ -56,15 +56,27 @@ func (a *App) startFleetEvents() {
 	fe := &fleetEvents{app: a, done: make(chan struct{}), log: a.logger.Named("fleet")}
 	following.Lock()
 	var from *fleet.Position
+	saved := false
 	if following.f != nil {
 		p := following.f.Position()
 		from = &p
 	} else {
 		from = fe.savedPosition()
+		saved = from != nil
 	}
 	fe.follower = a.fleet.Follow(from, fe.apply, fe.drop)
 	following.f = fe.follower
 	following.Unlock()
+	if saved {
+		// A restarted proxy applies what it missed before it serves what
+		// its disk tier kept, as far as a short wait allows: Redis may be
+		// down, a long log slow to read.
+		select {
+		case <-fe.follower.CaughtUp():
+		case <-time.After(startCatchUpMax):
+			fe.log.Warn("serving before the fleet's event log is caught up; its events are applied as they are read", zap.Duration("waited", startCatchUpMax))
+		}
+	}
 	version := edgecacheVersion()
 	fe.stopBeat = a.fleet.Heartbeat(func() fleet.Member {
 		fe.savePosition()
@@ -72,6 +84,9 @@ func (a *App) startFleetEvents() {
 	})
 	a.events = fe
 }
+
+// startCatchUpMax bounds how long a start waits for the catch-up.
+const startCatchUpMax = 3 * time.Second
 
 // stopFleetEvents stops them, saving the position.
 func (a *App) stopFleetEvents() {

@@ -185,3 +185,55 @@ func TestCutOffProxyCatchesUp(t *testing.T) {
 		t.Error("B dropped its entries: it should have caught up")
 	}
 }
+
+// TestRestartedProxyCatchesUp: B is stopped while A purges a key; B,
+// started again on its disk zone, applies the purge from the position it
+// saved there. Stopped again while the log is trimmed past that position,
+// B drops its entries at the next start and says so.
+func TestRestartedProxyCatchesUp(t *testing.T) {
+	r := testkit.StartRedis(t)
+	o := newOrigin(t, 0)
+	ps := startFleet(t, 2, []string{r.Addr}, fleetOptions{Origin: o.Addr(), Zones: diskZone})
+	a, b := ps[0], ps[1]
+	paths := []string{"/r/1", "/r/2"}
+	for _, path := range paths {
+		for _, p := range ps {
+			p.mustGet(t, path)
+		}
+		if got := b.mustGet(t, path); got.cache != "HIT" {
+			t.Fatalf("B %s: %s", path, got.cache)
+		}
+	}
+	kept := string(o.body("/r/2"))
+	b.stop(t)
+	o.bump()
+	a.edgecache(t, "purge", "--key", "/r/1")
+	if err := b.start(); err != nil {
+		t.Fatal(err)
+	}
+	serves(t, b, o, "/r/1")
+	if got := b.mustGet(t, "/r/2"); got.cache != "HIT" || string(got.body) != kept {
+		t.Errorf("B lost /r/2 on its restart: %s %.20q", got.cache, got.body)
+	}
+	if !strings.Contains(b.log.String(), "catching up with the fleet's event log") {
+		t.Error("B did not start from its saved position")
+	}
+
+	b.stop(t)
+	o.bump()
+	a.edgecache(t, "purge", "--key", "/r/1")
+	if out, err := r.CLI("XTRIM", "edgecache:events", "MAXLEN", "0"); err != nil {
+		t.Fatalf("XTRIM: %s %v", out, err)
+	}
+	if err := b.start(); err != nil {
+		t.Fatal(err)
+	}
+	serves(t, b, o, "/r/1")
+	// /r/2 was not purged: Redis still has it, B's own copy is gone.
+	if got := b.mustGet(t, "/r/2"); got.tier != "shared" || string(got.body) != kept {
+		t.Errorf("B /r/2 after dropping its entries: %s %s %.20q, want a hit from Redis", got.cache, got.tier, got.body)
+	}
+	if !strings.Contains(b.log.String(), "was trimmed past this proxy's position") || !strings.Contains(b.log.String(), "dropped the zone's entries") {
+		t.Error("B did not log that it dropped its entries")
+	}
+}
