@@ -394,3 +394,46 @@ func TestEventsOnCluster(t *testing.T) {
 	}
 	testPurgeRemovesSharedEntries(t, c.Addrs())
 }
+
+// TestEventsWithACLUser: the ACL docs/fleet.md gives a fleet's user is
+// enough for the event log, purges by prefix, the member list and the
+// fill lock's wake-ups (a pattern subscription, which Redis allows only
+// when an ACL channel pattern is that very pattern), and keeps the user
+// to its prefix.
+func TestEventsWithACLUser(t *testing.T) {
+	r := testkit.StartRedis(t)
+	acl := []string{"ACL", "SETUSER", "edgecache", "on", ">secret", "~edgecache:*", "&edgecache:filled:*",
+		"+@read", "+@write", "+@stream", "+@pubsub", "+@scripting", "+@connection", "+@keyspace", "-@dangerous"}
+	if out, err := r.CLI(acl...); err != nil || out != "OK" {
+		t.Fatalf("ACL SETUSER: %s %v", out, err)
+	}
+	cfg := Config{Addrs: []string{r.Addr}, Username: "edgecache", Password: "secret"}
+	cfg.Node = "a"
+	a := openFleet(t, cfg, nil)
+	cfg.Node = "b"
+	b := openFleet(t, cfg, nil)
+	_, rec := follow(t, b, nil)
+	ctx := context.Background()
+	if err := a.rdb.Set(ctx, a.keys.entry("z", "/p/1"), "v", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Purge(ctx, Event{Zone: "z", Kind: KindPurgePrefix, Key: "/p/"}, nil); err != nil || n != 1 {
+		t.Fatalf("purge by prefix: %d %v", n, err)
+	}
+	rec.waitSeen(t, 2*time.Second, "purge_prefix z /p/")
+	if err := a.Announce(ctx, Member{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.subs.subscribe(ctx); err != nil {
+		t.Errorf("the wake-ups' subscription: %v", err)
+	}
+	if m, err := a.Members(ctx); err != nil || len(m) != 1 {
+		t.Fatalf("members: %v %v", m, err)
+	}
+	if err := a.rdb.Set(ctx, "other:key", "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("a key outside the prefix: %v", err)
+	}
+	if err := a.rdb.FlushAll(ctx).Err(); err == nil {
+		t.Error("FLUSHALL allowed")
+	}
+}
