@@ -20,6 +20,10 @@ type Fleet struct {
 	subs  *subscriber   // the filled channels' listener (lock.go)
 	queue chan struct{} // stores under way (shared.go)
 	Stats Stats
+
+	events eventStats // the event log's counters (events.go)
+	// maxEvents is about how many events the log keeps (default MaxEvents).
+	maxEvents int64
 }
 
 // Open checks cfg and connects. It does not wait for Redis: a proxy starts
@@ -36,7 +40,7 @@ func Open(cfg Config, log *zap.Logger) (*Fleet, error) {
 		log = zap.NewNop()
 	}
 	f := &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node)),
-		queue: make(chan struct{}, maxQueuedStores)}
+		queue: make(chan struct{}, maxQueuedStores), maxEvents: MaxEvents}
 	f.br = newBreaker(f.Ping, probeInterval, f.log)
 	f.subs = newSubscriber(f)
 	return f, nil
