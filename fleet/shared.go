@@ -71,9 +71,14 @@ func (f *Fleet) Store(job cache.SharedStore) {
 		if job.Entry != nil {
 			f.Stats.StoresDropped.Add(1)
 		}
-		if job.Claim != nil {
-			go job.Claim.Release(false)
-		}
+		go func() {
+			if job.Claim != nil {
+				job.Claim.Release(false)
+			}
+			if job.Done != nil {
+				job.Done(false)
+			}
+		}()
 		return
 	}
 	go func() {
@@ -81,6 +86,9 @@ func (f *Fleet) Store(job cache.SharedStore) {
 		stored := job.Entry != nil && f.store(job)
 		if job.Claim != nil {
 			job.Claim.Release(stored) // once: nothing if store released it
+		}
+		if job.Done != nil {
+			job.Done(stored)
 		}
 	}()
 }
