@@ -75,9 +75,6 @@ type SharedStore struct {
 	Current func() bool
 	// Claim, when set, is released once the entry is written (or not).
 	Claim SharedClaim
-	// Done, when set, is called once the write is over, saying whether
-	// the entry landed (a refresh then tells the other proxies).
-	Done func(stored bool)
 }
 
 // Tier is where a look-up found an entry: the placeholder

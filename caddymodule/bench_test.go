@@ -19,8 +19,12 @@ func BenchmarkHit1MiB(b *testing.B)  { benchmarkHit(b, 1<<20, "zone default 256M
 
 // The same with the zone in a fleet (a shared block, a real Redis): a
 // local hit never touches Redis, so these must not differ from the above.
-func BenchmarkHit10KiBShared(b *testing.B) { benchmarkHit(b, 10<<10, sharedZone(b, "zone default 256MiB")) }
-func BenchmarkHit1MiBShared(b *testing.B)  { benchmarkHit(b, 1<<20, sharedZone(b, "zone default 256MiB")) }
+func BenchmarkHit10KiBShared(b *testing.B) {
+	benchmarkHit(b, 10<<10, sharedZone(b, "zone default 256MiB"))
+}
+func BenchmarkHit1MiBShared(b *testing.B) {
+	benchmarkHit(b, 1<<20, sharedZone(b, "zone default 256MiB"))
+}
 
 func sharedZone(b *testing.B, zones string) string {
 	r := testkit.StartRedis(b)

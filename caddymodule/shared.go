@@ -1,10 +1,7 @@
 package caddymodule
 
 import (
-	"context"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/fleet"
@@ -42,17 +39,6 @@ func (h *Handler) storeShared(job fetchJob, e *cache.Entry) {
 		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()), 0)
 		zone, mark, key := job.zone, job.mark, job.key
 		st.Current = func() bool { return zone.Current(mark, key) }
-		if h.Refresh {
-			// The cache buster's new version: once it is in Redis (or,
-			// failing that, the old one removed from it), the other
-			// proxies drop their copies and take it from there.
-			f := h.app.fleet
-			st.Done = func(stored bool) {
-				if err := f.Refreshed(context.Background(), zone.Name(), key, stored); err != nil {
-					h.logger.Warn("a refresh did not reach the fleet", zap.String("zone", zone.Name()), zap.String("key", key), zap.Error(err))
-				}
-			}
-		}
 	}
 	shared.Store(st)
 }

@@ -71,14 +71,9 @@ func (f *Fleet) Store(job cache.SharedStore) {
 		if job.Entry != nil {
 			f.Stats.StoresDropped.Add(1)
 		}
-		go func() {
-			if job.Claim != nil {
-				job.Claim.Release(false)
-			}
-			if job.Done != nil {
-				job.Done(false)
-			}
-		}()
+		if job.Claim != nil {
+			go job.Claim.Release(false)
+		}
 		return
 	}
 	go func() {
@@ -86,9 +81,6 @@ func (f *Fleet) Store(job cache.SharedStore) {
 		stored := job.Entry != nil && f.store(job)
 		if job.Claim != nil {
 			job.Claim.Release(stored) // once: nothing if store released it
-		}
-		if job.Done != nil {
-			job.Done(stored)
 		}
 	}()
 }
