@@ -41,8 +41,10 @@ func Open(cfg Config, log *zap.Logger) (*Fleet, error) {
 	}
 	f := &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node)),
 		queue: make(chan struct{}, maxQueuedStores), maxEvents: MaxEvents}
+	clientLog.Store(f.log.Named("redis"))
 	f.br = newBreaker(f.Ping, probeInterval, f.log)
 	f.subs = newSubscriber(f)
+	f.br.onOpen = f.subs.wakeAll
 	return f, nil
 }
 

@@ -255,6 +255,22 @@ func (s *subscriber) dispatch(msgs <-chan *redis.Message) {
 	}
 }
 
+// wakeAll ends every wait as a fill that stored nothing would: Redis is
+// gone, and with it the news of the fills waited for (the waiters then
+// fetch for themselves).
+func (s *subscriber) wakeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ws := range s.waiters {
+		for _, ch := range ws {
+			select {
+			case ch <- msgNothing:
+			default:
+			}
+		}
+	}
+}
+
 // forget removes a waiter.
 func (s *subscriber) forget(channel string, ch chan string) {
 	s.mu.Lock()

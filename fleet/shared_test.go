@@ -318,6 +318,44 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	}
 }
 
+// A wait for another proxy's fill ends when Redis dies: the news of that
+// fill can no longer come, and the waiter fetches for itself rather than
+// wait for lock_timeout.
+func TestAwaitEndsWhenRedisDies(t *testing.T) {
+	r := testkit.StartRedis(t)
+	a := open(t, Config{Addrs: []string{r.Addr}, Node: "a"})
+	b := open(t, Config{Addrs: []string{r.Addr}, Node: "b"})
+	ctx := context.Background()
+	if _, res := a.Claim(ctx, "z", "/k", 10*time.Second); res != cache.ClaimTaken {
+		t.Fatal("no claim")
+	}
+	done := make(chan cache.AwaitResult)
+	go func() {
+		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second))
+		done <- res
+	}()
+	testkit.Eventually(t, 5*time.Second, func() string {
+		b.subs.mu.Lock()
+		defer b.subs.mu.Unlock()
+		if len(b.subs.waiters) == 0 {
+			return "the waiter is not listening yet"
+		}
+		return ""
+	})
+	r.Kill()
+	start := time.Now()
+	b.Get(ctx, "z", "/other", nil) // a request finds Redis gone: the breaker opens
+	select {
+	case res := <-done:
+		if res != cache.AwaitEnded {
+			t.Errorf("await: %v, want ended", res)
+		}
+		t.Logf("the wait ended %v after Redis died", time.Since(start))
+	case <-time.After(2 * time.Second):
+		t.Fatal("the wait goes on with Redis dead")
+	}
+}
+
 // A Redis Cluster of 3 masters: an entry and its lock share a slot, and
 // get, store and the lock work across the slots.
 func TestCluster(t *testing.T) {
