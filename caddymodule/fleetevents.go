@@ -30,6 +30,7 @@ type fleetEvents struct {
 	stopBeat func()
 	done     chan struct{} // closed at Stop: ends waits for a zone's index
 	log      *zap.Logger
+	saved    fleet.Position // the position last written to the zone folders
 }
 
 // following is the process's running reader: the config that starts next
@@ -232,9 +233,10 @@ func (a *App) positionPath(zone string) string {
 // zone's folder (through a temporary file: never half written).
 func (fe *fleetEvents) savePosition() {
 	p := fe.follower.Position()
-	if p.ID == "" {
+	if p.ID == "" || p == fe.saved {
 		return
 	}
+	fe.saved = p
 	b, _ := json.Marshal(p)
 	for _, name := range fe.app.sharedZoneNames() {
 		path := fe.app.positionPath(name)

@@ -199,6 +199,10 @@ func TestFleetPurgePublishes(t *testing.T) {
 	if err := c.do(context.Background(), http.MethodGet, adminFleetPath, nil, &resp); err != nil || len(resp.Members) != 1 {
 		t.Fatalf("GET %s: %+v %v", adminFleetPath, resp, err)
 	}
+	var health healthStatus
+	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &health); err != nil || health.Node != "proxy-a" || health.Shared != "up" {
+		t.Errorf("health in a fleet: %+v %v", health, err)
+	}
 	m := resp.Members[0]
 	if m.Node != "proxy-a" || m.Version == "" || !slices.Equal(m.Zones, []string{"thumbs"}) || m.LastEvent == "" || m.Behind != 0 || time.Since(m.Seen) > 10*time.Second {
 		t.Errorf("member %+v", m)
