@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -393,6 +395,7 @@ func TestEventsOnCluster(t *testing.T) {
 		t.Fatalf("purge by prefix on a cluster removed %d, %v; want 30", n, err)
 	}
 	testPurgeRemovesSharedEntries(t, c.Addrs())
+	testPurgeRemovesVariants(t, c.Addrs())
 }
 
 // TestEventsWithACLUser: the ACL docs/fleet.md gives a fleet's user is
@@ -435,5 +438,66 @@ func TestEventsWithACLUser(t *testing.T) {
 	}
 	if err := a.rdb.FlushAll(ctx).Err(); err == nil {
 		t.Error("FLUSHALL allowed")
+	}
+}
+
+// TestPurgeRemovesVariants: a purge or an invalidation of a key whose
+// response varies removes its variants from Redis too: a new index,
+// written by the next fill, must not lead to a variant from before.
+func TestPurgeRemovesVariants(t *testing.T) {
+	r := testkit.StartRedis(t)
+	testPurgeRemovesVariants(t, []string{r.Addr})
+}
+
+func testPurgeRemovesVariants(t *testing.T, addrs []string) {
+	f := openFleet(t, Config{Addrs: addrs, Node: "a"}, nil)
+	ctx := context.Background()
+	storeVariants := func(key string) {
+		t.Helper()
+		for _, lang := range []string{"en", "fr"} {
+			e := entry(key, []byte(key+" in "+lang))
+			e.Header["Vary"] = []string{"Accept-Language"}
+			e.VaryNames, e.Variant = []string{"Accept-Language"}, cache.VariantOf([]string{"Accept-Language"}, http.Header{"Accept-Language": {lang}})
+			store(t, f, "z", key, e)
+		}
+		store(t, f, "z", key+"x", entry(key+"x", []byte("another key, same start")))
+	}
+	has := func(key, lang string) bool {
+		_, ok := f.Get(ctx, "z", key, http.Header{"Accept-Language": {lang}})
+		return ok
+	}
+	variantsLeft := func(key string) int64 {
+		t.Helper()
+		n := int64(0)
+		for _, lang := range []string{"en", "fr"} {
+			k := f.keys.entry("z", cache.VariantKey(key, cache.VariantOf([]string{"Accept-Language"}, http.Header{"Accept-Language": {lang}})))
+			c, err := f.rdb.Exists(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += c
+		}
+		return n
+	}
+	storeVariants("/v")
+	if !has("/v", "en") || !has("/v", "fr") || variantsLeft("/v") != 2 {
+		t.Fatal("variants not stored")
+	}
+	n, err := f.Purge(ctx, Event{Zone: "z", Kind: KindPurgeKey, Key: "/v"}, nil)
+	if err != nil || n != 3 {
+		t.Errorf("purge of a varying key removed %d values, %v; want 3 (the index and 2 variants)", n, err)
+	}
+	if left := variantsLeft("/v"); left != 0 {
+		t.Errorf("%d variants left after the purge", left)
+	}
+	if !has("/vx", "en") {
+		t.Error("the purge removed another key that starts alike")
+	}
+	storeVariants("/w")
+	if err := f.Invalidate(ctx, "z", "/w"); err != nil {
+		t.Fatal(err)
+	}
+	if left := variantsLeft("/w"); left != 0 || has("/w", "en") {
+		t.Errorf("%d variants left after an invalidation", left)
 	}
 }
