@@ -363,5 +363,5 @@ func (f *Fleet) EventStats() EventStats {
 	}
 }
 
-// logf is the fleet's logger for the events' reader.
+// eventLog is the logger of the event log's reader.
 func (f *Fleet) eventLog() *zap.Logger { return f.log.Named("events") }

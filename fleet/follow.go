@@ -41,11 +41,10 @@ type Follower struct {
 	apply func(Event)
 	drop  func(reason string)
 
-	mu      sync.Mutex
-	pos     Position
-	known   bool // pos is set; else the reader starts from the log's end
-	cutOff  bool // the last call failed (logged once per change)
-	started time.Time
+	mu     sync.Mutex
+	pos    Position
+	known  bool // pos is set; else the reader starts from the log's end
+	cutOff bool // the last call failed (logged once per change)
 
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -72,7 +71,7 @@ const (
 // reader's goroutine, one at a time. Stop ends it.
 func (f *Fleet) Follow(from *Position, apply func(Event), drop func(reason string)) *Follower {
 	ctx, cancel := context.WithCancel(context.Background())
-	fo := &Follower{f: f, apply: apply, drop: drop, cancel: cancel, done: make(chan struct{}), caughtUp: make(chan struct{}), started: time.Now()}
+	fo := &Follower{f: f, apply: apply, drop: drop, cancel: cancel, done: make(chan struct{}), caughtUp: make(chan struct{})}
 	if from != nil && from.ID != "" {
 		fo.pos, fo.known = *from, true
 	}
@@ -207,13 +206,11 @@ func (fo *Follower) read(ctx context.Context, block time.Duration) (int, error) 
 }
 
 // check compares the position with the log's state (XINFO STREAM) and
-// calls drop when events after the position are lost:
-//   - the log was trimmed past it (its max-deleted-entry-id is after the
-//     position): the proxy was cut off for longer than the log keeps;
-//   - the log is gone, or began again: at its end, it has taken in a
-//     different number of events than the reader counted, or its last ID
-//     is before the position (Redis restarted without its data, a
-//     failover lost writes).
+// calls drop when events after the position are lost (logState.lostAfter):
+//   - the log was trimmed past it: the proxy was cut off, or stopped, for
+//     longer than the log keeps;
+//   - the log is gone, or began again (Redis restarted without its data,
+//     a failover lost writes).
 //
 // A reader with no position starts at the log's end.
 func (fo *Follower) check(ctx context.Context) error {
