@@ -199,6 +199,13 @@ func TestFleetPurgePublishes(t *testing.T) {
 	if err := c.do(context.Background(), http.MethodGet, adminFleetPath, nil, &resp); err != nil || len(resp.Members) != 1 {
 		t.Fatalf("GET %s: %+v %v", adminFleetPath, resp, err)
 	}
+	// The admin routes are on the admin listener only (localhost:2019 in
+	// production), never on a site's.
+	for _, path := range []string{adminFleetPath, adminDrainPath, adminPurgePath} {
+		if r := s.do(t, http.MethodGet, s.url("PUBLIC", path)); strings.Contains(r.Body, "members") || strings.Contains(r.Body, "draining") || strings.Contains(r.Body, "error") {
+			t.Errorf("the public site answers %s: %d %q", path, r.Status, r.Body)
+		}
+	}
 	var health healthStatus
 	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &health); err != nil || health.Node != "proxy-a" || health.Shared != "up" {
 		t.Errorf("health in a fleet: %+v %v", health, err)
