@@ -181,23 +181,29 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 }
 
 // awaitFill waits for the fill under way for job's key and delivers what it
-// stored. One that ends without storing (a failed or uncacheable response)
-// hands the lock to one of its waiters, the others waiting on, as nginx
-// does: a failing backend is not stampeded. After lock_timeout a waiter
-// goes to the backend without storing, as nginx does: the fill may still
-// be running.
+// stores: as it is written, once the fill has an answer it stores (a
+// streaming miss: the waiter is not held back by the fill's own client),
+// else once it is stored. One that ends without storing (a failed or
+// uncacheable response) hands the lock to one of its waiters, the others
+// waiting on, as nginx does: a failing backend is not stampeded. After
+// lock_timeout a waiter goes to the backend without storing, as nginx
+// does: the fill may still be running.
 func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	fill *cache.Fill, job fetchJob, deadline time.Time) error {
 	clock := job.zone.Clock()
 	for {
-		ended, stored := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
+		ended, stored, stream := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
+		if stream != nil {
+			// Served as a hit, as the entry will be.
+			if err := h.serveStream(w, h.collapsed(r), job.zone, stream, cache.StatusHit); !errors.Is(err, errNotStreamed) {
+				return err
+			}
+			ended, stored = fill.WaitEnd(r.Context(), deadline.Sub(clock.Now()))
+		}
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
 			if result, entry, _ := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
-				if h.CacheStatusHeader {
-					r = collapsed(r)
-				}
-				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
+				return h.serveEntry(w, h.collapsed(r), job.zone, entry, cache.StatusHit)
 			}
 		}
 		if !ended || clock.Now().After(deadline) {
