@@ -384,3 +384,85 @@ http://127.0.0.1:$PUBLIC {
 		})
 	}
 }
+
+// The clients that read a fill as it is written are answered as hits of
+// the entry will be: a Range, a HEAD, a conditional; a client of another
+// variant is not given this one, and fetches its own.
+func TestStreamingWaitersAnswerLikeHits(t *testing.T) {
+	const size = 1 << 20
+	body := pacedBody(size)
+	paced := newPacedBackend(t, body)
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Vary", "X-Lang")
+		if r.Header.Get("X-Lang") != "en" {
+			w.Write([]byte("other"))
+			return
+		}
+		paced.Config.Handler.ServeHTTP(w, r)
+	})
+	s := startCaddy(t, globalOptions("zone default 64MiB")+`
+http://127.0.0.1:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+		lock_timeout 10s
+	}
+	reverse_proxy $BACKEND
+}
+`, be, "PUBLIC")
+	u := s.url("PUBLIC", "/k")
+	leader := make(chan response)
+	go func() { leader <- s.get(t, u, "X-Lang", "en") }()
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the fill at the backend", func() bool { return be.Requests() == 1 }))
+	type answer struct {
+		response
+		early bool // its header came before the backend had sent the whole body
+	}
+	ask := func(method string, header ...string) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			req, _ := http.NewRequest(method, u, nil)
+			for i := 0; i+1 < len(header); i += 2 {
+				req.Header.Set(header[i], header[i+1])
+			}
+			res, err := s.client.Do(req)
+			if err != nil {
+				t.Error(err)
+				ch <- answer{}
+				return
+			}
+			defer res.Body.Close()
+			early := paced.ended.Load() == nil
+			b, err := io.ReadAll(res.Body)
+			ch <- answer{response{res.StatusCode, res.Header, string(b), err}, early}
+		}()
+		return ch
+	}
+	ranged := ask(http.MethodGet, "X-Lang", "en", "Range", "bytes=1000-1999")
+	head := ask(http.MethodHead, "X-Lang", "en")
+	cond := ask(http.MethodGet, "X-Lang", "en", "If-None-Match", `"v1"`)
+	other := ask(http.MethodGet, "X-Lang", "fr")
+	for _, c := range []struct {
+		what   string
+		ch     chan answer
+		status int
+		cache  string
+		body   string
+		early  bool
+	}{
+		{"a range", ranged, 206, "HIT", string(body[1000:2000]), true},
+		{"a HEAD", head, 200, "HIT", "", true},
+		{"a conditional", cond, 304, "HIT", "", true},
+		{"another variant", other, 200, "MISS", "other", false},
+	} {
+		a := <-c.ch
+		expect(t, c.what, a.response, c.status, c.cache, c.body)
+		if a.early != c.early {
+			t.Errorf("%s: answered before the fill ended: %v", c.what, a.early)
+		}
+	}
+	expect(t, "the leader", <-leader, 200, "MISS", string(body))
+	if be.Requests() != 2 {
+		t.Errorf("%d backend requests, want 2 (the fill, the other variant)", be.Requests())
+	}
+}
