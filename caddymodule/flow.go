@@ -38,9 +38,13 @@ import (
 //	miss         min_uses not reached, or lock off           fetch (min_uses: without storing)     MISS
 //	             no fill under way for the key               fill leader: fetch, store, wake       MISS
 //	             a fill under way                            fill waiter: wait                     below
-//	  waiter     the fill stored                             deliver the stored entry              HIT
+//	  waiter     the fill stores (header in, body coming)    deliver the entry as it is written    HIT
+//	             ... but another variant, a Range of an      wait for the end, as below
+//	             unknown length, or failed before the answer
+//	             the fill failed mid-body after the answer   cut short (connection broken)         HIT
+//	             the fill stored                             deliver the stored entry              HIT
 //	             the fill stored nothing                     lead the next fill, or wait on        MISS (EXPIRED)
-//	             lock_timeout passed                         fetch without storing                 MISS (EXPIRED)
+//	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
@@ -53,11 +57,18 @@ import (
 //	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
 //
 // A waiter from the expired step reports EXPIRED where one from the miss
-// step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
-// it at once when mayStore; a background fetch has no client and only
-// stores. Whatever a request stores is void if a purge, or an
-// invalidation of its key, ran after its look-up (fetchJob.mark): the
-// backend's answer may predate it.
+// step reports MISS. A fetch for a client relays the backend's answer as
+// it streams, unless it stores it: then the body is read at the backend's
+// speed into the entry being written (memory, or the disk temp file), and
+// the client, and the fill's waiters, read that entry at their own pace
+// (responsewriter.go, cache.Stream), so a slow client slows no one else; a
+// body of unknown length that only memory holds is read only by the
+// fill's own client, and one too large for every tier is relayed as it
+// streams. A background fetch has no client and only stores. Whatever a
+// request stores is void if a purge, or an invalidation of its key, ran
+// after its look-up (fetchJob.mark): the backend's answer may predate it
+// (the readers of the stream still get the whole body: it is the
+// backend's).
 
 // lookupResult is what a look-up found for a request.
 type lookupResult uint8
