@@ -39,8 +39,8 @@ import (
 //	             no fill under way for the key               fill leader: fetch, store, wake       MISS
 //	             a fill under way                            fill waiter: wait                     below
 //	  waiter     the fill stores (header in, body coming)    deliver the entry as it is written    HIT
-//	             ... but another variant, a Range of an      wait for the end, as below
-//	             unknown length, or failed before the answer
+//	             ... but another variant, a Range or HEAD    wait for the end, as below
+//	             of an unknown length, or failed first
 //	             the fill failed mid-body after the answer   cut short (connection broken)         HIT
 //	             the fill stored                             deliver the stored entry              HIT
 //	             the fill stored nothing                     lead the next fill, or wait on        MISS (EXPIRED)

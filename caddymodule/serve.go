@@ -123,8 +123,8 @@ func (h *Handler) writeEntryHeader(w http.ResponseWriter, r *http.Request, repl 
 }
 
 // errNotStreamed: the entry a fill is writing cannot answer this request
-// as it is written (another variant, a range of a body whose length is not
-// known yet, or the fill failed or finished first). Nothing was written:
+// as it is written (another variant, a Range or a HEAD of a body whose
+// length is not known yet, or the fill failed or finished first). Nothing was written:
 // the caller waits for the fill's end instead.
 var errNotStreamed = errors.New("the entry being written cannot answer this request yet")
 
@@ -141,8 +141,10 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, zone *cach
 	window, answer, send := cache.ByteRange{End: size}, cache.RangeWhole, r.Method != http.MethodHead
 	if size >= 0 {
 		window, answer, send = entryWindow(r, e, size)
-	} else if _, ok := r.Header["Range"]; ok {
-		return errNotStreamed // its answer depends on the length
+	} else if _, ok := r.Header["Range"]; ok || !send {
+		// A Range's answer depends on the length, and a HEAD's header
+		// carries it, as a hit's does.
+		return errNotStreamed
 	}
 	body, ok := s.Open(r.Context(), window.Start)
 	if !ok {
