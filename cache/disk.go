@@ -140,8 +140,11 @@ type DiskStore struct {
 	// flushedAt is when the last flush was seen (Unix ns): entry files
 	// older than that are gone, whatever is still on disk.
 	flushedAt atomic.Int64
-	werrs     [numWriteReasons]atomic.Int64
-	loading   atomic.Bool
+	// flushChecks counts the marker checks done, so that a test can wait
+	// for some to have run rather than for a while.
+	flushChecks atomic.Int64
+	werrs       [numWriteReasons]atomic.Int64
+	loading     atomic.Bool
 
 	logMu   sync.Mutex
 	logLast map[string]time.Time

@@ -71,10 +71,10 @@ func (d *DiskStore) watchFlush() {
 			return
 		case <-t.C:
 		}
-		if _, err := os.Stat(marker); !errors.Is(err, fs.ErrNotExist) {
-			continue
+		if _, err := os.Stat(marker); errors.Is(err, fs.ErrNotExist) {
+			d.flushed()
 		}
-		d.flushed()
+		d.flushChecks.Add(1)
 	}
 }
 

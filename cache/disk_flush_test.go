@@ -55,7 +55,10 @@ func TestDiskFlushMarker(t *testing.T) {
 	if _, err := d.Get("after"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // a few checks that must find nothing to do
+	// Two more checks, each finding the marker: the first to end after this
+	// point may have begun before it, the second began after.
+	checks := d.flushChecks.Load()
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("two more flush checks", func() bool { return d.flushChecks.Load() >= checks+2 }))
 	if n := flushes.Load(); n != 1 {
 		t.Fatalf("%d flushes, want 1", n)
 	}

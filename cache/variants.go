@@ -26,17 +26,24 @@ func VariantKey(key, variant string) string { return key + variantSep + variant 
 // entry stored by the earlier one-variant scheme (Meta.Variant under the
 // primary key) matches only a request of its variant.
 func (z *Zone) Lookup(key string, req http.Header) (*Entry, bool) {
-	e, ok := z.Get(key)
-	if !ok {
-		return nil, false
+	e, tier := z.LookupTier(key, req)
+	return e, tier != TierNone
+}
+
+// LookupTier is Lookup, saying which local tier held the entry (TierNone:
+// a miss).
+func (z *Zone) LookupTier(key string, req http.Header) (*Entry, Tier) {
+	e, tier := z.get(key)
+	if tier == TierNone {
+		return nil, TierNone
 	}
 	if e.VaryIndex {
-		return z.Get(VariantKey(key, VariantOf(e.VaryNames, req)))
+		return z.get(VariantKey(key, VariantOf(e.VaryNames, req)))
 	}
 	if e.Variant != "" && e.Variant != Variant(e.Header["Vary"], req) {
-		return nil, false
+		return nil, TierNone
 	}
-	return e, true
+	return e, tier
 }
 
 // varyIndexFor is the index entry recording names under key.

@@ -119,6 +119,12 @@ func (z *Zone) Mark() Mark { return Mark{Purge: z.purgeGen.Load(), Inval: z.inva
 // disk that fits the hot tier is promoted to it; a larger one is returned
 // with its body on disk, to be streamed.
 func (z *Zone) Get(key string) (*Entry, bool) {
+	e, tier := z.get(key)
+	return e, tier != TierNone
+}
+
+// get is Get, saying which tier held the entry (TierNone: neither).
+func (z *Zone) get(key string) (*Entry, Tier) {
 	gen, mark := z.purgeGen.Load(), z.invalidated.mark()
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
@@ -128,14 +134,14 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 			}
 			z.promoteMu.RUnlock()
 		}
-		return e, true
+		return e, TierMemory
 	}
 	if z.disk == nil {
-		return nil, false
+		return nil, TierNone
 	}
 	e, err := z.disk.Get(key)
 	if err != nil {
-		return nil, false
+		return nil, TierNone
 	}
 	if _, ok := e.Header["Content-Length"]; !ok {
 		// The header was written before a chunked body's length was known.
@@ -145,11 +151,11 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 		e.Header["Content-Length"] = []string{strconv.FormatInt(e.BodySize, 10)}
 	}
 	if e.BodySize > z.mem.maxEntry {
-		return e, true
+		return e, TierDisk
 	}
 	body, err := z.disk.LoadBody(e)
 	if err != nil {
-		return nil, false
+		return nil, TierNone
 	}
 	hot := &Entry{Meta: e.Meta, Body: body}
 	z.promoteMu.RLock()
@@ -165,7 +171,7 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 	if now, err := z.disk.Get(key); err != nil || !now.StoredAt.Equal(hot.StoredAt) {
 		z.mem.delIf(key, hot)
 	}
-	return hot, true
+	return hot, TierDisk
 }
 
 // mayStore is mayPromote for one key: nor may the key have been

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/fleet"
 )
 
 func init() {
@@ -27,6 +29,10 @@ func init() {
 type App struct {
 	// Zones by name.
 	Zones map[string]*ZoneConfig `json:"zones,omitempty"`
+	// Shared joins this proxy to a fleet: proxies that share one cache
+	// tier, one fill lock per key and their purges through Redis. None:
+	// every zone is this proxy's own, and nothing touches Redis.
+	Shared *SharedConfig `json:"shared,omitempty"`
 
 	zones    map[string]*cache.Zone
 	keys     []string                    // zone-pool keys held by this config
@@ -41,6 +47,41 @@ type App struct {
 	connContextServers map[*caddyhttp.Server]bool
 	// zone map problems already logged (zonecheck.go), for the same reason.
 	zoneMapWarned map[string]bool
+
+	// fleet is the connection to the fleet's Redis (nil without Shared),
+	// opened at Provision and closed at Cleanup; sharedZones names the
+	// zones that take part (all but those that say shared off).
+	fleet       *fleet.Fleet
+	sharedZones map[string]bool
+	// events runs the event log's reader and the heartbeat from Start to
+	// Stop (fleetevents.go).
+	events *fleetEvents
+}
+
+// SharedConfig says how the proxy reaches the fleet's Redis. String
+// fields take placeholders ({env.EDGECACHE_REDIS_PASSWORD}), resolved
+// when the config loads.
+type SharedConfig struct {
+	// Redis lists the addresses (host:port): one is a single node,
+	// several are Redis Cluster seeds.
+	Redis []string `json:"redis,omitempty"`
+	// Username and Password authenticate (Redis ACL; a password alone is
+	// requirepass's default user).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// TLS connects with TLS, verifying the server's certificate.
+	TLS bool `json:"tls,omitempty"`
+	// Prefix starts every key the fleet writes. Default "edgecache:".
+	Prefix string `json:"prefix,omitempty"`
+	// Timeout bounds each Redis call a request makes; a slower answer
+	// counts as a miss. Default 100ms.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// EntryMax is the largest body stored in Redis, in bytes; larger ones
+	// stay in this proxy's tiers. Default 8MiB.
+	EntryMax int64 `json:"entry_max,omitempty"`
+	// Node is this proxy's name in logs, metrics and the fleet list.
+	// Default: the host name.
+	Node string `json:"node,omitempty"`
 }
 
 // ZoneConfig defines one cache zone.
@@ -64,6 +105,10 @@ type ZoneConfig struct {
 	Inactive caddy.Duration `json:"inactive,omitempty"`
 	// Levels are the subfolder levels, as nginx's levels=1:2. Default: [1, 2].
 	Levels []int `json:"levels,omitempty"`
+	// Shared false keeps the zone out of the fleet (shared off): its
+	// entries stay in this proxy. Default: the zone takes part when the
+	// app has a shared block.
+	Shared *bool `json:"shared,omitempty"`
 }
 
 // DefaultInactive is how long an unread disk entry is kept, as in nginx.
@@ -115,7 +160,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err := zc.validate(name); err != nil {
 			return err
 		}
-		def, err := json.Marshal(zc)
+		// Joining or leaving the fleet keeps the zone's entries.
+		local := *zc
+		local.Shared = nil
+		def, err := json.Marshal(&local)
 		if err != nil {
 			return err
 		}
@@ -141,7 +189,93 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.zones[name] = val.(pooledZone).Zone
 		a.logger.Debug("zone ready", zap.String("zone", name), zap.Bool("reused", loaded))
 	}
+	if err := a.openFleet(); err != nil {
+		return err
+	}
 	return a.registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// openFleet connects to the fleet's Redis when the app has a shared block
+// (without waiting for it: a proxy serves from its own tiers while Redis
+// is down), and notes the zones that take part.
+func (a *App) openFleet() error {
+	if a.Shared == nil {
+		return nil
+	}
+	cfg, err := a.Shared.fleetConfig(caddy.NewReplacer())
+	if err != nil {
+		return fmt.Errorf("shared: %v", err)
+	}
+	f, err := fleet.Open(cfg, a.logger.Named("fleet"))
+	if err != nil {
+		return fmt.Errorf("shared: %v", err)
+	}
+	a.fleet = f
+	a.sharedZones = make(map[string]bool, len(a.Zones))
+	for name, zc := range a.Zones {
+		if zc.Shared == nil || *zc.Shared {
+			a.sharedZones[name] = true
+		}
+	}
+	return nil
+}
+
+// fleetConfig resolves the placeholders ({env.X}) and sizes of the block.
+// An unknown placeholder is an error: a password must not silently be
+// empty.
+func (sc *SharedConfig) fleetConfig(repl *caddy.Replacer) (fleet.Config, error) {
+	resolve := func(field, v string) (string, error) {
+		out, err := repl.ReplaceOrErr(v, true, true)
+		if err != nil {
+			return "", fmt.Errorf("%s: %v", field, err)
+		}
+		return out, nil
+	}
+	var cfg fleet.Config
+	for _, addr := range sc.Redis {
+		a, err := resolve("redis", addr)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Addrs = append(cfg.Addrs, strings.Fields(a)...)
+	}
+	var err error
+	for _, f := range []struct {
+		name string
+		from string
+		to   *string
+	}{
+		{"username", sc.Username, &cfg.Username},
+		{"password", sc.Password, &cfg.Password},
+		{"prefix", sc.Prefix, &cfg.Prefix},
+		{"node", sc.Node, &cfg.Node},
+	} {
+		if *f.to, err = resolve(f.name, f.from); err != nil {
+			return cfg, err
+		}
+	}
+	if sc.Timeout < 0 || sc.EntryMax < 0 {
+		return cfg, fmt.Errorf("timeout and entry_max must not be negative")
+	}
+	cfg.TLS, cfg.Timeout, cfg.EntryMax = sc.TLS, time.Duration(sc.Timeout), sc.EntryMax
+	cfg = cfg.WithDefaults()
+	return cfg, cfg.Validate()
+}
+
+// Fleet is the connection to the fleet's Redis; nil without a shared
+// block.
+func (a *App) Fleet() *fleet.Fleet { return a.fleet }
+
+// SharedZone reports whether the named zone takes part in the fleet.
+func (a *App) SharedZone(name string) bool { return a.sharedZones[name] }
+
+// sharedFor is the shared tier of zone, or nil when the zone does not
+// take part (no shared block, or shared off).
+func (a *App) sharedFor(zone *cache.Zone) cache.Shared {
+	if a.fleet == nil || !a.sharedZones[zone.Name()] {
+		return nil
+	}
+	return a.fleet
 }
 
 func (zc *ZoneConfig) validate(name string) error {
@@ -235,11 +369,13 @@ func (a *App) Start() error {
 	applyMemoryLimit(a.zonesBytes(), a.logger)
 	a.stopMem = make(chan struct{})
 	go a.trackMemoryLimit(a.stopMem)
+	a.startFleetEvents()
 	return nil
 }
 
 // Stop implements caddy.App.
 func (a *App) Stop() error {
+	a.stopFleetEvents()
 	if a.stopMem != nil {
 		close(a.stopMem)
 		a.stopMem = nil
@@ -257,6 +393,10 @@ func (a *App) Cleanup() error {
 		_, _ = diskPool.Delete(k)
 	}
 	a.keys, a.diskKeys = nil, nil
+	if a.fleet != nil {
+		_ = a.fleet.Close()
+		a.fleet = nil
+	}
 	return nil
 }
 

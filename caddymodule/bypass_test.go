@@ -35,9 +35,9 @@ http://127.0.0.1:$PUBLIC {
 	u := s.url("PUBLIC", "/a")
 	expect(t, "stored", s.get(t, u), 200, "MISS", "/a v1")
 
-	send := func(what string, body io.Reader, length int64, header ...string) response {
+	send := func(what, url string, body io.Reader, length int64, header ...string) response {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, u, body)
+		req, err := http.NewRequest(http.MethodGet, url, body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ http://127.0.0.1:$PUBLIC {
 	} {
 		before := zone.Stats.Bypassed[c.reason].Load()
 		n++
-		r := send(c.what, c.body, c.length, c.header...)
+		r := send(c.what, u, c.body, c.length, c.header...)
 		expect(t, c.what, r, 200, "BYPASS", "/a v"+strconv.FormatInt(n, 10))
 		if c.body != nil && r.Header.Get("X-Got-Body") == "" {
 			t.Errorf("%s: the backend did not get the body", c.what)
@@ -83,6 +83,12 @@ http://127.0.0.1:$PUBLIC {
 	if got := zone.Stats.Requests[cache.StatusBypass].Load(); got != 5 {
 		t.Errorf("BYPASS requests %d, want 5", got)
 	}
+
+	// On a key not stored yet: nothing is stored for the plain GET after.
+	fresh := s.url("PUBLIC", "/b")
+	expect(t, "a body, on a new key", send("a body", fresh, strings.NewReader("q=1"), 3), 200, "BYPASS", "/b v7")
+	expect(t, "an override, on a new key", send("override", fresh, nil, 0, "X-HTTP-Method-Override", "DELETE"), 200, "BYPASS", "/b v8")
+	expect(t, "a plain GET after them", s.get(t, fresh), 200, "MISS", "/b v9")
 }
 
 // TestEarlyHintsLoseTheCookieOfAStoredFill: without hide_headers, the

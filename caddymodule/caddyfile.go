@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/fleet"
 )
 
 func init() {
@@ -38,6 +41,17 @@ func init() {
 //	            max_size         <size>   # disk tier bound, least recently used first; default unlimited
 //	            inactive         <dur>    # remove disk entries unread this long; default 10m
 //	            levels           <n>[:<n>[:<n>]]   # subfolder levels of 1 or 2 characters, as nginx's; default 1:2
+//	            shared           on|off   # off: kept out of the fleet's shared tier; default on
+//	        }
+//	        shared {                      # join a fleet of proxies sharing one cache through Redis
+//	            redis     <host:port>...  # one address: a single node; several: Redis Cluster seeds
+//	            username  <name>          # Redis ACL user, e.g. {env.EDGECACHE_REDIS_USER}
+//	            password  <secret>        # e.g. {env.EDGECACHE_REDIS_PASSWORD}
+//	            tls       on|off          # default off
+//	            prefix    <text>          # every key in Redis starts with it; default edgecache:
+//	            timeout   <dur>           # bound on each Redis call; slower counts as a miss; default 100ms
+//	            entry_max <size>          # larger bodies stay in this proxy's tiers; default 8MiB
+//	            node      <name>          # this proxy's name in logs, metrics and the fleet; default the host name
 //	        }
 //	    }
 //	}
@@ -102,6 +116,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					if err := durationArg(d, &zc.Inactive); err != nil {
 						return nil, err
 					}
+				case "shared":
+					on, err := onOffArg(d)
+					if err != nil {
+						return nil, err
+					}
+					zc.Shared = &on
 				case "levels":
 					var v string
 					if err := oneArg(d, &v); err != nil {
@@ -123,11 +143,92 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.Err(err.Error())
 			}
 			app.Zones[name] = zc
+		case "shared":
+			if app.Shared != nil {
+				return nil, d.Err("shared is defined twice")
+			}
+			sc, err := parseShared(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Shared = sc
 		default:
 			return nil, d.Errf("unrecognized edge_cache option %q", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: "edge_cache", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseShared reads the shared block (see parseGlobalOption), checking
+// what can be checked before placeholders are resolved.
+func parseShared(d *caddyfile.Dispenser) (*SharedConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	line := d.Line()
+	sc := new(SharedConfig)
+	for d.NextBlock(1) {
+		switch d.Val() {
+		case "redis":
+			addrs := d.RemainingArgs()
+			if len(addrs) == 0 {
+				return nil, d.ArgErr()
+			}
+			for _, a := range addrs {
+				if !strings.Contains(a, "{") {
+					if err := (fleet.Config{Addrs: []string{a}, Node: "-"}).Validate(); err != nil {
+						return nil, d.Errf("redis: %v", err)
+					}
+				}
+			}
+			sc.Redis = append(sc.Redis, addrs...)
+		case "username":
+			if err := oneArg(d, &sc.Username); err != nil {
+				return nil, err
+			}
+		case "password":
+			if err := oneArg(d, &sc.Password); err != nil {
+				return nil, err
+			}
+		case "tls":
+			on, err := onOffArg(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.TLS = on
+		case "prefix":
+			if err := oneArg(d, &sc.Prefix); err != nil {
+				return nil, err
+			}
+			if err := fleet.CheckPrefix(sc.Prefix); err != nil && !strings.Contains(sc.Prefix, "{env.") {
+				return nil, d.Errf("prefix %q: %v", sc.Prefix, err)
+			}
+		case "timeout":
+			if err := durationArg(d, &sc.Timeout); err != nil {
+				return nil, err
+			}
+			if sc.Timeout == 0 {
+				return nil, d.Errf("timeout: want a positive duration such as 100ms")
+			}
+		case "entry_max":
+			if err := sizeArg(d, &sc.EntryMax); err != nil {
+				return nil, err
+			}
+		case "node":
+			if err := oneArg(d, &sc.Node); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("unrecognized shared option %q", d.Val())
+		}
+	}
+	if len(sc.Redis) == 0 {
+		return nil, d.SyntaxErr(fmt.Sprintf("a redis address in the shared block of line %d", line))
+	}
+	if sc.Username != "" && sc.Password == "" {
+		return nil, d.Errf("shared (line %d): a username needs a password", line)
+	}
+	return sc, nil
 }
 
 // sizeArg reads one size argument into dst.

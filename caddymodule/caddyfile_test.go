@@ -196,6 +196,17 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"zone twice", global("zone a 1MiB\n\t\tzone a 2MiB"), "zone a 2MiB", "defined twice"},
 		{"zone without name", global("zone"), "=zone", "argument"},
 		{"unknown global option", global("store /tmp"), "store", "unrecognized edge_cache option"},
+		{"shared without redis", global("shared {\n\t\t\tprefix a:\n\t\t}"), "=}", "redis address"},
+		{"shared bad address", global("shared {\n\t\t\tredis 127.0.0.1\n\t\t}"), "redis 127", "want host:port"},
+		{"shared bad prefix", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t\tprefix a{b\n\t\t}"), "a{b", "must not contain"},
+		{"shared bad timeout", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t\ttimeout soon\n\t\t}"), "soon", "bad duration"},
+		{"shared zero timeout", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t\ttimeout 0s\n\t\t}"), "0s", "positive duration"},
+		{"shared bad entry_max", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t\tentry_max 8m\n\t\t}"), "8m", "8MiB"},
+		{"shared bad tls", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t\ttls yes\n\t\t}"), "tls yes", "on or off"},
+		{"shared unknown option", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t\tdb 2\n\t\t}"), "db 2", "unrecognized shared option"},
+		{"shared twice", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t}\n\t\tshared  {\n\t\t\tredis 127.0.0.1:6380\n\t\t}"), "shared  {", "defined twice"},
+		{"shared user without password", global("shared {\n\t\t\tredis 127.0.0.1:6379\n\t\t\tusername edge\n\t\t}"), "=}", "needs a password"},
+		{"zone shared maybe", global("zone default {\n\t\t\tshared maybe\n\t\t}"), "maybe", "on or off"},
 		{"listener wrapper with argument", "{\n\tservers {\n\t\tlistener_wrappers {\n\t\t\tedge_cache fast\n\t\t}\n\t}\n}\n:8080 {\n\trespond ok\n}\n", "edge_cache fast", "wrong argument count"},
 		{"listener wrapper with block", "{\n\tservers {\n\t\tlistener_wrappers {\n\t\t\tedge_cache {\n\t\t\t\tsize 1\n\t\t\t}\n\t\t}\n\t}\n}\n:8080 {\n\trespond ok\n}\n", "size 1", "takes no options"},
 	}
@@ -211,6 +222,38 @@ func TestCaddyfileErrors(t *testing.T) {
 				t.Errorf("error %q, want one mentioning %q at %s", err, tt.msg, line)
 			}
 		})
+	}
+}
+
+// The shared block's placeholders are resolved when the config loads; an
+// unknown one fails it, and with no shared block nothing opens Redis.
+func TestSharedConfigLoads(t *testing.T) {
+	t.Setenv("EDGECACHE_TEST_REDIS_PASSWORD", "s3cret")
+	src := func(shared string) string {
+		return "{\n\tadmin off\n\tedge_cache {\n\t\tzone a 1MiB\n\t\tzone b {\n\t\t\tmemory 1MiB\n\t\t\tshared off\n\t\t}\n" + shared + "\t}\n}\n:1 {\n\tedge_cache a\n}\n"
+	}
+	if err := validateCaddyfile(t, src("\t\tshared {\n\t\t\tredis 127.0.0.1:1\n\t\t\tusername edge\n\t\t\tpassword {env.EDGECACHE_TEST_REDIS_PASSWORD}\n\t\t\tnode n1\n\t\t}\n")); err != nil {
+		t.Fatalf("valid shared block: %v", err)
+	}
+	err := validateCaddyfile(t, src("\t\tshared {\n\t\t\tredis 127.0.0.1:1\n\t\t\tpassword {vars.nope}\n\t\t}\n"))
+	if err == nil || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("unknown placeholder in password: %v", err)
+	}
+	var app App
+	if err := json.Unmarshal([]byte(`{"zones":{"a":{},"b":{"shared":false}},"shared":{"redis":["127.0.0.1:1"],"password":"{env.EDGECACHE_TEST_REDIS_PASSWORD}","node":"n1"}}`), &app); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+	defer cancel()
+	if err := app.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Cleanup()
+	if f := app.Fleet(); f == nil || f.Config().Password != "s3cret" || f.Node() != "n1" {
+		t.Fatalf("fleet %+v", f)
+	}
+	if !app.SharedZone("a") || app.SharedZone("b") {
+		t.Errorf("shared zones: a %v, b %v; want a only", app.SharedZone("a"), app.SharedZone("b"))
 	}
 }
 

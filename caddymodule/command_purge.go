@@ -108,6 +108,9 @@ type purgeRequest struct {
 
 type purgeResponse struct {
 	Purged int `json:"purged"`
+	// Shared is how many values the purge removed from the fleet's Redis;
+	// absent when the proxy has no shared block or the zone is not shared.
+	Shared *int `json:"shared,omitempty"`
 }
 
 // keysResponse is the body of GET /edge_cache/keys.
@@ -150,7 +153,11 @@ func runPurge(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, er
 	if req.Zone != "" {
 		zone = "zone " + req.Zone
 	}
-	fmt.Fprintf(stdout, "purged %d entries from %s\n", resp.Purged, zone)
+	if resp.Shared != nil {
+		fmt.Fprintf(stdout, "purged %d entries from %s, and %d values from the fleet's Redis; the other proxies purge theirs within a second\n", resp.Purged, zone, *resp.Shared)
+	} else {
+		fmt.Fprintf(stdout, "purged %d entries from %s\n", resp.Purged, zone)
+	}
 	return caddy.ExitCodeSuccess, nil
 }
 

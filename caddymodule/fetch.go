@@ -30,6 +30,9 @@ type fetchJob struct {
 	// stale, when set, is the expired entry: served instead when the
 	// backend fails (use_stale), and revalidated when revalidate is on.
 	stale *cache.Entry
+	// claim, when set, is the fleet's fill lock for the key (flow.go's
+	// fleet step): released once what the fetch stored is in Redis.
+	claim cache.SharedClaim
 }
 
 // outcome is what a fetch ended in. The capture writer sets it when the
@@ -66,6 +69,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			if job.fill != nil {
 				job.fill.Finish(false)
 			}
+			h.storeShared(job, nil)
 			cw.awaitDelivery()
 		}
 	}()
@@ -107,14 +111,15 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			result = outcomeStale
 		}
 	}
-	var entry *cache.Entry
+	var entry, stored *cache.Entry
 	switch result {
 	case outcomeStored:
-		if !cw.commit() {
+		if stored = cw.commit(); stored == nil {
 			result = outcomeRelayed
 		}
 	case outcomeRevalidated:
 		entry = job.zone.Revalidate(job.stale, *cw.revalidation)
+		stored = entry
 	default:
 		cw.abort()
 	}
@@ -122,6 +127,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if job.fill != nil {
 		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
 	}
+	h.storeShared(job, stored)
 	if !cw.awaitDelivery() && err == nil {
 		// The client went away, or the fill failed, before it had the
 		// whole body: cut the response short, as reverse_proxy does.

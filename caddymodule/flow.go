@@ -35,9 +35,18 @@ import (
 //	lookup       the key's entry, for this request's Vary    hit, expired or miss
 //	hit          fresh entry                                 deliver                               HIT
 //	             its disk file gone since the look-up        lookup once more: hit, else miss
-//	miss         min_uses not reached, or lock off           fetch (min_uses: without storing)     MISS
-//	             no fill under way for the key               fill leader: fetch, store, wake       MISS
+//	miss         min_uses not reached, or lock off           shared look-up, else fetch            HIT (shared), MISS
+//	                                                         (min_uses: without storing)
+//	             no fill under way for the key               fill leader: fleet (in a fleet), or
+//	                                                         fetch, store, wake                    MISS
 //	             a fill under way                            fill waiter: wait                     below
+//	fleet        the shared tier (Redis) holds a fresh entry copy it here; deliver                 HIT (shared)
+//	             no proxy fills the key                      take the fleet lock; fetch, store     MISS
+//	             another proxy fills it                      wait for its store (pub/sub wake-up)  HIT (shared)
+//	             its fill stored nothing, or its lock        look up again, take the lock          as above
+//	             expired
+//	             lock_timeout passed                         fetch without storing                 MISS
+//	             Redis unavailable (breaker open)            fetch, store here only                MISS
 //	  waiter     the fill stores (header in, body coming)    deliver the entry as it is written    HIT
 //	             ... but another variant, a Range or HEAD    wait for the end, as below
 //	             of an unknown length, or failed first
@@ -47,6 +56,8 @@ import (
 //	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
+//	             fill leader, a fresh entry in the shared    copy it here; deliver                 HIT (shared)
+//	             tier (another proxy refreshed it)
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
 //	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
 //	fetch        the backend answers (fetch.go): outcome     relayed, stored, stale, revalidated,
@@ -68,7 +79,10 @@ import (
 // request stores is void if a purge, or an invalidation of its key, ran
 // after its look-up (fetchJob.mark): the backend's answer may predate it
 // (the readers of the stream still get the whole body: it is the
-// backend's).
+// backend's). In a fleet, what a fetch stores goes to Redis too, in the
+// background (fetch.go, shared.go), and only then is the fleet lock
+// released. A hit sets {http.edge_cache.tier} to the tier that answered
+// (memory, disk, shared); a miss leaves it empty.
 
 // lookupResult is what a look-up found for a request.
 type lookupResult uint8
@@ -115,8 +129,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, mark: zone.Mark()})
 	}
 	now := zone.Clock().Now()
-	switch result, entry, mark := h.lookup(zone, key, r, now); result {
+	switch result, entry, mark, tier := h.lookupTier(zone, key, r, now); result {
 	case lookupHit:
+		repl.Set(tierPlaceholder, tierValues[tier])
 		return h.hit(w, r, repl, next, zone, key, entry, now)
 	case lookupExpired:
 		return h.expired(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, entry, now)
@@ -142,15 +157,21 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 // fresh at now, with the zone's Mark from before the look-up (the start of
 // whatever the request may store: fetchJob.mark).
 func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry, cache.Mark) {
+	result, entry, mark, _ := h.lookupTier(zone, key, r, now)
+	return result, entry, mark
+}
+
+// lookupTier is lookup, with the local tier that held the entry.
+func (h *Handler) lookupTier(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry, cache.Mark, cache.Tier) {
 	mark := zone.Mark()
-	entry, found := zone.Lookup(key, r.Header)
-	if !found {
-		return lookupMiss, nil, mark
+	entry, tier := zone.LookupTier(key, r.Header)
+	if tier == cache.TierNone {
+		return lookupMiss, nil, mark, tier
 	}
 	if !entry.Fresh(now) {
-		return lookupExpired, entry, mark
+		return lookupExpired, entry, mark, tier
 	}
-	return lookupHit, entry, mark
+	return lookupHit, entry, mark, tier
 }
 
 // hit delivers a fresh entry. A disk entry whose file was replaced or
@@ -168,6 +189,7 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 			return err
 		}
 	}
+	repl.Delete(tierPlaceholder)
 	return h.miss(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, now)
 }
 
@@ -180,15 +202,77 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
 		job.mayStore = false
 	}
+	shared := h.app.sharedFor(zone)
 	if !job.mayStore || !h.lock {
+		if shared != nil {
+			if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok && e.Fresh(now) {
+				return h.sharedHit(w, r, job, e)
+			}
+		}
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
 	if leader {
 		job.fill = fill
+		if shared != nil {
+			return h.fleet(w, r, next, job, shared, now)
+		}
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+}
+
+// fleet is the fleet step of a local fill leader in a zone that takes
+// part in a fleet: the shared tier is looked up, then the fleet's fill
+// lock taken (fetch and store), or another proxy's fill waited for, woken
+// when its value lands. The local waiters wait for this request, as
+// always. An entry found stale in Redis is kept for the fetch
+// (use_stale, revalidate), as an expired local one is.
+func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	job fetchJob, shared cache.Shared, now time.Time) error {
+	ctx, zone, clock := r.Context(), job.zone.Name(), job.zone.Clock()
+	deadline := now.Add(time.Duration(h.LockTimeout))
+	for {
+		if e, ok := shared.Get(ctx, zone, job.key, r.Header); ok {
+			if e.Fresh(clock.Now()) {
+				return h.sharedHit(w, r, job, e)
+			}
+			if job.stale == nil {
+				job.stale = e
+			}
+		}
+		claim, result := shared.Claim(ctx, zone, job.key, time.Duration(h.LockAge))
+		switch result {
+		case cache.ClaimTaken:
+			job.claim = claim
+			return h.fetchAndDeliver(w, r, next, job)
+		case cache.ClaimUnavailable:
+			return h.fetchAndDeliver(w, r, next, job)
+		}
+		e, waited := shared.Await(ctx, zone, job.key, r.Header, deadline)
+		switch {
+		case waited == cache.AwaitStored:
+			// Just stored: served as a hit even if already past its validity.
+			return h.sharedHit(w, r, job, e)
+		case waited == cache.AwaitTimeout, clock.Now().After(deadline):
+			job.mayStore = false
+			return h.fetchAndDeliver(w, r, next, job)
+		}
+		// The other fill stored nothing, or its lock expired: again.
+	}
+}
+
+// sharedHit delivers an entry from the shared tier, copied into the local
+// tiers first, and ends the request's local fill with it, so that the
+// local waiters find it.
+func (h *Handler) sharedHit(w http.ResponseWriter, r *http.Request, job fetchJob, e *cache.Entry) error {
+	e, stored := job.zone.Adopt(e, job.mark)
+	if job.fill != nil {
+		job.fill.Finish(stored)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set(tierPlaceholder, tierValues[cache.TierShared])
+	return h.serveEntryWith(w, r, repl, job.zone, e, cache.StatusHit)
 }
 
 // awaitFill waits for the fill under way for job's key and delivers what it
@@ -249,6 +333,12 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	job.fill = fill
+	if shared := h.app.sharedFor(zone); shared != nil {
+		// Another proxy may have refreshed it.
+		if e, ok := shared.Get(r.Context(), zone.Name(), job.key, r.Header); ok && e.Fresh(now) && e.StoredAt.After(stale.StoredAt) {
+			return h.sharedHit(w, r, job, e)
+		}
+	}
 	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
 	// background update; use_stale updating does with background_update.
 	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate

@@ -134,11 +134,13 @@ func (a *App) registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	err := reg.Register(metricsCollector{app: a})
-	if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
-		return nil
+	for _, c := range []prometheus.Collector{metricsCollector{app: a}, fleetEventsCollector{app: a}} {
+		err := reg.Register(c)
+		if are := (prometheus.AlreadyRegisteredError{}); err != nil && !errors.As(err, &are) {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 var _ prometheus.Collector = metricsCollector{}

@@ -170,3 +170,29 @@ func skipped(zone *cache.Zone, reason string) int64 {
 	}
 	return c.(*atomic.Int64).Load()
 }
+
+// TestPurgeDuringRefreshIsFinal: a refresh through the cache buster whose
+// answer was computed before a purge does not store it.
+func TestPurgeDuringRefreshIsFinal(t *testing.T) {
+	b := newHeldBackend(t)
+	s := startCaddy(t, globalOptions("zone default 16MiB")+fmt.Sprintf(purgeRaceSite, "")+`
+http://127.0.0.1:$REFRESH {
+	edge_cache {
+		valid 200 1m
+		refresh
+	}
+	reverse_proxy $BACKEND
+}
+`, b.Backend, "PUBLIC", "REFRESH")
+	var refreshed response
+	var wg sync.WaitGroup
+	wg.Go(func() { refreshed = s.get(t, s.url("REFRESH", "/k")) })
+	<-b.asked
+	activeApp(t).Zone("default").Purge("/k")
+	b.version.Add(1)
+	b.release <- struct{}{}
+	wg.Wait()
+	expect(t, "the refresh", refreshed, 200, "BYPASS", "version 0")
+	b.release <- struct{}{}
+	expect(t, "after the purge", s.get(t, s.url("PUBLIC", "/k")), 200, "MISS", "version 1")
+}

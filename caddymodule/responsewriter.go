@@ -352,14 +352,15 @@ func (cw *captureWriter) discardHeader(hdr http.Header) {
 	}
 }
 
-// commit stores the entry if the response was complete and storable.
-func (cw *captureWriter) commit() bool {
+// commit stores the entry if the response was complete and storable,
+// and returns it (nil if not).
+func (cw *captureWriter) commit() *cache.Entry {
 	if cw.writer == nil {
-		return false
+		return nil
 	}
-	_, ok := cw.writer.Commit()
+	e, _ := cw.writer.Commit()
 	cw.writer = nil
-	return ok
+	return e
 }
 
 // abort drops what was stored so far; the answer goes on to the client.

@@ -16,6 +16,13 @@ type configData struct {
 	AccessLog  bool   // -log: access log with the cache status
 	Body10k    string // ceiling bodies
 	Body1m     string
+
+	// The fleet part: a shared tier in Redis (none when Redis is empty),
+	// and a memory tier that keeps no body (MemoryEntryMax), so that every
+	// hit comes from Redis.
+	Redis          string
+	Node           string
+	MemoryEntryMax string
 }
 
 // nginxConf is the proxy_cache setup of the production nginx proxy in front
@@ -100,8 +107,18 @@ var edgecacheCaddyfile = template.Must(template.New("edgecache").Parse(`# genera
 		}
 	}
 	edge_cache {
+{{- if .Redis}}
+		shared {
+			redis {{.Redis}}
+			prefix edgecache-bench:
+			node {{.Node}}
+		}
+{{- end}}
 		zone bench {
 			memory {{.MemorySize}}
+{{- if .MemoryEntryMax}}
+			memory_entry_max {{.MemoryEntryMax}}
+{{- end}}
 		}
 	}
 }

@@ -17,6 +17,10 @@
 //	          origin answer takes -stampede-delay: backend requests, latencies
 //	memory    an edgecache memory zone of -memory-zone filled with twice its
 //	          size in distinct keys; the process RSS against the zone size
+//	fleet     three edgecache proxies sharing one redis-server against three
+//	          independent ones: origin requests, hit ratio, a spread
+//	          stampede, the latency of hits from Redis, local hit req/s with
+//	          and without a shared block (needs redis-server; see fleet.go)
 //
 // and prints markdown tables with the goals on standard output (progress goes
 // to standard error). A full run takes about four minutes on a quiet machine,
@@ -74,7 +78,7 @@ type options struct {
 	nice            int
 }
 
-var allParts = []string{"10k", "1m", "stampede", "memory"}
+var allParts = []string{"10k", "1m", "stampede", "memory", "fleet"}
 
 func parseFlags() (options, error) {
 	var o options
@@ -159,7 +163,14 @@ func checkTools(o options) error {
 			missing = append(missing, "nginx (Debian/Ubuntu: apt-get install -y nginx-light, or nginx)")
 		}
 	}
-	if o.parts["10k"] || o.parts["1m"] {
+	if o.parts["fleet"] {
+		for _, p := range []string{"redis-server", "redis-cli"} {
+			if _, err := exec.LookPath(p); err != nil {
+				missing = append(missing, p+" (Debian/Ubuntu: apt-get install -y redis-server)")
+			}
+		}
+	}
+	if o.parts["10k"] || o.parts["1m"] || o.parts["fleet"] {
 		if _, err := exec.LookPath("wrk"); err != nil {
 			missing = append(missing, "wrk (Debian/Ubuntu: apt-get install -y wrk)")
 		}
@@ -271,6 +282,11 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if b.opt.parts["memory"] {
 		if err := b.memoryPart(ctx); err != nil {
+			return err
+		}
+	}
+	if b.opt.parts["fleet"] {
+		if err := b.fleetPart(ctx); err != nil {
 			return err
 		}
 	}

@@ -92,6 +92,12 @@ func (b *bench) startNginx(ctx context.Context, name string) (*target, error) {
 // made from tmpl. A config that does not load is not an error of the
 // harness: the target is returned marked unavailable, with Caddy's message.
 func (b *bench) startCaddy(ctx context.Context, name, label string, tmpl *template.Template, memorySize string) (*target, error) {
+	return b.startCaddyWith(ctx, name, label, tmpl, configData{MemorySize: memorySize})
+}
+
+// startCaddyWith is startCaddy with more of the template's data (the fleet
+// part's Redis and node); the folder, ports, origin and bodies are filled in.
+func (b *bench) startCaddyWith(ctx context.Context, name, label string, tmpl *template.Template, data configData) (*target, error) {
 	dir := filepath.Join(b.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -104,11 +110,9 @@ func (b *bench) startCaddy(ctx context.Context, name, label string, tmpl *templa
 	if err != nil {
 		return nil, err
 	}
-	data := configData{
-		Dir: dir, Port: port, AdminPort: adminPort, Origin: b.origin.addr,
-		MemorySize: memorySize, AccessLog: b.opt.accessLog,
-		Body10k: string(b.origin.body10k), Body1m: string(b.origin.body1m),
-	}
+	data.Dir, data.Port, data.AdminPort, data.Origin = dir, port, adminPort, b.origin.addr
+	data.AccessLog = b.opt.accessLog
+	data.Body10k, data.Body1m = string(b.origin.body10k), string(b.origin.body1m)
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	if err := writeConfig(caddyfile, tmpl, data); err != nil {
 		return nil, err

@@ -1,0 +1,117 @@
+package cache
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Shared is a cache tier shared by several proxies, behind each one's
+// memory and disk tiers (package fleet implements it on Redis). The engine
+// never calls it on a local hit: the flow asks it only on a local miss,
+// and hands it what a fill stored. Every method is bounded by the tier's
+// own timeout, and answers at once while the tier is unavailable.
+type Shared interface {
+	// Get returns the zone's entry for key that matches a request with
+	// header req (through the key's variants, as Lookup), its body in
+	// memory. false: no entry, or the tier failed or is unavailable.
+	Get(ctx context.Context, zone, key string, req http.Header) (*Entry, bool)
+	// Claim tries to take the fleet-wide fill lock of the zone's key for
+	// age. ClaimTaken: the caller fetches and hands the result to Store
+	// with the returned claim. ClaimHeld: another proxy fills the key;
+	// the caller may Await it. ClaimUnavailable: the tier cannot say; the
+	// caller fetches on its own.
+	Claim(ctx context.Context, zone, key string, age time.Duration) (SharedClaim, ClaimResult)
+	// Await waits until another proxy's fill of the zone's key lands in
+	// the tier (then returns its entry for req, AwaitStored), ends without
+	// storing (AwaitEnded: the caller may Claim again) or deadline passes
+	// (AwaitTimeout).
+	Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time) (*Entry, AwaitResult)
+	// Store writes a committed entry to the tier in the background, so
+	// the client never waits on it, and then releases the job's claim
+	// (waking the proxies that wait for it). A job without an entry only
+	// releases its claim: the fill stored nothing.
+	Store(job SharedStore)
+}
+
+// SharedClaim is a fill lock held in the shared tier; nil when none is.
+type SharedClaim interface {
+	// Release gives the lock up and tells the waiters whether the value
+	// was stored. Store calls it; a caller that never stores calls it.
+	Release(stored bool)
+}
+
+// ClaimResult is what a Claim found.
+type ClaimResult uint8
+
+const (
+	ClaimUnavailable ClaimResult = iota // the tier failed, is down, or the key is too large for it
+	ClaimTaken                          // the caller holds the lock
+	ClaimHeld                           // another proxy holds it
+)
+
+// AwaitResult is how an Await ended.
+type AwaitResult uint8
+
+const (
+	AwaitTimeout AwaitResult = iota // the deadline passed, the context ended, or the tier failed
+	AwaitStored                     // the value landed: the entry is returned
+	AwaitEnded                      // the fill ended without storing, or the lock expired
+)
+
+// SharedStore is one entry going to the shared tier.
+type SharedStore struct {
+	Zone string
+	// Key is the key the flow looks up (the primary key of a variant).
+	Key string
+	// Entry is what the zone committed (nil: nothing was stored). A disk
+	// entry's body is read from its file.
+	Entry *Entry
+	// TTL is how long the tier keeps it (see the caller's rule).
+	TTL time.Duration
+	// Current reports, just before and just after the write, whether the
+	// entry may still be stored: a purge or an invalidation of the key
+	// since the request began voids it in the shared tier too. nil: always.
+	Current func() bool
+	// Claim, when set, is released once the entry is written (or not).
+	Claim SharedClaim
+}
+
+// Tier is where a look-up found an entry: the placeholder
+// {http.edge_cache.tier}.
+type Tier uint8
+
+const (
+	TierNone   Tier = iota // a miss
+	TierMemory             // the hot tier
+	TierDisk               // the disk tier
+	TierShared             // the shared tier (another proxy's fill)
+)
+
+var tierNames = [...]string{"", "memory", "disk", "shared"}
+
+func (t Tier) String() string { return tierNames[t] }
+
+// Current reports whether what a request that began at mark stores under
+// key may still be stored: no purge, nor invalidation of the key, since.
+func (z *Zone) Current(mark Mark, key string) bool {
+	z.promoteMu.RLock()
+	defer z.promoteMu.RUnlock()
+	return z.mayStore(mark.Purge, mark.Inval, key)
+}
+
+// Adopt stores a copy of an entry found in the shared tier in the local
+// tiers, as a fill would (its Meta as given to NewEntryWriter: the primary
+// key, with VaryNames and Variant for a variant), and returns the stored
+// entry; or e itself and false when the zone refused it (a purge since
+// mark).
+func (z *Zone) Adopt(e *Entry, at Mark) (*Entry, bool) {
+	meta := e.Meta
+	meta.BodySize = int64(len(e.Body))
+	w := z.NewEntryWriter(meta, at)
+	w.Write(e.Body)
+	if stored, ok := w.Commit(); ok {
+		return stored, true
+	}
+	return e, false
+}

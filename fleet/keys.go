@@ -1,0 +1,60 @@
+package fleet
+
+import (
+	"errors"
+	"strings"
+)
+
+// The layout of the fleet's keys in Redis. Every key starts with the
+// configured prefix. The keys of one entry (its value and its fill lock)
+// share a Redis Cluster hash slot: the braces hold the zone and cache key,
+// and Redis hashes only what is between the first '{' and the next '}'.
+// A cache key holding '}' ends the tag early, the same way in both keys,
+// so they still share a slot.
+//
+//	{prefix}{zone:key}          the entry: metadata, body and checksum, one value
+//	{prefix}lock:{zone:key}     the fill lock, expiring after lock_age
+//	{prefix}filled:{zone:key}   the pub/sub channel a fill's end is announced on
+//	{prefix}events              the stream of purges and refreshes (one slot)
+//	{prefix}{members}:node      a proxy's heartbeat; {members} one slot for all
+type keys struct{ prefix string }
+
+func (k keys) entry(zone, key string) string  { return k.prefix + "{" + zone + ":" + key + "}" }
+func (k keys) lock(zone, key string) string   { return k.prefix + "lock:{" + zone + ":" + key + "}" }
+func (k keys) filled(zone, key string) string { return k.prefix + "filled:{" + zone + ":" + key + "}" }
+func (k keys) events() string                 { return k.prefix + "events" }
+func (k keys) member(node string) string      { return k.prefix + "{members}:" + node }
+func (k keys) members() string                { return k.prefix + "{members}:*" }
+
+// entryPattern is SCAN's MATCH for the entries of zone whose key starts
+// with keyPrefix: the zone and the key prefix are escaped, as they may
+// hold the pattern's special characters (a key ending in "*" or "?").
+func (k keys) entryPattern(zone, keyPrefix string) string {
+	return k.prefix + "{" + globEscape(zone) + ":" + globEscape(keyPrefix) + "*"
+}
+
+// globEscape makes s match itself in a Redis glob pattern, byte by byte
+// (a key may hold any byte).
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\^`) {
+		return s
+	}
+	var b strings.Builder
+	for i := range len(s) {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\', '^':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// CheckPrefix refuses a prefix that would move the hash tag of the keys
+// above (a brace) or that SCAN's MATCH would read as a pattern.
+func CheckPrefix(p string) error {
+	if strings.ContainsAny(p, "{}*?[]\\") {
+		return errors.New("prefix must not contain { } * ? [ ] or \\")
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/cache"
+)
+
+// The shared tier: Fleet implements cache.Shared on Redis. A look-up is
+// one GET (two for a variant: its index, then the variant); a store is one
+// SET of the whole value, with an expiry (see Store).
+
+// Get returns the zone's entry for key matching a request with header
+// req, or false: no value, a value that does not verify (counted in
+// Corrupt, never served), a failed call, or the breaker open.
+func (f *Fleet) Get(ctx context.Context, zone, key string, req http.Header) (*cache.Entry, bool) {
+	e, ok := f.get(ctx, f.keys.entry(zone, key), key)
+	if ok && e.VaryIndex {
+		e, ok = f.get(ctx, f.keys.entry(zone, cache.VariantKey(key, cache.VariantOf(e.VaryNames, req))), key)
+		if ok && e.VaryIndex {
+			f.Stats.Corrupt.Add(1)
+			ok = false
+		}
+	}
+	if ok {
+		f.Stats.Hits.Add(1)
+	} else {
+		f.Stats.Misses.Add(1)
+	}
+	return e, ok
+}
+
+// get reads and verifies the value under redisKey, an entry of key.
+func (f *Fleet) get(ctx context.Context, redisKey, key string) (*cache.Entry, bool) {
+	var v []byte
+	err := f.Do(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = f.rdb.Get(ctx, redisKey).Bytes()
+		return err
+	})
+	if err != nil {
+		return nil, false
+	}
+	e, err := decodeValue(redisKey, key, v)
+	if err != nil {
+		f.Stats.Corrupt.Add(1)
+		f.log.Warn("corrupt value in redis: a miss", zap.String("redis_key", redisKey), zap.Int("bytes", len(v)))
+		return nil, false
+	}
+	return e, true
+}
+
+// maxQueuedStores bounds the stores waiting for Redis: beyond it, entries
+// stay local (a Redis that slow would only queue more).
+const maxQueuedStores = 256
+
+// Store writes a committed entry to Redis in the background, then
+// releases the job's claim (publishing whether the value landed). The
+// value expires after job.TTL; an entry whose body is larger than
+// entry_max stays local.
+func (f *Fleet) Store(job cache.SharedStore) {
+	select {
+	case f.queue <- struct{}{}:
+	default:
+		if job.Entry != nil {
+			f.Stats.StoresDropped.Add(1)
+		}
+		if job.Claim != nil {
+			go job.Claim.Release(false)
+		}
+		return
+	}
+	go func() {
+		defer func() { <-f.queue }()
+		stored := job.Entry != nil && f.store(job)
+		if job.Claim != nil {
+			job.Claim.Release(stored)
+		}
+	}()
+}
+
+// store writes job's entry, reporting whether it landed.
+func (f *Fleet) store(job cache.SharedStore) bool {
+	e := job.Entry
+	if e.BodySize > f.cfg.EntryMax || int64(len(e.Body)) > f.cfg.EntryMax || job.TTL <= 0 {
+		f.Stats.StoresDropped.Add(1)
+		return false
+	}
+	body := e.Body
+	if !e.InMemory() {
+		var err error
+		if body, err = readBody(e, f.cfg.EntryMax); err != nil {
+			f.Stats.StoresDropped.Add(1)
+			return false
+		}
+	}
+	if job.Current != nil && !job.Current() {
+		f.Stats.StoresDropped.Add(1)
+		return false
+	}
+	meta := e.Meta
+	meta.Key = job.Key
+	redisKey := f.keys.entry(job.Zone, job.Key)
+	variant := len(meta.VaryNames) > 0
+	if variant {
+		redisKey = f.keys.entry(job.Zone, cache.VariantKey(job.Key, meta.Variant))
+	}
+	v, err := encodeValue(redisKey, meta, body)
+	if err != nil {
+		f.Stats.StoresDropped.Add(1)
+		return false
+	}
+	ctx := context.Background()
+	if err := f.Do(ctx, func(ctx context.Context) error { return f.rdb.Set(ctx, redisKey, v, job.TTL).Err() }); err != nil {
+		f.Stats.StoresDropped.Add(1)
+		return false
+	}
+	if job.Current != nil && !job.Current() {
+		// A purge landed while the value was written: it must not
+		// outlive it here either.
+		_ = f.Do(ctx, func(ctx context.Context) error { return f.rdb.Del(ctx, redisKey).Err() })
+		f.Stats.StoresDropped.Add(1)
+		return false
+	}
+	if variant {
+		index := cache.Meta{Key: job.Key, Status: http.StatusOK, StoredAt: meta.StoredAt, ValidUntil: meta.StoredAt,
+			Header: http.Header{"Vary": e.Header["Vary"]}, VaryIndex: true, VaryNames: meta.VaryNames}
+		indexKey := f.keys.entry(job.Zone, job.Key)
+		iv, err := encodeValue(indexKey, index, nil)
+		if err == nil {
+			err = f.Do(ctx, func(ctx context.Context) error { return f.rdb.Set(ctx, indexKey, iv, job.TTL).Err() })
+		}
+		if err != nil {
+			f.Stats.StoresDropped.Add(1)
+			return false
+		}
+	}
+	f.Stats.Stores.Add(1)
+	return true
+}
+
+// readBody reads a disk entry's body (verified as it is read), refusing
+// one larger than max.
+func readBody(e *cache.Entry, max int64) ([]byte, error) {
+	r, err := e.OpenBody()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	body, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) != e.BodySize {
+		return nil, errors.New("fleet: body size differs from the entry's")
+	}
+	return body, nil
+}
+
+// TTL is how long Redis keeps an entry stored at now: until the zone's
+// inactive time passes, or its validity and stale window do, whichever is
+// later. Every value expires by itself, so Redis never fills with
+// entries nobody reads, and maxmemory with allkeys-lru only ever evicts
+// what a proxy would fetch again.
+func TTL(e *cache.Entry, now time.Time, inactive, staleWindow time.Duration) time.Duration {
+	window := max(staleWindow, e.StaleWhileRevalidate, e.StaleIfError)
+	return max(inactive, e.ValidUntil.Sub(now)+window, time.Second)
+}
+
+var _ cache.Shared = (*Fleet)(nil)
