@@ -47,9 +47,13 @@ import (
 //	             expired
 //	             lock_timeout passed                         fetch without storing                 MISS
 //	             Redis unavailable (breaker open)            fetch, store here only                MISS
-//	  waiter     the fill stored                             deliver the stored entry              HIT
+//	  waiter     the fill stores (header in, body coming)    deliver the entry as it is written    HIT
+//	             ... but another variant, a Range or HEAD    wait for the end, as below
+//	             of an unknown length, or failed first
+//	             the fill failed mid-body after the answer   cut short (connection broken)         HIT
+//	             the fill stored                             deliver the stored entry              HIT
 //	             the fill stored nothing                     lead the next fill, or wait on        MISS (EXPIRED)
-//	             lock_timeout passed                         fetch without storing                 MISS (EXPIRED)
+//	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
 //	             fill leader, a fresh entry in the shared    copy it here; deliver                 HIT (shared)
@@ -64,14 +68,21 @@ import (
 //	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
 //
 // A waiter from the expired step reports EXPIRED where one from the miss
-// step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
-// it at once when mayStore; a background fetch has no client and only
-// stores. Whatever a request stores is void if a purge, or an
-// invalidation of its key, ran after its look-up (fetchJob.mark): the
-// backend's answer may predate it. In a fleet, what a fetch stores goes
-// to Redis too, in the background (fetch.go, shared.go), and only then is
-// the fleet lock released. A hit sets {http.edge_cache.tier} to the tier
-// that answered (memory, disk, shared); a miss leaves it empty.
+// step reports MISS. A fetch for a client relays the backend's answer as
+// it streams, unless it stores it: then the body is read at the backend's
+// speed into the entry being written (memory, or the disk temp file), and
+// the client, and the fill's waiters, read that entry at their own pace
+// (responsewriter.go, cache.Stream), so a slow client slows no one else; a
+// body of unknown length that only memory holds is read only by the
+// fill's own client, and one too large for every tier is relayed as it
+// streams. A background fetch has no client and only stores. Whatever a
+// request stores is void if a purge, or an invalidation of its key, ran
+// after its look-up (fetchJob.mark): the backend's answer may predate it
+// (the readers of the stream still get the whole body: it is the
+// backend's). In a fleet, what a fetch stores goes to Redis too, in the
+// background (fetch.go, shared.go), and only then is the fleet lock
+// released. A hit sets {http.edge_cache.tier} to the tier that answered
+// (memory, disk, shared); a miss leaves it empty.
 
 // lookupResult is what a look-up found for a request.
 type lookupResult uint8
@@ -265,23 +276,29 @@ func (h *Handler) sharedHit(w http.ResponseWriter, r *http.Request, job fetchJob
 }
 
 // awaitFill waits for the fill under way for job's key and delivers what it
-// stored. One that ends without storing (a failed or uncacheable response)
-// hands the lock to one of its waiters, the others waiting on, as nginx
-// does: a failing backend is not stampeded. After lock_timeout a waiter
-// goes to the backend without storing, as nginx does: the fill may still
-// be running.
+// stores: as it is written, once the fill has an answer it stores (a
+// streaming miss: the waiter is not held back by the fill's own client),
+// else once it is stored. One that ends without storing (a failed or
+// uncacheable response) hands the lock to one of its waiters, the others
+// waiting on, as nginx does: a failing backend is not stampeded. After
+// lock_timeout a waiter goes to the backend without storing, as nginx
+// does: the fill may still be running.
 func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	fill *cache.Fill, job fetchJob, deadline time.Time) error {
 	clock := job.zone.Clock()
 	for {
-		ended, stored := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
+		ended, stored, stream := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
+		if stream != nil {
+			// Served as a hit, as the entry will be.
+			if err := h.serveStream(w, h.collapsed(r), job.zone, stream, cache.StatusHit); !errors.Is(err, errNotStreamed) {
+				return err
+			}
+			ended, stored = fill.WaitEnd(r.Context(), deadline.Sub(clock.Now()))
+		}
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
 			if result, entry, _ := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
-				if h.CacheStatusHeader {
-					r = collapsed(r)
-				}
-				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
+				return h.serveEntry(w, h.collapsed(r), job.zone, entry, cache.StatusHit)
 			}
 		}
 		if !ended || clock.Now().After(deadline) {
