@@ -2,7 +2,6 @@ package operations_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -192,21 +191,14 @@ func (e *soakEvents) purge(byKey bool) {
 		paths = e.set.under(req.Prefix)
 	}
 	versions := e.origin.bump(paths)
-	body, _ := json.Marshal(req)
-	resp, err := e.client.Post("http://"+e.admin+"/edge_cache/purge", "application/json", bytes.NewReader(body))
+	n, err := purgeAPI(e.client, e.admin, req)
 	if err != nil {
-		e.fail("purge %s: %v", body, err)
-		return
-	}
-	defer resp.Body.Close()
-	var out struct{ Purged int64 }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		e.fail("purge %s: %s, %v", body, resp.Status, err)
+		e.fail("purge: %v", err)
 		return
 	}
 	e.floors.raise(paths, versions)
 	e.purges.Add(1)
-	e.purgedEntries.Add(out.Purged)
+	e.purgedEntries.Add(int64(n))
 }
 
 // maintenance creates the flag file for 4 s. No request sent from 2 s

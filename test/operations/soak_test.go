@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -150,21 +149,6 @@ type rssSample struct {
 	rss int64
 }
 
-// rss is the process's resident set size (VmRSS), in bytes.
-func rss(pid int) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
 // TestSoak runs the real binary under a mixed load for EDGECACHE_SOAK
 // (16 s by default): clients asking for a URL set larger than the zones
 // (GET, Range, HEAD), while URLs are refreshed through the cache buster,
@@ -264,7 +248,7 @@ func TestSoak(t *testing.T) {
 	for mid := false; ; {
 		<-ticker.C
 		at := time.Since(started)
-		n, err := rss(p.pid())
+		n, err := procMemory(p.pid(), "VmRSS")
 		if err != nil {
 			t.Fatal(err)
 		}
