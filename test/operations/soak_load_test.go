@@ -228,7 +228,7 @@ func (c *soakClient) one() {
 	}
 	end := time.Now()
 	newest := c.origin.version(path)
-	label := fmt.Sprintf("%s %s", askNames[ask], path)
+	label := fmt.Sprintf("%s %s [%s%s]", askNames[ask], path, start.Format("15:04:05.000"), c.during(start, end))
 	if err != nil {
 		kind := answerUnexpected
 		if c.events.restarts.overlaps(start, end) {
@@ -308,6 +308,18 @@ func (c *soakClient) one() {
 		}
 	}
 	c.tally.add(answerRight, status, "")
+}
+
+// during says what overlapped a request, for the report.
+func (c *soakClient) during(start, end time.Time) string {
+	var s string
+	if c.events.mainten.overlaps(start, end) {
+		s += ", during maintenance"
+	}
+	if c.events.restarts.overlaps(start, end) {
+		s += ", during a restart"
+	}
+	return s
 }
 
 // version returns the version, from floor to newest, whose body has b at
