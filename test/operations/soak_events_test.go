@@ -80,19 +80,22 @@ func (f *floors) raise(paths []string, versions []int64) {
 // maintenance toggles and backend restarts, each in its own goroutine at
 // its own pace until stop.
 type soakEvents struct {
-	origin   *soakOrigin
-	set      *soakURLs
-	floors   *floors
-	client   *http.Client
-	public   string // http://127.0.0.1:port of the public site
-	refresh  string // and of the cache buster
-	admin    string // 127.0.0.1:port
-	flag     string // the maintenance flag file
-	nodes    []*soakNode
-	mainten  windows
-	restarts windows
+	origin  *soakOrigin
+	set     *soakURLs
+	floors  *floors
+	client  *http.Client
+	public  string // http://127.0.0.1:port of the public site
+	refresh string // and of the cache buster
+	admin   string // 127.0.0.1:port
+	flag    string // the maintenance flag file
+	nodes   []*soakNode
+	mainten windows
+	// allDown are the times every read-only node was down: backend errors
+	// are expected then, and only then (with one node down, the other
+	// answers).
+	allDown windows
 
-	refreshes, purges, purgedEntries, toggles, nodeRestarts, allDown atomic.Int64
+	refreshes, purges, purgedEntries, toggles, nodeRestarts, allDownRestarts atomic.Int64
 
 	failMu   sync.Mutex
 	failures []string // at most 20
@@ -228,9 +231,10 @@ func (e *soakEvents) restart(all bool) {
 	down := time.Second
 	if all {
 		nodes, down = e.nodes, 2*time.Second
-		e.allDown.Add(1)
+		e.allDownRestarts.Add(1)
+		e.allDown.open()
+		defer e.allDown.close()
 	}
-	e.restarts.open()
 	for _, n := range nodes {
 		n.stop(!all)
 		e.nodeRestarts.Add(1)
@@ -241,5 +245,4 @@ func (e *soakEvents) restart(all bool) {
 			e.fail("%v", err)
 		}
 	}
-	e.restarts.close()
 }
