@@ -40,6 +40,11 @@ func (h *Handler) storeShared(job fetchJob, e *cache.Entry) {
 		zone, mark, key := job.zone, job.mark, job.key
 		st.Current = func() bool { return zone.Current(mark, key) }
 	}
+	if h.Refresh && e != nil {
+		// The cache buster: once the new entry is in Redis (or known not
+		// to be), the other proxies drop their copies (fleetevents.go).
+		st.Claim = refreshAnnouncer{inner: st.Claim, fleet: h.app.fleet, zone: job.zone.Name(), key: job.key}
+	}
 	shared.Store(st)
 }
 

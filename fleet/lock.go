@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,20 +24,35 @@ import (
 // gives up), with no polling. The holder releases the lock only if it is
 // still its own (compare and delete, in one script with the publish).
 
-// Messages on a filled channel.
+// Messages on a filled channel: "1 <seconds> <microseconds>", Redis's
+// clock when the value landed (waiters measure their wake-up from it), or
+// "0" when the fill ended without storing (take the lock).
 const (
-	msgStored  = "1" // the value is in Redis
-	msgNothing = "0" // the fill ended without storing: take the lock
+	msgStored  = "1"
+	msgNothing = "0"
 )
 
-// releaseScript deletes the lock if it still holds the holder's token,
-// then announces the end of the fill. KEYS[1] lock; ARGV[1] token,
-// ARGV[2] channel, ARGV[3] message. The channel is no key: Redis Cluster
-// sends a PUBLISH to every node, whatever its slot.
-var releaseScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("DEL", KEYS[1]) end
-return redis.call("PUBLISH", ARGV[2], ARGV[3])
-`)
+// announce is the Lua that ends a fill: it deletes the lock if it still
+// holds the holder's token (KEYS[lock], ARGV[token]) and publishes the
+// message on the channel (ARGV[channel]; the channel is no key: Redis
+// Cluster sends a PUBLISH to every node, whatever its slot).
+const announce = `
+if redis.call("GET", KEYS[%[1]d]) == ARGV[%[2]d] then redis.call("DEL", KEYS[%[1]d]) end
+local msg = ARGV[%[4]d]
+if msg == "1" then local t = redis.call("TIME"); msg = "1 " .. t[1] .. " " .. t[2] end
+return redis.call("PUBLISH", ARGV[%[3]d], msg)
+`
+
+// releaseScript ends a fill: KEYS[1] lock; ARGV[1] token, ARGV[2]
+// channel, ARGV[3] message.
+var releaseScript = redis.NewScript(fmt.Sprintf(announce, 1, 1, 2, 3))
+
+// storeScript writes a value, then ends its fill as releaseScript does:
+// one round trip, so that no time passes between the value landing and
+// the waiters hearing of it. KEYS[1] entry, KEYS[2] lock (one slot);
+// ARGV[1] value, ARGV[2] expiry in milliseconds, ARGV[3] token, ARGV[4]
+// channel, ARGV[5] "1".
+var storeScript = redis.NewScript(`redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])` + fmt.Sprintf(announce, 2, 3, 4, 5))
 
 // claim is a fill lock this proxy holds.
 type claim struct {
@@ -135,8 +153,11 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 	defer t.Stop()
 	select {
 	case msg := <-wake:
-		if msg == msgStored {
+		if strings.HasPrefix(msg, msgStored) {
 			if e, ok := f.Get(ctx, zone, key, req); ok {
+				if at, ok := landedAt(msg); ok {
+					f.Stats.WakeUps.Observe(time.Since(at))
+				}
 				return e, cache.AwaitStored
 			}
 		}
@@ -149,6 +170,17 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 	}
 	f.Stats.LockTimeouts.Add(1)
 	return nil, cache.AwaitTimeout
+}
+
+// landedAt reads Redis's clock from a stored message.
+func landedAt(msg string) (time.Time, bool) {
+	f := strings.Fields(msg)
+	if len(f) != 3 {
+		return time.Time{}, false
+	}
+	sec, err1 := strconv.ParseInt(f[1], 10, 64)
+	usec, err2 := strconv.ParseInt(f[2], 10, 64)
+	return time.Unix(sec, usec*1000), err1 == nil && err2 == nil
 }
 
 // subscriber is the fleet's one pub/sub connection: a pattern
@@ -220,6 +252,22 @@ func (s *subscriber) dispatch(msgs <-chan *redis.Message) {
 			}
 		}
 		s.mu.Unlock()
+	}
+}
+
+// wakeAll ends every wait as a fill that stored nothing would: Redis is
+// gone, and with it the news of the fills waited for (the waiters then
+// fetch for themselves).
+func (s *subscriber) wakeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ws := range s.waiters {
+		for _, ch := range ws {
+			select {
+			case ch <- msgNothing:
+			default:
+			}
+		}
 	}
 }
 

@@ -80,7 +80,7 @@ func (f *Fleet) Store(job cache.SharedStore) {
 		defer func() { <-f.queue }()
 		stored := job.Entry != nil && f.store(job)
 		if job.Claim != nil {
-			job.Claim.Release(stored)
+			job.Claim.Release(stored) // once: nothing if store released it
 		}
 	}()
 }
@@ -117,7 +117,19 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 		return false
 	}
 	ctx := context.Background()
-	if err := f.Do(ctx, func(ctx context.Context) error { return f.rdb.Set(ctx, redisKey, v, job.TTL).Err() }); err != nil {
+	set := func(ctx context.Context) error { return f.rdb.Set(ctx, redisKey, v, job.TTL).Err() }
+	if c, ok := job.Claim.(*claim); ok && c.f == f && !variant {
+		// The value, the lock's release and the wake-up in one script:
+		// the waiters hear of the value the moment it lands.
+		set = func(ctx context.Context) error {
+			var err error
+			c.once.Do(func() {
+				err = storeScript.Run(ctx, f.rdb, []string{redisKey, c.lock}, v, job.TTL.Milliseconds(), c.token, c.chan_, msgStored).Err()
+			})
+			return err
+		}
+	}
+	if err := f.Do(ctx, set); err != nil {
 		f.Stats.StoresDropped.Add(1)
 		return false
 	}

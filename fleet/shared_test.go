@@ -18,6 +18,11 @@ func open(t *testing.T, cfg Config) *Fleet {
 	if cfg.Node == "" {
 		cfg.Node = "test"
 	}
+	if cfg.Timeout == 0 {
+		// Generous: a loaded test machine may take longer than the
+		// default 100 ms to dial, and a slow answer opens the breaker.
+		cfg.Timeout = time.Second
+	}
 	f, err := Open(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -266,6 +271,11 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	if latency > 50*time.Millisecond {
 		t.Errorf("woken %v after the store, over 50 ms", latency)
 	}
+	if _, n, sum := b.Stats.WakeUps.Snapshot(); n != 1 || sum > 0.05 {
+		t.Errorf("wake-ups measured from Redis's clock: %d, %.1f ms in all; want 1 within 50 ms", n, sum*1e3)
+	} else {
+		t.Logf("wake-up measured from Redis's clock: %.2f ms", sum*1e3)
+	}
 	if out, _ := cli("EXISTS", a.keys.lock("z", "/k")); out != "0" {
 		t.Errorf("the lock is still held after the release")
 	}
@@ -305,6 +315,44 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	start = time.Now()
 	if _, res := b.Await(ctx, "z", "/t", nil, time.Now().Add(200*time.Millisecond)); res != cache.AwaitTimeout || time.Since(start) > time.Second {
 		t.Errorf("deadline: %v after %v", res, time.Since(start))
+	}
+}
+
+// A wait for another proxy's fill ends when Redis dies: the news of that
+// fill can no longer come, and the waiter fetches for itself rather than
+// wait for lock_timeout.
+func TestAwaitEndsWhenRedisDies(t *testing.T) {
+	r := testkit.StartRedis(t)
+	a := open(t, Config{Addrs: []string{r.Addr}, Node: "a"})
+	b := open(t, Config{Addrs: []string{r.Addr}, Node: "b"})
+	ctx := context.Background()
+	if _, res := a.Claim(ctx, "z", "/k", 10*time.Second); res != cache.ClaimTaken {
+		t.Fatal("no claim")
+	}
+	done := make(chan cache.AwaitResult)
+	go func() {
+		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second))
+		done <- res
+	}()
+	testkit.Eventually(t, 5*time.Second, func() string {
+		b.subs.mu.Lock()
+		defer b.subs.mu.Unlock()
+		if len(b.subs.waiters) == 0 {
+			return "the waiter is not listening yet"
+		}
+		return ""
+	})
+	r.Kill()
+	start := time.Now()
+	b.Get(ctx, "z", "/other", nil) // a request finds Redis gone: the breaker opens
+	select {
+	case res := <-done:
+		if res != cache.AwaitEnded {
+			t.Errorf("await: %v, want ended", res)
+		}
+		t.Logf("the wait ended %v after Redis died", time.Since(start))
+	case <-time.After(2 * time.Second):
+		t.Fatal("the wait goes on with Redis dead")
 	}
 }
 
