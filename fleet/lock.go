@@ -105,9 +105,10 @@ func (c *claim) Release(stored bool) {
 // Await waits for another proxy's fill of the zone's key: until its value
 // lands (AwaitStored, with the entry for req), the fill ends without
 // storing or its lock expires (AwaitEnded), or deadline (AwaitTimeout).
+// A value there as the wait begins counts if usable says so.
 // It listens on the key's channel before it checks the value and the
 // lock, so a fill that ends in between is not missed.
-func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time) (*cache.Entry, cache.AwaitResult) {
+func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time, usable func(*cache.Entry) bool) (*cache.Entry, cache.AwaitResult) {
 	f.Stats.LockWaits.Add(1)
 	channel := f.keys.filled(zone, key)
 	wake, err := f.subs.listen(ctx, channel)
@@ -135,7 +136,7 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 		return nil, cache.AwaitEnded
 	}
 	if value != nil {
-		if e, ok := f.Get(ctx, zone, key, req); ok {
+		if e, ok := f.Get(ctx, zone, key, req); ok && (usable == nil || usable(e)) {
 			return e, cache.AwaitStored
 		}
 	}

@@ -245,7 +245,7 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	go func() {
 		defer wg.Done()
 		close(waiting)
-		got, result = b.Await(ctx, "z", "/k", nil, time.Now().Add(5*time.Second))
+		got, result = b.Await(ctx, "z", "/k", nil, time.Now().Add(5*time.Second), nil)
 		woke = time.Now()
 	}()
 	<-waiting
@@ -284,7 +284,7 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	claim, _ = a.Claim(ctx, "z", "/n", 5*time.Second)
 	done := make(chan cache.AwaitResult)
 	go func() {
-		_, res := b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second))
+		_, res := b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second), nil)
 		done <- res
 	}()
 	testkit.Eventually(t, 5*time.Second, func() string {
@@ -306,14 +306,14 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	// A holder that dies: its lock expires, and the wait ends with it.
 	a.Claim(ctx, "z", "/d", 300*time.Millisecond)
 	start := time.Now()
-	_, ended := b.Await(ctx, "z", "/d", nil, time.Now().Add(5*time.Second))
+	_, ended := b.Await(ctx, "z", "/d", nil, time.Now().Add(5*time.Second), nil)
 	if waited := time.Since(start); ended != cache.AwaitEnded || waited > time.Second {
 		t.Errorf("expired lock: %v after %v, want ended within its age", ended, waited)
 	}
 	// And lock_timeout bounds a wait.
 	a.Claim(ctx, "z", "/t", 10*time.Second)
 	start = time.Now()
-	if _, res := b.Await(ctx, "z", "/t", nil, time.Now().Add(200*time.Millisecond)); res != cache.AwaitTimeout || time.Since(start) > time.Second {
+	if _, res := b.Await(ctx, "z", "/t", nil, time.Now().Add(200*time.Millisecond), nil); res != cache.AwaitTimeout || time.Since(start) > time.Second {
 		t.Errorf("deadline: %v after %v", res, time.Since(start))
 	}
 }
@@ -331,7 +331,7 @@ func TestAwaitEndsWhenRedisDies(t *testing.T) {
 	}
 	done := make(chan cache.AwaitResult)
 	go func() {
-		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second))
+		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil)
 		done <- res
 	}()
 	testkit.Eventually(t, 5*time.Second, func() string {
