@@ -250,14 +250,7 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	}()
 	<-waiting
 	// The waiter is subscribed once its wait is registered.
-	testkit.Eventually(t, 5*time.Second, func() string {
-		b.subs.mu.Lock()
-		defer b.subs.mu.Unlock()
-		if len(b.subs.waiters) == 0 {
-			return "the waiter is not listening yet"
-		}
-		return ""
-	})
+	listening(t, b)
 	time.Sleep(20 * time.Millisecond) // a fill that takes a while (the waiter checked the value before)
 	store(t, a, "z", "/k", entry("/k", []byte("filled")))
 	stored := time.Now()
@@ -287,14 +280,7 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 		_, res := b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second), nil)
 		done <- res
 	}()
-	testkit.Eventually(t, 5*time.Second, func() string {
-		b.subs.mu.Lock()
-		defer b.subs.mu.Unlock()
-		if len(b.subs.waiters) == 0 {
-			return "the waiter is not listening yet"
-		}
-		return ""
-	})
+	listening(t, b)
 	claim.Release(false)
 	if res := <-done; res != cache.AwaitEnded {
 		t.Errorf("after a fill that stored nothing: %v, want ended", res)
@@ -334,14 +320,7 @@ func TestAwaitEndsWhenRedisDies(t *testing.T) {
 		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil)
 		done <- res
 	}()
-	testkit.Eventually(t, 5*time.Second, func() string {
-		b.subs.mu.Lock()
-		defer b.subs.mu.Unlock()
-		if len(b.subs.waiters) == 0 {
-			return "the waiter is not listening yet"
-		}
-		return ""
-	})
+	listening(t, b)
 	r.Kill()
 	start := time.Now()
 	b.Get(ctx, "z", "/other", nil) // a request finds Redis gone: the breaker opens
@@ -387,5 +366,19 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		return "", nil
+	})
+}
+
+// listening waits until a wait on f is registered (it then hears every
+// fill's end).
+func listening(t *testing.T, f *Fleet) {
+	t.Helper()
+	testkit.Eventually(t, 5*time.Second, func() string {
+		f.subs.mu.Lock()
+		defer f.subs.mu.Unlock()
+		if len(f.subs.waiters) == 0 {
+			return "the waiter is not listening yet"
+		}
+		return ""
 	})
 }
