@@ -59,6 +59,10 @@ const (
 	AwaitTimeout AwaitResult = iota // the deadline passed, the context ended, or the tier failed
 	AwaitStored                     // the value landed: the entry is returned
 	AwaitEnded                      // the fill ended without storing, or the lock expired
+	// AwaitAlone: the fill stored its entry in its own tiers only (over
+	// the shared tier's size limit, or the write failed): each proxy
+	// fetches and stores for itself, without the lock.
+	AwaitAlone
 )
 
 // SharedStore is one entry going to the shared tier.

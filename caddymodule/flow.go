@@ -46,6 +46,7 @@ import (
 //	             another proxy fills it                      wait for its store (pub/sub wake-up)  HIT (shared)
 //	             its fill stored nothing, or its lock        look up again, take the lock          as above
 //	             expired
+//	             its fill stored here only (over entry_max)  fetch, store here only                MISS
 //	             lock_timeout passed                         fetch without storing                 MISS
 //	             Redis unavailable (breaker open)            fetch, store here only                MISS
 //	  waiter     the fill stored                             deliver the stored entry              HIT
@@ -248,6 +249,8 @@ func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		case waited == cache.AwaitStored:
 			// Just stored: served as a hit even if already past its validity.
 			return h.sharedHit(w, r, job, e)
+		case waited == cache.AwaitAlone:
+			return h.fetchAndDeliver(w, r, next, job)
 		case waited == cache.AwaitTimeout, clock.Now().After(deadline):
 			job.mayStore = false
 			return h.fetchAndDeliver(w, r, next, job)

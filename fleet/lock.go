@@ -25,11 +25,15 @@ import (
 // still its own (compare and delete, in one script with the publish).
 
 // Messages on a filled channel: "1 <seconds> <microseconds>", Redis's
-// clock when the value landed (waiters measure their wake-up from it), or
-// "0" when the fill ended without storing (take the lock).
+// clock when the value landed (waiters measure their wake-up from it);
+// "0" when the fill ended without storing (take the lock, one at a time,
+// as nginx hands its lock on); "L" when the fill stored its entry in its
+// own tiers only (too large for Redis, or the write failed: each proxy
+// fetches for itself, at once).
 const (
 	msgStored  = "1"
 	msgNothing = "0"
+	msgLocal   = "L"
 )
 
 // announce is the Lua that ends a fill: it deletes the lock if it still
@@ -91,11 +95,16 @@ func (f *Fleet) token() string {
 // waiters whether the value is in Redis. Once; on a detached context (the
 // request may be over), bounded by the timeout.
 func (c *claim) Release(stored bool) {
+	msg := msgNothing
+	if stored {
+		msg = msgStored
+	}
+	c.release(msg)
+}
+
+// release ends the fill with msg, once.
+func (c *claim) release(msg string) {
 	c.once.Do(func() {
-		msg := msgNothing
-		if stored {
-			msg = msgStored
-		}
 		_ = c.f.Do(context.Background(), func(ctx context.Context) error {
 			return releaseScript.Run(ctx, c.f.rdb, []string{c.lock}, c.token, c.chan_, msg).Err()
 		})
@@ -154,6 +163,9 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 	defer t.Stop()
 	select {
 	case msg := <-wake:
+		if msg == msgLocal {
+			return nil, cache.AwaitAlone
+		}
 		if strings.HasPrefix(msg, msgStored) {
 			if e, ok := f.Get(ctx, zone, key, req); ok {
 				if at, ok := landedAt(msg); ok {

@@ -71,7 +71,9 @@ func (f *Fleet) Store(job cache.SharedStore) {
 		if job.Entry != nil {
 			f.Stats.StoresDropped.Add(1)
 		}
-		if job.Claim != nil {
+		if c, own := job.Claim.(*claim); own && job.Entry != nil {
+			go c.release(msgLocal)
+		} else if job.Claim != nil {
 			go job.Claim.Release(false)
 		}
 		return
@@ -79,7 +81,13 @@ func (f *Fleet) Store(job cache.SharedStore) {
 	go func() {
 		defer func() { <-f.queue }()
 		stored := job.Entry != nil && f.store(job)
-		if job.Claim != nil {
+		c, own := job.Claim.(*claim)
+		switch {
+		case job.Claim == nil:
+		case own && job.Entry != nil && !stored:
+			// Here only: the waiters fetch for themselves.
+			c.release(msgLocal)
+		default:
 			job.Claim.Release(stored) // once: nothing if store released it
 		}
 	}()

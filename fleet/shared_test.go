@@ -289,6 +289,20 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 		t.Errorf("the lock was not free after the release: %v", res)
 	}
 
+	// A fill too large for Redis, stored in its proxy only: the waiters
+	// fetch for themselves at once, without waiting for the lock in turn.
+	claim, _ = a.Claim(ctx, "z", "/big", 5*time.Second)
+	go func() {
+		_, res := b.Await(ctx, "z", "/big", nil, time.Now().Add(5*time.Second), nil)
+		done <- res
+	}()
+	listening(t, b)
+	big := entry("/big", make([]byte, a.cfg.EntryMax+1))
+	a.Store(cache.SharedStore{Zone: "z", Key: "/big", Entry: big, TTL: time.Minute, Claim: claim})
+	if res := <-done; res != cache.AwaitAlone {
+		t.Errorf("after a fill too large for Redis: %v, want alone", res)
+	}
+
 	// A holder that dies: its lock expires, and the wait ends with it.
 	a.Claim(ctx, "z", "/d", 300*time.Millisecond)
 	start := time.Now()
