@@ -24,8 +24,9 @@ import (
 // gives up), with no polling. The holder releases the lock only if it is
 // still its own (compare and delete, in one script with the publish).
 
-// Messages on a filled channel: "1 <seconds> <microseconds>", Redis's
-// clock when the value landed (waiters measure their wake-up from it);
+// Messages on a filled channel: "1 <microseconds>", the storing proxy's
+// clock (Unix time) as it sent the value (waiters measure their wake-up
+// from it; Redis's TIME would need one more ACL right);
 // "0" when the fill ended without storing (take the lock, one at a time,
 // as nginx hands its lock on); "L" when the fill stored its entry in its
 // own tiers only (too large for Redis, or the write failed: each proxy
@@ -42,9 +43,7 @@ const (
 // Cluster sends a PUBLISH to every node, whatever its slot).
 const announce = `
 if redis.call("GET", KEYS[%[1]d]) == ARGV[%[2]d] then redis.call("DEL", KEYS[%[1]d]) end
-local msg = ARGV[%[4]d]
-if msg == "1" then local t = redis.call("TIME"); msg = "1 " .. t[1] .. " " .. t[2] end
-return redis.call("PUBLISH", ARGV[%[3]d], msg)
+return redis.call("PUBLISH", ARGV[%[3]d], ARGV[%[4]d])
 `
 
 // releaseScript ends a fill: KEYS[1] lock; ARGV[1] token, ARGV[2]
@@ -55,7 +54,7 @@ var releaseScript = redis.NewScript(fmt.Sprintf(announce, 1, 1, 2, 3))
 // one round trip, so that no time passes between the value landing and
 // the waiters hearing of it. KEYS[1] entry, KEYS[2] lock (one slot);
 // ARGV[1] value, ARGV[2] expiry in milliseconds, ARGV[3] token, ARGV[4]
-// channel, ARGV[5] "1".
+// channel, ARGV[5] the stored message.
 var storeScript = redis.NewScript(`redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])` + fmt.Sprintf(announce, 2, 3, 4, 5))
 
 // claim is a fill lock this proxy holds.
@@ -97,10 +96,13 @@ func (f *Fleet) token() string {
 func (c *claim) Release(stored bool) {
 	msg := msgNothing
 	if stored {
-		msg = msgStored
+		msg = storedMsg()
 	}
 	c.release(msg)
 }
+
+// storedMsg is the message of a value that landed, sent now.
+func storedMsg() string { return msgStored + " " + strconv.FormatInt(time.Now().UnixMicro(), 10) }
 
 // release ends the fill with msg, once.
 func (c *claim) release(msg string) {
@@ -185,15 +187,11 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 	return nil, cache.AwaitTimeout
 }
 
-// landedAt reads Redis's clock from a stored message.
+// landedAt reads the storing proxy's clock from a stored message.
 func landedAt(msg string) (time.Time, bool) {
-	f := strings.Fields(msg)
-	if len(f) != 3 {
-		return time.Time{}, false
-	}
-	sec, err1 := strconv.ParseInt(f[1], 10, 64)
-	usec, err2 := strconv.ParseInt(f[2], 10, 64)
-	return time.Unix(sec, usec*1000), err1 == nil && err2 == nil
+	_, at, ok := strings.Cut(msg, " ")
+	usec, err := strconv.ParseInt(at, 10, 64)
+	return time.UnixMicro(usec), ok && err == nil
 }
 
 // subscriber is the fleet's one pub/sub connection: a pattern

@@ -154,7 +154,7 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 		set = func(ctx context.Context) error {
 			var err error
 			c.once.Do(func() {
-				err = storeScript.Run(ctx, f.rdb, []string{redisKey, c.lock}, v, job.TTL.Milliseconds(), c.token, c.chan_, msgStored).Err()
+				err = storeScript.Run(ctx, f.rdb, []string{redisKey, c.lock}, v, job.TTL.Milliseconds(), c.token, c.chan_, storedMsg()).Err()
 			})
 			return err
 		}
