@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -62,7 +63,7 @@ type claim struct {
 	f           *Fleet
 	lock, chan_ string
 	token       string
-	once        sync.Once
+	released    atomic.Bool
 }
 
 // Claim tries to take the fill lock of the zone's key for age.
@@ -106,10 +107,11 @@ func storedMsg() string { return msgStored + " " + strconv.FormatInt(time.Now().
 
 // release ends the fill with msg, once.
 func (c *claim) release(msg string) {
-	c.once.Do(func() {
-		_ = c.f.Do(context.Background(), func(ctx context.Context) error {
-			return releaseScript.Run(ctx, c.f.rdb, []string{c.lock}, c.token, c.chan_, msg).Err()
-		})
+	if !c.released.CompareAndSwap(false, true) {
+		return
+	}
+	_ = c.f.Do(context.Background(), func(ctx context.Context) error {
+		return releaseScript.Run(ctx, c.f.rdb, []string{c.lock}, c.token, c.chan_, msg).Err()
 	})
 }
 

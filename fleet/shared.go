@@ -152,10 +152,15 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 		// The value, the lock's release and the wake-up in one script:
 		// the waiters hear of the value the moment it lands.
 		set = func(ctx context.Context) error {
-			var err error
-			c.once.Do(func() {
-				err = storeScript.Run(ctx, f.rdb, []string{redisKey, c.lock}, v, job.TTL.Milliseconds(), c.token, c.chan_, storedMsg()).Err()
-			})
+			if c.released.Load() {
+				return f.rdb.Set(ctx, redisKey, v, job.TTL).Err()
+			}
+			err := storeScript.Run(ctx, f.rdb, []string{redisKey, c.lock}, v, job.TTL.Milliseconds(), c.token, c.chan_, storedMsg()).Err()
+			if err == nil {
+				// Released by the script; a failed one (after the SET,
+				// say) is released apart, so the waiters never hang.
+				c.released.Store(true)
+			}
 			return err
 		}
 	}

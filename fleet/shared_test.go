@@ -360,6 +360,38 @@ func TestAwaitEndsWhenRedisDies(t *testing.T) {
 	}
 }
 
+// A store Redis refuses (maxmemory reached, noeviction) still ends the
+// fill: the waiters are told to fetch for themselves, and the lock is
+// free.
+func TestRefusedStoreReleases(t *testing.T) {
+	r := testkit.StartRedis(t, testkit.RedisArgs("--maxmemory", "2mb", "--maxmemory-policy", "noeviction"))
+	a := open(t, Config{Addrs: []string{r.Addr}, Node: "a"})
+	b := open(t, Config{Addrs: []string{r.Addr}, Node: "b"})
+	ctx := context.Background()
+	claim, _ := a.Claim(ctx, "z", "/k", 10*time.Second)
+	done := make(chan cache.AwaitResult)
+	go func() {
+		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil)
+		done <- res
+	}()
+	listening(t, b)
+	a.Store(cache.SharedStore{Zone: "z", Key: "/k", Entry: entry("/k", make([]byte, 4<<20)), TTL: time.Minute, Claim: claim})
+	select {
+	case res := <-done:
+		if res != cache.AwaitAlone {
+			t.Errorf("await: %v, want alone", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not told of the refused store")
+	}
+	if out, _ := r.CLI("EXISTS", a.keys.lock("z", "/k")); out != "0" {
+		t.Error("the lock is still held")
+	}
+	if !a.Up() {
+		t.Error("a refused write opened the breaker: Redis answered")
+	}
+}
+
 // A Redis Cluster of 3 masters: an entry and its lock share a slot, and
 // get, store and the lock work across the slots.
 func TestCluster(t *testing.T) {
