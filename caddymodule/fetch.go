@@ -51,9 +51,10 @@ const (
 )
 
 // fetch sends the request to the next handler (the backend); the capture
-// writer relays the answer to w and, when the job may store, stores it as
-// it streams. It reports the outcome, with the entry a revalidation made.
-// The job's fill is finished in every case, so waiters never hang.
+// writer relays the answer to w or, when the job may store, stores it and
+// feeds w from the entry as it is written. It reports the outcome, with the
+// entry a revalidation made. The job's fill is finished in every case, so
+// waiters never hang, before the client has had all of a stored answer.
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) (outcome, *cache.Entry, error) {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	cw := newCaptureWriter(h, w, r, repl, job)
@@ -61,19 +62,38 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	defer func() {
 		// Reached unfinished on a panic: reverse_proxy panics with
 		// http.ErrAbortHandler when the backend breaks mid-body. The partial
-		// entry is dropped, waiters are released, and the panic goes on.
+		// entry is dropped (its readers fail), waiters are released, and
+		// the panic goes on once the client's writer is ours again.
 		if !finished {
 			cw.abort()
 			if job.fill != nil {
 				job.fill.Finish(false)
 			}
 			h.storeShared(job, nil)
+			cw.awaitDelivery()
 		}
 	}()
 
 	backend := backendRequest(r)
 	if job.stale != nil && (h.revalidate || job.stale.NoCache) {
 		backend = withValidators(backend, r, job.stale)
+	}
+	if _, background := w.(discardWriter); !background {
+		// A client that goes away ends the backend request, unless the
+		// body flows into the entry by then: the fill goes on to store it,
+		// for its waiters and the next requests, bounded by the backend's
+		// timeouts. (nginx aborts a fill whose client went away unless
+		// proxy_ignore_client_abort is on; here other requests read the
+		// entry as it is written, so abandoning it would fail them.)
+		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		defer cancel()
+		stop := context.AfterFunc(r.Context(), func() {
+			if cw.keep.CompareAndSwap(keepUndecided, keepCancelled) {
+				cancel()
+			}
+		})
+		defer stop()
+		backend = backend.WithContext(ctx)
 	}
 	start := time.Now()
 	cw.requested = job.zone.Clock().Now()
@@ -109,6 +129,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	h.storeShared(job, stored)
 	if job.fill != nil {
 		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
+	}
+	if !cw.awaitDelivery() && err == nil {
+		// The client went away, or the fill failed, before it had the
+		// whole body: cut the response short, as reverse_proxy does.
+		panic(http.ErrAbortHandler)
 	}
 	return result, entry, err
 }

@@ -78,7 +78,7 @@ var (
 	descSharedCalls = prometheus.NewDesc(metricsNamespace+"_shared_call_seconds",
 		"Time Redis calls take.", []string{"node"}, nil)
 	descSharedWakeUps = prometheus.NewDesc(metricsNamespace+"_shared_wakeup_seconds",
-		"Time from another proxy's value landing in Redis (Redis's clock) to this proxy, which waited for it, holding it.", []string{"node"}, nil)
+		"Time from another proxy sending its value to Redis (its clock) to this proxy, which waited for it, holding it.", []string{"node"}, nil)
 	descMemoryLimit = prometheus.NewDesc(metricsNamespace+"_memory_limit_bytes",
 		"Memory the process may use: its cgroup's limit (systemd's MemoryMax=), else the machine's memory.", nil, nil)
 )

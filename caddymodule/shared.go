@@ -36,7 +36,7 @@ func (h *Handler) storeShared(job fetchJob, e *cache.Entry) {
 	st := cache.SharedStore{Zone: job.zone.Name(), Key: job.key, Claim: job.claim}
 	if e != nil {
 		st.Entry = e
-		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()), 0)
+		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()))
 		zone, mark, key := job.zone, job.mark, job.key
 		st.Current = func() bool { return zone.Current(mark, key) }
 	}

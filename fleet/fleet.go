@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,7 +20,9 @@ type Fleet struct {
 	br    *breaker
 	subs  *subscriber   // the filled channels' listener (lock.go)
 	queue chan struct{} // stores under way (shared.go)
-	Stats Stats
+	// queuedBytes is what the stores under way hold (shared.go).
+	queuedBytes atomic.Int64
+	Stats       Stats
 
 	events eventStats // the event log's counters (events.go)
 	// maxEvents is about how many events the log keeps (default MaxEvents).

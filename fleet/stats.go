@@ -19,8 +19,8 @@ type Stats struct {
 	LockWaits     atomic.Int64 // fills waited for on another proxy
 	LockTimeouts  atomic.Int64 // waits that reached lock_timeout
 	Calls         Histogram    // time each Redis call takes
-	// WakeUps is the time from a value landing in Redis (Redis's clock)
-	// to a proxy that waited for it holding it.
+	// WakeUps is the time from a value being sent to Redis (the storing
+	// proxy's clock) to a proxy that waited for it holding it.
 	WakeUps Histogram
 }
 

@@ -57,7 +57,7 @@ type proxy struct {
 	Refresh int    // the cache buster (refresh on)
 	URL     string // http://127.0.0.1:Port
 	dir     string
-	log     *lockedBuffer
+	log     *testkit.LockedBuffer
 	client  *http.Client
 	process *testkit.Process
 }
@@ -73,7 +73,7 @@ func startFleet(t *testing.T, n int, redisAddrs []string, o fleetOptions) []*pro
 	for i := range ps {
 		p := &proxy{
 			Name: "p" + strconv.Itoa(i+1), Admin: testkit.FreePort(t), Port: testkit.FreePort(t), Refresh: testkit.FreePort(t),
-			dir: t.TempDir(), log: new(lockedBuffer),
+			dir: t.TempDir(), log: new(testkit.LockedBuffer),
 			client: &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 128}},
 		}
 		p.URL = "http://127.0.0.1:" + strconv.Itoa(p.Port)
@@ -221,28 +221,7 @@ func (p *proxy) mustGet(t *testing.T, path string) response {
 // /metrics whose labels include every given label="value".
 func (p *proxy) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	r, err := p.fetch("http://127.0.0.1:" + strconv.Itoa(p.Admin) + "/metrics")
-	if err != nil || r.status != http.StatusOK {
-		t.Fatalf("%s /metrics: %v %d", p.Name, err, r.status)
-	}
-	sum := 0.0
-lines:
-	for _, line := range strings.Split(string(r.body), "\n") {
-		if strings.HasPrefix(line, "#") || (!strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ")) {
-			continue
-		}
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				continue lines
-			}
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += v
-	}
-	return sum
+	return testkit.Metric(t, p.client, "http://127.0.0.1:"+strconv.Itoa(p.Admin)+"/metrics", name, labels...)
 }
 
 // origin is a backend that counts requests, answers each path with a body
@@ -289,22 +268,4 @@ func (o *origin) doneAt(path string) time.Time {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.done[path]
-}
-
-// lockedBuffer collects a process's output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -98,9 +98,10 @@ func stampede(t *testing.T, redisAddrs []string) {
 	if worst := late[len(late)-1]; worst > time.Second {
 		t.Errorf("a waiter on another proxy was answered %v after the store: not woken by it", worst)
 	}
-	// Inside the proxies, from Redis's clock at the store to the waiting
-	// proxy holding the value: within 50 ms. (The clients' timings above
-	// add the test's own 100 clients on a shared machine: logged only.)
+	// Inside the proxies, from the filler sending its value to Redis (its
+	// clock; one machine here) to the waiting proxy holding the value:
+	// within 50 ms. (The clients' timings above add the test's own 100
+	// clients on a shared machine: logged only.)
 	for _, p := range ps {
 		if p.Name == ps[filler].Name {
 			continue
