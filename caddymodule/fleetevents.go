@@ -264,30 +264,10 @@ func (fe *fleetEvents) savePosition() {
 		if path == "" {
 			continue
 		}
-		if err := writeFileAtomic(path, b); err != nil {
+		if err := cache.WriteFolderFile(path, b); err != nil {
 			fe.log.Warn("saving the position in the fleet's event log", zap.String("zone", name), zap.Error(err))
 		}
 	}
-}
-
-// writeFileAtomic writes b to path through a temporary file of its own
-// (two configs, during a reload, may write at once): never half written.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // publishTimeout bounds an admin purge's Redis work (SCAN of every
