@@ -87,12 +87,16 @@ func (a *App) startFleetEvents() {
 	following.Unlock()
 	if saved {
 		// A restarted proxy applies what it missed before it serves what
-		// its disk tier kept, as far as a short wait allows: Redis may be
-		// down, a long log slow to read.
+		// its disk tier kept, as far as a short wait allows: not at all
+		// when Redis does not answer, and a long log may take longer.
+		select {
+		case <-fe.follower.Settled():
+		case <-time.After(startCatchUpMax):
+		}
 		select {
 		case <-fe.follower.CaughtUp():
-		case <-time.After(startCatchUpMax):
-			fe.log.Warn("serving before the fleet's event log is caught up; its events are applied as they are read", zap.Duration("waited", startCatchUpMax))
+		default:
+			fe.log.Warn("serving before the fleet's event log is caught up (Redis does not answer, or the log is long); its events are applied as they are read")
 		}
 	}
 	version := edgecacheVersion()
