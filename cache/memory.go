@@ -26,19 +26,25 @@ type memoryTier struct {
 	// when a Set is accepted, taken off whenever a value leaves (OnExit:
 	// replaced, evicted, rejected, deleted).
 	entries, bytes atomic.Int64
-	// gone, when set, is told of a key that left the tier for good (evicted,
-	// or pushed out of the recent FIFO without being admitted), so a
-	// memory-only zone's key index stays true.
-	gone func(key string)
+	// added and gone, when set, are told of a key that the tier holds (once
+	// ristretto has applied the write) and of one that left it for good
+	// (evicted, or pushed out of the recent FIFO without being admitted),
+	// so that the zone's key index, which purge by prefix relies on, holds
+	// every key the tier does. ristretto applies writes and evicts in a
+	// goroutine of its own, so the order of the calls is not the order of
+	// the writes: set tells added again after its write is applied, and
+	// readmitMu orders readmissions before the check of keys pushed out.
+	added, gone func(key string)
+	readmitMu   sync.RWMutex
 }
 
 // entryOverhead approximates what an entry costs beyond its body and
 // headers: the Entry struct, map slots and ristretto's bookkeeping.
 const entryOverhead = 256
 
-func newMemoryTier(size, maxEntry int64, gone func(string)) (*memoryTier, error) {
+func newMemoryTier(size, maxEntry int64, added, gone func(string)) (*memoryTier, error) {
 	recentBudget := min(size/16, 64<<20)
-	m := &memoryTier{maxEntry: maxEntry, gone: gone}
+	m := &memoryTier{maxEntry: maxEntry, added: added, gone: gone}
 	m.recent.init(recentBudget)
 	counters := min(max(size/1024, 100_000), 50_000_000) // ~10 per expected entry of 10 KiB
 	c, err := ristretto.NewCache(&ristretto.Config[string, *Entry]{
@@ -89,8 +95,15 @@ func (m *memoryTier) lookup(key string) (e *Entry, recent, ok bool) {
 }
 
 // readmit offers an entry of the recent FIFO to ristretto: it earns a place
-// by use, as TinyLFU intends.
-func (m *memoryTier) readmit(e *Entry) { m.add(e, entryCost(e)) }
+// by use, as TinyLFU intends. One pushed out of the FIFO meanwhile is gone
+// from the key index and stays out.
+func (m *memoryTier) readmit(e *Entry) {
+	m.readmitMu.RLock()
+	if m.recent.holds(e) {
+		m.add(e, entryCost(e))
+	}
+	m.readmitMu.RUnlock()
+}
 
 // set stores e, replacing any entry of its key. It reports false when the
 // entry is too large for this tier.
@@ -102,6 +115,9 @@ func (m *memoryTier) set(e *Entry) bool {
 	}
 	m.add(e, cost)
 	m.items.Wait()
+	// The eviction of an older value of the key may have been applied
+	// after the caller indexed the key and before this write.
+	defer m.tell(m.added, e.Key)
 	if cur, ok := m.items.Get(e.Key); ok {
 		if cur != e && !cur.StoredAt.After(e.StoredAt) {
 			// Two buffered Sets of a new key: ristretto keeps the first
@@ -112,12 +128,25 @@ func (m *memoryTier) set(e *Entry) bool {
 		m.recent.remove(e.Key)
 		return true
 	}
-	for _, out := range m.recent.put(e, cost) {
-		if _, ok := m.items.GetTTL(out); !ok && m.gone != nil {
-			m.gone(out)
+	if out := m.recent.put(e, cost); len(out) > 0 {
+		// A readmission of a key pushed out may be under way: once it has
+		// been applied, ristretto says whether the key is still held.
+		m.readmitMu.Lock()
+		m.items.Wait()
+		for _, key := range out {
+			if _, ok := m.items.GetTTL(key); !ok {
+				m.tell(m.gone, key)
+			}
 		}
+		m.readmitMu.Unlock()
 	}
 	return true
+}
+
+func (m *memoryTier) tell(fn func(string), key string) {
+	if fn != nil {
+		fn(key)
+	}
 }
 
 func (m *memoryTier) add(e *Entry, cost int64) {
@@ -181,6 +210,12 @@ func (r *recentEntries) get(key string) (*Entry, bool) {
 func (r *recentEntries) has(key string) bool {
 	_, ok := r.get(key)
 	return ok
+}
+
+// holds reports whether e is key's entry in the FIFO.
+func (r *recentEntries) holds(e *Entry) bool {
+	cur, ok := r.get(e.Key)
+	return ok && cur == e
 }
 
 // put adds e and returns the keys pushed out to make room.

@@ -71,7 +71,7 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 	// The key index holds the memory tier's keys; the disk tier's are in
 	// its entry files (see DiskStore.Walk), so that an entry on disk costs
 	// no string in memory.
-	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.remove)
+	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.add, z.keys.remove)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}

@@ -21,7 +21,7 @@ func init() {
 // the public listener.
 //
 //	POST /edge_cache/purge  {"zone": "<name or empty for every zone>", "key": "..." | "prefix": "..." | "all": true}
-//	                        -> {"purged": <n>}
+//	                        -> {"purged": <n>, "shared": <values removed from Redis, in a fleet>}
 //	GET  /edge_cache/keys?zone=<name>&prefix=<p>&after=<key>&limit=<n>
 //	                        -> {"keys": [...], "next": "<key to pass as after, empty at the end>"}
 //	POST /edge_cache/drain  {"draining": true|false} -> the health state (health.go)

@@ -366,6 +366,9 @@ func (a *App) Start() error {
 			return fmt.Errorf("zone %s: %v", name, err)
 		}
 	}
+	if a.fleet != nil {
+		go a.fleet.Warm()
+	}
 	applyMemoryLimit(a.zonesBytes(), a.logger)
 	a.stopMem = make(chan struct{})
 	go a.trackMemoryLimit(a.stopMem)

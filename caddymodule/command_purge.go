@@ -59,6 +59,13 @@ when it is not printable UTF-8 text or starts with a double quote
 
 With --zone only that cache zone is purged; without it, every zone.
 
+In a fleet (a shared block), the purge also removes the entries from Redis
+and reaches every other proxy through the fleet's event log within a
+second; it prints how many values it removed from Redis. A zone that says
+shared off is purged on this proxy only. If Redis cannot be reached, this
+proxy's entries are purged all the same and the command fails, saying so:
+purge again once Redis answers.
+
 The admin API is reached at --address, or at the admin address of the given
 --config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
 	CobraFunc: func(cmd *cobra.Command) {

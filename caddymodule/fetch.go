@@ -124,10 +124,12 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		cw.abort()
 	}
 	finished = true
+	// The shared store first: it only starts in the background, and the
+	// local waiters woken next would otherwise hold the processor.
+	h.storeShared(job, stored)
 	if job.fill != nil {
 		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
 	}
-	h.storeShared(job, stored)
 	if !cw.awaitDelivery() && err == nil {
 		// The client went away, or the fill failed, before it had the
 		// whole body: cut the response short, as reverse_proxy does.

@@ -30,6 +30,7 @@ type fleetEvents struct {
 	stopBeat func()
 	done     chan struct{} // closed at Stop: ends waits for a zone's index
 	log      *zap.Logger
+	saved    fleet.Position // the position last written to the zone folders
 }
 
 // following is the process's running reader: the config that starts next
@@ -56,15 +57,27 @@ func (a *App) startFleetEvents() {
 	fe := &fleetEvents{app: a, done: make(chan struct{}), log: a.logger.Named("fleet")}
 	following.Lock()
 	var from *fleet.Position
+	saved := false
 	if following.f != nil {
 		p := following.f.Position()
 		from = &p
 	} else {
 		from = fe.savedPosition()
+		saved = from != nil
 	}
 	fe.follower = a.fleet.Follow(from, fe.apply, fe.drop)
 	following.f = fe.follower
 	following.Unlock()
+	if saved {
+		// A restarted proxy applies what it missed before it serves what
+		// its disk tier kept, as far as a short wait allows: Redis may be
+		// down, a long log slow to read.
+		select {
+		case <-fe.follower.CaughtUp():
+		case <-time.After(startCatchUpMax):
+			fe.log.Warn("serving before the fleet's event log is caught up; its events are applied as they are read", zap.Duration("waited", startCatchUpMax))
+		}
+	}
 	version := edgecacheVersion()
 	fe.stopBeat = a.fleet.Heartbeat(func() fleet.Member {
 		fe.savePosition()
@@ -72,6 +85,9 @@ func (a *App) startFleetEvents() {
 	})
 	a.events = fe
 }
+
+// startCatchUpMax bounds how long a start waits for the catch-up.
+const startCatchUpMax = 3 * time.Second
 
 // stopFleetEvents stops them, saving the position.
 func (a *App) stopFleetEvents() {
@@ -217,9 +233,10 @@ func (a *App) positionPath(zone string) string {
 // zone's folder (through a temporary file: never half written).
 func (fe *fleetEvents) savePosition() {
 	p := fe.follower.Position()
-	if p.ID == "" {
+	if p.ID == "" || p == fe.saved {
 		return
 	}
+	fe.saved = p
 	b, _ := json.Marshal(p)
 	for _, name := range fe.app.sharedZoneNames() {
 		path := fe.app.positionPath(name)
@@ -343,3 +360,22 @@ func (c fleetEventsCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var _ prometheus.Collector = fleetEventsCollector{}
+
+// refreshAnnouncer is the claim of a store through the cache buster: when
+// the shared store ends it announces the refresh, so that the other
+// proxies drop their copies only once the new entry is in Redis (or,
+// when it could not be stored there, once the old one is gone from it).
+// Then their next request takes the new version from Redis, or from the
+// backend, never the old one.
+type refreshAnnouncer struct {
+	inner     cache.SharedClaim
+	fleet     *fleet.Fleet
+	zone, key string
+}
+
+func (r refreshAnnouncer) Release(stored bool) {
+	if r.inner != nil {
+		r.inner.Release(stored)
+	}
+	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, stored)
+}

@@ -56,8 +56,16 @@ http://127.0.0.1:$PUBLIC {
 	}
 	reverse_proxy $BACKEND
 }
+http://127.0.0.1:$REFRESH {
+	edge_cache {
+		zone thumbs
+		refresh
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
 `
-	s = startCaddy(t, cf, be, "PUBLIC", "ADMIN")
+	s = startCaddy(t, cf, be, "PUBLIC", "ADMIN", "REFRESH")
 	admin = "127.0.0.1:" + strconv.Itoa(s.ports["ADMIN"])
 	other, err := fleet.Open(fleet.Config{Addrs: []string{r.Addr}, Node: "other", Timeout: time.Second}, nil)
 	if err != nil {
@@ -136,12 +144,16 @@ func TestFleetPurgePublishes(t *testing.T) {
 		}
 	}
 	expect(t, "fill", s.get(t, s.url("PUBLIC", "/t/1")), 200, "MISS", "body of /t/1")
+	testkit.Eventually(t, 2*time.Second, testkit.Holds("the fill to reach Redis", func() bool {
+		out, _ := r.CLI("EXISTS", "edgecache:{thumbs:/t/1}")
+		return out == "1"
+	}))
 	var out bytes.Buffer
 	status, err := runPurge(context.Background(), parseFlags(t, purgeCommand, "--prefix", "/t/", "--address", admin), &out)
 	if err != nil || status != 0 {
 		t.Fatalf("purge: %d %v", status, err)
 	}
-	if want := "purged 1 entries from every zone, and 1 values from the fleet's Redis"; !strings.HasPrefix(out.String(), want) {
+	if want := "purged 1 entries from every zone, and 2 values from the fleet's Redis"; !strings.HasPrefix(out.String(), want) {
 		t.Errorf("purge printed %q, want %q…", out.String(), want)
 	}
 	for k, want := range map[string]string{"edgecache:{thumbs:/t/9}": "0", "edgecache:{thumbs:/t*}": "1", "edgecache:{thumbs:/u/1}": "1"} {
@@ -187,6 +199,17 @@ func TestFleetPurgePublishes(t *testing.T) {
 	if err := c.do(context.Background(), http.MethodGet, adminFleetPath, nil, &resp); err != nil || len(resp.Members) != 1 {
 		t.Fatalf("GET %s: %+v %v", adminFleetPath, resp, err)
 	}
+	// The admin routes are on the admin listener only (localhost:2019 in
+	// production), never on a site's.
+	for _, path := range []string{adminFleetPath, adminDrainPath, adminPurgePath} {
+		if r := s.do(t, http.MethodGet, s.url("PUBLIC", path)); strings.Contains(r.Body, "members") || strings.Contains(r.Body, "draining") || strings.Contains(r.Body, "error") {
+			t.Errorf("the public site answers %s: %d %q", path, r.Status, r.Body)
+		}
+	}
+	var health healthStatus
+	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &health); err != nil || health.Node != "proxy-a" || health.Shared != "up" {
+		t.Errorf("health in a fleet: %+v %v", health, err)
+	}
 	m := resp.Members[0]
 	if m.Node != "proxy-a" || m.Version == "" || !slices.Equal(m.Zones, []string{"thumbs"}) || m.LastEvent == "" || m.Behind != 0 || time.Since(m.Seen) > 10*time.Second {
 		t.Errorf("member %+v", m)
@@ -203,6 +226,24 @@ func TestFleetPurgePublishes(t *testing.T) {
 
 // caughtUp is a fleet table's row with a last event and 0 behind.
 var caughtUp = regexp.MustCompile(`\d+-\d+ +0 `)
+
+// TestFleetRefreshAnnounced: a fetch through the cache buster is
+// announced once the new entry is in Redis, so that the other proxies,
+// dropping their copies, find the new one there.
+func TestFleetRefreshAnnounced(t *testing.T) {
+	r := testkit.StartRedis(t)
+	s, _, _, seen, _ := fleetSite(t, r)
+	expect(t, "refresh", s.get(t, s.url("REFRESH", "/t/7")), 200, "BYPASS", "body of /t/7")
+	testkit.Eventually(t, time.Second, func() string {
+		if got := seen(); !slices.Equal(got, []string{"proxy-a refresh thumbs /t/7"}) {
+			return fmt.Sprintf("the other member saw %q", got)
+		}
+		return ""
+	})
+	if out, _ := r.CLI("EXISTS", "edgecache:{thumbs:/t/7}"); out != "1" {
+		t.Errorf("the refreshed entry is not in Redis when the refresh is announced: EXISTS %s", out)
+	}
+}
 
 // TestFleetViewWithoutFleet: the fleet endpoint says the proxy is in none.
 func TestFleetViewWithoutFleet(t *testing.T) {

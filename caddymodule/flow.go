@@ -29,7 +29,8 @@ import (
 //	                                                         Content-Location (same host)
 //	             private: Authorization or private_cookies   next handler, untouched               BYPASS
 //	             a body, or X-HTTP-Method-Override & co.     next handler, untouched               BYPASS
-//	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
+//	maintenance  a maintenance gate (serve_cached)           lookup (then the shared tier):        HIT, STALE
+//	                                                         hit or expired → deliver
 //	                                                         miss, private, refresh → the page     (none)
 //	refresh      refresh on                                  fetch, store over the entry           BYPASS
 //	lookup       the key's entry, for this request's Vary    hit, expired or miss
@@ -45,6 +46,7 @@ import (
 //	             another proxy fills it                      wait for its store (pub/sub wake-up)  HIT (shared)
 //	             its fill stored nothing, or its lock        look up again, take the lock          as above
 //	             expired
+//	             its fill stored here only (over entry_max)  fetch, store here only                MISS
 //	             lock_timeout passed                         fetch without storing                 MISS
 //	             Redis unavailable (breaker open)            fetch, store here only                MISS
 //	  waiter     the fill stores (header in, body coming)    deliver the entry as it is written    HIT
@@ -58,6 +60,9 @@ import (
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
 //	             fill leader, a fresh entry in the shared    copy it here; deliver                 HIT (shared)
 //	             tier (another proxy refreshed it)
+//	             fill leader, another proxy updating it      stale allowed (updating): deliver     UPDATING
+//	                                                         stale; else fleet (wait for it)       as fleet
+//	             fill leader in a fleet, else                take the fleet lock, then as below
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
 //	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
 //	fetch        the backend answers (fetch.go): outcome     relayed, stored, stale, revalidated,
@@ -67,8 +72,8 @@ import (
 //	             outcome stale (use_stale, stale-if-error)   the stale entry                       STALE
 //	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
 //
-// A waiter from the expired step reports EXPIRED where one from the miss
-// step reports MISS. A fetch for a client relays the backend's answer as
+// A waiter (here, or in the fleet step) from the expired step reports
+// EXPIRED where one from the miss step reports MISS. A fetch for a client relays the backend's answer as
 // it streams, unless it stores it: then the body is read at the backend's
 // speed into the entry being written (memory, or the disk temp file), and
 // the client, and the fill's waiters, read that entry at their own pace
@@ -232,6 +237,7 @@ func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	job fetchJob, shared cache.Shared, now time.Time) error {
 	ctx, zone, clock := r.Context(), job.zone.Name(), job.zone.Clock()
 	deadline := now.Add(time.Duration(h.LockTimeout))
+	fresh := func(e *cache.Entry) bool { return e.Fresh(clock.Now()) }
 	for {
 		if e, ok := shared.Get(ctx, zone, job.key, r.Header); ok {
 			if e.Fresh(clock.Now()) {
@@ -249,11 +255,13 @@ func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		case cache.ClaimUnavailable:
 			return h.fetchAndDeliver(w, r, next, job)
 		}
-		e, waited := shared.Await(ctx, zone, job.key, r.Header, deadline)
+		e, waited := shared.Await(ctx, zone, job.key, r.Header, deadline, fresh)
 		switch {
 		case waited == cache.AwaitStored:
 			// Just stored: served as a hit even if already past its validity.
 			return h.sharedHit(w, r, job, e)
+		case waited == cache.AwaitAlone:
+			return h.fetchAndDeliver(w, r, next, job)
 		case waited == cache.AwaitTimeout, clock.Now().After(deadline):
 			job.mayStore = false
 			return h.fetchAndDeliver(w, r, next, job)
@@ -338,6 +346,18 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		if e, ok := shared.Get(r.Context(), zone.Name(), job.key, r.Header); ok && e.Fresh(now) && e.StoredAt.After(stale.StoredAt) {
 			return h.sharedHit(w, r, job, e)
 		}
+		// One update for the whole fleet, as for a miss.
+		claim, result := shared.Claim(r.Context(), zone.Name(), job.key, time.Duration(h.LockAge))
+		switch {
+		case result == cache.ClaimTaken:
+			job.claim = claim
+		case result != cache.ClaimHeld:
+		case h.staleAllowed(staleUpdating, stale, now):
+			fill.Finish(false)
+			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
+		case h.lock:
+			return h.fleet(w, r, next, job, shared, now)
+		}
 	}
 	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
 	// background update; use_stale updating does with background_update.
@@ -409,7 +429,19 @@ func (h *Handler) duringMaintenance(w http.ResponseWriter, r *http.Request, repl
 		undefinedZones.seen(h.logger, err)
 		return gate.ServePage(w, r)
 	}
-	switch result, entry, _ := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
+	key, now := h.keyFor(r, repl), zone.Clock().Now()
+	result, entry, mark := h.lookup(zone, key, r, now)
+	if shared := h.app.sharedFor(zone); result == lookupMiss && shared != nil {
+		if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok {
+			entry, _ = zone.Adopt(e, mark)
+			result = lookupExpired
+			if entry.Fresh(now) {
+				result = lookupHit
+			}
+			repl.Set(tierPlaceholder, tierValues[cache.TierShared])
+		}
+	}
+	switch result {
 	case lookupHit:
 		gate.Claim()
 		return h.serveEntry(w, r, zone, entry, cache.StatusHit)

@@ -31,7 +31,8 @@ func init() {
 // or while maintenance is on for it (a maintenance handler of the running
 // config has its flag file). The body says which, as JSON:
 //
-//	{"status": "ok" | "draining" | "maintenance", "node": "...", "draining": false, "maintenance": ["/flag/file"]}
+//	{"status": "ok" | "draining" | "maintenance", "node": "...", "draining": false, "maintenance": ["/flag/file"],
+//	 "shared": "up" | "down" (in a fleet: whether Redis answers)}
 //
 // A Redis that is down does not make a proxy unhealthy: it still serves
 // from its own tiers and the backend. The handler answers every method
@@ -62,6 +63,10 @@ type healthStatus struct {
 	Node        string   `json:"node,omitempty"`
 	Draining    bool     `json:"draining"`
 	Maintenance []string `json:"maintenance"`
+	// Shared says, in a fleet, whether Redis answers ("up") or the
+	// breaker keeps requests off it ("down"): for the operator, not the
+	// load balancer (the proxy serves either way).
+	Shared string `json:"shared,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -85,6 +90,12 @@ func currentHealth() healthStatus {
 		s.Status = healthMaintenance
 	}
 	s.Node = nodeName()
+	if app := runningApp(); app != nil && app.fleet != nil {
+		s.Shared = "down"
+		if app.fleet.Up() {
+			s.Shared = "up"
+		}
+	}
 	return s
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/maintenance"
 )
 
 // errEntryGone reports a disk entry whose file was replaced (by a refresh),
@@ -25,10 +26,14 @@ var errEntryGone = errors.New("cache entry vanished before it could be served")
 // the body in one call: the body is never copied per hit. A disk body is
 // verified block by block as it is sent (cache.BodyReader). A caller that can
 // fall back to the backend uses serveEntryWith and handles errEntryGone;
-// here it becomes a 503 for this rare race.
+// here it becomes a 503 for this rare race, or, during maintenance, the
+// maintenance page that a miss gets.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
 	err := h.serveEntryWith(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), zone, e, status)
 	if errors.Is(err, errEntryGone) {
+		if gate := maintenance.GateFrom(r.Context()); gate != nil {
+			return gate.ServePage(w, r)
+		}
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
 	return err

@@ -2,27 +2,33 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/maintenance"
 )
 
-// TestServeReplacedDiskEntry: a disk entry whose file a refresh replaced
-// after the look-up is reported before anything is written, so the caller
-// can serve the newer version instead of cutting the response.
-func TestServeReplacedDiskEntry(t *testing.T) {
+// replacedDiskEntry stores /big in a zone's disk tier, looks it up, and
+// stores it again (as the refresh listener would): the entry looked up is
+// gone from disk. Its body is 'a's, the newer one's 'b's.
+func replacedDiskEntry(t *testing.T) (zone *cache.Zone, old *cache.Entry) {
+	t.Helper()
 	disk, err := cache.OpenDiskStore(t.TempDir(), cache.DiskOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { disk.Close() })
-	zone, err := cache.NewZone(cache.ZoneConfig{Name: "z", MemorySize: 1 << 20, MemoryEntryMax: 1 << 10, Disk: disk})
+	zone, err = cache.NewZone(cache.ZoneConfig{Name: "z", MemorySize: 1 << 20, MemoryEntryMax: 1 << 10, Disk: disk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,12 +46,19 @@ func TestServeReplacedDiskEntry(t *testing.T) {
 	if !ok || old.InMemory() {
 		t.Fatalf("want a disk-only entry, got %v %v", ok, old)
 	}
-	store('b') // the refresh listener overwrites it
+	store('b')
+	return zone, old
+}
 
+// TestServeReplacedDiskEntry: a disk entry whose file a refresh replaced
+// after the look-up is reported before anything is written, so the caller
+// can serve the newer version instead of cutting the response.
+func TestServeReplacedDiskEntry(t *testing.T) {
+	zone, old := replacedDiskEntry(t)
 	h := &Handler{}
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodGet, "/big", nil)
-	err = h.serveEntryWith(rec, req, caddy.NewReplacer(), zone, old, cache.StatusHit)
+	err := h.serveEntryWith(rec, req, caddy.NewReplacer(), zone, old, cache.StatusHit)
 	if !errors.Is(err, errEntryGone) {
 		t.Fatalf("serving the replaced entry: %v, want errEntryGone", err)
 	}
@@ -60,5 +73,39 @@ func TestServeReplacedDiskEntry(t *testing.T) {
 	}
 	if rec.Body.Len() != 64<<10 || rec.Body.Bytes()[0] != 'b' {
 		t.Errorf("newer version: %d bytes starting %q", rec.Body.Len(), rec.Body.Bytes()[:1])
+	}
+}
+
+// TestServeVanishedEntryDuringMaintenance: during maintenance with
+// serve_cached, an entry gone from disk between its look-up and the
+// opening of its body is a miss, which gets the maintenance page, not an
+// error page.
+func TestServeVanishedEntryDuringMaintenance(t *testing.T) {
+	zone, old := replacedDiskEntry(t)
+	flag := filepath.Join(t.TempDir(), "maintenance.flag")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &maintenance.Handler{FlagFile: flag, ServeCached: true}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := m.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Cleanup() })
+
+	h := &Handler{}
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		maintenance.GateFrom(r.Context()).Claim() // as the maintenance step does before serving
+		return h.serveEntry(w, r, zone, old, cache.StatusHit)
+	})
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/big", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	if err := m.ServeHTTP(rec, req, next); err != nil {
+		t.Fatalf("an entry gone during maintenance: %v, want the maintenance page", err)
+	}
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || rec.Body.Len() == 0 {
+		t.Errorf("an entry gone during maintenance: %d, Retry-After %q, %d bytes; want the page", rec.Code, rec.Header().Get("Retry-After"), rec.Body.Len())
 	}
 }

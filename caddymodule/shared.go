@@ -36,9 +36,14 @@ func (h *Handler) storeShared(job fetchJob, e *cache.Entry) {
 	st := cache.SharedStore{Zone: job.zone.Name(), Key: job.key, Claim: job.claim}
 	if e != nil {
 		st.Entry = e
-		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()), 0)
+		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()))
 		zone, mark, key := job.zone, job.mark, job.key
 		st.Current = func() bool { return zone.Current(mark, key) }
+	}
+	if h.Refresh && e != nil {
+		// The cache buster: once the new entry is in Redis (or known not
+		// to be), the other proxies drop their copies (fleetevents.go).
+		st.Claim = refreshAnnouncer{inner: st.Claim, fleet: h.app.fleet, zone: job.zone.Name(), key: job.key}
 	}
 	shared.Store(st)
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/cache"
 )
 
 // The event log: every purge, invalidation and refresh made on one proxy
@@ -102,23 +104,36 @@ func (f *Fleet) publish(ctx context.Context, ev Event) (id string, err error) {
 
 // forRequest runs a request's part of an event (Invalidate, Refreshed)
 // through the breaker: nothing while Redis is known to be down, and a
-// failure opens it. What is skipped is counted as unpublished.
-func (f *Fleet) forRequest(ctx context.Context, del string, ev Event) error {
+// failure opens it. unlink says whether the event's key leaves Redis
+// first. What is skipped is counted as unpublished.
+func (f *Fleet) forRequest(ctx context.Context, unlink bool, ev Event) error {
+	varies := false
 	err := f.Do(ctx, func(ctx context.Context) error {
-		if del == "" {
+		if !unlink {
 			return nil
 		}
-		return f.rdb.Unlink(ctx, del).Err()
+		var err error
+		_, varies, err = f.unlinkEntry(ctx, ev.Zone, ev.Key)
+		return err
 	})
-	if err == nil {
-		err = f.Do(ctx, func(ctx context.Context) error {
-			_, err := f.publish(ctx, ev)
-			return err
-		})
-	} else {
+	if err != nil {
 		f.events.unpublished.Add(1)
+		return err
 	}
-	return err
+	var variantsErr error
+	if varies {
+		vctx, cancel := context.WithTimeout(ctx, variantsBudget)
+		if _, err := f.unlinkVariants(vctx, ev.Zone, ev.Key); err != nil {
+			variantsErr = fmt.Errorf("fleet: removing the variants of %q from Redis: %w", ev.Key, err)
+		}
+		cancel()
+	}
+	// The others drop their copies even if some variants stay in Redis.
+	err = f.Do(ctx, func(ctx context.Context) error {
+		_, err := f.publish(ctx, ev)
+		return err
+	})
+	return errors.Join(variantsErr, err)
 }
 
 // Purge removes the entries a purge event names from the shared tier,
@@ -134,7 +149,12 @@ func (f *Fleet) Purge(ctx context.Context, ev Event, zones []string) (removed in
 		var n int
 		switch ev.Kind {
 		case KindPurgeKey:
-			n, err = f.del(ctx, f.keys.entry(zone, ev.Key))
+			var varies bool
+			if n, varies, err = f.unlinkEntry(ctx, zone, ev.Key); err == nil && varies {
+				var v int
+				v, err = f.unlinkVariants(ctx, zone, ev.Key)
+				n += v
+			}
 		case KindPurgePrefix:
 			n, err = f.unlinkMatching(ctx, f.keys.entryPattern(zone, ev.Key))
 		case KindPurgeAll:
@@ -155,7 +175,7 @@ func (f *Fleet) Purge(ctx context.Context, ev Event, zones []string) (removed in
 // other proxies to drop theirs (an unsafe request changed the resource).
 // It goes through the breaker, as it runs for a request.
 func (f *Fleet) Invalidate(ctx context.Context, zone, key string) error {
-	return f.forRequest(ctx, f.keys.entry(zone, key), Event{Zone: zone, Kind: KindInvalidate, Key: key})
+	return f.forRequest(ctx, true, Event{Zone: zone, Kind: KindInvalidate, Key: key})
 }
 
 // Refreshed tells the other proxies that this one fetched key anew
@@ -165,19 +185,46 @@ func (f *Fleet) Invalidate(ctx context.Context, zone, key string) error {
 // that no proxy takes the old version from Redis. It goes through the
 // breaker, as it runs for a request.
 func (f *Fleet) Refreshed(ctx context.Context, zone, key string, stored bool) error {
-	del := ""
-	if !stored {
-		del = f.keys.entry(zone, key)
-	}
-	return f.forRequest(ctx, del, Event{Zone: zone, Kind: KindRefresh, Key: key})
+	return f.forRequest(ctx, !stored, Event{Zone: zone, Kind: KindRefresh, Key: key})
 }
 
-func (f *Fleet) del(ctx context.Context, key string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+// unlinkEntry removes a key's value from Redis, in one round trip, and
+// reports whether it was a response's index of variants: then its
+// variants must go too (unlinkVariants), or a new index, written by the
+// next fill, would lead to the old variants again.
+func (f *Fleet) unlinkEntry(ctx context.Context, zone, key string) (n int, varies bool, err error) {
+	redisKey := f.keys.entry(zone, key)
+	var get *redis.StringCmd
+	var unlink *redis.IntCmd
+	cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
-	n, err := f.rdb.Unlink(ctx, key).Result()
-	return int(n), err
+	_, err = f.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+		get = p.Get(cctx, redisKey)
+		unlink = p.Unlink(cctx, redisKey)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, false, err
+	}
+	if v, err := get.Bytes(); err == nil {
+		e, err := decodeValue(redisKey, key, v)
+		varies = err == nil && e.VaryIndex
+	}
+	return int(unlink.Val()), varies, nil
 }
+
+// unlinkVariants removes the values of a key's variants. They hash to
+// other slots than the key, so they are found by SCAN, a pass over the
+// keys: only keys whose responses vary pay it.
+func (f *Fleet) unlinkVariants(ctx context.Context, zone, key string) (int, error) {
+	return f.unlinkMatching(ctx, f.keys.entryPattern(zone, cache.VariantKey(key, "")))
+}
+
+// variantsBudget bounds the removal of a key's variants for a request
+// (an invalidation, a refresh not stored), outside the breaker: a pass
+// over a large Redis may take longer than one call's timeout without
+// Redis failing.
+const variantsBudget = 2 * time.Second
 
 // scanBatch is SCAN's COUNT hint for purges by prefix: a few hundred
 // microseconds of Redis's time per call.
@@ -316,5 +363,5 @@ func (f *Fleet) EventStats() EventStats {
 	}
 }
 
-// logf is the fleet's logger for the events' reader.
+// eventLog is the logger of the event log's reader.
 func (f *Fleet) eventLog() *zap.Logger { return f.log.Named("events") }

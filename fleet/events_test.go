@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -393,4 +395,109 @@ func TestEventsOnCluster(t *testing.T) {
 		t.Fatalf("purge by prefix on a cluster removed %d, %v; want 30", n, err)
 	}
 	testPurgeRemovesSharedEntries(t, c.Addrs())
+	testPurgeRemovesVariants(t, c.Addrs())
+}
+
+// TestEventsWithACLUser: the ACL docs/fleet.md gives a fleet's user is
+// enough for the event log, purges by prefix, the member list and the
+// fill lock's wake-ups (a pattern subscription, which Redis allows only
+// when an ACL channel pattern is that very pattern), and keeps the user
+// to its prefix.
+func TestEventsWithACLUser(t *testing.T) {
+	r := testkit.StartRedis(t)
+	acl := []string{"ACL", "SETUSER", "edgecache", "on", ">secret", "~edgecache:*", "&edgecache:filled:*",
+		"+@read", "+@write", "+@stream", "+@pubsub", "+@scripting", "+@connection", "+@keyspace", "-@dangerous"}
+	if out, err := r.CLI(acl...); err != nil || out != "OK" {
+		t.Fatalf("ACL SETUSER: %s %v", out, err)
+	}
+	cfg := Config{Addrs: []string{r.Addr}, Username: "edgecache", Password: "secret"}
+	cfg.Node = "a"
+	a := openFleet(t, cfg, nil)
+	cfg.Node = "b"
+	b := openFleet(t, cfg, nil)
+	_, rec := follow(t, b, nil)
+	ctx := context.Background()
+	if err := a.rdb.Set(ctx, a.keys.entry("z", "/p/1"), "v", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Purge(ctx, Event{Zone: "z", Kind: KindPurgePrefix, Key: "/p/"}, nil); err != nil || n != 1 {
+		t.Fatalf("purge by prefix: %d %v", n, err)
+	}
+	rec.waitSeen(t, 2*time.Second, "purge_prefix z /p/")
+	if err := a.Announce(ctx, Member{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.subs.subscribe(ctx); err != nil {
+		t.Errorf("the wake-ups' subscription: %v", err)
+	}
+	if m, err := a.Members(ctx); err != nil || len(m) != 1 {
+		t.Fatalf("members: %v %v", m, err)
+	}
+	if err := a.rdb.Set(ctx, "other:key", "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("a key outside the prefix: %v", err)
+	}
+	if err := a.rdb.FlushAll(ctx).Err(); err == nil {
+		t.Error("FLUSHALL allowed")
+	}
+}
+
+// TestPurgeRemovesVariants: a purge or an invalidation of a key whose
+// response varies removes its variants from Redis too: a new index,
+// written by the next fill, must not lead to a variant from before.
+func TestPurgeRemovesVariants(t *testing.T) {
+	r := testkit.StartRedis(t)
+	testPurgeRemovesVariants(t, []string{r.Addr})
+}
+
+func testPurgeRemovesVariants(t *testing.T, addrs []string) {
+	f := openFleet(t, Config{Addrs: addrs, Node: "a"}, nil)
+	ctx := context.Background()
+	storeVariants := func(key string) {
+		t.Helper()
+		for _, lang := range []string{"en", "fr"} {
+			e := entry(key, []byte(key+" in "+lang))
+			e.Header["Vary"] = []string{"Accept-Language"}
+			e.VaryNames, e.Variant = []string{"Accept-Language"}, cache.VariantOf([]string{"Accept-Language"}, http.Header{"Accept-Language": {lang}})
+			store(t, f, "z", key, e)
+		}
+		store(t, f, "z", key+"x", entry(key+"x", []byte("another key, same start")))
+	}
+	has := func(key, lang string) bool {
+		_, ok := f.Get(ctx, "z", key, http.Header{"Accept-Language": {lang}})
+		return ok
+	}
+	variantsLeft := func(key string) int64 {
+		t.Helper()
+		n := int64(0)
+		for _, lang := range []string{"en", "fr"} {
+			k := f.keys.entry("z", cache.VariantKey(key, cache.VariantOf([]string{"Accept-Language"}, http.Header{"Accept-Language": {lang}})))
+			c, err := f.rdb.Exists(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += c
+		}
+		return n
+	}
+	storeVariants("/v")
+	if !has("/v", "en") || !has("/v", "fr") || variantsLeft("/v") != 2 {
+		t.Fatal("variants not stored")
+	}
+	n, err := f.Purge(ctx, Event{Zone: "z", Kind: KindPurgeKey, Key: "/v"}, nil)
+	if err != nil || n != 3 {
+		t.Errorf("purge of a varying key removed %d values, %v; want 3 (the index and 2 variants)", n, err)
+	}
+	if left := variantsLeft("/v"); left != 0 {
+		t.Errorf("%d variants left after the purge", left)
+	}
+	if !has("/vx", "en") {
+		t.Error("the purge removed another key that starts alike")
+	}
+	storeVariants("/w")
+	if err := f.Invalidate(ctx, "z", "/w"); err != nil {
+		t.Fatal(err)
+	}
+	if left := variantsLeft("/w"); left != 0 || has("/w", "en") {
+		t.Errorf("%d variants left after an invalidation", left)
+	}
 }

@@ -41,14 +41,14 @@ type Follower struct {
 	apply func(Event)
 	drop  func(reason string)
 
-	mu      sync.Mutex
-	pos     Position
-	known   bool // pos is set; else the reader starts from the log's end
-	cutOff  bool // the last call failed (logged once per change)
-	started time.Time
+	mu     sync.Mutex
+	pos    Position
+	known  bool // pos is set; else the reader starts from the log's end
+	cutOff bool // the last call failed (logged once per change)
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	caughtUp chan struct{} // closed when the reader first reaches the log's end
 }
 
 // Follower pacing.
@@ -71,7 +71,7 @@ const (
 // reader's goroutine, one at a time. Stop ends it.
 func (f *Fleet) Follow(from *Position, apply func(Event), drop func(reason string)) *Follower {
 	ctx, cancel := context.WithCancel(context.Background())
-	fo := &Follower{f: f, apply: apply, drop: drop, cancel: cancel, done: make(chan struct{}), started: time.Now()}
+	fo := &Follower{f: f, apply: apply, drop: drop, cancel: cancel, done: make(chan struct{}), caughtUp: make(chan struct{})}
 	if from != nil && from.ID != "" {
 		fo.pos, fo.known = *from, true
 	}
@@ -88,6 +88,11 @@ func (fo *Follower) Position() Position {
 	return fo.pos
 }
 
+// CaughtUp is closed once the reader has applied every event of the log
+// up to its end, the first time: a proxy that starts may wait for it
+// before it serves what its disk tier kept while it was down.
+func (fo *Follower) CaughtUp() <-chan struct{} { return fo.caughtUp }
+
 // Stop ends the reader and waits for it (at most one XREAD's block).
 func (fo *Follower) Stop() {
 	fo.cancel()
@@ -101,7 +106,7 @@ func (fo *Follower) run(ctx context.Context) {
 	// The log is checked before the first read and after every failure,
 	// before reading on: the events it returns would otherwise move the
 	// position past a gap before the check could see it.
-	needCheck := true
+	needCheck, caughtUp := true, false
 	for ctx.Err() == nil {
 		var err error
 		if needCheck {
@@ -110,12 +115,21 @@ func (fo *Follower) run(ctx context.Context) {
 		if err == nil {
 			needCheck = false
 			var n int
-			n, err = fo.read(ctx)
+			// Until it first reaches the end, it reads without waiting,
+			// so that the end is known as soon as it is reached.
+			block := followBlock
+			if !caughtUp {
+				block = -1
+			}
+			n, err = fo.read(ctx, block)
 			if err == nil && n == 0 {
 				// Idle, at the end of the log: the moment to see that it
 				// is not the log it was (a Redis restarted between two
 				// reads on a new connection reports no error).
-				err = fo.check(ctx)
+				if err = fo.check(ctx); err == nil && !caughtUp {
+					caughtUp = true
+					close(fo.caughtUp)
+				}
 			}
 		}
 		if ctx.Err() != nil {
@@ -152,16 +166,16 @@ func (fo *Follower) setCutOff(log *zap.Logger, err error) {
 	}
 }
 
-// read applies the events after the position, waiting up to followBlock
-// for some; it returns how many it read.
-func (fo *Follower) read(ctx context.Context) (int, error) {
+// read applies the events after the position, waiting up to block for
+// some (not at all if block is negative); it returns how many it read.
+func (fo *Follower) read(ctx context.Context, block time.Duration) (int, error) {
 	fo.mu.Lock()
 	from := fo.pos.ID
 	fo.mu.Unlock()
 	res, err := fo.f.rdb.XRead(ctx, &redis.XReadArgs{
 		Streams: []string{fo.f.keys.events(), from},
 		Count:   followBatch,
-		Block:   followBlock,
+		Block:   block,
 	}).Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
@@ -192,13 +206,11 @@ func (fo *Follower) read(ctx context.Context) (int, error) {
 }
 
 // check compares the position with the log's state (XINFO STREAM) and
-// calls drop when events after the position are lost:
-//   - the log was trimmed past it (its max-deleted-entry-id is after the
-//     position): the proxy was cut off for longer than the log keeps;
-//   - the log is gone, or began again: at its end, it has taken in a
-//     different number of events than the reader counted, or its last ID
-//     is before the position (Redis restarted without its data, a
-//     failover lost writes).
+// calls drop when events after the position are lost (logState.lostAfter):
+//   - the log was trimmed past it: the proxy was cut off, or stopped, for
+//     longer than the log keeps;
+//   - the log is gone, or began again (Redis restarted without its data,
+//     a failover lost writes).
 //
 // A reader with no position starts at the log's end.
 func (fo *Follower) check(ctx context.Context) error {

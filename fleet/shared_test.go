@@ -18,6 +18,11 @@ func open(t *testing.T, cfg Config) *Fleet {
 	if cfg.Node == "" {
 		cfg.Node = "test"
 	}
+	if cfg.Timeout == 0 {
+		// Generous: a loaded test machine may take longer than the
+		// default 100 ms to dial, and a slow answer opens the breaker.
+		cfg.Timeout = time.Second
+	}
 	f, err := Open(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +140,17 @@ func TestSharedACL(t *testing.T) {
 	if _, ok := f.Get(context.Background(), "z", "/k", nil); !ok {
 		t.Fatal("the ACL user cannot read its value")
 	}
+	// The least a fleet's user needs (docs/fleet.md): its keys, the
+	// wake-up channel, no dangerous commands. The lock and its wake-up
+	// work with it.
+	if out, err := r.CLI("ACL", "SETUSER", "edgecache", "on", ">pw", "~edgecache:*", "&edgecache:filled:*",
+		"+@read", "+@write", "+@stream", "+@pubsub", "+@scripting", "+@connection", "+@keyspace", "-@dangerous"); err != nil || out != "OK" {
+		t.Fatalf("ACL SETUSER: %v %s", err, out)
+	}
+	least := func(node string) *Fleet {
+		return open(t, Config{Addrs: []string{r.Addr}, Username: "edgecache", Password: "pw", Node: node})
+	}
+	lockWakeUp(t, context.Background(), least("a"), least("b"), r.CLI)
 	bad := open(t, Config{Addrs: []string{r.Addr}, Username: "edge", Password: "wrong", Prefix: "e:"})
 	if _, ok := bad.Get(context.Background(), "z", "/k", nil); ok {
 		t.Fatal("a wrong password read the value")
@@ -240,19 +256,12 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	go func() {
 		defer wg.Done()
 		close(waiting)
-		got, result = b.Await(ctx, "z", "/k", nil, time.Now().Add(5*time.Second))
+		got, result = b.Await(ctx, "z", "/k", nil, time.Now().Add(5*time.Second), nil)
 		woke = time.Now()
 	}()
 	<-waiting
 	// The waiter is subscribed once its wait is registered.
-	testkit.Eventually(t, 5*time.Second, func() string {
-		b.subs.mu.Lock()
-		defer b.subs.mu.Unlock()
-		if len(b.subs.waiters) == 0 {
-			return "the waiter is not listening yet"
-		}
-		return ""
-	})
+	listening(t, b)
 	time.Sleep(20 * time.Millisecond) // a fill that takes a while (the waiter checked the value before)
 	store(t, a, "z", "/k", entry("/k", []byte("filled")))
 	stored := time.Now()
@@ -266,6 +275,11 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	if latency > 50*time.Millisecond {
 		t.Errorf("woken %v after the store, over 50 ms", latency)
 	}
+	if _, n, sum := b.Stats.WakeUps.Snapshot(); n != 1 || sum > 0.05 {
+		t.Errorf("wake-ups measured from the sender's clock: %d, %.1f ms in all; want 1 within 50 ms", n, sum*1e3)
+	} else {
+		t.Logf("wake-up measured from the sender's clock: %.2f ms", sum*1e3)
+	}
 	if out, _ := cli("EXISTS", a.keys.lock("z", "/k")); out != "0" {
 		t.Errorf("the lock is still held after the release")
 	}
@@ -274,17 +288,10 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	claim, _ = a.Claim(ctx, "z", "/n", 5*time.Second)
 	done := make(chan cache.AwaitResult)
 	go func() {
-		_, res := b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second))
+		_, res := b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second), nil)
 		done <- res
 	}()
-	testkit.Eventually(t, 5*time.Second, func() string {
-		b.subs.mu.Lock()
-		defer b.subs.mu.Unlock()
-		if len(b.subs.waiters) == 0 {
-			return "the waiter is not listening yet"
-		}
-		return ""
-	})
+	listening(t, b)
 	claim.Release(false)
 	if res := <-done; res != cache.AwaitEnded {
 		t.Errorf("after a fill that stored nothing: %v, want ended", res)
@@ -293,18 +300,95 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 		t.Errorf("the lock was not free after the release: %v", res)
 	}
 
+	// A fill too large for Redis, stored in its proxy only: the waiters
+	// fetch for themselves at once, without waiting for the lock in turn.
+	claim, _ = a.Claim(ctx, "z", "/big", 5*time.Second)
+	go func() {
+		_, res := b.Await(ctx, "z", "/big", nil, time.Now().Add(5*time.Second), nil)
+		done <- res
+	}()
+	listening(t, b)
+	big := entry("/big", make([]byte, a.cfg.EntryMax+1))
+	a.Store(cache.SharedStore{Zone: "z", Key: "/big", Entry: big, TTL: time.Minute, Claim: claim})
+	if res := <-done; res != cache.AwaitAlone {
+		t.Errorf("after a fill too large for Redis: %v, want alone", res)
+	}
+
 	// A holder that dies: its lock expires, and the wait ends with it.
 	a.Claim(ctx, "z", "/d", 300*time.Millisecond)
 	start := time.Now()
-	_, ended := b.Await(ctx, "z", "/d", nil, time.Now().Add(5*time.Second))
+	_, ended := b.Await(ctx, "z", "/d", nil, time.Now().Add(5*time.Second), nil)
 	if waited := time.Since(start); ended != cache.AwaitEnded || waited > time.Second {
 		t.Errorf("expired lock: %v after %v, want ended within its age", ended, waited)
 	}
 	// And lock_timeout bounds a wait.
 	a.Claim(ctx, "z", "/t", 10*time.Second)
 	start = time.Now()
-	if _, res := b.Await(ctx, "z", "/t", nil, time.Now().Add(200*time.Millisecond)); res != cache.AwaitTimeout || time.Since(start) > time.Second {
+	if _, res := b.Await(ctx, "z", "/t", nil, time.Now().Add(200*time.Millisecond), nil); res != cache.AwaitTimeout || time.Since(start) > time.Second {
 		t.Errorf("deadline: %v after %v", res, time.Since(start))
+	}
+}
+
+// A wait for another proxy's fill ends when Redis dies: the news of that
+// fill can no longer come, and the waiter fetches for itself rather than
+// wait for lock_timeout.
+func TestAwaitEndsWhenRedisDies(t *testing.T) {
+	r := testkit.StartRedis(t)
+	a := open(t, Config{Addrs: []string{r.Addr}, Node: "a"})
+	b := open(t, Config{Addrs: []string{r.Addr}, Node: "b"})
+	ctx := context.Background()
+	if _, res := a.Claim(ctx, "z", "/k", 10*time.Second); res != cache.ClaimTaken {
+		t.Fatal("no claim")
+	}
+	done := make(chan cache.AwaitResult)
+	go func() {
+		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil)
+		done <- res
+	}()
+	listening(t, b)
+	r.Kill()
+	start := time.Now()
+	b.Get(ctx, "z", "/other", nil) // a request finds Redis gone: the breaker opens
+	select {
+	case res := <-done:
+		if res != cache.AwaitEnded {
+			t.Errorf("await: %v, want ended", res)
+		}
+		t.Logf("the wait ended %v after Redis died", time.Since(start))
+	case <-time.After(2 * time.Second):
+		t.Fatal("the wait goes on with Redis dead")
+	}
+}
+
+// A store Redis refuses (maxmemory reached, noeviction) still ends the
+// fill: the waiters are told to fetch for themselves, and the lock is
+// free.
+func TestRefusedStoreReleases(t *testing.T) {
+	r := testkit.StartRedis(t, testkit.RedisArgs("--maxmemory", "2mb", "--maxmemory-policy", "noeviction"))
+	a := open(t, Config{Addrs: []string{r.Addr}, Node: "a"})
+	b := open(t, Config{Addrs: []string{r.Addr}, Node: "b"})
+	ctx := context.Background()
+	claim, _ := a.Claim(ctx, "z", "/k", 10*time.Second)
+	done := make(chan cache.AwaitResult)
+	go func() {
+		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil)
+		done <- res
+	}()
+	listening(t, b)
+	a.Store(cache.SharedStore{Zone: "z", Key: "/k", Entry: entry("/k", make([]byte, 4<<20)), TTL: time.Minute, Claim: claim})
+	select {
+	case res := <-done:
+		if res != cache.AwaitAlone {
+			t.Errorf("await: %v, want alone", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not told of the refused store")
+	}
+	if out, _ := r.CLI("EXISTS", a.keys.lock("z", "/k")); out != "0" {
+		t.Error("the lock is still held")
+	}
+	if !a.Up() {
+		t.Error("a refused write opened the breaker: Redis answered")
 	}
 }
 
@@ -339,5 +423,19 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		return "", nil
+	})
+}
+
+// listening waits until a wait on f is registered (it then hears every
+// fill's end).
+func listening(t *testing.T, f *Fleet) {
+	t.Helper()
+	testkit.Eventually(t, 5*time.Second, func() string {
+		f.subs.mu.Lock()
+		defer f.subs.mu.Unlock()
+		if len(f.subs.waiters) == 0 {
+			return "the waiter is not listening yet"
+		}
+		return ""
 	})
 }

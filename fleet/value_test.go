@@ -82,14 +82,14 @@ func TestValueCorrupt(t *testing.T) {
 func TestTTL(t *testing.T) {
 	now := time.Now()
 	e := &cache.Entry{Meta: cache.Meta{ValidUntil: now.Add(time.Hour), StaleIfError: time.Hour}}
-	if got := TTL(e, now, 10*time.Minute, 0); got != 2*time.Hour {
+	if got := TTL(e, now, 10*time.Minute); got != 2*time.Hour {
 		t.Errorf("validity and stale-if-error: %v, want 2h", got)
 	}
-	if got := TTL(e, now, 180*24*time.Hour, 0); got != 180*24*time.Hour {
+	if got := TTL(e, now, 180*24*time.Hour); got != 180*24*time.Hour {
 		t.Errorf("inactive longer: %v", got)
 	}
 	expired := &cache.Entry{Meta: cache.Meta{ValidUntil: now.Add(-time.Hour)}}
-	if got := TTL(expired, now, 0, 0); got != time.Second {
+	if got := TTL(expired, now, 0); got != time.Second {
 		t.Errorf("expired without inactive: %v, want the 1s floor", got)
 	}
 }

@@ -255,20 +255,11 @@ func urlPath(url string) string {
 func doPurge(t *testing.T, adminAddr string, c purgeCase) int {
 	t.Helper()
 	if c.api != nil {
-		body, _ := json.Marshal(c.api)
-		resp, err := http.Post("http://"+adminAddr+"/edge_cache/purge", "application/json", bytes.NewReader(body))
+		n, err := purgeAPI(http.DefaultClient, adminAddr, *c.api)
 		if err != nil {
 			t.Fatalf("purge %s: %v", c.name, err)
 		}
-		defer resp.Body.Close()
-		var out struct {
-			Purged int    `json:"purged"`
-			Error  string `json:"error"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("purge %s: %s, %+v, %v", c.name, resp.Status, out, err)
-		}
-		return out.Purged
+		return n
 	}
 	code, out, errOut := command(t, context.Background(), append([]string{"purge", "--address", adminAddr}, c.cli...)...)
 	if code != 0 {
@@ -279,6 +270,25 @@ func doPurge(t *testing.T, adminAddr string, c purgeCase) int {
 		t.Fatalf("edgecache purge %s: output %q: %v", strings.Join(c.cli, " "), out, err)
 	}
 	return n
+}
+
+// purgeAPI purges through POST /edge_cache/purge and returns the number of
+// entries purged.
+func purgeAPI(client *http.Client, adminAddr string, req purgeBody) (int, error) {
+	body, _ := json.Marshal(req)
+	resp, err := client.Post("http://"+adminAddr+"/edge_cache/purge", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Purged int    `json:"purged"`
+		Error  string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s, %+v, %v", body, resp.Status, out, err)
+	}
+	return out.Purged, nil
 }
 
 // TestPurgeWhilePromoting purges, again and again, a zone whose memory tier

@@ -69,21 +69,30 @@ func readHuge(tb testing.TB, p *proxy, url string, size int64) (cacheStatus stri
 // peakRSS is the process's peak resident set size (VmHWM), in bytes.
 func peakRSS(tb testing.TB, pid int) int64 {
 	tb.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procMemory(pid, "VmHWM")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return n
+}
+
+// procMemory reads a memory figure of /proc/PID/status (VmRSS, VmHWM), in
+// bytes.
+func procMemory(pid int, field string) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				tb.Fatalf("VmHWM line %q: %v", line, err)
+				return 0, fmt.Errorf("%s line %q: %v", field, line, err)
 			}
-			return kb << 10
+			return kb << 10, nil
 		}
 	}
-	tb.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // hugeSetup is a disk zone big enough for the huge bodies, warmed up with a

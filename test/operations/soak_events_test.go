@@ -2,7 +2,6 @@ package operations_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -81,19 +80,22 @@ func (f *floors) raise(paths []string, versions []int64) {
 // maintenance toggles and backend restarts, each in its own goroutine at
 // its own pace until stop.
 type soakEvents struct {
-	origin   *soakOrigin
-	set      *soakURLs
-	floors   *floors
-	client   *http.Client
-	public   string // http://127.0.0.1:port of the public site
-	refresh  string // and of the cache buster
-	admin    string // 127.0.0.1:port
-	flag     string // the maintenance flag file
-	nodes    []*soakNode
-	mainten  windows
-	restarts windows
+	origin  *soakOrigin
+	set     *soakURLs
+	floors  *floors
+	client  *http.Client
+	public  string // http://127.0.0.1:port of the public site
+	refresh string // and of the cache buster
+	admin   string // 127.0.0.1:port
+	flag    string // the maintenance flag file
+	nodes   []*soakNode
+	mainten windows
+	// allDown are the times every read-only node was down: backend errors
+	// are expected then, and only then (with one node down, the other
+	// answers).
+	allDown windows
 
-	refreshes, purges, purgedEntries, toggles, nodeRestarts, allDown atomic.Int64
+	refreshes, purges, purgedEntries, toggles, nodeRestarts, allDownRestarts atomic.Int64
 
 	failMu   sync.Mutex
 	failures []string // at most 20
@@ -192,21 +194,14 @@ func (e *soakEvents) purge(byKey bool) {
 		paths = e.set.under(req.Prefix)
 	}
 	versions := e.origin.bump(paths)
-	body, _ := json.Marshal(req)
-	resp, err := e.client.Post("http://"+e.admin+"/edge_cache/purge", "application/json", bytes.NewReader(body))
+	n, err := purgeAPI(e.client, e.admin, req)
 	if err != nil {
-		e.fail("purge %s: %v", body, err)
-		return
-	}
-	defer resp.Body.Close()
-	var out struct{ Purged int64 }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		e.fail("purge %s: %s, %v", body, resp.Status, err)
+		e.fail("purge: %v", err)
 		return
 	}
 	e.floors.raise(paths, versions)
 	e.purges.Add(1)
-	e.purgedEntries.Add(out.Purged)
+	e.purgedEntries.Add(int64(n))
 }
 
 // maintenance creates the flag file for 4 s. No request sent from 2 s
@@ -236,9 +231,10 @@ func (e *soakEvents) restart(all bool) {
 	down := time.Second
 	if all {
 		nodes, down = e.nodes, 2*time.Second
-		e.allDown.Add(1)
+		e.allDownRestarts.Add(1)
+		e.allDown.open()
+		defer e.allDown.close()
 	}
-	e.restarts.open()
 	for _, n := range nodes {
 		n.stop(!all)
 		e.nodeRestarts.Add(1)
@@ -249,5 +245,4 @@ func (e *soakEvents) restart(all bool) {
 			e.fail("%v", err)
 		}
 	}
-	e.restarts.close()
 }

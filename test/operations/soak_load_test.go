@@ -96,8 +96,8 @@ var askNames = [numAsks]string{"GET", "Range", "HEAD"}
 const (
 	answerRight       = "right"                                // the status and the bytes the origin's version allows
 	answerMaintenance = "maintenance page (503)"               // while the flag exists
-	answerBackendDown = "backend error (5xx) during a restart" // while backends restart
-	answerCut         = "transport error or cut body during a restart"
+	answerBackendDown = "backend error (5xx), every node down" // while every read-only node is down
+	answerCut         = "transport error or cut body, every node down"
 	answerUnexpected  = "unexpected status or error"
 	answerWrongBody   = "wrong body"
 )
@@ -228,10 +228,10 @@ func (c *soakClient) one() {
 	}
 	end := time.Now()
 	newest := c.origin.version(path)
-	label := fmt.Sprintf("%s %s", askNames[ask], path)
+	label := fmt.Sprintf("%s %s [%s%s]", askNames[ask], path, start.Format("15:04:05.000"), c.during(start, end))
 	if err != nil {
 		kind := answerUnexpected
-		if c.events.restarts.overlaps(start, end) {
+		if c.events.allDown.overlaps(start, end) {
 			kind = answerCut
 		}
 		c.tally.add(kind, askNames[ask]+" error", fmt.Sprintf("%s: %v", label, err))
@@ -250,14 +250,14 @@ func (c *soakClient) one() {
 		kind := answerUnexpected
 		if c.events.mainten.overlaps(start, end) {
 			kind = answerMaintenance
-		} else if c.events.restarts.overlaps(start, end) {
+		} else if c.events.allDown.overlaps(start, end) {
 			kind = answerBackendDown // no upstream available: Caddy's 503
 		}
 		c.tally.add(kind, status, label)
 		return
 	case resp.StatusCode >= 500:
 		kind := answerUnexpected
-		if c.events.restarts.overlaps(start, end) {
+		if c.events.allDown.overlaps(start, end) {
 			kind = answerBackendDown
 		}
 		c.tally.add(kind, status, fmt.Sprintf("%s: %.60q", label, body))
@@ -308,6 +308,18 @@ func (c *soakClient) one() {
 		}
 	}
 	c.tally.add(answerRight, status, "")
+}
+
+// during says what overlapped a request, for the report.
+func (c *soakClient) during(start, end time.Time) string {
+	var s string
+	if c.events.mainten.overlaps(start, end) {
+		s += ", during maintenance"
+	}
+	if c.events.allDown.overlaps(start, end) {
+		s += ", every node down"
+	}
+	return s
 }
 
 // version returns the version, from floor to newest, whose body has b at

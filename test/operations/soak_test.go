@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -150,21 +149,6 @@ type rssSample struct {
 	rss int64
 }
 
-// rss is the process's resident set size (VmRSS), in bytes.
-func rss(pid int) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
 // TestSoak runs the real binary under a mixed load for EDGECACHE_SOAK
 // (16 s by default): clients asking for a URL set larger than the zones
 // (GET, Range, HEAD), while URLs are refreshed through the cache buster,
@@ -172,9 +156,10 @@ func rss(pid int) (int64, error) {
 // restarted. Every body is checked against the origin's: its version may
 // be any from the one raised before the path's last purge to the current
 // one. It wants no wrong body, no answer other than the object's except
-// the maintenance page during maintenance and backend errors during
-// restarts, no request reaching the read-only nodes during maintenance,
-// and the proxy's RSS flat once the zones are full.
+// the maintenance page during maintenance and backend errors while every
+// read-only node is down (a restart of one node must not show), no
+// request reaching the read-only nodes during maintenance, and the proxy's
+// RSS flat once the zones are full.
 func TestSoak(t *testing.T) {
 	duration := soakDuration(t)
 	dir := t.TempDir()
@@ -236,13 +221,13 @@ func TestSoak(t *testing.T) {
 	defer client.CloseIdleConnections()
 	events := &soakEvents{
 		origin: origin, set: set, floors: fl, client: client,
-		public:   fmt.Sprintf("http://127.0.0.1:%d", public),
-		refresh:  fmt.Sprintf("http://127.0.0.1:%d", refresh),
-		admin:    fmt.Sprintf("127.0.0.1:%d", admin),
-		flag:     flag,
-		nodes:    nodes,
-		mainten:  windows{slack: 2 * time.Second}, // the flag is looked for once a second
-		restarts: windows{slack: 3 * time.Second}, // fail_duration 2s
+		public:  fmt.Sprintf("http://127.0.0.1:%d", public),
+		refresh: fmt.Sprintf("http://127.0.0.1:%d", refresh),
+		admin:   fmt.Sprintf("127.0.0.1:%d", admin),
+		flag:    flag,
+		nodes:   nodes,
+		mainten: windows{slack: 2 * time.Second}, // the flag is looked for once a second
+		allDown: windows{slack: 3 * time.Second}, // fail_duration 2s
 	}
 	tally := newSoakTally()
 
@@ -264,7 +249,7 @@ func TestSoak(t *testing.T) {
 	for mid := false; ; {
 		<-ticker.C
 		at := time.Since(started)
-		n, err := rss(p.pid())
+		n, err := procMemory(p.pid(), "VmRSS")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +272,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak of %s, %d clients: %d requests (%.0f/s), %d refreshes, %d purges (%d entries), %d maintenance toggles, %d backend restarts (%d of every node at once); origin: %d requests",
 		elapsed.Round(time.Second), soakClients, tally.requests.Load(), float64(tally.requests.Load())/elapsed.Seconds(),
 		events.refreshes.Load(), events.purges.Load(), events.purgedEntries.Load(), events.toggles.Load(),
-		events.nodeRestarts.Load(), events.allDown.Load(), origin.requests.Load())
+		events.nodeRestarts.Load(), events.allDownRestarts.Load(), origin.requests.Load())
 	t.Logf("answers:\n%s", tally.report())
 	t.Logf("zones at the middle: %s", midStats)
 	t.Logf("zones at the end:    %s", endStats)
@@ -312,7 +297,7 @@ func TestSoak(t *testing.T) {
 	if n := events.failed.Load(); n != 0 {
 		t.Errorf("%d refreshes, purges or restarts failed: %s", n, strings.Join(events.failures, "; "))
 	}
-	if events.toggles.Load() == 0 || events.allDown.Load() == 0 || events.purges.Load() == 0 || events.refreshes.Load() == 0 {
+	if events.toggles.Load() == 0 || events.allDownRestarts.Load() == 0 || events.purges.Load() == 0 || events.refreshes.Load() == 0 {
 		t.Errorf("the soak missed a kind of event")
 	}
 
