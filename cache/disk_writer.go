@@ -97,6 +97,32 @@ func (w *DiskWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Flush writes what the buffer holds to the file, for its readers
+// (openReader).
+func (w *DiskWriter) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.done {
+		return errWriterDone
+	}
+	if err := w.bw.Flush(); err != nil {
+		return w.fail(classifyWriteErr(err), err)
+	}
+	return nil
+}
+
+// openReader opens the file being written for reading, with the offset of
+// the body in it: the reader sees what Flush has written. The file stays
+// readable after Commit renames it and after Abort removes it.
+func (w *DiskWriter) openReader() (*os.File, int64, error) {
+	f, err := os.Open(w.f.Name())
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, int64(len(w.header)), nil
+}
+
 // Commit completes the file and renames it over the entry's path, so that
 // readers see the old entry or the new one, never a mix. It fails if the
 // body length differs from Meta.BodySize (when that was known). The writer

@@ -21,6 +21,7 @@ type EntryWriter struct {
 	gen      uint64 // purge generation when the request began: a purge since voids the entry
 	mark     uint64 // invalidation mark when the request began: an invalidation of the key since voids it
 	primary  string // for a variant (meta.VaryNames set): the key its index goes under
+	stream   *Stream
 }
 
 // NewEntryWriter starts writing a response into the zone. meta.BodySize is
@@ -51,21 +52,37 @@ func (z *Zone) NewEntryWriter(meta Meta, at Mark) *EntryWriter {
 
 // Write adds body bytes. It never fails: a writer that cannot continue
 // just stops storing, and the response goes on streaming to the client.
+// With a Stream, the bytes are readable from it on return, unless the
+// entry stopped storing them (the stream is then cut before p).
 func (ew *EntryWriter) Write(p []byte) {
 	ew.n += int64(len(p))
 	if ew.file != nil {
-		if _, err := ew.file.Write(p); err != nil {
+		_, err := ew.file.Write(p)
+		if err == nil && ew.stream != nil {
+			// Readers read the file: nothing may wait in its buffer.
+			err = ew.file.Flush()
+		}
+		if err != nil {
 			ew.file.Abort()
 			ew.file = nil
 			ew.zone.Stats.CountSkip(SkipDisk)
+			if ew.stream != nil {
+				ew.stream.end(streamCut)
+			}
 		}
 	}
 	if ew.inMemory {
 		if ew.n > ew.zone.mem.maxEntry {
 			ew.inMemory, ew.body = false, nil
+			if ew.stream != nil && ew.stream.file == nil {
+				ew.stream.end(streamCut)
+			}
 		} else {
 			ew.body = append(ew.body, p...)
 		}
+	}
+	if ew.stream != nil {
+		ew.stream.grow(ew.n, ew.body)
 	}
 }
 
@@ -77,7 +94,19 @@ func (ew *EntryWriter) Abandoned() bool { return !ew.inMemory && ew.file == nil 
 // concurrent readers get the old or the new entry, never a mix. It refuses
 // (false) a body shorter or longer than announced.
 func (ew *EntryWriter) Commit() (*Entry, bool) {
-	if ew.Abandoned() || (ew.meta.BodySize >= 0 && ew.n != ew.meta.BodySize) {
+	complete := ew.meta.BodySize < 0 || ew.n == ew.meta.BodySize
+	if s := ew.stream; s != nil {
+		// The body is whole, stored or not (a purge since voids the entry,
+		// not the bytes, which are the backend's): its readers finish.
+		ew.stream = nil
+		if complete {
+			s.end(streamComplete)
+		} else {
+			s.end(streamFailed)
+		}
+		defer s.release()
+	}
+	if ew.Abandoned() || !complete {
 		if ew.Abandoned() {
 			ew.zone.Stats.CountSkip(SkipTooLarge)
 		}
@@ -147,8 +176,13 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 	return e, true
 }
 
-// Abort discards what was written.
+// Abort discards what was written; the stream's readers fail.
 func (ew *EntryWriter) Abort() {
+	if s := ew.stream; s != nil {
+		ew.stream = nil
+		s.end(streamFailed)
+		s.release()
+	}
 	if ew.file != nil {
 		ew.file.Abort()
 		ew.file = nil

@@ -8,13 +8,17 @@ import (
 
 // A Fill is one backend request filling a key. Requests that miss the same
 // key while it runs wait for it instead of going to the backend (nginx's
-// proxy_cache_lock), and are woken the moment it ends: no polling.
+// proxy_cache_lock), and are woken the moment it ends, or the moment it
+// starts storing a body they may read as it is written (Publish): no
+// polling.
 type Fill struct {
-	zone    *Zone
-	key     string
-	done    chan struct{}
-	started time.Time
-	stored  bool // written before done is closed
+	zone      *Zone
+	key       string
+	done      chan struct{}
+	streaming chan struct{} // closed by Publish
+	stream    *Stream       // written before streaming is closed
+	started   time.Time
+	stored    bool // written before done is closed
 }
 
 // fills holds a zone's fills under way, one per key.
@@ -38,7 +42,7 @@ func (z *Zone) JoinFill(key string, lockAge time.Duration) (fill *Fill, leader b
 	if g.byKey == nil {
 		g.byKey = make(map[string]*Fill)
 	}
-	f := &Fill{zone: z, key: key, done: make(chan struct{}), started: now}
+	f := &Fill{zone: z, key: key, done: make(chan struct{}), streaming: make(chan struct{}), started: now}
 	g.byKey[key] = f
 	return f, true
 }
@@ -57,18 +61,39 @@ func (f *Fill) Finish(stored bool) {
 	close(f.done)
 }
 
-// Wait blocks until the fill ends (reporting whether it stored an entry),
-// the timeout passes or ctx is done.
-func (f *Fill) Wait(ctx context.Context, timeout time.Duration) (ended, stored bool) {
+// Publish gives the fill's waiters the entry it is storing, to read as it
+// is written (a Shared stream); called once, by the leader.
+func (f *Fill) Publish(s *Stream) {
+	f.stream = s
+	close(f.streaming)
+}
+
+// Wait blocks until the fill ends (reporting whether it stored an entry) or
+// publishes a stream (returned; the fill goes on), the timeout passes or ctx
+// is done.
+func (f *Fill) Wait(ctx context.Context, timeout time.Duration) (ended, stored bool, stream *Stream) {
 	f.zone.Stats.LockWaits.Add(1)
+	return f.wait(ctx, timeout, f.streaming)
+}
+
+// WaitEnd is Wait for a waiter that cannot use the fill's stream (another
+// variant, or it failed before the answer began): it waits for the end.
+func (f *Fill) WaitEnd(ctx context.Context, timeout time.Duration) (ended, stored bool) {
+	ended, stored, _ = f.wait(ctx, timeout, nil)
+	return ended, stored
+}
+
+func (f *Fill) wait(ctx context.Context, timeout time.Duration, streaming chan struct{}) (ended, stored bool, stream *Stream) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-f.done:
-		return true, f.stored
+		return true, f.stored, nil
+	case <-streaming:
+		return false, false, f.stream
 	case <-t.C:
 	case <-ctx.Done():
 	}
 	f.zone.Stats.LockTimeouts.Add(1)
-	return false, false
+	return false, false, nil
 }

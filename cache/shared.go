@@ -25,8 +25,10 @@ type Shared interface {
 	// Await waits until another proxy's fill of the zone's key lands in
 	// the tier (then returns its entry for req, AwaitStored), ends without
 	// storing (AwaitEnded: the caller may Claim again) or deadline passes
-	// (AwaitTimeout).
-	Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time) (*Entry, AwaitResult)
+	// (AwaitTimeout). A value found in the tier as the wait begins counts
+	// only if usable says so (a fill may have landed just before; an old
+	// stale value may be there too); nil: any.
+	Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time, usable func(*Entry) bool) (*Entry, AwaitResult)
 	// Store writes a committed entry to the tier in the background, so
 	// the client never waits on it, and then releases the job's claim
 	// (waking the proxies that wait for it). A job without an entry only
@@ -57,6 +59,10 @@ const (
 	AwaitTimeout AwaitResult = iota // the deadline passed, the context ended, or the tier failed
 	AwaitStored                     // the value landed: the entry is returned
 	AwaitEnded                      // the fill ended without storing, or the lock expired
+	// AwaitAlone: the fill stored its entry in its own tiers only (over
+	// the shared tier's size limit, or the write failed): each proxy
+	// fetches and stores for itself, without the lock.
+	AwaitAlone
 )
 
 // SharedStore is one entry going to the shared tier.
@@ -103,14 +109,15 @@ func (z *Zone) Current(mark Mark, key string) bool {
 // Adopt stores a copy of an entry found in the shared tier in the local
 // tiers, as a fill would (its Meta as given to NewEntryWriter: the primary
 // key, with VaryNames and Variant for a variant), and returns the stored
-// entry; or e itself when the zone refused it (a purge since mark).
-func (z *Zone) Adopt(e *Entry, at Mark) *Entry {
+// entry; or e itself and false when the zone refused it (a purge since
+// mark).
+func (z *Zone) Adopt(e *Entry, at Mark) (*Entry, bool) {
 	meta := e.Meta
 	meta.BodySize = int64(len(e.Body))
 	w := z.NewEntryWriter(meta, at)
 	w.Write(e.Body)
 	if stored, ok := w.Commit(); ok {
-		return stored
+		return stored, true
 	}
-	return e
+	return e, false
 }

@@ -291,7 +291,7 @@ func TestFillCoalescing(t *testing.T) {
 	}
 	result := make(chan [2]bool)
 	go func() {
-		ended, stored := waiter.Wait(context.Background(), 10*time.Second)
+		ended, stored, _ := waiter.Wait(context.Background(), 10*time.Second)
 		result <- [2]bool{ended, stored}
 	}()
 	fill.Finish(true)
@@ -309,7 +309,7 @@ func TestFillWaitTimeoutAndContext(t *testing.T) {
 	fill, _ := z.JoinFill("/k", time.Minute)
 	defer fill.Finish(false)
 	waiter, _ := z.JoinFill("/k", time.Minute)
-	if ended, stored := waiter.Wait(context.Background(), 20*time.Millisecond); ended || stored {
+	if ended, stored, _ := waiter.Wait(context.Background(), 20*time.Millisecond); ended || stored {
 		t.Fatal("wait did not time out")
 	}
 	if z.Stats.LockTimeouts.Load() != 1 || z.Stats.LockWaits.Load() != 1 {
@@ -317,7 +317,7 @@ func TestFillWaitTimeoutAndContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if ended, _ := waiter.Wait(ctx, time.Minute); ended {
+	if ended, _, _ := waiter.Wait(ctx, time.Minute); ended {
 		t.Fatal("wait with a cancelled context reports an ended fill")
 	}
 }

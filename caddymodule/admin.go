@@ -21,9 +21,12 @@ func init() {
 // the public listener.
 //
 //	POST /edge_cache/purge  {"zone": "<name or empty for every zone>", "key": "..." | "prefix": "..." | "all": true}
-//	                        -> {"purged": <n>}
+//	                        -> {"purged": <n>, "shared": <values removed from Redis, in a fleet>}
 //	GET  /edge_cache/keys?zone=<name>&prefix=<p>&after=<key>&limit=<n>
 //	                        -> {"keys": [...], "next": "<key to pass as after, empty at the end>"}
+//	POST /edge_cache/drain  {"draining": true|false} -> the health state (health.go)
+//	GET  /edge_cache/drain  -> the health state
+//	GET  /edge_cache/fleet  -> {"members": [{"node", "version", "zones", "last_event", "behind", "seen"}...]}
 //
 // Keys, prefixes and cursors are in their text form (keytext.go): as they
 // are, or Go-quoted when they are not printable UTF-8 text.
@@ -42,6 +45,8 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/edge_cache/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)},
 		{Pattern: "/edge_cache/keys", Handler: caddy.AdminHandlerFunc(a.handleKeys)},
+		{Pattern: adminDrainPath, Handler: caddy.AdminHandlerFunc(a.handleDrain)},
+		{Pattern: adminFleetPath, Handler: caddy.AdminHandlerFunc(a.handleFleet)},
 	}
 }
 
@@ -75,6 +80,10 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Redis first: a miss here or on another proxy after the local purge
+	// must not find the purged entry in the shared tier. Its failure does
+	// not keep this proxy's entries.
+	shared, fleetErr := runningApp().publishPurge(r.Context(), req)
 	purged := 0
 	for _, z := range zones {
 		var n int
@@ -97,7 +106,10 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 		}
 		purged += n
 	}
-	return writeJSON(w, purgeResponse{Purged: purged})
+	if fleetErr != nil {
+		return adminError(http.StatusServiceUnavailable, "purged %d entries on this proxy, but not from the fleet (Redis and the other proxies): %v; purge again once Redis answers", purged, fleetErr)
+	}
+	return writeJSON(w, purgeResponse{Purged: purged, Shared: shared})
 }
 
 func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
@@ -146,11 +158,10 @@ func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
 // zonesNamed returns the named zone of the running config, or every zone
 // when name is empty.
 func zonesNamed(name string) ([]*cache.Zone, error) {
-	appIface, err := caddy.ActiveContext().AppIfConfigured("edge_cache")
-	if err != nil || appIface == nil {
+	app := runningApp()
+	if app == nil {
 		return nil, adminError(http.StatusNotFound, "no edge_cache app in the running config")
 	}
-	app := appIface.(*App)
 	if name == "" {
 		zones := make([]*cache.Zone, 0, len(app.zones))
 		for _, n := range app.ZoneNames() {
@@ -163,6 +174,15 @@ func zonesNamed(name string) ([]*cache.Zone, error) {
 		return nil, adminError(http.StatusBadRequest, "unknown zone %q", name)
 	}
 	return []*cache.Zone{z}, nil
+}
+
+// runningApp is the edge_cache app of the running config, or nil.
+func runningApp() *App {
+	appIface, err := caddy.ActiveContext().AppIfConfigured("edge_cache")
+	if err != nil || appIface == nil {
+		return nil
+	}
+	return appIface.(*App)
 }
 
 func adminError(status int, format string, args ...any) error {

@@ -53,6 +53,9 @@ type App struct {
 	// zones that take part (all but those that say shared off).
 	fleet       *fleet.Fleet
 	sharedZones map[string]bool
+	// events runs the event log's reader and the heartbeat from Start to
+	// Stop (fleetevents.go).
+	events *fleetEvents
 }
 
 // SharedConfig says how the proxy reaches the fleet's Redis. String
@@ -363,14 +366,19 @@ func (a *App) Start() error {
 			return fmt.Errorf("zone %s: %v", name, err)
 		}
 	}
+	if a.fleet != nil {
+		go a.fleet.Warm()
+	}
 	applyMemoryLimit(a.zonesBytes(), a.logger)
 	a.stopMem = make(chan struct{})
 	go a.trackMemoryLimit(a.stopMem)
+	a.startFleetEvents()
 	return nil
 }
 
 // Stop implements caddy.App.
 func (a *App) Stop() error {
+	a.stopFleetEvents()
 	if a.stopMem != nil {
 		close(a.stopMem)
 		a.stopMem = nil

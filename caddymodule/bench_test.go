@@ -17,6 +17,20 @@ import (
 func BenchmarkHit10KiB(b *testing.B) { benchmarkHit(b, 10<<10, "zone default 256MiB") }
 func BenchmarkHit1MiB(b *testing.B)  { benchmarkHit(b, 1<<20, "zone default 256MiB") }
 
+// The same with the zone in a fleet (a shared block, a real Redis): a
+// local hit never touches Redis, so these must not differ from the above.
+func BenchmarkHit10KiBShared(b *testing.B) {
+	benchmarkHit(b, 10<<10, sharedZone(b, "zone default 256MiB"))
+}
+func BenchmarkHit1MiBShared(b *testing.B) {
+	benchmarkHit(b, 1<<20, sharedZone(b, "zone default 256MiB"))
+}
+
+func sharedZone(b *testing.B, zones string) string {
+	r := testkit.StartRedis(b)
+	return "shared {\n\t\t\tredis " + r.Addr + "\n\t\t}\n\t\t" + zones
+}
+
 // Hits from disk: the memory tier holds nothing over 1 byte, so every hit
 // opens the entry file and verifies the blocks it sends.
 func BenchmarkDiskHit10KiB(b *testing.B) { benchmarkHit(b, 10<<10, diskOnlyZone(b)) }

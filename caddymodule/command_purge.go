@@ -59,6 +59,13 @@ when it is not printable UTF-8 text or starts with a double quote
 
 With --zone only that cache zone is purged; without it, every zone.
 
+In a fleet (a shared block), the purge also removes the entries from Redis
+and reaches every other proxy through the fleet's event log within a
+second; it prints how many values it removed from Redis. A zone that says
+shared off is purged on this proxy only. If Redis cannot be reached, this
+proxy's entries are purged all the same and the command fails, saying so:
+purge again once Redis answers.
+
 The admin API is reached at --address, or at the admin address of the given
 --config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
 	CobraFunc: func(cmd *cobra.Command) {
@@ -108,6 +115,9 @@ type purgeRequest struct {
 
 type purgeResponse struct {
 	Purged int `json:"purged"`
+	// Shared is how many values the purge removed from the fleet's Redis;
+	// absent when the proxy has no shared block or the zone is not shared.
+	Shared *int `json:"shared,omitempty"`
 }
 
 // keysResponse is the body of GET /edge_cache/keys.
@@ -150,7 +160,11 @@ func runPurge(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, er
 	if req.Zone != "" {
 		zone = "zone " + req.Zone
 	}
-	fmt.Fprintf(stdout, "purged %d entries from %s\n", resp.Purged, zone)
+	if resp.Shared != nil {
+		fmt.Fprintf(stdout, "purged %d entries from %s, and %d values from the fleet's Redis; the other proxies purge theirs within a second\n", resp.Purged, zone, *resp.Shared)
+	} else {
+		fmt.Fprintf(stdout, "purged %d entries from %s\n", resp.Purged, zone)
+	}
 	return caddy.ExitCodeSuccess, nil
 }
 

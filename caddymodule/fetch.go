@@ -30,6 +30,9 @@ type fetchJob struct {
 	// stale, when set, is the expired entry: served instead when the
 	// backend fails (use_stale), and revalidated when revalidate is on.
 	stale *cache.Entry
+	// claim, when set, is the fleet's fill lock for the key (flow.go's
+	// fleet step): released once what the fetch stored is in Redis.
+	claim cache.SharedClaim
 }
 
 // outcome is what a fetch ended in. The capture writer sets it when the
@@ -48,9 +51,10 @@ const (
 )
 
 // fetch sends the request to the next handler (the backend); the capture
-// writer relays the answer to w and, when the job may store, stores it as
-// it streams. It reports the outcome, with the entry a revalidation made.
-// The job's fill is finished in every case, so waiters never hang.
+// writer relays the answer to w or, when the job may store, stores it and
+// feeds w from the entry as it is written. It reports the outcome, with the
+// entry a revalidation made. The job's fill is finished in every case, so
+// waiters never hang, before the client has had all of a stored answer.
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) (outcome, *cache.Entry, error) {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	cw := newCaptureWriter(h, w, r, repl, job)
@@ -58,18 +62,38 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	defer func() {
 		// Reached unfinished on a panic: reverse_proxy panics with
 		// http.ErrAbortHandler when the backend breaks mid-body. The partial
-		// entry is dropped, waiters are released, and the panic goes on.
+		// entry is dropped (its readers fail), waiters are released, and
+		// the panic goes on once the client's writer is ours again.
 		if !finished {
 			cw.abort()
 			if job.fill != nil {
 				job.fill.Finish(false)
 			}
+			h.storeShared(job, nil)
+			cw.awaitDelivery()
 		}
 	}()
 
 	backend := backendRequest(r)
 	if job.stale != nil && (h.revalidate || job.stale.NoCache) {
 		backend = withValidators(backend, r, job.stale)
+	}
+	if _, background := w.(discardWriter); !background {
+		// A client that goes away ends the backend request, unless the
+		// body flows into the entry by then: the fill goes on to store it,
+		// for its waiters and the next requests, bounded by the backend's
+		// timeouts. (nginx aborts a fill whose client went away unless
+		// proxy_ignore_client_abort is on; here other requests read the
+		// entry as it is written, so abandoning it would fail them.)
+		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+		defer cancel()
+		stop := context.AfterFunc(r.Context(), func() {
+			if cw.keep.CompareAndSwap(keepUndecided, keepCancelled) {
+				cancel()
+			}
+		})
+		defer stop()
+		backend = backend.WithContext(ctx)
 	}
 	start := time.Now()
 	cw.requested = job.zone.Clock().Now()
@@ -87,20 +111,29 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			result = outcomeStale
 		}
 	}
-	var entry *cache.Entry
+	var entry, stored *cache.Entry
 	switch result {
 	case outcomeStored:
-		if !cw.commit() {
+		if stored = cw.commit(); stored == nil {
 			result = outcomeRelayed
 		}
 	case outcomeRevalidated:
 		entry = job.zone.Revalidate(job.stale, *cw.revalidation)
+		stored = entry
 	default:
 		cw.abort()
 	}
 	finished = true
+	// The shared store first: it only starts in the background, and the
+	// local waiters woken next would otherwise hold the processor.
+	h.storeShared(job, stored)
 	if job.fill != nil {
 		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
+	}
+	if !cw.awaitDelivery() && err == nil {
+		// The client went away, or the fill failed, before it had the
+		// whole body: cut the response short, as reverse_proxy does.
+		panic(http.ErrAbortHandler)
 	}
 	return result, entry, err
 }

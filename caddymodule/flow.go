@@ -29,20 +29,40 @@ import (
 //	                                                         Content-Location (same host)
 //	             private: Authorization or private_cookies   next handler, untouched               BYPASS
 //	             a body, or X-HTTP-Method-Override & co.     next handler, untouched               BYPASS
-//	maintenance  a maintenance gate (serve_cached)           lookup: hit or expired → deliver      HIT, STALE
+//	maintenance  a maintenance gate (serve_cached)           lookup (then the shared tier):        HIT, STALE
+//	                                                         hit or expired → deliver
 //	                                                         miss, private, refresh → the page     (none)
 //	refresh      refresh on                                  fetch, store over the entry           BYPASS
 //	lookup       the key's entry, for this request's Vary    hit, expired or miss
 //	hit          fresh entry                                 deliver                               HIT
 //	             its disk file gone since the look-up        lookup once more: hit, else miss
-//	miss         min_uses not reached, or lock off           fetch (min_uses: without storing)     MISS
-//	             no fill under way for the key               fill leader: fetch, store, wake       MISS
+//	miss         min_uses not reached, or lock off           shared look-up, else fetch            HIT (shared), MISS
+//	                                                         (min_uses: without storing)
+//	             no fill under way for the key               fill leader: fleet (in a fleet), or
+//	                                                         fetch, store, wake                    MISS
 //	             a fill under way                            fill waiter: wait                     below
-//	  waiter     the fill stored                             deliver the stored entry              HIT
+//	fleet        the shared tier (Redis) holds a fresh entry copy it here; deliver                 HIT (shared)
+//	             no proxy fills the key                      take the fleet lock; fetch, store     MISS
+//	             another proxy fills it                      wait for its store (pub/sub wake-up)  HIT (shared)
+//	             its fill stored nothing, or its lock        look up again, take the lock          as above
+//	             expired
+//	             its fill stored here only (over entry_max)  fetch, store here only                MISS
+//	             lock_timeout passed                         fetch without storing                 MISS
+//	             Redis unavailable (breaker open)            fetch, store here only                MISS
+//	  waiter     the fill stores (header in, body coming)    deliver the entry as it is written    HIT
+//	             ... but another variant, a Range or HEAD    wait for the end, as below
+//	             of an unknown length, or failed first
+//	             the fill failed mid-body after the answer   cut short (connection broken)         HIT
+//	             the fill stored                             deliver the stored entry              HIT
 //	             the fill stored nothing                     lead the next fill, or wait on        MISS (EXPIRED)
-//	             lock_timeout passed                         fetch without storing                 MISS (EXPIRED)
+//	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
+//	             fill leader, a fresh entry in the shared    copy it here; deliver                 HIT (shared)
+//	             tier (another proxy refreshed it)
+//	             fill leader, another proxy updating it      stale allowed (updating): deliver     UPDATING
+//	                                                         stale; else fleet (wait for it)       as fleet
+//	             fill leader in a fleet, else                take the fleet lock, then as below
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
 //	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
 //	fetch        the backend answers (fetch.go): outcome     relayed, stored, stale, revalidated,
@@ -52,12 +72,22 @@ import (
 //	             outcome stale (use_stale, stale-if-error)   the stale entry                       STALE
 //	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
 //
-// A waiter from the expired step reports EXPIRED where one from the miss
-// step reports MISS. A fetch for a client relays the backend's answer as it streams, storing
-// it at once when mayStore; a background fetch has no client and only
-// stores. Whatever a request stores is void if a purge, or an
-// invalidation of its key, ran after its look-up (fetchJob.mark): the
-// backend's answer may predate it.
+// A waiter (here, or in the fleet step) from the expired step reports
+// EXPIRED where one from the miss step reports MISS. A fetch for a client relays the backend's answer as
+// it streams, unless it stores it: then the body is read at the backend's
+// speed into the entry being written (memory, or the disk temp file), and
+// the client, and the fill's waiters, read that entry at their own pace
+// (responsewriter.go, cache.Stream), so a slow client slows no one else; a
+// body of unknown length that only memory holds is read only by the
+// fill's own client, and one too large for every tier is relayed as it
+// streams. A background fetch has no client and only stores. Whatever a
+// request stores is void if a purge, or an invalidation of its key, ran
+// after its look-up (fetchJob.mark): the backend's answer may predate it
+// (the readers of the stream still get the whole body: it is the
+// backend's). In a fleet, what a fetch stores goes to Redis too, in the
+// background (fetch.go, shared.go), and only then is the fleet lock
+// released. A hit sets {http.edge_cache.tier} to the tier that answered
+// (memory, disk, shared); a miss leaves it empty.
 
 // lookupResult is what a look-up found for a request.
 type lookupResult uint8
@@ -104,8 +134,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, mark: zone.Mark()})
 	}
 	now := zone.Clock().Now()
-	switch result, entry, mark := h.lookup(zone, key, r, now); result {
+	switch result, entry, mark, tier := h.lookupTier(zone, key, r, now); result {
 	case lookupHit:
+		repl.Set(tierPlaceholder, tierValues[tier])
 		return h.hit(w, r, repl, next, zone, key, entry, now)
 	case lookupExpired:
 		return h.expired(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, entry, now)
@@ -131,15 +162,21 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 // fresh at now, with the zone's Mark from before the look-up (the start of
 // whatever the request may store: fetchJob.mark).
 func (h *Handler) lookup(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry, cache.Mark) {
+	result, entry, mark, _ := h.lookupTier(zone, key, r, now)
+	return result, entry, mark
+}
+
+// lookupTier is lookup, with the local tier that held the entry.
+func (h *Handler) lookupTier(zone *cache.Zone, key string, r *http.Request, now time.Time) (lookupResult, *cache.Entry, cache.Mark, cache.Tier) {
 	mark := zone.Mark()
-	entry, found := zone.Lookup(key, r.Header)
-	if !found {
-		return lookupMiss, nil, mark
+	entry, tier := zone.LookupTier(key, r.Header)
+	if tier == cache.TierNone {
+		return lookupMiss, nil, mark, tier
 	}
 	if !entry.Fresh(now) {
-		return lookupExpired, entry, mark
+		return lookupExpired, entry, mark, tier
 	}
-	return lookupHit, entry, mark
+	return lookupHit, entry, mark, tier
 }
 
 // hit delivers a fresh entry. A disk entry whose file was replaced or
@@ -157,6 +194,7 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 			return err
 		}
 	}
+	repl.Delete(tierPlaceholder)
 	return h.miss(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, now)
 }
 
@@ -169,35 +207,106 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
 		job.mayStore = false
 	}
+	shared := h.app.sharedFor(zone)
 	if !job.mayStore || !h.lock {
+		if shared != nil {
+			if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok && e.Fresh(now) {
+				return h.sharedHit(w, r, job, e)
+			}
+		}
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
 	if leader {
 		job.fill = fill
+		if shared != nil {
+			return h.fleet(w, r, next, job, shared, now)
+		}
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
 }
 
+// fleet is the fleet step of a local fill leader in a zone that takes
+// part in a fleet: the shared tier is looked up, then the fleet's fill
+// lock taken (fetch and store), or another proxy's fill waited for, woken
+// when its value lands. The local waiters wait for this request, as
+// always. An entry found stale in Redis is kept for the fetch
+// (use_stale, revalidate), as an expired local one is.
+func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	job fetchJob, shared cache.Shared, now time.Time) error {
+	ctx, zone, clock := r.Context(), job.zone.Name(), job.zone.Clock()
+	deadline := now.Add(time.Duration(h.LockTimeout))
+	fresh := func(e *cache.Entry) bool { return e.Fresh(clock.Now()) }
+	for {
+		if e, ok := shared.Get(ctx, zone, job.key, r.Header); ok {
+			if e.Fresh(clock.Now()) {
+				return h.sharedHit(w, r, job, e)
+			}
+			if job.stale == nil {
+				job.stale = e
+			}
+		}
+		claim, result := shared.Claim(ctx, zone, job.key, time.Duration(h.LockAge))
+		switch result {
+		case cache.ClaimTaken:
+			job.claim = claim
+			return h.fetchAndDeliver(w, r, next, job)
+		case cache.ClaimUnavailable:
+			return h.fetchAndDeliver(w, r, next, job)
+		}
+		e, waited := shared.Await(ctx, zone, job.key, r.Header, deadline, fresh)
+		switch {
+		case waited == cache.AwaitStored:
+			// Just stored: served as a hit even if already past its validity.
+			return h.sharedHit(w, r, job, e)
+		case waited == cache.AwaitAlone:
+			return h.fetchAndDeliver(w, r, next, job)
+		case waited == cache.AwaitTimeout, clock.Now().After(deadline):
+			job.mayStore = false
+			return h.fetchAndDeliver(w, r, next, job)
+		}
+		// The other fill stored nothing, or its lock expired: again.
+	}
+}
+
+// sharedHit delivers an entry from the shared tier, copied into the local
+// tiers first, and ends the request's local fill with it, so that the
+// local waiters find it.
+func (h *Handler) sharedHit(w http.ResponseWriter, r *http.Request, job fetchJob, e *cache.Entry) error {
+	e, stored := job.zone.Adopt(e, job.mark)
+	if job.fill != nil {
+		job.fill.Finish(stored)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set(tierPlaceholder, tierValues[cache.TierShared])
+	return h.serveEntryWith(w, r, repl, job.zone, e, cache.StatusHit)
+}
+
 // awaitFill waits for the fill under way for job's key and delivers what it
-// stored. One that ends without storing (a failed or uncacheable response)
-// hands the lock to one of its waiters, the others waiting on, as nginx
-// does: a failing backend is not stampeded. After lock_timeout a waiter
-// goes to the backend without storing, as nginx does: the fill may still
-// be running.
+// stores: as it is written, once the fill has an answer it stores (a
+// streaming miss: the waiter is not held back by the fill's own client),
+// else once it is stored. One that ends without storing (a failed or
+// uncacheable response) hands the lock to one of its waiters, the others
+// waiting on, as nginx does: a failing backend is not stampeded. After
+// lock_timeout a waiter goes to the backend without storing, as nginx
+// does: the fill may still be running.
 func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	fill *cache.Fill, job fetchJob, deadline time.Time) error {
 	clock := job.zone.Clock()
 	for {
-		ended, stored := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
+		ended, stored, stream := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
+		if stream != nil {
+			// Served as a hit, as the entry will be.
+			if err := h.serveStream(w, h.collapsed(r), job.zone, stream, cache.StatusHit); !errors.Is(err, errNotStreamed) {
+				return err
+			}
+			ended, stored = fill.WaitEnd(r.Context(), deadline.Sub(clock.Now()))
+		}
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
 			if result, entry, _ := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
-				if h.CacheStatusHeader {
-					r = collapsed(r)
-				}
-				return h.serveEntry(w, r, job.zone, entry, cache.StatusHit)
+				return h.serveEntry(w, h.collapsed(r), job.zone, entry, cache.StatusHit)
 			}
 		}
 		if !ended || clock.Now().After(deadline) {
@@ -232,6 +341,24 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		return h.fetchAndDeliver(w, r, next, job)
 	}
 	job.fill = fill
+	if shared := h.app.sharedFor(zone); shared != nil {
+		// Another proxy may have refreshed it.
+		if e, ok := shared.Get(r.Context(), zone.Name(), job.key, r.Header); ok && e.Fresh(now) && e.StoredAt.After(stale.StoredAt) {
+			return h.sharedHit(w, r, job, e)
+		}
+		// One update for the whole fleet, as for a miss.
+		claim, result := shared.Claim(r.Context(), zone.Name(), job.key, time.Duration(h.LockAge))
+		switch {
+		case result == cache.ClaimTaken:
+			job.claim = claim
+		case result != cache.ClaimHeld:
+		case h.staleAllowed(staleUpdating, stale, now):
+			fill.Finish(false)
+			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
+		case h.lock:
+			return h.fleet(w, r, next, job, shared, now)
+		}
+	}
 	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
 	// background update; use_stale updating does with background_update.
 	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate
@@ -302,7 +429,19 @@ func (h *Handler) duringMaintenance(w http.ResponseWriter, r *http.Request, repl
 		undefinedZones.seen(h.logger, err)
 		return gate.ServePage(w, r)
 	}
-	switch result, entry, _ := h.lookup(zone, h.keyFor(r, repl), r, zone.Clock().Now()); result {
+	key, now := h.keyFor(r, repl), zone.Clock().Now()
+	result, entry, mark := h.lookup(zone, key, r, now)
+	if shared := h.app.sharedFor(zone); result == lookupMiss && shared != nil {
+		if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok {
+			entry, _ = zone.Adopt(e, mark)
+			result = lookupExpired
+			if entry.Fresh(now) {
+				result = lookupHit
+			}
+			repl.Set(tierPlaceholder, tierValues[cache.TierShared])
+		}
+	}
+	switch result {
 	case lookupHit:
 		gate.Claim()
 		return h.serveEntry(w, r, zone, entry, cache.StatusHit)

@@ -27,6 +27,8 @@ func safeMethod(m string) bool {
 // URLs of the same host (RFC 9111 §4.4). It does so when the answer's
 // header is written, before the client can see it and ask again. Only the
 // key (with its variants) goes: fills of other keys are not disturbed.
+// In a fleet, the key's shared entry goes too, and the other proxies are
+// told (fleetevents.go).
 func (h *Handler) invalidating(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
 	zone, err := h.zoneFor(repl)
 	if err != nil {
@@ -36,10 +38,13 @@ func (h *Handler) invalidating(w http.ResponseWriter, r *http.Request, repl *cad
 		if code >= 400 {
 			return // an error changed nothing
 		}
-		zone.Invalidate(h.keyFor(r, repl))
+		key := h.keyFor(r, repl)
+		zone.Invalidate(key)
+		h.app.publishInvalidation(r.Context(), zone, key)
 		for _, name := range [...]string{"Location", "Content-Location"} {
 			if key, ok := h.sameHostKey(r, header.Get(name)); ok {
 				zone.Invalidate(key)
+				h.app.publishInvalidation(r.Context(), zone, key)
 			}
 		}
 	}}, r)

@@ -57,6 +57,28 @@ var (
 		"Times the zone folder was found emptied from outside (rm -rf zone/*) and the zone flushed.", []string{"zone"}, nil)
 	descFetch = prometheus.NewDesc(metricsNamespace+"_backend_fetch_seconds",
 		"Time backend fetches take, to the end of the body.", []string{"zone"}, nil)
+	descSharedUp = prometheus.NewDesc(metricsNamespace+"_shared_up",
+		"1 while the fleet's Redis answers, 0 while the breaker keeps requests off it.", []string{"node"}, nil)
+	descSharedLookups = prometheus.NewDesc(metricsNamespace+"_shared_lookups_total",
+		"Look-ups in the fleet's Redis after a local miss, by result (hit, miss).", []string{"node", "result"}, nil)
+	descSharedErrors = prometheus.NewDesc(metricsNamespace+"_shared_errors_total",
+		"Redis calls that failed (no answer within the timeout, refused, reset).", []string{"node"}, nil)
+	descSharedCorrupt = prometheus.NewDesc(metricsNamespace+"_shared_corrupt_total",
+		"Redis values that did not decode or verify: counted as misses, never served.", []string{"node"}, nil)
+	descSharedSkipped = prometheus.NewDesc(metricsNamespace+"_shared_skipped_total",
+		"Redis calls skipped while the breaker was open.", []string{"node"}, nil)
+	descSharedStores = prometheus.NewDesc(metricsNamespace+"_shared_stores_total",
+		"Entries written to Redis.", []string{"node"}, nil)
+	descSharedDropped = prometheus.NewDesc(metricsNamespace+"_shared_stores_dropped_total",
+		"Entries not written to Redis: over entry_max, purged meanwhile, queue full or a failed write.", []string{"node"}, nil)
+	descSharedLockWaits = prometheus.NewDesc(metricsNamespace+"_shared_lock_waits_total",
+		"Fills waited for on another proxy of the fleet.", []string{"node"}, nil)
+	descSharedLockTimeouts = prometheus.NewDesc(metricsNamespace+"_shared_lock_timeouts_total",
+		"Waits for another proxy's fill that reached lock_timeout.", []string{"node"}, nil)
+	descSharedCalls = prometheus.NewDesc(metricsNamespace+"_shared_call_seconds",
+		"Time Redis calls take.", []string{"node"}, nil)
+	descSharedWakeUps = prometheus.NewDesc(metricsNamespace+"_shared_wakeup_seconds",
+		"Time from another proxy sending its value to Redis (its clock) to this proxy, which waited for it, holding it.", []string{"node"}, nil)
 	descMemoryLimit = prometheus.NewDesc(metricsNamespace+"_memory_limit_bytes",
 		"Memory the process may use: its cgroup's limit (systemd's MemoryMax=), else the machine's memory.", nil, nil)
 )
@@ -64,7 +86,9 @@ var (
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
 		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
-		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes} {
+		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes,
+		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
+		descSharedDropped, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps} {
 		ch <- d
 	}
 }
@@ -78,6 +102,27 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descUndefinedZone, undefinedZones.requests.Load())
 	ch <- prometheus.MustNewConstMetric(descMemoryLimit, prometheus.GaugeValue, memoryMax())
+	if f := c.app.Fleet(); f != nil {
+		node, st := f.Node(), &f.Stats
+		up := int64(0)
+		if f.Up() {
+			up = 1
+		}
+		gauge(descSharedUp, up, node)
+		counter(descSharedLookups, st.Hits.Load(), node, "hit")
+		counter(descSharedLookups, st.Misses.Load(), node, "miss")
+		counter(descSharedErrors, st.Errors.Load(), node)
+		counter(descSharedCorrupt, st.Corrupt.Load(), node)
+		counter(descSharedSkipped, st.Skipped.Load(), node)
+		counter(descSharedStores, st.Stores.Load(), node)
+		counter(descSharedDropped, st.StoresDropped.Load(), node)
+		counter(descSharedLockWaits, st.LockWaits.Load(), node)
+		counter(descSharedLockTimeouts, st.LockTimeouts.Load(), node)
+		buckets, count, sum := st.Calls.Snapshot()
+		ch <- prometheus.MustNewConstHistogram(descSharedCalls, count, sum, buckets, node)
+		buckets, count, sum = st.WakeUps.Snapshot()
+		ch <- prometheus.MustNewConstHistogram(descSharedWakeUps, count, sum, buckets, node)
+	}
 	for _, name := range c.app.ZoneNames() {
 		z := c.app.Zone(name)
 		if z == nil {
@@ -134,11 +179,13 @@ func (a *App) registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	err := reg.Register(metricsCollector{app: a})
-	if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
-		return nil
+	for _, c := range []prometheus.Collector{metricsCollector{app: a}, fleetEventsCollector{app: a}} {
+		err := reg.Register(c)
+		if are := (prometheus.AlreadyRegisteredError{}); err != nil && !errors.As(err, &are) {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 var _ prometheus.Collector = metricsCollector{}

@@ -1,9 +1,11 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,10 +14,18 @@ import (
 )
 
 // captureWriter sits between the backend's response and the client on a
-// fetch. At header time it decides the outcome: relayed, stored (then every
-// body write goes to the client and into the entry writer at once, so large
-// bodies stream with bounded memory and nothing is buffered for the
-// client), or swallowed for the stale entry (stale, revalidated).
+// fetch. At header time it decides the outcome: relayed, stored, or
+// swallowed for the stale entry (stale, revalidated).
+//
+// A stored body goes into the entry writer as fast as the backend sends it,
+// and the client is fed from the entry being written (cache.Stream) by a
+// delivery goroutine, at the client's own pace: a slow client never slows
+// the fill, nor the waiters that read the same stream (nginx reads the
+// backend into its temp file; Varnish streams a miss). The memory this
+// takes is the entry's own: a body that only memory could hold and that
+// outgrows the memory tier's entry limit is handed back to the client
+// directly, at its pace, once the delivery has caught up (as before: passed
+// through unstored). A relayed body goes to the client as it comes.
 type captureWriter struct {
 	rw     http.ResponseWriter
 	h      *Handler
@@ -37,8 +47,33 @@ type captureWriter struct {
 	writer   *cache.EntryWriter
 	headOnly bool
 	window   *byteWindow
-	pos      int64
+	pos      int64 // body offset of the next Write
+
+	// stream is the entry being written, when the client and the fill's
+	// waiters are fed from it; nil once the entry stopped storing the body
+	// (the client then gets the rest directly), and for other outcomes.
+	stream *cache.Stream
+	// header stands for the client's header while the delivery goroutine
+	// owns the client's writer: what the backend adds late (trailers) is
+	// not the entry's, nor sent.
+	header http.Header
+	// delivered is closed when the delivery goroutine has ended (nil: none
+	// runs), with deliveryErr (io.EOF: the client got all it asked for) and
+	// deliveryPanic set before.
+	delivered     chan struct{}
+	deliveryErr   error
+	deliveryPanic any
+	// keep, on a fetch for a client: 0 until the body flows into the entry
+	// (keepFilling), then 1; or 2 once the client went away first, which
+	// cancelled the backend request.
+	keep atomic.Int32
 }
+
+const (
+	keepUndecided int32 = iota
+	keepFilling
+	keepCancelled
+)
 
 func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, job fetchJob) *captureWriter {
 	cw := &captureWriter{
@@ -54,7 +89,12 @@ func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *
 	return cw
 }
 
-func (cw *captureWriter) Header() http.Header { return cw.rw.Header() }
+func (cw *captureWriter) Header() http.Header {
+	if cw.header != nil {
+		return cw.header
+	}
+	return cw.rw.Header()
+}
 
 // Unwrap lets http.ResponseController reach the connection.
 func (cw *captureWriter) Unwrap() http.ResponseWriter { return cw.rw }
@@ -129,6 +169,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 				meta.Variant = cache.VariantOf(meta.VaryNames, cw.client.Header)
 			}
 			cw.writer = cw.zone.NewEntryWriter(meta, cw.job.mark)
+			cw.stream = cw.writer.Stream()
 		} else {
 			cw.zone.Stats.CountSkip(d.Reason)
 		}
@@ -146,6 +187,63 @@ func (cw *captureWriter) WriteHeader(code int) {
 		cw.window, code = rangeWindow(cw.client.Header, hdr)
 	}
 	cw.rw.WriteHeader(code)
+	if cw.stream != nil {
+		cw.startStream(code)
+	}
+}
+
+// startStream feeds the client, and the fill's waiters, from the entry
+// being written, once the client's header is written.
+func (cw *captureWriter) startStream(code int) {
+	if cw.job.fill != nil && cw.stream.Shared() {
+		cw.job.fill.Publish(cw.stream)
+	}
+	// The client going away no longer ends the fill (see fetch).
+	cw.keep.CompareAndSwap(keepUndecided, keepFilling)
+	if _, background := cw.rw.(discardWriter); background || cw.headOnly || code == http.StatusRequestedRangeNotSatisfiable {
+		return
+	}
+	start, end := int64(0), int64(-1)
+	if cw.window != nil {
+		start, end = cw.window.start, cw.window.end
+	}
+	reader, ok := cw.stream.Open(cw.client.Context(), start)
+	if !ok {
+		return
+	}
+	cw.header = cw.rw.Header().Clone()
+	cw.delivered = make(chan struct{})
+	go cw.deliver(reader, end)
+}
+
+// deliver is the delivery goroutine: it sends the client the body from the
+// entry being written, up to end (-1: its end). It owns the client's
+// writer until it ends.
+func (cw *captureWriter) deliver(body *cache.StreamReader, end int64) {
+	defer close(cw.delivered)
+	defer body.Close()
+	defer func() {
+		if p := recover(); p != nil {
+			cw.deliveryPanic = p
+		}
+	}()
+	_, cw.deliveryErr = copyStream(cw.rw, body, end)
+}
+
+// awaitDelivery waits for the delivery goroutine to end, so that the
+// client's writer is this goroutine's again, and reports whether the client
+// got all it asked for. A panic of the delivery goes on here.
+func (cw *captureWriter) awaitDelivery() (complete bool) {
+	if cw.delivered == nil {
+		return true
+	}
+	<-cw.delivered
+	cw.delivered, cw.header = nil, nil
+	if p := cw.deliveryPanic; p != nil {
+		cw.deliveryPanic = nil
+		panic(p)
+	}
+	return cw.deliveryErr == io.EOF
 }
 
 // storedHeader is the part of the response header that is the backend's
@@ -185,13 +283,27 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 	}
 	if cw.writer != nil {
 		cw.writer.Write(p)
+		if cw.stream != nil {
+			if !cw.stream.Cut() {
+				cw.pos += int64(len(p))
+				return len(p), nil
+			}
+			// The entry stopped storing the body before p: the client gets
+			// the rest directly, after what the stream held.
+			cw.stream = nil
+			if !cw.awaitDelivery() && cw.deliveryErr != cache.ErrStreamCut {
+				cw.abort()
+				return 0, cw.deliveryErr
+			}
+		}
 	}
+	pos := cw.pos
+	cw.pos += int64(len(p))
 	if cw.headOnly {
 		return len(p), nil
 	}
 	if cw.window != nil {
-		part := cw.window.clip(cw.pos, p)
-		cw.pos += int64(len(p))
+		part := cw.window.clip(pos, p)
 		if len(part) > 0 {
 			if _, err := cw.rw.Write(part); err != nil {
 				cw.abort()
@@ -202,21 +314,21 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 	}
 	n, err := cw.rw.Write(p)
 	if err != nil {
-		// The client went away mid-body: what we hold may be complete for
-		// all we know, but nginx's rule is that an interrupted fill stores
-		// nothing, and the backend copy is about to be cut short anyway.
+		// The client went away mid-body, on a body not stored (or no
+		// longer): nothing else reads it, so the fetch ends.
 		cw.abort()
 	}
 	return n, err
 }
 
 // Flush streams what the backend has sent so far (reverse_proxy flushes
-// for event streams and long polls).
+// for event streams and long polls). A client fed from the entry is flushed
+// by its delivery instead, whenever it catches up.
 func (cw *captureWriter) Flush() {
 	if cw.outcome == outcomeNone {
 		cw.WriteHeader(http.StatusOK)
 	}
-	if !cw.swallowed() {
+	if !cw.swallowed() && cw.stream == nil {
 		_ = http.NewResponseController(cw.rw).Flush()
 	}
 }
@@ -240,14 +352,15 @@ func (cw *captureWriter) discardHeader(hdr http.Header) {
 	}
 }
 
-// commit stores the entry if the response was complete and storable.
-func (cw *captureWriter) commit() bool {
+// commit stores the entry if the response was complete and storable,
+// and returns it (nil if not).
+func (cw *captureWriter) commit() *cache.Entry {
 	if cw.writer == nil {
-		return false
+		return nil
 	}
-	_, ok := cw.writer.Commit()
+	e, _ := cw.writer.Commit()
 	cw.writer = nil
-	return ok
+	return e
 }
 
 // abort drops what was stored so far; the answer goes on to the client.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -40,18 +41,11 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, zone *cache
 
 // serveEntryWith is serveEntry for a caller that holds the replacer.
 func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone, e *cache.Entry, status cache.Status) error {
-	// The same range rules as a miss (cache/ranges.go).
 	size := e.BodySize
 	if e.InMemory() {
 		size = int64(len(e.Body))
 	}
-	window, answer := cache.ByteRange{End: size}, cache.RangeWhole
-	if _, ok := r.Header["Range"]; ok {
-		if window, answer = cache.EvaluateRange(r.Method, r.Header, e.Status, e.Header, size, e.StoredAt); answer == cache.RangeWhole {
-			window = cache.ByteRange{End: size}
-		}
-	}
-	send := r.Method != http.MethodHead && answer != cache.RangeUnsatisfiable && window.End > window.Start
+	window, answer, send := entryWindow(r, e, size)
 	// A disk body is opened, and the first block it sends verified, before
 	// anything is written: a file replaced, removed or damaged since the
 	// look-up is then a clean error (a miss for the caller), not a cut
@@ -68,30 +62,7 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 		}
 		defer body.Close()
 	}
-	zone.Stats.Requests[status].Add(1)
-	now := zone.Clock().Now()
-	copyEntryHeader(w.Header(), e, now)
-	h.setStatus(w, repl, status)
-	if h.CacheStatusHeader {
-		h.addCacheStatus(w, entryCacheStatus(status, e, now, r))
-	}
-	if e.Status >= 200 && e.Status < 300 && hasConditional(r.Header) {
-		// The cache evaluates conditionals itself (RFC 9110 §13.2.2): it
-		// knows the stored Date, and unquoted ETags, which
-		// http.ServeContent never matches. If-Range is the range
-		// evaluator's (cache/ranges.go).
-		switch precondition, _ := cache.Preconditions(r.Method, r.Header, e); precondition {
-		case cache.NotModified:
-			notModified(w.Header())
-			w.WriteHeader(http.StatusNotModified)
-			return nil
-		case cache.PreconditionFailed:
-			w.WriteHeader(http.StatusPreconditionFailed)
-			return nil
-		}
-	}
-	w.WriteHeader(cache.SetRangeHeader(w.Header(), window, answer, size, e.Status))
-	if !send {
+	if !h.writeEntryHeader(w, r, repl, zone, e, status, window, answer, size) || !send {
 		return nil
 	}
 	if body == nil {
@@ -110,6 +81,128 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 	}
 	return nil
 }
+
+// entryWindow applies r's Range to an entry's body of size bytes, by the
+// same rules as a miss (cache/ranges.go): the part to send, the answer,
+// and whether a body is sent at all.
+func entryWindow(r *http.Request, e *cache.Entry, size int64) (cache.ByteRange, cache.RangeAnswer, bool) {
+	window, answer := cache.ByteRange{End: size}, cache.RangeWhole
+	if _, ok := r.Header["Range"]; ok {
+		if window, answer = cache.EvaluateRange(r.Method, r.Header, e.Status, e.Header, size, e.StoredAt); answer == cache.RangeWhole {
+			window = cache.ByteRange{End: size}
+		}
+	}
+	send := r.Method != http.MethodHead && answer != cache.RangeUnsatisfiable && window.End > window.Start
+	return window, answer, send
+}
+
+// writeEntryHeader writes the header of an answer from e, counting it as
+// served with status. It reports false when the request's preconditions
+// made it a 304 or a 412, which have no body.
+func (h *Handler) writeEntryHeader(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone,
+	e *cache.Entry, status cache.Status, window cache.ByteRange, answer cache.RangeAnswer, size int64) bool {
+	zone.Stats.Requests[status].Add(1)
+	now := zone.Clock().Now()
+	copyEntryHeader(w.Header(), e, now)
+	h.setStatus(w, repl, status)
+	if h.CacheStatusHeader {
+		h.addCacheStatus(w, entryCacheStatus(status, e, now, r))
+	}
+	if e.Status >= 200 && e.Status < 300 && hasConditional(r.Header) {
+		// The cache evaluates conditionals itself (RFC 9110 §13.2.2): it
+		// knows the stored Date, and unquoted ETags, which
+		// http.ServeContent never matches. If-Range is the range
+		// evaluator's (cache/ranges.go).
+		switch precondition, _ := cache.Preconditions(r.Method, r.Header, e); precondition {
+		case cache.NotModified:
+			notModified(w.Header())
+			w.WriteHeader(http.StatusNotModified)
+			return false
+		case cache.PreconditionFailed:
+			w.WriteHeader(http.StatusPreconditionFailed)
+			return false
+		}
+	}
+	w.WriteHeader(cache.SetRangeHeader(w.Header(), window, answer, size, e.Status))
+	return true
+}
+
+// errNotStreamed: the entry a fill is writing cannot answer this request
+// as it is written (another variant, a Range or a HEAD of a body whose
+// length is not known yet, or the fill failed or finished first). Nothing was written:
+// the caller waits for the fill's end instead.
+var errNotStreamed = errors.New("the entry being written cannot answer this request yet")
+
+// serveStream answers from the entry a fill is writing, as its bytes come,
+// as serveEntry answers from a stored one. A fill that fails mid-body cuts
+// the response short (a broken connection, never a short body that looks
+// complete).
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, zone *cache.Zone, s *cache.Stream, status cache.Status) error {
+	e := s.Entry()
+	if !s.Matches(r.Header) {
+		return errNotStreamed
+	}
+	size := e.BodySize
+	window, answer, send := cache.ByteRange{End: size}, cache.RangeWhole, r.Method != http.MethodHead
+	if size >= 0 {
+		window, answer, send = entryWindow(r, e, size)
+	} else if _, ok := r.Header["Range"]; ok || !send {
+		// A Range's answer depends on the length, and a HEAD's header
+		// carries it, as a hit's does.
+		return errNotStreamed
+	}
+	body, ok := s.Open(r.Context(), window.Start)
+	if !ok {
+		return errNotStreamed
+	}
+	defer body.Close()
+	if s.Failed() {
+		return errNotStreamed
+	}
+	if !h.writeEntryHeader(w, r, r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer), zone, e, status, window, answer, size) || !send {
+		return nil
+	}
+	n, err := copyStream(w, body, window.End)
+	zone.Stats.BytesServed.Add(n)
+	if err != io.EOF {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// copyStream sends w the body being written from body's offset up to end
+// (-1: its end), flushing whenever it has caught up with the backend, as a
+// relayed body would be. err is io.EOF once all was sent; else the
+// client's or the stream's error (cache.ErrStreamFailed, ErrStreamCut).
+func copyStream(w http.ResponseWriter, body *cache.StreamReader, end int64) (written int64, err error) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	rc := http.NewResponseController(w)
+	for end < 0 || body.Offset() < end {
+		if !body.Ready() {
+			_ = rc.Flush()
+		}
+		p := *buf
+		if end >= 0 {
+			p = p[:min(int64(len(p)), end-body.Offset())]
+		}
+		n, err := body.Read(p)
+		if n > 0 {
+			n, werr := w.Write(p[:n])
+			written += int64(n)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, io.EOF
+}
+
+// copyBuffers hold a body on its way from a stream to a client.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // holdFirstWrite asks the connection, when the edge_cache listener wrapper
 // made it, to send this response's headers and body in one writev.
@@ -170,8 +263,12 @@ func entryCacheStatus(status cache.Status, e *cache.Entry, now time.Time, r *htt
 // collapsedKey marks a request that waited on another one's fill.
 type collapsedKey struct{}
 
-// collapsed marks r as served from another request's fill.
-func collapsed(r *http.Request) *http.Request {
+// collapsed marks r as served from another request's fill, for its
+// Cache-Status (only then: it costs a copy of the request).
+func (h *Handler) collapsed(r *http.Request) *http.Request {
+	if !h.CacheStatusHeader {
+		return r
+	}
 	return r.WithContext(context.WithValue(r.Context(), collapsedKey{}, true))
 }
 

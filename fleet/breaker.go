@@ -32,6 +32,9 @@ type breaker struct {
 	ping     func(context.Context) error
 	log      *zap.Logger
 	changes  atomic.Int64 // state changes, for tests and metrics
+	// onOpen, when set, runs when the breaker opens: the waits on other
+	// proxies' fills end, as their news can no longer come.
+	onOpen func()
 }
 
 // probeInterval is how often an open breaker asks Redis whether it is back.
@@ -81,6 +84,9 @@ func (b *breaker) fail(err error) {
 	}
 	b.changes.Add(1)
 	b.log.Warn("redis unavailable: requests skip the shared tier until it answers again", zap.Error(err))
+	if b.onOpen != nil {
+		go b.onOpen()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.probing || b.stopped {

@@ -1,10 +1,30 @@
 package fleet
 
 import (
+	"context"
 	"crypto/tls"
+	"fmt"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
+
+// clientLog takes go-redis's own messages (a failed dial, a lost pub/sub
+// connection), which it would print to stderr once per attempt: at debug
+// level, since the breaker logs each change of state once. go-redis has
+// one logger per process; the last fleet opened gets it.
+var clientLog atomic.Pointer[zap.Logger]
+
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if l := clientLog.Load(); l != nil {
+		l.Debug(fmt.Sprintf(format, v...))
+	}
+}
+
+func init() { redis.SetLogger(redisLogger{}) }
 
 // newClient connects to a single node, or to a Redis Cluster when several
 // seeds are given. Every call is bounded by the timeout, dial included, and
@@ -20,6 +40,9 @@ func newClient(c Config) redis.UniversalClient {
 		WriteTimeout: c.Timeout,
 		PoolTimeout:  c.Timeout,
 		MaxRetries:   -1,
+		// One dial per attempt: go-redis would otherwise dial 5 times,
+		// 100 ms apart, within the timeout.
+		DialerRetries: 1,
 		// A cluster redirect (MOVED, ASK) is followed: the slot map moved,
 		// the node answers.
 		MaxRedirects: 3,

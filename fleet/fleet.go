@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,7 +20,13 @@ type Fleet struct {
 	br    *breaker
 	subs  *subscriber   // the filled channels' listener (lock.go)
 	queue chan struct{} // stores under way (shared.go)
-	Stats Stats
+	// queuedBytes is what the stores under way hold (shared.go).
+	queuedBytes atomic.Int64
+	Stats       Stats
+
+	events eventStats // the event log's counters (events.go)
+	// maxEvents is about how many events the log keeps (default MaxEvents).
+	maxEvents int64
 }
 
 // Open checks cfg and connects. It does not wait for Redis: a proxy starts
@@ -36,9 +43,11 @@ func Open(cfg Config, log *zap.Logger) (*Fleet, error) {
 		log = zap.NewNop()
 	}
 	f := &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node)),
-		queue: make(chan struct{}, maxQueuedStores)}
+		queue: make(chan struct{}, maxQueuedStores), maxEvents: MaxEvents}
+	clientLog.Store(f.log.Named("redis"))
 	f.br = newBreaker(f.Ping, probeInterval, f.log)
 	f.subs = newSubscriber(f)
+	f.br.onOpen = f.subs.wakeAll
 	return f, nil
 }
 
@@ -78,6 +87,16 @@ func (f *Fleet) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
 	return f.rdb.Ping(ctx).Err()
+}
+
+// Warm opens a first connection to Redis, so the first request does not
+// pay for the dial, and logs whether Redis answers (a failure opens the
+// breaker, which says so). A proxy calls it in the background as it starts.
+func (f *Fleet) Warm() {
+	err := f.Do(context.Background(), func(ctx context.Context) error { return f.rdb.Ping(ctx).Err() })
+	if err == nil {
+		f.log.Info("redis answers: the shared tier is in use", zap.Strings("redis", f.cfg.Addrs), zap.String("prefix", f.cfg.Prefix))
+	}
 }
 
 // Close ends the connections and the background work.

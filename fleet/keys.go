@@ -26,6 +26,30 @@ func (k keys) events() string                 { return k.prefix + "events" }
 func (k keys) member(node string) string      { return k.prefix + "{members}:" + node }
 func (k keys) members() string                { return k.prefix + "{members}:*" }
 
+// entryPattern is SCAN's MATCH for the entries of zone whose key starts
+// with keyPrefix: the zone and the key prefix are escaped, as they may
+// hold the pattern's special characters (a key ending in "*" or "?").
+func (k keys) entryPattern(zone, keyPrefix string) string {
+	return k.prefix + "{" + globEscape(zone) + ":" + globEscape(keyPrefix) + "*"
+}
+
+// globEscape makes s match itself in a Redis glob pattern, byte by byte
+// (a key may hold any byte).
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\^`) {
+		return s
+	}
+	var b strings.Builder
+	for i := range len(s) {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\', '^':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 // CheckPrefix refuses a prefix that would move the hash tag of the keys
 // above (a brace) or that SCAN's MATCH would read as a pattern.
 func CheckPrefix(p string) error {

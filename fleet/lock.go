@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,27 +25,45 @@ import (
 // gives up), with no polling. The holder releases the lock only if it is
 // still its own (compare and delete, in one script with the publish).
 
-// Messages on a filled channel.
+// Messages on a filled channel: "1 <microseconds>", the storing proxy's
+// clock (Unix time) as it sent the value (waiters measure their wake-up
+// from it; Redis's TIME would need one more ACL right);
+// "0" when the fill ended without storing (take the lock, one at a time,
+// as nginx hands its lock on); "L" when the fill stored its entry in its
+// own tiers only (too large for Redis, or the write failed: each proxy
+// fetches for itself, at once).
 const (
-	msgStored  = "1" // the value is in Redis
-	msgNothing = "0" // the fill ended without storing: take the lock
+	msgStored  = "1"
+	msgNothing = "0"
+	msgLocal   = "L"
 )
 
-// releaseScript deletes the lock if it still holds the holder's token,
-// then announces the end of the fill. KEYS[1] lock; ARGV[1] token,
-// ARGV[2] channel, ARGV[3] message. The channel is no key: Redis Cluster
-// sends a PUBLISH to every node, whatever its slot.
-var releaseScript = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then redis.call("DEL", KEYS[1]) end
-return redis.call("PUBLISH", ARGV[2], ARGV[3])
-`)
+// announce is the Lua that ends a fill: it deletes the lock if it still
+// holds the holder's token (KEYS[lock], ARGV[token]) and publishes the
+// message on the channel (ARGV[channel]; the channel is no key: Redis
+// Cluster sends a PUBLISH to every node, whatever its slot).
+const announce = `
+if redis.call("GET", KEYS[%[1]d]) == ARGV[%[2]d] then redis.call("DEL", KEYS[%[1]d]) end
+return redis.call("PUBLISH", ARGV[%[3]d], ARGV[%[4]d])
+`
+
+// releaseScript ends a fill: KEYS[1] lock; ARGV[1] token, ARGV[2]
+// channel, ARGV[3] message.
+var releaseScript = redis.NewScript(fmt.Sprintf(announce, 1, 1, 2, 3))
+
+// storeScript writes a value, then ends its fill as releaseScript does:
+// one round trip, so that no time passes between the value landing and
+// the waiters hearing of it. KEYS[1] entry, KEYS[2] lock (one slot);
+// ARGV[1] value, ARGV[2] expiry in milliseconds, ARGV[3] token, ARGV[4]
+// channel, ARGV[5] the stored message.
+var storeScript = redis.NewScript(`redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])` + fmt.Sprintf(announce, 2, 3, 4, 5))
 
 // claim is a fill lock this proxy holds.
 type claim struct {
 	f           *Fleet
 	lock, chan_ string
 	token       string
-	once        sync.Once
+	released    atomic.Bool
 }
 
 // Claim tries to take the fill lock of the zone's key for age.
@@ -73,23 +95,33 @@ func (f *Fleet) token() string {
 // waiters whether the value is in Redis. Once; on a detached context (the
 // request may be over), bounded by the timeout.
 func (c *claim) Release(stored bool) {
-	c.once.Do(func() {
-		msg := msgNothing
-		if stored {
-			msg = msgStored
-		}
-		_ = c.f.Do(context.Background(), func(ctx context.Context) error {
-			return releaseScript.Run(ctx, c.f.rdb, []string{c.lock}, c.token, c.chan_, msg).Err()
-		})
+	msg := msgNothing
+	if stored {
+		msg = storedMsg()
+	}
+	c.release(msg)
+}
+
+// storedMsg is the message of a value that landed, sent now.
+func storedMsg() string { return msgStored + " " + strconv.FormatInt(time.Now().UnixMicro(), 10) }
+
+// release ends the fill with msg, once.
+func (c *claim) release(msg string) {
+	if !c.released.CompareAndSwap(false, true) {
+		return
+	}
+	_ = c.f.Do(context.Background(), func(ctx context.Context) error {
+		return releaseScript.Run(ctx, c.f.rdb, []string{c.lock}, c.token, c.chan_, msg).Err()
 	})
 }
 
 // Await waits for another proxy's fill of the zone's key: until its value
 // lands (AwaitStored, with the entry for req), the fill ends without
 // storing or its lock expires (AwaitEnded), or deadline (AwaitTimeout).
+// A value there as the wait begins counts if usable says so.
 // It listens on the key's channel before it checks the value and the
 // lock, so a fill that ends in between is not missed.
-func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time) (*cache.Entry, cache.AwaitResult) {
+func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time, usable func(*cache.Entry) bool) (*cache.Entry, cache.AwaitResult) {
 	f.Stats.LockWaits.Add(1)
 	channel := f.keys.filled(zone, key)
 	wake, err := f.subs.listen(ctx, channel)
@@ -117,7 +149,7 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 		return nil, cache.AwaitEnded
 	}
 	if value != nil {
-		if e, ok := f.Get(ctx, zone, key, req); ok {
+		if e, ok := f.Get(ctx, zone, key, req); ok && (usable == nil || usable(e)) {
 			return e, cache.AwaitStored
 		}
 	}
@@ -135,8 +167,14 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 	defer t.Stop()
 	select {
 	case msg := <-wake:
-		if msg == msgStored {
+		if msg == msgLocal {
+			return nil, cache.AwaitAlone
+		}
+		if strings.HasPrefix(msg, msgStored) {
 			if e, ok := f.Get(ctx, zone, key, req); ok {
+				if at, ok := landedAt(msg); ok {
+					f.Stats.WakeUps.Observe(time.Since(at))
+				}
 				return e, cache.AwaitStored
 			}
 		}
@@ -149,6 +187,13 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 	}
 	f.Stats.LockTimeouts.Add(1)
 	return nil, cache.AwaitTimeout
+}
+
+// landedAt reads the storing proxy's clock from a stored message.
+func landedAt(msg string) (time.Time, bool) {
+	_, at, ok := strings.Cut(msg, " ")
+	usec, err := strconv.ParseInt(at, 10, 64)
+	return time.UnixMicro(usec), ok && err == nil
 }
 
 // subscriber is the fleet's one pub/sub connection: a pattern
@@ -220,6 +265,22 @@ func (s *subscriber) dispatch(msgs <-chan *redis.Message) {
 			}
 		}
 		s.mu.Unlock()
+	}
+}
+
+// wakeAll ends every wait as a fill that stored nothing would: Redis is
+// gone, and with it the news of the fills waited for (the waiters then
+// fetch for themselves).
+func (s *subscriber) wakeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ws := range s.waiters {
+		for _, ch := range ws {
+			select {
+			case ch <- msgNothing:
+			default:
+			}
+		}
 	}
 }
 

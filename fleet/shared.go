@@ -56,33 +56,63 @@ func (f *Fleet) get(ctx context.Context, redisKey, key string) (*cache.Entry, bo
 	return e, true
 }
 
-// maxQueuedStores bounds the stores waiting for Redis: beyond it, entries
-// stay local (a Redis that slow would only queue more).
-const maxQueuedStores = 256
+// The stores waiting for Redis are bounded in number and in bytes (a
+// disk entry's body is read into memory, and each value is the body once
+// more): beyond either, entries stay local, as a Redis that slow would
+// only queue more.
+const (
+	maxQueuedStores = 256
+	maxQueuedBytes  = 64 << 20
+)
 
 // Store writes a committed entry to Redis in the background, then
 // releases the job's claim (publishing whether the value landed). The
 // value expires after job.TTL; an entry whose body is larger than
 // entry_max stays local.
 func (f *Fleet) Store(job cache.SharedStore) {
+	var size int64
+	if job.Entry != nil && job.Entry.BodySize <= f.cfg.EntryMax {
+		size = 2 * job.Entry.BodySize
+	}
+	queued := false
 	select {
 	case f.queue <- struct{}{}:
+		if f.queuedBytes.Add(size) <= maxQueuedBytes || size == 0 {
+			queued = true
+		} else {
+			f.queuedBytes.Add(-size)
+			<-f.queue
+		}
 	default:
+	}
+	if !queued {
 		if job.Entry != nil {
 			f.Stats.StoresDropped.Add(1)
 		}
-		if job.Claim != nil {
-			go job.Claim.Release(false)
-		}
+		go f.released(job, false)
 		return
 	}
 	go func() {
-		defer func() { <-f.queue }()
-		stored := job.Entry != nil && f.store(job)
-		if job.Claim != nil {
-			job.Claim.Release(stored)
-		}
+		defer func() {
+			f.queuedBytes.Add(-size)
+			<-f.queue
+		}()
+		f.released(job, job.Entry != nil && f.store(job))
 	}()
+}
+
+// released ends a store: it releases the job's claim, telling the
+// waiters whether the value is in Redis, or (an entry kept here only)
+// that each proxy fetches for itself.
+func (f *Fleet) released(job cache.SharedStore, stored bool) {
+	c, own := job.Claim.(*claim)
+	switch {
+	case job.Claim == nil:
+	case own && job.Entry != nil && !stored:
+		c.release(msgLocal)
+	default:
+		job.Claim.Release(stored) // once: nothing if store released it
+	}
 }
 
 // store writes job's entry, reporting whether it landed.
@@ -117,7 +147,24 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 		return false
 	}
 	ctx := context.Background()
-	if err := f.Do(ctx, func(ctx context.Context) error { return f.rdb.Set(ctx, redisKey, v, job.TTL).Err() }); err != nil {
+	set := func(ctx context.Context) error { return f.rdb.Set(ctx, redisKey, v, job.TTL).Err() }
+	if c, ok := job.Claim.(*claim); ok && c.f == f && !variant {
+		// The value, the lock's release and the wake-up in one script:
+		// the waiters hear of the value the moment it lands.
+		set = func(ctx context.Context) error {
+			if c.released.Load() {
+				return f.rdb.Set(ctx, redisKey, v, job.TTL).Err()
+			}
+			err := storeScript.Run(ctx, f.rdb, []string{redisKey, c.lock}, v, job.TTL.Milliseconds(), c.token, c.chan_, storedMsg()).Err()
+			if err == nil {
+				// Released by the script; a failed one (after the SET,
+				// say) is released apart, so the waiters never hang.
+				c.released.Store(true)
+			}
+			return err
+		}
+	}
+	if err := f.Do(ctx, set); err != nil {
 		f.Stats.StoresDropped.Add(1)
 		return false
 	}
@@ -164,12 +211,15 @@ func readBody(e *cache.Entry, max int64) ([]byte, error) {
 }
 
 // TTL is how long Redis keeps an entry stored at now: until the zone's
-// inactive time passes, or its validity and stale window do, whichever is
-// later. Every value expires by itself, so Redis never fills with
-// entries nobody reads, and maxmemory with allkeys-lru only ever evicts
-// what a proxy would fetch again.
-func TTL(e *cache.Entry, now time.Time, inactive, staleWindow time.Duration) time.Duration {
-	window := max(staleWindow, e.StaleWhileRevalidate, e.StaleIfError)
+// inactive time passes, or its validity and stale window
+// (stale-while-revalidate, stale-if-error) do, whichever is later. A
+// proxy serves stale entries under use_stale for as long as it keeps
+// them, which inactive bounds. Every value expires by itself, so Redis
+// never keeps what nobody reads for longer; the TTL is not extended by
+// reads, so with a long inactive (days) Redis needs maxmemory with
+// allkeys-lru, which only ever evicts what a proxy would fetch again.
+func TTL(e *cache.Entry, now time.Time, inactive time.Duration) time.Duration {
+	window := max(e.StaleWhileRevalidate, e.StaleIfError)
 	return max(inactive, e.ValidUntil.Sub(now)+window, time.Second)
 }
 

@@ -19,6 +19,9 @@ type Stats struct {
 	LockWaits     atomic.Int64 // fills waited for on another proxy
 	LockTimeouts  atomic.Int64 // waits that reached lock_timeout
 	Calls         Histogram    // time each Redis call takes
+	// WakeUps is the time from a value being sent to Redis (the storing
+	// proxy's clock) to a proxy that waited for it holding it.
+	WakeUps Histogram
 }
 
 // CallBuckets are the upper bounds, in seconds, of Calls: a loopback GET

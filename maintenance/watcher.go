@@ -60,6 +60,7 @@ func newWatcher(flagFile, pageFile string, interval time.Duration, logger *zap.L
 	w.body.Store(&builtinPage)
 	w.pageStat.err = "not read yet"
 	w.check()
+	w.register()
 	go w.run(interval)
 	return w
 }
@@ -79,6 +80,7 @@ func (w *watcher) run(interval time.Duration) {
 }
 
 func (w *watcher) close() {
+	w.unregister()
 	close(w.stop)
 	<-w.done
 }

@@ -66,6 +66,7 @@ func (r *Redis) Stop() {
 	if r.proc == nil {
 		return
 	}
+	r.Resume()
 	_ = r.proc.Stop(syscall.SIGTERM, 5*time.Second)
 	r.proc = nil
 }
@@ -77,6 +78,22 @@ func (r *Redis) Kill() {
 	}
 	r.proc.Kill()
 	r.proc = nil
+}
+
+// Pause freezes the server (SIGSTOP): it keeps its port, and the kernel
+// accepts connections for it, but nothing answers, as a hung Redis or a
+// network black hole. Resume undoes it.
+func (r *Redis) Pause() {
+	if r.proc != nil {
+		_ = r.proc.Cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume lets a paused server run again (SIGCONT).
+func (r *Redis) Resume() {
+	if r.proc != nil {
+		_ = r.proc.Cmd.Process.Signal(syscall.SIGCONT)
+	}
 }
 
 // Restart starts the server again on the same address and folder.

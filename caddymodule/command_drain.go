@@ -1,0 +1,68 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+// adminDrainPath is the admin API's drain switch (admin.go).
+const adminDrainPath = "/edge_cache/drain"
+
+func init() {
+	caddycmd.RegisterCommand(drainCommand)
+}
+
+var drainCommand = caddycmd.Command{
+	Name:  "drain",
+	Usage: "[--off] [--address <interface>]",
+	Short: "Makes the health check of a running instance answer 503 draining, before a restart",
+	Long: `
+Tells a running edgecache that it is about to be restarted: its
+edge_cache_health handler answers 503 with "status": "draining" from now on,
+so that the load balancer stops sending it new requests. The proxy itself
+keeps serving everything it is sent. Wait for the load balancer's checks to
+notice (its interval times its fall count), then restart.
+
+--off undoes it: the health check answers as before.
+
+The state lives in the running process only: it survives config reloads,
+and a restarted process starts healthy (not draining). It prints the
+health state after the change.
+
+The admin API is reached at --address, or at the admin address of the given
+--config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+	CobraFunc: func(cmd *cobra.Command) {
+		adminFlags(cmd)
+		cmd.Flags().Bool("off", false, "Stop draining: the health check answers as before")
+		cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdDrain)
+	},
+}
+
+// drainRequest is the body of POST /edge_cache/drain.
+type drainRequest struct {
+	Draining bool `json:"draining"`
+}
+
+func cmdDrain(fl caddycmd.Flags) (int, error) {
+	return runDrain(context.Background(), fl, os.Stdout)
+}
+
+func runDrain(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {
+	client, err := adminClientFromFlags(fl)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	var state healthStatus
+	if err := client.do(ctx, http.MethodPost, adminDrainPath, drainRequest{Draining: !fl.Bool("off")}, &state); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("draining: %v", err)
+	}
+	fmt.Fprintf(stdout, "health: %s\n", state.Status)
+	return caddy.ExitCodeSuccess, nil
+}

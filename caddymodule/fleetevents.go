@@ -1,0 +1,381 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/fleet"
+)
+
+// The operations side of a fleet, for an app with a shared block: the
+// event log's reader (another proxy's purges, invalidations and refreshes
+// applied here), this proxy's heartbeat in the member list, and the
+// position in the log kept in each shared disk zone's folder across
+// restarts.
+
+// fleetEvents is what an app runs for the fleet between Start and Stop.
+type fleetEvents struct {
+	app      *App
+	follower *fleet.Follower
+	stopBeat func()
+	done     chan struct{} // closed at Stop: ends waits for a zone's index
+	log      *zap.Logger
+	saved    fleet.Position // the position last written to the zone folders
+}
+
+// following is the process's running reader: the config that starts next
+// (a reload starts the new config before it stops the old one) goes on
+// from its position, rather than from a file saved up to 2 s before.
+var following struct {
+	sync.Mutex
+	f *fleet.Follower
+}
+
+// positionFile holds, in a shared disk zone's folder, how far the proxy
+// had applied the event log when it last wrote it (every heartbeat, and
+// at a stop). A dotfile, so that the operators' flush (rm -rf zone/*)
+// leaves it: the folder's entries are then gone, and the position is
+// still right for whatever is stored after.
+const positionFile = ".edgecache-fleet-position"
+
+// startFleetEvents starts the reader and the heartbeat; nothing without a
+// shared block.
+func (a *App) startFleetEvents() {
+	if a.fleet == nil {
+		return
+	}
+	fe := &fleetEvents{app: a, done: make(chan struct{}), log: a.logger.Named("fleet")}
+	following.Lock()
+	var from *fleet.Position
+	saved := false
+	if following.f != nil {
+		p := following.f.Position()
+		from = &p
+	} else {
+		from = fe.savedPosition()
+		saved = from != nil
+	}
+	fe.follower = a.fleet.Follow(from, fe.apply, fe.drop)
+	following.f = fe.follower
+	following.Unlock()
+	if saved {
+		// A restarted proxy applies what it missed before it serves what
+		// its disk tier kept, as far as a short wait allows: Redis may be
+		// down, a long log slow to read.
+		select {
+		case <-fe.follower.CaughtUp():
+		case <-time.After(startCatchUpMax):
+			fe.log.Warn("serving before the fleet's event log is caught up; its events are applied as they are read", zap.Duration("waited", startCatchUpMax))
+		}
+	}
+	version := edgecacheVersion()
+	fe.stopBeat = a.fleet.Heartbeat(func() fleet.Member {
+		fe.savePosition()
+		return fleet.Member{Version: version, Zones: a.sharedZoneNames(), LastEvent: fe.follower.Position().ID}
+	})
+	a.events = fe
+}
+
+// startCatchUpMax bounds how long a start waits for the catch-up.
+const startCatchUpMax = 3 * time.Second
+
+// stopFleetEvents stops them, saving the position.
+func (a *App) stopFleetEvents() {
+	fe := a.events
+	if fe == nil {
+		return
+	}
+	a.events = nil
+	close(fe.done)
+	fe.stopBeat()
+	fe.follower.Stop()
+	fe.savePosition()
+	following.Lock()
+	if following.f == fe.follower {
+		following.f = nil
+	}
+	following.Unlock()
+}
+
+// sharedZoneNames lists the zones that take part in the fleet, in order.
+func (a *App) sharedZoneNames() []string {
+	var names []string
+	for _, n := range a.zoneNames() {
+		if a.sharedZones[n] {
+			names = append(names, n)
+		}
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names
+}
+
+// sharedZonesNamed is the zone an event names if it takes part here, or
+// every zone that does when it names none.
+func (a *App) sharedZonesNamed(name string) []*cache.Zone {
+	var zones []*cache.Zone
+	for _, n := range a.sharedZoneNames() {
+		if name == "" || name == n {
+			zones = append(zones, a.zones[n])
+		}
+	}
+	return zones
+}
+
+// apply applies another proxy's event to this proxy's zones. Purges are
+// purges, as if asked here. An invalidation or a refresh drops the key's
+// local copies with Invalidate, not Purge: a purge ends the zone's purge
+// generation and would void every fill in flight in the zone, where only
+// this key's fills (which may carry the old version) must be refused.
+func (fe *fleetEvents) apply(ev fleet.Event) {
+	for _, z := range fe.app.sharedZonesNamed(ev.Zone) {
+		switch ev.Kind {
+		case fleet.KindPurgeKey:
+			z.Purge(ev.Key)
+		case fleet.KindPurgePrefix:
+			fe.purgePrefix(z, ev)
+		case fleet.KindPurgeAll:
+			if _, err := z.PurgeAll(); err != nil {
+				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
+			}
+		case fleet.KindInvalidate, fleet.KindRefresh:
+			z.Invalidate(ev.Key)
+		}
+	}
+}
+
+// purgePrefix waits for the zone's index (rebuilt after a start) before
+// purging by prefix: the events after this one wait meanwhile, as they
+// must apply in order.
+func (fe *fleetEvents) purgePrefix(z *cache.Zone, ev fleet.Event) {
+	for {
+		_, err := z.PurgePrefix(ev.Key)
+		if !errors.Is(err, cache.ErrIndexLoading) {
+			if err != nil {
+				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
+			}
+			return
+		}
+		select {
+		case <-fe.done:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// drop empties the shared zones: events this proxy had not applied are
+// lost, and any entry may be one they purged.
+func (fe *fleetEvents) drop(reason string) {
+	for _, z := range fe.app.sharedZonesNamed("") {
+		n, err := z.PurgeAll()
+		fe.log.Warn("dropped the zone's entries: fleet events it had not applied are lost",
+			zap.String("zone", z.Name()), zap.Int("entries", n), zap.String("reason", reason), zap.Error(err))
+	}
+}
+
+// savedPosition is the oldest position saved in the shared disk zones'
+// folders, or nil when none has one: the reader then starts at the log's
+// end. A disk zone without one keeps its entries (it never was in this
+// fleet, or its folder was copied without the file); that is logged.
+func (fe *fleetEvents) savedPosition() *fleet.Position {
+	var oldest *fleet.Position
+	for _, name := range fe.app.sharedZoneNames() {
+		path := fe.app.positionPath(name)
+		if path == "" {
+			continue // a memory-only zone starts empty
+		}
+		var p fleet.Position
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(b, &p)
+		}
+		if err != nil || p.ID == "" {
+			fe.log.Info("no position in the fleet's event log saved in the zone's folder: its entries are kept, and events from now on are applied",
+				zap.String("zone", name), zap.String("file", path), zap.NamedError("reason", err))
+			continue
+		}
+		if oldest == nil || p.Added < oldest.Added {
+			oldest = &p
+		}
+	}
+	if oldest != nil {
+		fe.log.Info("catching up with the fleet's event log from the position saved in the zone folders", zap.String("position", oldest.ID))
+	}
+	return oldest
+}
+
+// positionPath is the position file of a disk zone; "" for a memory zone.
+func (a *App) positionPath(zone string) string {
+	zc := a.Zones[zone]
+	if zc == nil || zc.Path == "" {
+		return ""
+	}
+	dir, err := filepath.Abs(zc.Path)
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, positionFile)
+}
+
+// savePosition writes the reader's position into every shared disk
+// zone's folder (through a temporary file: never half written).
+func (fe *fleetEvents) savePosition() {
+	p := fe.follower.Position()
+	if p.ID == "" || p == fe.saved {
+		return
+	}
+	fe.saved = p
+	b, _ := json.Marshal(p)
+	for _, name := range fe.app.sharedZoneNames() {
+		path := fe.app.positionPath(name)
+		if path == "" {
+			continue
+		}
+		tmp := path + ".tmp"
+		err := os.WriteFile(tmp, b, 0o644)
+		if err == nil {
+			err = os.Rename(tmp, path)
+		}
+		if err != nil {
+			fe.log.Warn("saving the position in the fleet's event log", zap.String("zone", name), zap.Error(err))
+		}
+	}
+}
+
+// publishTimeout bounds an admin purge's Redis work (SCAN of every
+// master included), beyond the per-call timeout.
+const publishTimeout = time.Minute
+
+// publishPurge removes a purge's entries from Redis and tells the other
+// proxies; nothing when the zone does not take part. It returns the count
+// of Redis keys removed, or nil when there was nothing to do.
+func (a *App) publishPurge(ctx context.Context, req purgeRequest) (*int, error) {
+	if a == nil || a.fleet == nil || (req.Zone != "" && !a.sharedZones[req.Zone]) {
+		return nil, nil
+	}
+	ev := fleet.Event{Zone: req.Zone, Key: req.Key}
+	switch {
+	case req.Key != "":
+		ev.Kind = fleet.KindPurgeKey
+	case req.Prefix != "":
+		ev.Kind, ev.Key = fleet.KindPurgePrefix, req.Prefix
+	default:
+		ev.Kind = fleet.KindPurgeAll
+	}
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	n, err := a.fleet.Purge(ctx, ev, a.sharedZoneNames())
+	return &n, err
+}
+
+// publishInvalidation removes an invalidated key's entry from Redis and
+// tells the other proxies, while the unsafe request's answer waits (a
+// client that asks another proxy next must not get the old version). It
+// adds nothing while Redis is known to be down (the breaker is open):
+// the invalidation then reaches only this proxy, and is counted.
+func (a *App) publishInvalidation(ctx context.Context, zone *cache.Zone, key string) {
+	if a.fleet == nil || !a.sharedZones[zone.Name()] {
+		return
+	}
+	if err := a.fleet.Invalidate(context.WithoutCancel(ctx), zone.Name(), key); err != nil {
+		a.logger.Debug("an invalidation did not reach the fleet", zap.String("zone", zone.Name()), zap.String("key", key), zap.Error(err))
+	}
+}
+
+// edgecacheVersion is the version of the module the binary was built
+// from (a commit, for a build of a working tree).
+func edgecacheVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	version := bi.Main.Version
+	if bi.Main.Path != "github.com/edgecache/edgecache" {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/edgecache/edgecache" {
+				version = m.Version
+			}
+		}
+	}
+	if version == "" || version == "(devel)" {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "devel+" + s.Value[:12]
+			}
+		}
+		return "devel"
+	}
+	return version
+}
+
+// The event log's metrics, on the same registry as the zones' (metrics.go).
+var (
+	descEventsPublished = prometheus.NewDesc(metricsNamespace+"_fleet_events_published_total",
+		"Purges, invalidations and refreshes this proxy appended to the fleet's event log.", nil, nil)
+	descEventsUnpublished = prometheus.NewDesc(metricsNamespace+"_fleet_events_unpublished_total",
+		"Events this proxy could not append (Redis down or failing): they reached this proxy only.", nil, nil)
+	descEventsApplied = prometheus.NewDesc(metricsNamespace+"_fleet_events_applied_total",
+		"Other proxies' events this proxy applied to its zones.", nil, nil)
+	descEventDrops = prometheus.NewDesc(metricsNamespace+"_fleet_event_drops_total",
+		"Times this proxy dropped its shared zones' entries because events it had not applied were lost (trimmed log, Redis restarted empty).", nil, nil)
+	descEventLag = prometheus.NewDesc(metricsNamespace+"_fleet_event_lag_seconds",
+		"From the last applied event's addition to the log to its application here.", nil, nil)
+)
+
+// fleetEventsCollector exports the event log's counters; nothing without
+// a shared block.
+type fleetEventsCollector struct{ app *App }
+
+func (fleetEventsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEventsPublished, descEventsUnpublished, descEventsApplied, descEventDrops, descEventLag} {
+		ch <- d
+	}
+}
+
+func (c fleetEventsCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.app.fleet
+	if f == nil {
+		return
+	}
+	s := f.EventStats()
+	for _, m := range []struct {
+		d *prometheus.Desc
+		v int64
+	}{{descEventsPublished, s.Published}, {descEventsUnpublished, s.Unpublished}, {descEventsApplied, s.Applied}, {descEventDrops, s.Drops}} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
+	}
+	ch <- prometheus.MustNewConstMetric(descEventLag, prometheus.GaugeValue, s.Lag.Seconds())
+}
+
+var _ prometheus.Collector = fleetEventsCollector{}
+
+// refreshAnnouncer is the claim of a store through the cache buster: when
+// the shared store ends it announces the refresh, so that the other
+// proxies drop their copies only once the new entry is in Redis (or,
+// when it could not be stored there, once the old one is gone from it).
+// Then their next request takes the new version from Redis, or from the
+// backend, never the old one.
+type refreshAnnouncer struct {
+	inner     cache.SharedClaim
+	fleet     *fleet.Fleet
+	zone, key string
+}
+
+func (r refreshAnnouncer) Release(stored bool) {
+	if r.inner != nil {
+		r.inner.Release(stored)
+	}
+	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, stored)
+}

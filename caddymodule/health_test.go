@@ -1,0 +1,135 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/edgecache/edgecache/internal/testkit"
+)
+
+// TestHealth follows a proxy's health as a load balancer sees it: ok, then
+// draining (edgecache drain) and back, then maintenance (its flag file),
+// draining winning over maintenance. The check sits on the public site
+// under a top-level maintenance handler, whose page must not answer it.
+func TestHealth(t *testing.T) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, _ int64) { w.Write([]byte("page")) })
+	flag := filepath.Join(t.TempDir(), "maintenance.flag")
+	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:$ADMIN", 1) + `
+http://127.0.0.1:$PUBLIC {
+	maintenance {
+		flag ` + flag + `
+		serve_cached
+	}
+	edge_cache_health /healthz
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
+`
+	s := startCaddy(t, cf, be, "PUBLIC", "ADMIN")
+	admin := "127.0.0.1:" + strconv.Itoa(s.ports["ADMIN"])
+	check := func(what string, code int, status string, maint []string) {
+		t.Helper()
+		r := s.get(t, s.url("PUBLIC", "/healthz"))
+		var body healthStatus
+		if err := json.Unmarshal([]byte(r.Body), &body); err != nil {
+			t.Fatalf("%s: %d %q: %v", what, r.Status, r.Body, err)
+		}
+		if r.Status != code || body.Status != status || len(body.Maintenance) != len(maint) ||
+			r.Header.Get("Content-Type") != "application/json" || r.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: %d %q %v, want %d %s with maintenance %v", what, r.Status, r.Body, r.Header, code, status, maint)
+		}
+		for i := range maint {
+			if i < len(body.Maintenance) && body.Maintenance[i] != maint[i] {
+				t.Errorf("%s: maintenance %v, want %v", what, body.Maintenance, maint)
+			}
+		}
+		if head := s.do(t, http.MethodHead, s.url("PUBLIC", "/healthz")); head.Status != code || head.Body != "" {
+			t.Errorf("%s: HEAD %d %q", what, head.Status, head.Body)
+		}
+	}
+	drain := func(args ...string) {
+		t.Helper()
+		var out bytes.Buffer
+		status, err := runDrain(context.Background(), parseFlags(t, drainCommand, append(args, "--address", admin)...), &out)
+		if err != nil || status != 0 {
+			t.Fatalf("drain %v: %d %v", args, status, err)
+		}
+	}
+	t.Cleanup(func() { draining.Store(false) })
+
+	check("at start", 200, healthOK, nil)
+	drain()
+	check("draining", 503, healthDraining, nil)
+	if r := s.get(t, s.url("PUBLIC", "/page")); r.Status != 200 || r.Body != "page" {
+		t.Errorf("a draining proxy must still serve: %d %q", r.Status, r.Body)
+	}
+	drain("--off")
+	check("drain --off", 200, healthOK, nil)
+
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the health check to see maintenance", func() bool {
+		return s.get(t, s.url("PUBLIC", "/healthz")).Status == 503
+	}))
+	check("maintenance", 503, healthMaintenance, []string{flag})
+	drain()
+	check("draining in maintenance", 503, healthDraining, []string{flag})
+	drain("--off")
+	if err := os.Remove(flag); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("maintenance to end", func() bool {
+		return s.get(t, s.url("PUBLIC", "/healthz")).Status == 200
+	}))
+	check("after maintenance", 200, healthOK, nil)
+}
+
+// TestDrainRefusesBadRequests: the admin endpoint says what it wants.
+func TestDrainRefusesBadRequests(t *testing.T) {
+	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:$ADMIN", 1)
+	s := startCaddy(t, cf, nil, "ADMIN")
+	c, err := newAdminClient("127.0.0.1:" + strconv.Itoa(s.ports["ADMIN"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out healthStatus
+	if err := c.do(context.Background(), http.MethodPost, adminDrainPath, map[string]string{"draining": "yes"}, &out); err == nil || !strings.Contains(err.Error(), "bad drain request") {
+		t.Errorf("a string for draining: %v", err)
+	}
+	if err := c.do(context.Background(), http.MethodDelete, adminDrainPath, nil, &out); err == nil || !strings.Contains(err.Error(), "405") {
+		t.Errorf("DELETE: %v", err)
+	}
+	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &out); err != nil || out.Status != healthOK {
+		t.Errorf("GET: %+v %v", out, err)
+	}
+}
+
+func TestHealthCaddyfile(t *testing.T) {
+	cfg := string(adapt(t, globalOptions("zone default 16MiB")+`
+http://127.0.0.1:8081 {
+	edge_cache_health
+}
+`))
+	if !strings.Contains(cfg, `"handler":"edge_cache_health"`) {
+		t.Errorf("config %s", cfg)
+	}
+	h := new(Health)
+	for _, bad := range []string{"edge_cache_health extra", "edge_cache_health {\n\tflag x\n}"} {
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,367 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/cache"
+)
+
+// The event log: every purge, invalidation and refresh made on one proxy
+// is appended to a Redis Stream ({prefix}events), and every proxy reads
+// the stream and applies the others' events to its own tiers. A stream,
+// not pub/sub: a proxy that was cut off reads what it missed when it
+// reconnects (see Follower).
+
+// EventKind says what an event asks of the other proxies.
+type EventKind string
+
+// Event kinds.
+const (
+	// KindPurgeKey, KindPurgePrefix and KindPurgeAll are purges (admin
+	// API, edgecache purge): the proxies purge as if asked themselves.
+	KindPurgeKey    EventKind = "purge_key"
+	KindPurgePrefix EventKind = "purge_prefix"
+	KindPurgeAll    EventKind = "purge_all"
+	// KindInvalidate is an unsafe request (POST, PUT, DELETE…) that
+	// succeeded: the proxies drop their copies of the key.
+	KindInvalidate EventKind = "invalidate"
+	// KindRefresh is a fetch through the cache buster: the refreshing
+	// proxy stored the new entry in Redis, and the others drop their
+	// local copies, to take the new one from Redis when next asked.
+	KindRefresh EventKind = "refresh"
+)
+
+func (k EventKind) valid() bool {
+	switch k {
+	case KindPurgeKey, KindPurgePrefix, KindPurgeAll, KindInvalidate, KindRefresh:
+		return true
+	}
+	return false
+}
+
+// Event is one entry of the log.
+type Event struct {
+	// ID is the stream entry's ID, set on the events read.
+	ID string
+	// Node is the proxy the event comes from, set by Publish.
+	Node string
+	// Zone is the zone concerned; empty for a purge of every zone.
+	Zone string
+	Kind EventKind
+	// Key is the cache key (purge_key, invalidate, refresh) or the key
+	// prefix (purge_prefix); empty for purge_all.
+	Key string
+}
+
+// MaxEvents is about how many events the stream keeps (XADD MAXLEN ~):
+// a proxy cut off for longer than it takes the fleet to make this many
+// purges and refreshes drops its local entries when it reconnects. An
+// event takes about 100 bytes, so the log stays under about 10 MB.
+const MaxEvents = 100_000
+
+// Event field names in the stream.
+const (
+	fieldNode = "node"
+	fieldZone = "zone"
+	fieldKind = "kind"
+	fieldKey  = "key"
+)
+
+// Publish appends ev, from this node, to the log. It does not touch the
+// shared tier: Purge, Invalidate and Refreshed do that first.
+func (f *Fleet) Publish(ctx context.Context, ev Event) (id string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	return f.publish(ctx, ev)
+}
+
+func (f *Fleet) publish(ctx context.Context, ev Event) (id string, err error) {
+	if !ev.Kind.valid() {
+		return "", fmt.Errorf("fleet: unknown event kind %q", ev.Kind)
+	}
+	id, err = f.rdb.XAdd(ctx, &redis.XAddArgs{
+		Stream: f.keys.events(),
+		MaxLen: f.maxEvents,
+		Approx: true,
+		Values: []string{fieldNode, f.cfg.Node, fieldZone, ev.Zone, fieldKind, string(ev.Kind), fieldKey, ev.Key},
+	}).Result()
+	if err != nil {
+		f.events.unpublished.Add(1)
+		return "", fmt.Errorf("fleet: publishing a %s event: %w", ev.Kind, err)
+	}
+	f.events.published.Add(1)
+	return id, nil
+}
+
+// forRequest runs a request's part of an event (Invalidate, Refreshed)
+// through the breaker: nothing while Redis is known to be down, and a
+// failure opens it. unlink says whether the event's key leaves Redis
+// first. What is skipped is counted as unpublished.
+func (f *Fleet) forRequest(ctx context.Context, unlink bool, ev Event) error {
+	varies := false
+	err := f.Do(ctx, func(ctx context.Context) error {
+		if !unlink {
+			return nil
+		}
+		var err error
+		_, varies, err = f.unlinkEntry(ctx, ev.Zone, ev.Key)
+		return err
+	})
+	if err != nil {
+		f.events.unpublished.Add(1)
+		return err
+	}
+	var variantsErr error
+	if varies {
+		vctx, cancel := context.WithTimeout(ctx, variantsBudget)
+		if _, err := f.unlinkVariants(vctx, ev.Zone, ev.Key); err != nil {
+			variantsErr = fmt.Errorf("fleet: removing the variants of %q from Redis: %w", ev.Key, err)
+		}
+		cancel()
+	}
+	// The others drop their copies even if some variants stay in Redis.
+	err = f.Do(ctx, func(ctx context.Context) error {
+		_, err := f.publish(ctx, ev)
+		return err
+	})
+	return errors.Join(variantsErr, err)
+}
+
+// Purge removes the entries a purge event names from the shared tier,
+// then publishes the event, so that a proxy applying it does not find the
+// purged entry in Redis again. zones are the zones to remove the entries
+// of when the event names none (a purge of every zone). It returns how
+// many Redis keys it removed.
+func (f *Fleet) Purge(ctx context.Context, ev Event, zones []string) (removed int, err error) {
+	if ev.Zone != "" {
+		zones = []string{ev.Zone}
+	}
+	for _, zone := range zones {
+		var n int
+		switch ev.Kind {
+		case KindPurgeKey:
+			var varies bool
+			if n, varies, err = f.unlinkEntry(ctx, zone, ev.Key); err == nil && varies {
+				var v int
+				v, err = f.unlinkVariants(ctx, zone, ev.Key)
+				n += v
+			}
+		case KindPurgePrefix:
+			n, err = f.unlinkMatching(ctx, f.keys.entryPattern(zone, ev.Key))
+		case KindPurgeAll:
+			n, err = f.unlinkMatching(ctx, f.keys.entryPattern(zone, ""))
+		default:
+			return removed, fmt.Errorf("fleet: %s is not a purge", ev.Kind)
+		}
+		removed += n
+		if err != nil {
+			return removed, fmt.Errorf("fleet: removing zone %s's entries from Redis: %w", zone, err)
+		}
+	}
+	_, err = f.Publish(ctx, ev)
+	return removed, err
+}
+
+// Invalidate removes a key's entry from the shared tier and tells the
+// other proxies to drop theirs (an unsafe request changed the resource).
+// It goes through the breaker, as it runs for a request.
+func (f *Fleet) Invalidate(ctx context.Context, zone, key string) error {
+	return f.forRequest(ctx, true, Event{Zone: zone, Kind: KindInvalidate, Key: key})
+}
+
+// Refreshed tells the other proxies that this one fetched key anew
+// through the cache buster. The caller stores the new entry in the
+// shared tier first; when it could not (a body over entry_max, Redis
+// failing), stored is false and the old shared entry is removed, so
+// that no proxy takes the old version from Redis. It goes through the
+// breaker, as it runs for a request.
+func (f *Fleet) Refreshed(ctx context.Context, zone, key string, stored bool) error {
+	return f.forRequest(ctx, !stored, Event{Zone: zone, Kind: KindRefresh, Key: key})
+}
+
+// unlinkEntry removes a key's value from Redis, in one round trip, and
+// reports whether it was a response's index of variants: then its
+// variants must go too (unlinkVariants), or a new index, written by the
+// next fill, would lead to the old variants again.
+func (f *Fleet) unlinkEntry(ctx context.Context, zone, key string) (n int, varies bool, err error) {
+	redisKey := f.keys.entry(zone, key)
+	var get *redis.StringCmd
+	var unlink *redis.IntCmd
+	cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	_, err = f.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+		get = p.Get(cctx, redisKey)
+		unlink = p.Unlink(cctx, redisKey)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, false, err
+	}
+	if v, err := get.Bytes(); err == nil {
+		e, err := decodeValue(redisKey, key, v)
+		varies = err == nil && e.VaryIndex
+	}
+	return int(unlink.Val()), varies, nil
+}
+
+// unlinkVariants removes the values of a key's variants. They hash to
+// other slots than the key, so they are found by SCAN, a pass over the
+// keys: only keys whose responses vary pay it.
+func (f *Fleet) unlinkVariants(ctx context.Context, zone, key string) (int, error) {
+	return f.unlinkMatching(ctx, f.keys.entryPattern(zone, cache.VariantKey(key, "")))
+}
+
+// variantsBudget bounds the removal of a key's variants for a request
+// (an invalidation, a refresh not stored), outside the breaker: a pass
+// over a large Redis may take longer than one call's timeout without
+// Redis failing.
+const variantsBudget = 2 * time.Second
+
+// scanBatch is SCAN's COUNT hint for purges by prefix: a few hundred
+// microseconds of Redis's time per call.
+const scanBatch = 1000
+
+// unlinkMatching removes every key matching pattern on every master (a
+// Redis Cluster spreads a zone's entries over all of them). Keys are
+// unlinked one command each, pipelined per master: on a Cluster, keys of
+// one command must share a slot, and entries of a zone do not.
+func (f *Fleet) unlinkMatching(ctx context.Context, pattern string) (int, error) {
+	var removed atomic.Int64
+	err := f.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		var cursor uint64
+		for {
+			keys, next, err := f.bounded(ctx, func(ctx context.Context) ([]string, uint64, error) {
+				return node.Scan(ctx, cursor, pattern, scanBatch).Result()
+			})
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				pipe := node.Pipeline()
+				for _, k := range keys {
+					pipe.Unlink(ctx, k)
+				}
+				cmds, err := f.boundedExec(ctx, pipe)
+				if err != nil {
+					return err
+				}
+				for _, c := range cmds {
+					removed.Add(c.(*redis.IntCmd).Val())
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	})
+	return int(removed.Load()), err
+}
+
+func (f *Fleet) bounded(ctx context.Context, call func(context.Context) ([]string, uint64, error)) ([]string, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	return call(ctx)
+}
+
+func (f *Fleet) boundedExec(ctx context.Context, pipe redis.Pipeliner) ([]redis.Cmder, error) {
+	// A pipeline of scanBatch commands may take longer than one call.
+	ctx, cancel := context.WithTimeout(ctx, 10*f.cfg.Timeout)
+	defer cancel()
+	return pipe.Exec(ctx)
+}
+
+// forEachMaster calls fn with each master's client: the single node's,
+// or each of a Redis Cluster's masters.
+func (f *Fleet) forEachMaster(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	switch c := f.rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("fleet: unexpected client %T", f.rdb)
+}
+
+// eventFrom decodes a stream entry; an entry that is not a valid event
+// (written by something else) decodes to false.
+func eventFrom(m redis.XMessage) (Event, bool) {
+	str := func(name string) string { s, _ := m.Values[name].(string); return s }
+	ev := Event{ID: m.ID, Node: str(fieldNode), Zone: str(fieldZone), Kind: EventKind(str(fieldKind)), Key: str(fieldKey)}
+	return ev, ev.Kind.valid() && ev.Node != ""
+}
+
+// streamID is a stream entry ID (milliseconds-sequence), comparable.
+type streamID struct{ ms, seq uint64 }
+
+func parseStreamID(s string) (streamID, error) {
+	ms, seq, ok := strings.Cut(s, "-")
+	if !ok {
+		seq = "0"
+	}
+	a, err1 := strconv.ParseUint(ms, 10, 64)
+	b, err2 := strconv.ParseUint(seq, 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return streamID{}, fmt.Errorf("stream ID %q: %w", s, err)
+	}
+	return streamID{a, b}, nil
+}
+
+func (a streamID) less(b streamID) bool { return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq) }
+
+// eventTime is when the event was added, from its ID.
+func eventTime(id string) (time.Time, bool) {
+	sid, err := parseStreamID(id)
+	if err != nil || sid.ms == 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(sid.ms)), true
+}
+
+// eventStats count what the log carried for this proxy.
+type eventStats struct {
+	published   atomic.Int64
+	unpublished atomic.Int64
+	applied     atomic.Int64
+	drops       atomic.Int64
+	lagMillis   atomic.Int64 // from the last applied event's addition to its application
+}
+
+// EventStats are the event log's counters, for metrics.
+type EventStats struct {
+	// Published: events this proxy appended.
+	Published int64
+	// Unpublished: events this proxy could not append (Redis down or
+	// failing): they reached this proxy only.
+	Unpublished int64
+	// Applied: other proxies' events this proxy applied.
+	Applied int64
+	// Drops: times this proxy dropped its local entries because events
+	// it had not applied were lost (trimmed log, Redis restarted empty).
+	Drops int64
+	// Lag: from the last applied event's addition to the log to its
+	// application here.
+	Lag time.Duration
+}
+
+// EventStats returns the counters now.
+func (f *Fleet) EventStats() EventStats {
+	return EventStats{
+		Published:   f.events.published.Load(),
+		Unpublished: f.events.unpublished.Load(),
+		Applied:     f.events.applied.Load(),
+		Drops:       f.events.drops.Load(),
+		Lag:         time.Duration(f.events.lagMillis.Load()) * time.Millisecond,
+	}
+}
+
+// eventLog is the logger of the event log's reader.
+func (f *Fleet) eventLog() *zap.Logger { return f.log.Named("events") }
