@@ -275,10 +275,12 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	if latency > 50*time.Millisecond {
 		t.Errorf("woken %v after the store, over 50 ms", latency)
 	}
-	if _, n, sum := b.Stats.WakeUps.Snapshot(); n != 1 || sum > 0.05 {
-		t.Errorf("wake-ups measured from the sender's clock: %d, %.1f ms in all; want 1 within 50 ms", n, sum*1e3)
+	// Measured inside, from the sender's clock; none when the waiter,
+	// slow to start on a loaded machine, found the value at its check.
+	if _, n, sum := b.Stats.WakeUps.Snapshot(); n > 1 || sum > 0.05 {
+		t.Errorf("wake-ups measured from the sender's clock: %d, %.1f ms in all; want at most 1, within 50 ms", n, sum*1e3)
 	} else {
-		t.Logf("wake-up measured from the sender's clock: %.2f ms", sum*1e3)
+		t.Logf("wake-ups measured from the sender's clock: %d, %.2f ms", n, sum*1e3)
 	}
 	if out, _ := cli("EXISTS", a.keys.lock("z", "/k")); out != "0" {
 		t.Errorf("the lock is still held after the release")
