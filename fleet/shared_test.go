@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,6 +127,39 @@ func TestSharedCorruptAndPrefix(t *testing.T) {
 	r.CLI("SET", f.keys.entry("z", "/g"), "not a value")
 	if _, ok := f.Get(ctx, "z", "/g", nil); ok {
 		t.Fatal("garbage served")
+	}
+}
+
+// A purge made on another proxy while a fill ran reaches this proxy
+// after the fill's value was written: the value is checked again later
+// and removed, unless a newer one replaced it.
+func TestStoreUndoneByLaterPurge(t *testing.T) {
+	r := testkit.StartRedis(t)
+	f := open(t, Config{Addrs: []string{r.Addr}})
+	f.recheckAfter = 100 * time.Millisecond
+	ctx := context.Background()
+	var purged atomic.Bool
+	current := func() bool { return !purged.Load() }
+	if !f.store(cache.SharedStore{Zone: "z", Key: "/a", Entry: entry("/a", []byte("old")), TTL: time.Minute, Current: current}) {
+		t.Fatal("not stored")
+	}
+	purged.Store(true) // the purge's event applied here, after the write
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the void value to leave Redis", func() bool {
+		_, ok := f.Get(ctx, "z", "/a", nil)
+		return !ok
+	}))
+	if n := f.Stats.StoresUndone.Load(); n != 1 {
+		t.Errorf("%d stores undone, want 1", n)
+	}
+	// A newer fill's value, written before the check, stays.
+	store(t, f, "z", "/b", entry("/b", []byte("old")))
+	old, _ := r.CLI("GET", f.keys.entry("z", "/b"))
+	store(t, f, "z", "/b", entry("/b", []byte("new")))
+	if f.unstore(f.keys.entry("z", "/b"), []byte(old)) {
+		t.Error("the older value's removal removed the newer one")
+	}
+	if e, ok := f.Get(ctx, "z", "/b", nil); !ok || string(e.Body) != "new" {
+		t.Errorf("the newer value is gone: %v", ok)
 	}
 }
 
