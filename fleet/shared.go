@@ -173,7 +173,7 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 	if job.Current != nil && !job.Current() {
 		// A purge landed while the value was written: it must not
 		// outlive it here either.
-		f.unstore(redisKey, v)
+		f.unstore(redisKey, sumOf(v))
 		f.Stats.StoresDropped.Add(1)
 		return false
 	}
@@ -183,8 +183,9 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 		// applied here only after the write. Checked again once it must
 		// have been, the value is removed if it is void (and still this
 		// one), so that it does not outlive the purge in Redis.
+		sum := sumOf(v)
 		time.AfterFunc(f.recheckAfter, func() {
-			if !f.closed.Load() && !job.Current() && f.unstore(redisKey, v) {
+			if !f.closed.Load() && !job.Current() && f.unstore(redisKey, sum) {
 				f.Stats.StoresUndone.Add(1)
 			}
 		})
@@ -213,11 +214,14 @@ if redis.call("GETRANGE", KEYS[1], 4, 7) == ARGV[1] then return redis.call("DEL"
 return 0
 `)
 
-// unstore removes the value v written under redisKey, unless another
-// replaced it.
-func (f *Fleet) unstore(redisKey string, v []byte) (removed bool) {
+// sumOf is a value's checksum bytes, which tell it from another.
+func sumOf(v []byte) string { return string(v[len(valueMagic) : len(valueMagic)+4]) }
+
+// unstore removes the value whose checksum bytes are sum from under
+// redisKey, unless another replaced it.
+func (f *Fleet) unstore(redisKey, sum string) (removed bool) {
 	_ = f.Do(context.Background(), func(ctx context.Context) error {
-		n, err := unstoreScript.Run(ctx, f.rdb, []string{redisKey}, v[len(valueMagic):len(valueMagic)+4]).Int()
+		n, err := unstoreScript.Run(ctx, f.rdb, []string{redisKey}, sum).Int()
 		removed = n == 1
 		return err
 	})
