@@ -75,9 +75,11 @@ type SharedStore struct {
 	Entry *Entry
 	// TTL is how long the tier keeps it (see the caller's rule).
 	TTL time.Duration
-	// Current reports, just before and just after the write, whether the
-	// entry may still be stored: a purge or an invalidation of the key
-	// since the request began voids it in the shared tier too. nil: always.
+	// Current reports, before and after the write, and once more after
+	// the event log has brought the other proxies' purges, whether the
+	// entry still stands here (Zone.Kept): a purge or an invalidation of
+	// the key since the request began voids it in the shared tier too.
+	// nil: always.
 	Current func() bool
 	// Claim, when set, is released once the entry is written (or not).
 	Claim SharedClaim
@@ -98,12 +100,27 @@ var tierNames = [...]string{"", "memory", "disk", "shared"}
 
 func (t Tier) String() string { return tierNames[t] }
 
-// Current reports whether what a request that began at mark stores under
-// key may still be stored: no purge, nor invalidation of the key, since.
-func (z *Zone) Current(mark Mark, key string) bool {
-	z.promoteMu.RLock()
-	defer z.promoteMu.RUnlock()
-	return z.mayStore(mark.Purge, mark.Inval, key)
+// Kept reports whether e, stored by a request that began at mark, still
+// stands: no invalidation of its key since, and no purge that removed it.
+// A purge of other keys does not count, unlike for a fill under way
+// (mayStore): after a purge it checks that the key still holds e (an
+// eviction reads as a purge, which is safe).
+func (z *Zone) Kept(e *Entry, mark Mark) bool {
+	if z.invalidated.since(primaryKey(e.Key), mark.Inval) {
+		return false
+	}
+	if z.purgeGen.Load() == mark.Purge {
+		return true
+	}
+	if cur, _, ok := z.mem.lookup(e.Key); ok {
+		return cur.StoredAt.Equal(e.StoredAt)
+	}
+	if z.disk != nil {
+		if cur, err := z.disk.Get(e.Key); err == nil {
+			return cur.StoredAt.Equal(e.StoredAt)
+		}
+	}
+	return false
 }
 
 // Adopt stores a copy of an entry found in the shared tier in the local

@@ -54,7 +54,8 @@ import (
 //	             of an unknown length, or failed first
 //	             the fill failed mid-body after the answer   cut short (connection broken)         HIT
 //	             the fill stored                             deliver the stored entry              HIT
-//	             the fill stored nothing                     lead the next fill, or wait on        MISS (EXPIRED)
+//	             the fill stored nothing                     lead the next fill (in a fleet: the   MISS (EXPIRED)
+//	                                                         fleet step), or wait on
 //	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
@@ -131,6 +132,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	key := h.keyFor(r, repl)
 	if h.Refresh {
+		repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, mark: zone.Mark()})
 	}
 	now := zone.Clock().Now()
@@ -139,8 +141,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set(tierPlaceholder, tierValues[tier])
 		return h.hit(w, r, repl, next, zone, key, entry, now)
 	case lookupExpired:
+		repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 		return h.expired(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, entry, now)
 	default:
+		repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 		return h.miss(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, now)
 	}
 }
@@ -150,6 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // session.
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, reason cache.BypassReason) error {
 	h.setStatus(w, repl, cache.StatusBypass)
+	repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 	w = h.forwardedWriter(w, cache.FwdBypass)
 	if z, err := h.zoneFor(repl); err == nil {
 		z.Stats.Requests[cache.StatusBypass].Add(1)
@@ -194,7 +199,7 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 			return err
 		}
 	}
-	repl.Delete(tierPlaceholder)
+	repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 	return h.miss(w, r, next, fetchJob{zone: zone, key: key, mark: mark}, now)
 }
 
@@ -220,7 +225,7 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if leader {
 		job.fill = fill
 		if shared != nil {
-			return h.fleet(w, r, next, job, shared, now)
+			return h.fleet(w, r, next, job, shared, now.Add(time.Duration(h.LockTimeout)))
 		}
 		return h.fetchAndDeliver(w, r, next, job)
 	}
@@ -234,9 +239,8 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 // always. An entry found stale in Redis is kept for the fetch
 // (use_stale, revalidate), as an expired local one is.
 func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
-	job fetchJob, shared cache.Shared, now time.Time) error {
+	job fetchJob, shared cache.Shared, deadline time.Time) error {
 	ctx, zone, clock := r.Context(), job.zone.Name(), job.zone.Clock()
-	deadline := now.Add(time.Duration(h.LockTimeout))
 	fresh := func(e *cache.Entry) bool { return e.Fresh(clock.Now()) }
 	for {
 		if e, ok := shared.Get(ctx, zone, job.key, r.Header); ok {
@@ -305,7 +309,8 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		if stored {
 			// Just stored: served as a hit even if already past its validity.
-			if result, entry, _ := h.lookup(job.zone, job.key, r, clock.Now()); result != lookupMiss {
+			if result, entry, _, tier := h.lookupTier(job.zone, job.key, r, clock.Now()); result != lookupMiss {
+				r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set(tierPlaceholder, tierValues[tier])
 				return h.serveEntry(w, h.collapsed(r), job.zone, entry, cache.StatusHit)
 			}
 		}
@@ -316,6 +321,9 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 		var leader bool
 		if fill, leader = job.zone.JoinFill(job.key, time.Duration(h.LockAge)); leader {
 			job.fill = fill
+			if shared := h.app.sharedFor(job.zone); shared != nil {
+				return h.fleet(w, r, next, job, shared, deadline)
+			}
 			return h.fetchAndDeliver(w, r, next, job)
 		}
 	}
@@ -356,7 +364,7 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 			fill.Finish(false)
 			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
 		case h.lock:
-			return h.fleet(w, r, next, job, shared, now)
+			return h.fleet(w, r, next, job, shared, now.Add(time.Duration(h.LockTimeout)))
 		}
 	}
 	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a

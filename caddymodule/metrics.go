@@ -71,6 +71,8 @@ var (
 		"Entries written to Redis.", []string{"node"}, nil)
 	descSharedDropped = prometheus.NewDesc(metricsNamespace+"_shared_stores_dropped_total",
 		"Entries not written to Redis: over entry_max, purged meanwhile, queue full or a failed write.", []string{"node"}, nil)
+	descSharedUndone = prometheus.NewDesc(metricsNamespace+"_shared_stores_undone_total",
+		"Entries removed from Redis after they were written: a purge made on another proxy while their fill ran.", []string{"node"}, nil)
 	descSharedLockWaits = prometheus.NewDesc(metricsNamespace+"_shared_lock_waits_total",
 		"Fills waited for on another proxy of the fleet.", []string{"node"}, nil)
 	descSharedLockTimeouts = prometheus.NewDesc(metricsNamespace+"_shared_lock_timeouts_total",
@@ -88,7 +90,7 @@ func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
 		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes,
 		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
-		descSharedDropped, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps} {
+		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps} {
 		ch <- d
 	}
 }
@@ -116,6 +118,7 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSharedSkipped, st.Skipped.Load(), node)
 		counter(descSharedStores, st.Stores.Load(), node)
 		counter(descSharedDropped, st.StoresDropped.Load(), node)
+		counter(descSharedUndone, st.StoresUndone.Load(), node)
 		counter(descSharedLockWaits, st.LockWaits.Load(), node)
 		counter(descSharedLockTimeouts, st.LockTimeouts.Load(), node)
 		buckets, count, sum := st.Calls.Snapshot()

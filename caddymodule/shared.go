@@ -37,8 +37,8 @@ func (h *Handler) storeShared(job fetchJob, e *cache.Entry) {
 	if e != nil {
 		st.Entry = e
 		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()))
-		zone, mark, key := job.zone, job.mark, job.key
-		st.Current = func() bool { return zone.Current(mark, key) }
+		zone, mark := job.zone, job.mark
+		st.Current = func() bool { return zone.Kept(e, mark) }
 	}
 	if h.Refresh && e != nil {
 		// The cache buster: once the new entry is in Redis (or known not

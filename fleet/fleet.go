@@ -22,7 +22,11 @@ type Fleet struct {
 	queue chan struct{} // stores under way (shared.go)
 	// queuedBytes is what the stores under way hold (shared.go).
 	queuedBytes atomic.Int64
-	Stats       Stats
+	// recheckAfter is when a stored value's purge mark is checked again
+	// (shared.go): after the event log's second.
+	recheckAfter time.Duration
+	closed       atomic.Bool
+	Stats        Stats
 
 	events eventStats // the event log's counters (events.go)
 	// maxEvents is about how many events the log keeps (default MaxEvents).
@@ -43,7 +47,7 @@ func Open(cfg Config, log *zap.Logger) (*Fleet, error) {
 		log = zap.NewNop()
 	}
 	f := &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node)),
-		queue: make(chan struct{}, maxQueuedStores), maxEvents: MaxEvents}
+		queue: make(chan struct{}, maxQueuedStores), maxEvents: MaxEvents, recheckAfter: recheckAfter}
 	clientLog.Store(f.log.Named("redis"))
 	f.br = newBreaker(f.Ping, probeInterval, f.log)
 	f.subs = newSubscriber(f)
@@ -89,6 +93,10 @@ func (f *Fleet) Ping(ctx context.Context) error {
 	return f.rdb.Ping(ctx).Err()
 }
 
+// recheckAfter is how long after a store its purge mark is checked
+// again: the event log brings purges within a second.
+const recheckAfter = 2 * time.Second
+
 // Warm opens a first connection to Redis, so the first request does not
 // pay for the dial, and logs whether Redis answers (a failure opens the
 // breaker, which says so). A proxy calls it in the background as it starts.
@@ -101,6 +109,7 @@ func (f *Fleet) Warm() {
 
 // Close ends the connections and the background work.
 func (f *Fleet) Close() error {
+	f.closed.Store(true)
 	f.br.close()
 	f.subs.close()
 	return f.rdb.Close()

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
@@ -171,9 +173,22 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 	if job.Current != nil && !job.Current() {
 		// A purge landed while the value was written: it must not
 		// outlive it here either.
-		_ = f.Do(ctx, func(ctx context.Context) error { return f.rdb.Del(ctx, redisKey).Err() })
+		f.unstore(redisKey, sumOf(v))
 		f.Stats.StoresDropped.Add(1)
 		return false
+	}
+	if job.Current != nil {
+		// A purge on another proxy reaches this one through the event
+		// log, within a second: one made while this fill ran may be
+		// applied here only after the write. Checked again once it must
+		// have been, the value is removed if it is void (and still this
+		// one), so that it does not outlive the purge in Redis.
+		sum := sumOf(v)
+		time.AfterFunc(f.recheckAfter, func() {
+			if !f.closed.Load() && !job.Current() && f.unstore(redisKey, sum) {
+				f.Stats.StoresUndone.Add(1)
+			}
+		})
 	}
 	if variant {
 		index := cache.Meta{Key: job.Key, Status: http.StatusOK, StoredAt: meta.StoredAt, ValidUntil: meta.StoredAt,
@@ -190,6 +205,27 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 	}
 	f.Stats.Stores.Add(1)
 	return true
+}
+
+// unstoreScript deletes a value if it is still the one written (its
+// checksum, bytes 4 to 7, says so): a newer fill's stays.
+var unstoreScript = redis.NewScript(`
+if redis.call("GETRANGE", KEYS[1], 4, 7) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0
+`)
+
+// sumOf is a value's checksum bytes, which tell it from another.
+func sumOf(v []byte) string { return string(v[len(valueMagic) : len(valueMagic)+4]) }
+
+// unstore removes the value whose checksum bytes are sum from under
+// redisKey, unless another replaced it.
+func (f *Fleet) unstore(redisKey, sum string) (removed bool) {
+	_ = f.Do(context.Background(), func(ctx context.Context) error {
+		n, err := unstoreScript.Run(ctx, f.rdb, []string{redisKey}, sum).Int()
+		removed = n == 1
+		return err
+	})
+	return removed
 }
 
 // readBody reads a disk entry's body (verified as it is read), refusing

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,6 +127,39 @@ func TestSharedCorruptAndPrefix(t *testing.T) {
 	r.CLI("SET", f.keys.entry("z", "/g"), "not a value")
 	if _, ok := f.Get(ctx, "z", "/g", nil); ok {
 		t.Fatal("garbage served")
+	}
+}
+
+// A purge made on another proxy while a fill ran reaches this proxy
+// after the fill's value was written: the value is checked again later
+// and removed, unless a newer one replaced it.
+func TestStoreUndoneByLaterPurge(t *testing.T) {
+	r := testkit.StartRedis(t)
+	f := open(t, Config{Addrs: []string{r.Addr}})
+	f.recheckAfter = 100 * time.Millisecond
+	ctx := context.Background()
+	var purged atomic.Bool
+	current := func() bool { return !purged.Load() }
+	if !f.store(cache.SharedStore{Zone: "z", Key: "/a", Entry: entry("/a", []byte("old")), TTL: time.Minute, Current: current}) {
+		t.Fatal("not stored")
+	}
+	purged.Store(true) // the purge's event applied here, after the write
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the void value to leave Redis", func() bool {
+		_, ok := f.Get(ctx, "z", "/a", nil)
+		return !ok
+	}))
+	if n := f.Stats.StoresUndone.Load(); n != 1 {
+		t.Errorf("%d stores undone, want 1", n)
+	}
+	// A newer fill's value, written before the check, stays.
+	store(t, f, "z", "/b", entry("/b", []byte("old")))
+	old, _ := r.CLI("GET", f.keys.entry("z", "/b"))
+	store(t, f, "z", "/b", entry("/b", []byte("new")))
+	if f.unstore(f.keys.entry("z", "/b"), sumOf([]byte(old))) {
+		t.Error("the older value's removal removed the newer one")
+	}
+	if e, ok := f.Get(ctx, "z", "/b", nil); !ok || string(e.Body) != "new" {
+		t.Errorf("the newer value is gone: %v", ok)
 	}
 }
 
@@ -275,10 +309,12 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	if latency > 50*time.Millisecond {
 		t.Errorf("woken %v after the store, over 50 ms", latency)
 	}
-	if _, n, sum := b.Stats.WakeUps.Snapshot(); n != 1 || sum > 0.05 {
-		t.Errorf("wake-ups measured from the sender's clock: %d, %.1f ms in all; want 1 within 50 ms", n, sum*1e3)
+	// Measured inside, from the sender's clock; none when the waiter,
+	// slow to start on a loaded machine, found the value at its check.
+	if _, n, sum := b.Stats.WakeUps.Snapshot(); n > 1 || sum > 0.05 {
+		t.Errorf("wake-ups measured from the sender's clock: %d, %.1f ms in all; want at most 1, within 50 ms", n, sum*1e3)
 	} else {
-		t.Logf("wake-up measured from the sender's clock: %.2f ms", sum*1e3)
+		t.Logf("wake-ups measured from the sender's clock: %d, %.2f ms", n, sum*1e3)
 	}
 	if out, _ := cli("EXISTS", a.keys.lock("z", "/k")); out != "0" {
 		t.Errorf("the lock is still held after the release")

@@ -16,9 +16,12 @@ type Stats struct {
 	// StoresDropped counts entries not written: larger than entry_max,
 	// purged meanwhile, too many stores queued, or a failed SET.
 	StoresDropped atomic.Int64
-	LockWaits     atomic.Int64 // fills waited for on another proxy
-	LockTimeouts  atomic.Int64 // waits that reached lock_timeout
-	Calls         Histogram    // time each Redis call takes
+	// StoresUndone counts values removed from Redis after they were
+	// written: a purge made on another proxy while their fill ran.
+	StoresUndone atomic.Int64
+	LockWaits    atomic.Int64 // fills waited for on another proxy
+	LockTimeouts atomic.Int64 // waits that reached lock_timeout
+	Calls        Histogram    // time each Redis call takes
 	// WakeUps is the time from a value being sent to Redis (the storing
 	// proxy's clock) to a proxy that waited for it holding it.
 	WakeUps Histogram

@@ -65,8 +65,12 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
 	p50, p99, worst := latencies[requests/2], latencies[requests*99/100], latencies[requests-1]
 	t.Logf("%d requests, Redis killed after %d: p50 %v, p99 %v, max %v", requests, requests/3, p50, p99, worst)
-	if p99 > 250*time.Millisecond {
-		t.Errorf("p99 %v with Redis killed, over 250 ms", p99)
+	// Bounded: far from what waiting on a dead Redis would cost (the
+	// lock_timeout of 5 s, a TCP connect timeout). Measured alone on the
+	// 2-core test machine: p99 30-65 ms; up to 255 ms with other test
+	// packages running beside it.
+	if p99 > 500*time.Millisecond {
+		t.Errorf("p99 %v with Redis killed, over 500 ms", p99)
 	}
 	for _, p := range ps {
 		if p.metric(t, "edgecache_shared_up") != 0 {

@@ -110,7 +110,10 @@ func stampede(t *testing.T, redisAddrs []string) {
 		within := p.metric(t, "edgecache_shared_wakeup_seconds_bucket", `le="0.05"`)
 		sum := p.metric(t, "edgecache_shared_wakeup_seconds_sum")
 		t.Logf("%s: woken %.0f times, %.2f ms after the store on average", p.Name, n, sum/max(n, 1)*1e3)
-		if n < 1 || within != n {
+		// None when the proxy's waiter found the value at its first
+		// check (it came to Redis after the store); the clients' bound
+		// above holds then.
+		if within != n {
 			t.Errorf("%s: %.0f of %.0f wake-ups within 50 ms of the store", p.Name, within, n)
 		}
 	}
