@@ -240,8 +240,10 @@ func TestRunTimeoutAndConnectionErrors(t *testing.T) {
 	if len(sum.Failed) != 1 || sum.Failed[0].Attempts != 2 || !strings.Contains(sum.Failed[0].Err.Error(), "no complete response within 50ms") {
 		t.Fatalf("summary %+v", sum)
 	}
-	if n := b.RequestsForURI("/slow"); n != 2 {
-		t.Errorf("/slow fetched %d times, want 2", n)
+	// Attempts counts the tries; the backend may not have seen a try whose
+	// 50 ms ran out before it arrived (a loaded machine), but never more.
+	if n := b.RequestsForURI("/slow"); n > 2 {
+		t.Errorf("/slow fetched %d times, want at most 2", n)
 	}
 
 	// nothing listening
