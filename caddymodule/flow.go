@@ -66,6 +66,8 @@ import (
 //	             fill leader in a fleet, else                take the fleet lock, then as below
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
 //	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
+//	             the stale entry's disk file gone since the  wait for the fill (UPDATING, STALE),  as waiter, EXPIRED
+//	             look-up                                     or fetch without storing (fleet)
 //	fetch        the backend answers (fetch.go): outcome     relayed, stored, stale, revalidated,
 //	                                                         failed
 //	deliver      after a fetch for a client                  the backend's answer as it came       the job's status
@@ -340,13 +342,16 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 	fill, leader := zone.JoinFill(job.key, time.Duration(h.LockAge))
 	job.status, job.mayStore, job.stale = cache.StatusExpired, true, stale
 	if !leader {
+		waiter := func() error {
+			if h.lock {
+				return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+			}
+			return h.fetchAndDeliver(w, r, next, job)
+		}
 		if h.staleAllowed(staleUpdating, stale, now) {
-			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
+			return h.serveStaleOr(w, r, zone, stale, cache.StatusUpdating, waiter)
 		}
-		if h.lock {
-			return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
-		}
-		return h.fetchAndDeliver(w, r, next, job)
+		return waiter()
 	}
 	job.fill = fill
 	if shared := h.app.sharedFor(zone); shared != nil {
@@ -362,7 +367,10 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		case result != cache.ClaimHeld:
 		case h.staleAllowed(staleUpdating, stale, now):
 			fill.Finish(false)
-			return h.serveEntry(w, r, zone, stale, cache.StatusUpdating)
+			return h.serveStaleOr(w, r, zone, stale, cache.StatusUpdating, func() error {
+				job.fill, job.mayStore = nil, false
+				return h.fetchAndDeliver(w, r, next, job)
+			})
 		case h.lock:
 			return h.fleet(w, r, next, job, shared, now.Add(time.Duration(h.LockTimeout)))
 		}
@@ -372,9 +380,26 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate
 	if (h.backgroundUpdate || backendSWR) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
 		h.startBackgroundUpdate(r, next, job)
-		return h.serveEntry(w, r, zone, stale, cache.StatusStale)
+		return h.serveStaleOr(w, r, zone, stale, cache.StatusStale, func() error {
+			// The update leads the fill (and holds the fleet's claim):
+			// this request waits for it as any other would.
+			job.fill, job.claim = nil, nil
+			return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+		})
 	}
 	return h.fetchAndDeliver(w, r, next, job)
+}
+
+// serveStaleOr delivers the stale entry with status. A disk entry whose
+// file went (evicted, purged or replaced) since the look-up is no error for
+// the client: orElse answers instead, as the hit step falls back to a miss.
+func (h *Handler) serveStaleOr(w http.ResponseWriter, r *http.Request, zone *cache.Zone, stale *cache.Entry,
+	status cache.Status, orElse func() error) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if err := h.serveEntryWith(w, r, repl, zone, stale, status); !errors.Is(err, errEntryGone) {
+		return err
+	}
+	return orElse()
 }
 
 // startBackgroundUpdate fetches and stores a fresh copy after the client

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/internal/testkit"
 	"github.com/edgecache/edgecache/maintenance"
 )
 
@@ -107,5 +108,41 @@ func TestServeVanishedEntryDuringMaintenance(t *testing.T) {
 	}
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || rec.Body.Len() == 0 {
 		t.Errorf("an entry gone during maintenance: %d, Retry-After %q, %d bytes; want the page", rec.Code, rec.Header().Get("Retry-After"), rec.Body.Len())
+	}
+}
+
+// TestExpiredEntryGoneWaitsForTheFill: a stale disk entry that would be
+// served as UPDATING while another request refreshes it, but whose file
+// went since the look-up, is no error page: the request waits for the fill
+// and gets what it stores, as a miss would.
+func TestExpiredEntryGoneWaitsForTheFill(t *testing.T) {
+	zone, old := replacedDiskEntry(t)
+	fill, leader := zone.JoinFill("/big", time.Minute)
+	if !leader {
+		t.Fatal("the test's fill does not lead")
+	}
+	h := &Handler{app: &App{}, lock: true, LockTimeout: caddy.Duration(10 * time.Second), useStale: staleUpdating}
+	h.statusValues[cache.StatusHit], h.statusAny[cache.StatusHit] = []string{"HIT"}, "HIT"
+	h.StatusHeader = "X-Cache-Status"
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/big", nil)
+	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		t.Error("the backend was asked: the request should wait for the fill under way")
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		done <- h.expired(rec, req, next, fetchJob{zone: zone, key: "/big", mark: zone.Mark()}, old, zone.Clock().Now())
+	}()
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the request waits on the fill", func() bool {
+		return zone.Stats.LockWaits.Load() > 0
+	}))
+	fill.Finish(true) // the newer version ('b') is in the zone
+	if err := <-done; err != nil {
+		t.Fatalf("expired entry gone: %v, want the fill's entry", err)
+	}
+	if got := rec.Header().Get("X-Cache-Status"); got != "HIT" || rec.Body.Len() != 64<<10 || rec.Body.Bytes()[0] != 'b' {
+		t.Errorf("answer %q with %d bytes starting %q; want HIT with the fill's 64 KiB of 'b'", got, rec.Body.Len(), rec.Body.Bytes()[:min(1, rec.Body.Len())])
 	}
 }
