@@ -39,13 +39,19 @@ func writeFlushMarker(dir string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	// Through a temporary file, so that the marker is never seen half
-	// written (and a crash leaves a .tmp- file that the next start removes).
-	f, err := os.CreateTemp(dir, tempPrefix+processToken+"*")
+	return WriteFolderFile(path, []byte(flushMarker))
+}
+
+// WriteFolderFile writes a file of a zone folder's own (the flush marker,
+// the fleet's position) through a temporary file, so that it is never
+// seen half written, whoever writes it at the same time; a crash leaves a
+// .tmp- file that the next start removes.
+func WriteFolderFile(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix+processToken+"*")
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(flushMarker)
+	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

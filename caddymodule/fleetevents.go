@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type fleetEvents struct {
 	done     chan struct{} // closed at Stop: ends waits for a zone's index
 	log      *zap.Logger
 	saved    fleet.Position // the position last written to the zone folders
+	identity string         // fleetIdentity
 }
 
 // following is the process's running reader: the config that starts next
@@ -38,7 +40,21 @@ type fleetEvents struct {
 // from its position, rather than from a file saved up to 2 s before.
 var following struct {
 	sync.Mutex
-	f *fleet.Follower
+	f     *fleet.Follower
+	fleet string // fleetIdentity of its fleet
+}
+
+// fleetIdentity names the log a position belongs to: a position in
+// another fleet's log (another Redis, another prefix) means nothing.
+func fleetIdentity(f *fleet.Fleet) string {
+	cfg := f.Config()
+	return strings.Join(cfg.Addrs, ",") + " " + cfg.Prefix
+}
+
+// positionRecord is the content of a position file.
+type positionRecord struct {
+	fleet.Position
+	Fleet string `json:"fleet"` // fleetIdentity
 }
 
 // positionFile holds, in a shared disk zone's folder, how far the proxy
@@ -55,27 +71,32 @@ func (a *App) startFleetEvents() {
 		return
 	}
 	fe := &fleetEvents{app: a, done: make(chan struct{}), log: a.logger.Named("fleet")}
+	identity := fleetIdentity(a.fleet)
 	following.Lock()
 	var from *fleet.Position
 	saved := false
-	if following.f != nil {
+	if following.f != nil && following.fleet == identity {
 		p := following.f.Position()
 		from = &p
 	} else {
-		from = fe.savedPosition()
+		from = fe.savedPosition(identity)
 		saved = from != nil
 	}
 	fe.follower = a.fleet.Follow(from, fe.apply, fe.drop)
-	following.f = fe.follower
+	following.f, following.fleet, fe.identity = fe.follower, identity, identity
 	following.Unlock()
 	if saved {
 		// A restarted proxy applies what it missed before it serves what
-		// its disk tier kept, as far as a short wait allows: Redis may be
-		// down, a long log slow to read.
+		// its disk tier kept, as far as a short wait allows: not at all
+		// when Redis does not answer, and a long log may take longer.
+		select {
+		case <-fe.follower.Settled():
+		case <-time.After(startCatchUpMax):
+		}
 		select {
 		case <-fe.follower.CaughtUp():
-		case <-time.After(startCatchUpMax):
-			fe.log.Warn("serving before the fleet's event log is caught up; its events are applied as they are read", zap.Duration("waited", startCatchUpMax))
+		default:
+			fe.log.Warn("serving before the fleet's event log is caught up (Redis does not answer, or the log is long); its events are applied as they are read")
 		}
 	}
 	version := edgecacheVersion()
@@ -185,29 +206,33 @@ func (fe *fleetEvents) drop(reason string) {
 	}
 }
 
-// savedPosition is the oldest position saved in the shared disk zones'
-// folders, or nil when none has one: the reader then starts at the log's
-// end. A disk zone without one keeps its entries (it never was in this
-// fleet, or its folder was copied without the file); that is logged.
-func (fe *fleetEvents) savedPosition() *fleet.Position {
+// savedPosition is the oldest position in this fleet's log saved in the
+// shared disk zones' folders, or nil when none has one: the reader then
+// starts at the log's end. A disk zone without one keeps its entries (it
+// never was in this fleet, or its folder was copied without the file);
+// that is logged.
+func (fe *fleetEvents) savedPosition(identity string) *fleet.Position {
 	var oldest *fleet.Position
 	for _, name := range fe.app.sharedZoneNames() {
 		path := fe.app.positionPath(name)
 		if path == "" {
 			continue // a memory-only zone starts empty
 		}
-		var p fleet.Position
+		var p positionRecord
 		b, err := os.ReadFile(path)
 		if err == nil {
 			err = json.Unmarshal(b, &p)
 		}
-		if err != nil || p.ID == "" {
+		if err == nil && (p.ID == "" || p.Fleet != identity) {
+			err = errors.New("the position is in another fleet's log (another Redis or prefix)")
+		}
+		if err != nil {
 			fe.log.Info("no position in the fleet's event log saved in the zone's folder: its entries are kept, and events from now on are applied",
 				zap.String("zone", name), zap.String("file", path), zap.NamedError("reason", err))
 			continue
 		}
 		if oldest == nil || p.Added < oldest.Added {
-			oldest = &p
+			oldest = &p.Position
 		}
 	}
 	if oldest != nil {
@@ -237,18 +262,13 @@ func (fe *fleetEvents) savePosition() {
 		return
 	}
 	fe.saved = p
-	b, _ := json.Marshal(p)
+	b, _ := json.Marshal(positionRecord{Position: p, Fleet: fe.identity})
 	for _, name := range fe.app.sharedZoneNames() {
 		path := fe.app.positionPath(name)
 		if path == "" {
 			continue
 		}
-		tmp := path + ".tmp"
-		err := os.WriteFile(tmp, b, 0o644)
-		if err == nil {
-			err = os.Rename(tmp, path)
-		}
-		if err != nil {
+		if err := cache.WriteFolderFile(path, b); err != nil {
 			fe.log.Warn("saving the position in the fleet's event log", zap.String("zone", name), zap.Error(err))
 		}
 	}

@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/fleet"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
@@ -253,5 +256,32 @@ func TestFleetViewWithoutFleet(t *testing.T) {
 	status, err := runFleet(context.Background(), parseFlags(t, fleetCommand, "--address", "127.0.0.1:"+strconv.Itoa(s.ports["ADMIN"])), &out, time.Now())
 	if status != 1 || err == nil || !strings.Contains(err.Error(), "no shared block") {
 		t.Errorf("status %d, error %v", status, err)
+	}
+}
+
+// TestSavedPosition: a restarted proxy goes on from the oldest position
+// its shared disk zones saved, in this fleet's log only.
+func TestSavedPosition(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	a := &App{Zones: map[string]*ZoneConfig{"a": {Path: dirs[0]}, "b": {Path: dirs[1]}, "off": {Path: dirs[2]}, "mem": {}},
+		sharedZones: map[string]bool{"a": true, "b": true, "mem": true}}
+	fe := &fleetEvents{app: a, log: zap.NewNop()}
+	if p := fe.savedPosition("f"); p != nil {
+		t.Fatalf("no files: %+v", p)
+	}
+	write := func(dir string, rec positionRecord) {
+		b, _ := json.Marshal(rec)
+		if err := cache.WriteFolderFile(filepath.Join(dir, positionFile), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(dirs[0], positionRecord{fleet.Position{ID: "20-0", Added: 7}, "f"})
+	write(dirs[1], positionRecord{fleet.Position{ID: "10-0", Added: 5}, "f"})
+	write(dirs[2], positionRecord{fleet.Position{ID: "1-0", Added: 1}, "f"}) // shared off: not counted
+	if p := fe.savedPosition("f"); p == nil || p.ID != "10-0" || p.Added != 5 {
+		t.Errorf("saved position %+v, want the oldest of the shared zones (10-0)", p)
+	}
+	if p := fe.savedPosition("another fleet"); p != nil {
+		t.Errorf("a position in another fleet's log was used: %+v", p)
 	}
 }

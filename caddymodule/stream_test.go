@@ -4,57 +4,41 @@ package caddymodule
 
 import (
 	"bytes"
-	"fmt"
+	"hash/crc32"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
-// slowClient asks for path on a raw connection whose receive buffer is as
-// small as the kernel allows, and reads its answer one byte per second: a
-// client that barely reads. It is closed when the test ends.
-func slowClient(t *testing.T, s *site, listener, path string) {
-	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	conn, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.ports[listener]))
-	if err != nil {
-		t.Fatal(err)
+// memAndDiskSites caches the backend through a memory zone (MEM) and a
+// disk zone (DISK), whose memory tier holds no body over 64 KiB, with the
+// given lock_timeout.
+func memAndDiskSites(t *testing.T, lockTimeout string) string {
+	site := func(zone string) string {
+		return `
+http://127.0.0.1:$` + strings.ToUpper(zone) + ` {
+	edge_cache {
+		zone ` + zone + `
+		valid 200 1h
+		lock_timeout ` + lockTimeout + `
 	}
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path); err != nil {
-		t.Fatal(err)
+	reverse_proxy $BACKEND
+}
+`
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 1)
-		for {
-			if _, err := conn.Read(b); err != nil {
-				return
-			}
-			time.Sleep(time.Second) // the slow client
-		}
-	}()
-	t.Cleanup(func() {
-		conn.Close()
-		<-done
-	})
+	return globalOptions(`zone mem 256MiB
+		zone disk {
+			memory 64MiB
+			memory_entry_max 64KiB
+			path `+t.TempDir()+`
+		}`) + site("mem") + site("disk")
 }
 
 // pacedBody is a body of size bytes that tells where each byte belongs.
@@ -104,55 +88,28 @@ func newPacedBackend(t *testing.T, body []byte) *pacedBackend {
 // for a body of unknown length that only memory holds, once it is stored.
 func TestSlowClientDoesNotSlowFill(t *testing.T) {
 	// Far more than the socket buffers between the proxy and a client
-	// that reads nothing hold.
-	const size = 2 << 20
+	// that reads nothing hold (1 MiB is not).
+	const size = 4 << 20
 	body := pacedBody(size)
+	want := crc32.ChecksumIEEE(body)
 	be := newPacedBackend(t, body)
-	dir := t.TempDir()
-	cf := globalOptions(`zone mem 256MiB
-		zone disk {
-			memory 64MiB
-			memory_entry_max 1MiB
-			path `+dir+`
-		}`) + `
-http://127.0.0.1:$MEM {
-	edge_cache {
-		zone mem
-		valid 200 1h
-		lock_timeout 3s
-	}
-	reverse_proxy $BACKEND
-}
-http://127.0.0.1:$DISK {
-	edge_cache {
-		zone disk
-		valid 200 1h
-		lock_timeout 3s
-	}
-	reverse_proxy $BACKEND
-}
-`
-	s := startCaddy(t, cf, be.Backend, "MEM", "DISK")
+	s := startCaddy(t, memAndDiskSites(t, "3s"), be.Backend, "MEM", "DISK")
 	for _, c := range []struct{ listener, path string }{
 		{"MEM", "/length"}, {"MEM", "/chunked"}, {"DISK", "/length"}, {"DISK", "/chunked"},
 	} {
 		t.Run(c.listener+c.path, func(t *testing.T) {
+			u := s.url(c.listener, c.path)
 			before := be.Requests()
 			be.ended.Store(nil)
-			slowClient(t, s, c.listener, c.path)
+			testkit.SlowClient(t, "127.0.0.1:"+strconv.Itoa(s.ports[c.listener]), c.path)
 			testkit.Eventually(t, 5*time.Second, testkit.Holds("the slow client at the backend", func() bool { return be.Requests() == before+1 }))
 			asked := be.Seen()[before].At
 			var wg sync.WaitGroup
-			got := make([]response, 3)
-			took := make([]time.Duration, 3)
-			finished := make([]time.Time, 3)
+			got := make([]testkit.Digest, 3)
 			for i, lag := range []time.Duration{100, 300, 500} {
 				wg.Go(func() {
 					time.Sleep(time.Until(asked.Add(lag * time.Millisecond))) // the scenario: clients come later
-					start := time.Now()
-					got[i] = s.get(t, s.url(c.listener, c.path))
-					took[i] = time.Since(start)
-					finished[i] = time.Now()
+					got[i] = testkit.GetDigest(t, s.client, u)
 				})
 			}
 			wg.Wait()
@@ -166,48 +123,36 @@ http://127.0.0.1:$DISK {
 			// race detector, take a good part of a second.
 			var hit time.Duration
 			for range 2 {
-				for i, r := range timed(t, s, 3, s.url(c.listener, c.path)) {
-					expect(t, fmt.Sprintf("hit %d", i+1), r.response, 200, "HIT", string(body))
-					hit = max(hit, r.took)
+				hits := make([]testkit.Digest, 3)
+				for i := range hits {
+					wg.Go(func() { hits[i] = testkit.GetDigest(t, s.client, u) })
+				}
+				wg.Wait()
+				for i, h := range hits {
+					if h.Status != 200 || h.CacheStatus != "HIT" || h.Sum != want {
+						t.Errorf("hit %d: %d %s, %d bytes", i+1, h.Status, h.CacheStatus, h.Size)
+					}
+					hit = max(hit, h.Took)
 				}
 			}
 			backend := ended.Sub(asked)
 			for i, r := range got {
-				expect(t, fmt.Sprintf("client %d", i+1), r, 200, "HIT", string(body))
+				if r.Status != 200 || r.CacheStatus != "HIT" || r.Size != size || r.Sum != want {
+					t.Errorf("client %d: %d %s, %d bytes (want the %d of the body)", i+1, r.Status, r.CacheStatus, r.Size, size)
+				}
 				// The issue's measure: a client waits no longer than the
 				// backend takes, plus 100 ms (plus the cost of the hits).
-				if took[i] > backend+100*time.Millisecond+hit {
-					t.Errorf("client %d had the body after %v; the backend took %v, a hit %v", i+1, took[i], backend, hit)
+				if r.Took > backend+100*time.Millisecond+hit {
+					t.Errorf("client %d had the body after %v; the backend took %v, a hit %v", i+1, r.Took, backend, hit)
 				}
 				t.Logf("client %d had the body after %v, %v after the backend sent its end; the backend took %v, a hit %v",
-					i+1, took[i], finished[i].Sub(*ended), backend, hit)
+					i+1, r.Took, r.End.Sub(*ended), backend, hit)
 			}
 			if n := be.Requests() - before; n != 1 {
 				t.Errorf("%d backend requests, want 1", n)
 			}
 		})
 	}
-}
-
-// timedResponse is a response and how long it took to come whole.
-type timedResponse struct {
-	response
-	took time.Duration
-}
-
-// timed runs n GETs of url at once.
-func timed(t *testing.T, s *site, n int, url string) []timedResponse {
-	out := make([]timedResponse, n)
-	var wg sync.WaitGroup
-	for i := range out {
-		wg.Go(func() {
-			start := time.Now()
-			out[i].response = s.get(t, url)
-			out[i].took = time.Since(start)
-		})
-	}
-	wg.Wait()
-	return out
 }
 
 // A fill whose backend breaks mid-body ends the answers of the clients that
@@ -238,31 +183,7 @@ func TestFillBreakingMidBodyFailsItsReaders(t *testing.T) {
 		}
 		conn.Close()
 	})
-	dir := t.TempDir()
-	cf := globalOptions(`zone mem 64MiB
-		zone disk {
-			memory 64MiB
-			memory_entry_max 64KiB
-			path `+dir+`
-		}`) + `
-http://127.0.0.1:$MEM {
-	edge_cache {
-		zone mem
-		valid 200 1h
-		lock_timeout 10s
-	}
-	reverse_proxy $BACKEND
-}
-http://127.0.0.1:$DISK {
-	edge_cache {
-		zone disk
-		valid 200 1h
-		lock_timeout 10s
-	}
-	reverse_proxy $BACKEND
-}
-`
-	s := startCaddy(t, cf, be, "MEM", "DISK")
+	s := startCaddy(t, memAndDiskSites(t, "10s"), be, "MEM", "DISK")
 	for _, c := range []struct{ listener, zone, path string }{
 		{"MEM", "mem", "/length"}, {"DISK", "disk", "/length"}, {"DISK", "disk", "/chunked"},
 	} {
@@ -360,7 +281,7 @@ http://127.0.0.1:$PUBLIC {
 		t.Run(path, func(t *testing.T) {
 			written.Store(0)
 			before := be.Requests()
-			slowClient(t, s, "PUBLIC", path)
+			testkit.SlowClient(t, "127.0.0.1:"+strconv.Itoa(s.ports["PUBLIC"]), path)
 			// The backend is held back by the slow client: what it wrote
 			// stops growing.
 			var last int64

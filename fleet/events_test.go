@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -500,4 +501,43 @@ func testPurgeRemovesVariants(t *testing.T, addrs []string) {
 	if left := variantsLeft("/w"); left != 0 || has("/w", "en") {
 		t.Errorf("%d variants left after an invalidation", left)
 	}
+}
+
+// TestFollowerSettles: a reader that cannot reach Redis settles at its
+// first failure (a starting proxy stops waiting for a catch-up); one that
+// can settles when it has caught up.
+func TestFollowerSettles(t *testing.T) {
+	f := openFleet(t, Config{Addrs: []string{"127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}, Node: "a"}, nil)
+	fo := f.Follow(&Position{ID: "5-0", Added: 1}, func(Event) {}, func(string) {})
+	defer fo.Stop()
+	select {
+	case <-fo.Settled():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a reader that cannot reach Redis did not settle")
+	}
+	select {
+	case <-fo.CaughtUp():
+		t.Error("caught up without Redis")
+	default:
+	}
+	r := testkit.StartRedis(t)
+	g := openFleet(t, Config{Addrs: []string{r.Addr}, Node: "b"}, nil)
+	for range 3 {
+		if _, err := g.Publish(context.Background(), Event{Zone: "z", Kind: KindPurgeKey, Key: "/k"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := openFleet(t, Config{Addrs: []string{r.Addr}, Node: "c"}, nil)
+	rec := new(recorder)
+	fo2 := h.Follow(&start, rec.apply, rec.drop)
+	defer fo2.Stop()
+	select {
+	case <-fo2.CaughtUp():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not caught up")
+	}
+	if got := rec.seen(); len(got) != 3 {
+		t.Errorf("caught up having applied %q, want the 3 events", got)
+	}
+	<-fo2.Settled()
 }

@@ -49,6 +49,7 @@ type Follower struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	caughtUp chan struct{} // closed when the reader first reaches the log's end
+	settled  chan struct{} // closed at that, or at the first failure before it
 }
 
 // Follower pacing.
@@ -71,7 +72,7 @@ const (
 // reader's goroutine, one at a time. Stop ends it.
 func (f *Fleet) Follow(from *Position, apply func(Event), drop func(reason string)) *Follower {
 	ctx, cancel := context.WithCancel(context.Background())
-	fo := &Follower{f: f, apply: apply, drop: drop, cancel: cancel, done: make(chan struct{}), caughtUp: make(chan struct{})}
+	fo := &Follower{f: f, apply: apply, drop: drop, cancel: cancel, done: make(chan struct{}), caughtUp: make(chan struct{}), settled: make(chan struct{})}
 	if from != nil && from.ID != "" {
 		fo.pos, fo.known = *from, true
 	}
@@ -93,6 +94,10 @@ func (fo *Follower) Position() Position {
 // before it serves what its disk tier kept while it was down.
 func (fo *Follower) CaughtUp() <-chan struct{} { return fo.caughtUp }
 
+// Settled is closed when CaughtUp is, or as soon as the reader fails to
+// reach Redis before that: there is no point waiting for a catch-up then.
+func (fo *Follower) Settled() <-chan struct{} { return fo.settled }
+
 // Stop ends the reader and waits for it (at most one XREAD's block).
 func (fo *Follower) Stop() {
 	fo.cancel()
@@ -107,6 +112,7 @@ func (fo *Follower) run(ctx context.Context) {
 	// before reading on: the events it returns would otherwise move the
 	// position past a gap before the check could see it.
 	needCheck, caughtUp := true, false
+	settle := sync.OnceFunc(func() { close(fo.settled) })
 	for ctx.Err() == nil {
 		var err error
 		if needCheck {
@@ -129,6 +135,7 @@ func (fo *Follower) run(ctx context.Context) {
 				if err = fo.check(ctx); err == nil && !caughtUp {
 					caughtUp = true
 					close(fo.caughtUp)
+					settle()
 				}
 			}
 		}
@@ -137,6 +144,7 @@ func (fo *Follower) run(ctx context.Context) {
 		}
 		if err != nil {
 			needCheck = true
+			settle()
 			fo.setCutOff(log, err)
 			select {
 			case <-ctx.Done():

@@ -237,3 +237,30 @@ func TestRestartedProxyCatchesUp(t *testing.T) {
 		t.Error("B did not log that it dropped its entries")
 	}
 }
+
+// TestInvalidationReachesFleet: a POST answered 2xx on A changes the
+// resource: B no longer serves its old copy (within a second), nor finds
+// it in Redis.
+func TestInvalidationReachesFleet(t *testing.T) {
+	o := newOrigin(t, 0)
+	ps := startFleet(t, 2, []string{testkit.StartRedis(t).Addr}, fleetOptions{Origin: o.Addr()})
+	a, b := ps[0], ps[1]
+	const path = "/api/v0/m/projects/1/"
+	a.mustGet(t, path)
+	b.mustGet(t, path)
+	if r := b.mustGet(t, path); r.cache != "HIT" {
+		t.Fatalf("B: %s", r.cache)
+	}
+	o.bump()
+	resp, err := a.client.Post(a.URL+path, "text/plain", strings.NewReader("change"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	serves(t, b, o, path)
+	t.Logf("B serves the changed resource %s after the POST on A", time.Since(start))
+}

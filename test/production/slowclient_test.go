@@ -3,15 +3,11 @@
 package production_test
 
 import (
-	"fmt"
 	"hash/crc32"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,33 +45,6 @@ http://127.0.0.1:{$EDGECACHE_LONG_PORT} {
 }
 `
 
-// digest is what a client got, summed rather than kept: a 20 MiB body
-// read into memory costs more than it takes to come.
-type digest struct {
-	status      int
-	cacheStatus string
-	n           int64
-	sum         uint32
-	took        time.Duration
-	end         time.Time
-}
-
-func digestOf(t *testing.T, url string) digest {
-	start := time.Now()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Error(err)
-		return digest{}
-	}
-	defer res.Body.Close()
-	h := crc32.NewIEEE()
-	n, err := io.Copy(h, res.Body)
-	if err != nil {
-		t.Error(err)
-	}
-	return digest{res.StatusCode, res.Header.Get("X-Cache-Status"), n, h.Sum32(), time.Since(start), time.Now()}
-}
-
 // Issue 15: a client that reads 1 byte per second leads the fill of a
 // 20 MiB uncached URL. Three clients that ask for it later get the whole
 // body within the backend's time plus 100 ms, from the one backend
@@ -104,49 +73,17 @@ func TestSlowClientDoesNotSlowFill(t *testing.T) {
 	})
 	const uri = "/webgateway/archived_files/download/1"
 
-	// The slow client: a receive buffer as small as the kernel allows, and
-	// one byte read per second.
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	conn, err := d.Dial("tcp", e.Public)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readerDone := make(chan struct{})
-	t.Cleanup(func() {
-		conn.Close()
-		<-readerDone
-	})
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", uri, e.Public); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(readerDone)
-		b := make([]byte, 1)
-		for {
-			if _, err := conn.Read(b); err != nil {
-				return
-			}
-			time.Sleep(time.Second) // the slow client
-		}
-	}()
+	testkit.SlowClient(t, e.Public, uri)
 	testkit.Eventually(t, 10*time.Second, testkit.Holds("the slow client at the backend", func() bool { return be.Requests() == 1 }))
 	asked := be.Seen()[0].At
 
 	want := crc32.ChecksumIEEE(body)
-	got := make([]digest, 3)
+	got := make([]testkit.Digest, 3)
 	var wg sync.WaitGroup
 	for i, lag := range []time.Duration{100, 300, 500} {
 		wg.Go(func() {
 			time.Sleep(time.Until(asked.Add(lag * time.Millisecond))) // the scenario: clients come later
-			got[i] = digestOf(t, "http://"+e.Public+uri)
+			got[i] = testkit.GetDigest(t, http.DefaultClient, "http://"+e.Public+uri)
 		})
 	}
 	wg.Wait()
@@ -158,27 +95,27 @@ func TestSlowClientDoesNotSlowFill(t *testing.T) {
 	// machine (hits, the longest of two rounds), apart from waiting.
 	var hit time.Duration
 	for range 2 {
-		hits := make([]digest, 3)
+		hits := make([]testkit.Digest, 3)
 		for i := range hits {
-			wg.Go(func() { hits[i] = digestOf(t, "http://"+e.Public+uri) })
+			wg.Go(func() { hits[i] = testkit.GetDigest(t, http.DefaultClient, "http://"+e.Public+uri) })
 		}
 		wg.Wait()
 		for _, h := range hits {
-			if h.cacheStatus != "HIT" || h.sum != want {
-				t.Errorf("a later client: %s, %d bytes", h.cacheStatus, h.n)
+			if h.CacheStatus != "HIT" || h.Sum != want {
+				t.Errorf("a later client: %s, %d bytes", h.CacheStatus, h.Size)
 			}
-			hit = max(hit, h.took)
+			hit = max(hit, h.Took)
 		}
 	}
 	for i, r := range got {
-		if r.status != 200 || r.cacheStatus != "HIT" || r.n != size || r.sum != want {
-			t.Errorf("client %d: %d %s, %d bytes (want the %d of the body)", i+1, r.status, r.cacheStatus, r.n, size)
+		if r.Status != 200 || r.CacheStatus != "HIT" || r.Size != size || r.Sum != want {
+			t.Errorf("client %d: %d %s, %d bytes (want the %d of the body)", i+1, r.Status, r.CacheStatus, r.Size, size)
 		}
-		if r.took > backend+100*time.Millisecond+hit {
-			t.Errorf("client %d had the body after %v; the backend took %v, a hit %v", i+1, r.took, backend, hit)
+		if r.Took > backend+100*time.Millisecond+hit {
+			t.Errorf("client %d had the body after %v; the backend took %v, a hit %v", i+1, r.Took, backend, hit)
 		}
 		t.Logf("client %d had the body after %v, %v after the backend sent its end; the backend took %v, a hit %v",
-			i+1, r.took, r.end.Sub(*ended.Load()), backend, hit)
+			i+1, r.Took, r.End.Sub(*ended.Load()), backend, hit)
 	}
 	if n := be.Requests(); n != 1 {
 		t.Errorf("%d backend requests, want 1", n)
