@@ -118,17 +118,27 @@ func (z *Zone) Tiers() Tiers {
 // buckets: from a fast render to the long-timeout listener's 900 s.
 var LatencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
 
-// Histogram is a lock-free latency histogram with LatencyBuckets.
+// Histogram is a lock-free latency histogram: LatencyBuckets, or Bounds.
 type Histogram struct {
+	// Bounds, when set (before any Observe), are the buckets' upper
+	// bounds in seconds, at most 15 of them.
+	Bounds []float64
 	counts [16]atomic.Uint64 // one per bucket, then +Inf
 	sumNs  atomic.Int64
 }
 
+func (h *Histogram) bounds() []float64 {
+	if h.Bounds != nil {
+		return h.Bounds
+	}
+	return LatencyBuckets
+}
+
 // Observe records one duration.
 func (h *Histogram) Observe(d time.Duration) {
-	s := d.Seconds()
+	s, bounds := d.Seconds(), h.bounds()
 	i := 0
-	for i < len(LatencyBuckets) && s > LatencyBuckets[i] {
+	for i < len(bounds) && s > bounds[i] {
 		i++
 	}
 	h.counts[i].Add(1)
@@ -138,11 +148,12 @@ func (h *Histogram) Observe(d time.Duration) {
 // Snapshot returns cumulative counts per bucket (as Prometheus wants), the
 // total count and the sum in seconds.
 func (h *Histogram) Snapshot() (cumulative map[float64]uint64, count uint64, sum float64) {
-	cumulative = make(map[float64]uint64, len(LatencyBuckets))
-	for i, ub := range LatencyBuckets {
+	bounds := h.bounds()
+	cumulative = make(map[float64]uint64, len(bounds))
+	for i, ub := range bounds {
 		count += h.counts[i].Load()
 		cumulative[ub] = count
 	}
-	count += h.counts[len(LatencyBuckets)].Load()
+	count += h.counts[len(bounds)].Load()
 	return cumulative, count, float64(h.sumNs.Load()) / float64(time.Second)
 }

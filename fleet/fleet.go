@@ -48,6 +48,7 @@ func Open(cfg Config, log *zap.Logger) (*Fleet, error) {
 	}
 	f := &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node)),
 		queue: make(chan struct{}, maxQueuedStores), maxEvents: MaxEvents, recheckAfter: recheckAfter}
+	f.Stats.Calls.Bounds, f.Stats.WakeUps.Bounds = CallBuckets, CallBuckets
 	clientLog.Store(f.log.Named("redis"))
 	f.br = newBreaker(f.Ping, probeInterval, f.log)
 	f.subs = newSubscriber(f)

@@ -2,7 +2,8 @@ package fleet
 
 import (
 	"sync/atomic"
-	"time"
+
+	"github.com/edgecache/edgecache/cache"
 )
 
 // Stats are the shared tier's counters, read by the metrics collector.
@@ -19,43 +20,14 @@ type Stats struct {
 	// StoresUndone counts values removed from Redis after they were
 	// written: a purge made on another proxy while their fill ran.
 	StoresUndone atomic.Int64
-	LockWaits    atomic.Int64 // fills waited for on another proxy
-	LockTimeouts atomic.Int64 // waits that reached lock_timeout
-	Calls        Histogram    // time each Redis call takes
+	LockWaits    atomic.Int64    // fills waited for on another proxy
+	LockTimeouts atomic.Int64    // waits that reached lock_timeout
+	Calls        cache.Histogram // time each Redis call takes (CallBuckets)
 	// WakeUps is the time from a value being sent to Redis (the storing
 	// proxy's clock) to a proxy that waited for it holding it.
-	WakeUps Histogram
+	WakeUps cache.Histogram
 }
 
-// CallBuckets are the upper bounds, in seconds, of Calls: a loopback GET
+// CallBuckets are the upper bounds, in seconds, of Calls and WakeUps: a loopback GET
 // takes tens of microseconds, a 1 MiB value about a millisecond.
 var CallBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
-
-// Histogram is a lock-free latency histogram with CallBuckets.
-type Histogram struct {
-	counts [14]atomic.Uint64 // one per bucket, then +Inf
-	sumNs  atomic.Int64
-}
-
-// Observe records one duration.
-func (h *Histogram) Observe(d time.Duration) {
-	s := d.Seconds()
-	i := 0
-	for i < len(CallBuckets) && s > CallBuckets[i] {
-		i++
-	}
-	h.counts[i].Add(1)
-	h.sumNs.Add(int64(d))
-}
-
-// Snapshot returns cumulative counts per bucket (as Prometheus wants), the
-// total count and the sum in seconds.
-func (h *Histogram) Snapshot() (cumulative map[float64]uint64, count uint64, sum float64) {
-	cumulative = make(map[float64]uint64, len(CallBuckets))
-	for i, ub := range CallBuckets {
-		count += h.counts[i].Load()
-		cumulative[ub] = count
-	}
-	count += h.counts[len(CallBuckets)].Load()
-	return cumulative, count, float64(h.sumNs.Load()) / float64(time.Second)
-}
