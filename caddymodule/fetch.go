@@ -87,12 +87,15 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		// entry as it is written, so abandoning it would fail them.)
 		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 		defer cancel()
-		stop := context.AfterFunc(r.Context(), func() {
+		abandon := func() {
 			if cw.keep.CompareAndSwap(keepUndecided, keepCancelled) {
 				cancel()
 			}
-		})
-		defer stop()
+		}
+		defer context.AfterFunc(r.Context(), abandon)()
+		if r.Context().Err() != nil {
+			abandon() // gone already: AfterFunc would cancel only later
+		}
 		backend = backend.WithContext(ctx)
 	}
 	start := time.Now()

@@ -40,6 +40,7 @@ import (
 //	                                                         (min_uses: without storing)
 //	             no fill under way for the key               fill leader: fleet (in a fleet), or
 //	                                                         fetch, store, wake                    MISS
+//	             ... one ended since the look-up, stored     deliver its entry                     HIT
 //	             a fill under way                            fill waiter: wait                     below
 //	fleet        the shared tier (Redis) holds a fresh entry copy it here; deliver                 HIT (shared)
 //	             no proxy fills the key                      take the fleet lock; fetch, store     MISS
@@ -225,6 +226,14 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	}
 	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
 	if leader {
+		// The look-up and the join are two steps: a fill that ended in
+		// between has stored its entry (before it ended), and is not
+		// fetched again. Its readers finish with the backend, before it
+		// commits, so the next requests come in just then.
+		if result, entry, _ := h.lookup(zone, key, r, zone.Clock().Now()); result == lookupHit {
+			fill.Finish(true)
+			return h.serveEntry(w, r, zone, entry, cache.StatusHit)
+		}
 		job.fill = fill
 		if shared != nil {
 			return h.fleet(w, r, next, job, shared, now.Add(time.Duration(h.LockTimeout)))
