@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,24 +30,6 @@ var edgecacheBin string
 
 func TestMain(m *testing.M) { os.Exit(testkit.Run(m, &edgecacheBin)) }
 
-// lockedBuffer collects a process's output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proxy is an edgecache process run from a Caddyfile, restartable on the
 // same configuration (same ports, same zone folders).
 type proxy struct {
@@ -57,7 +38,7 @@ type proxy struct {
 	config  string // Caddyfile path
 	admin   int    // admin port
 	ports   []int  // site ports to wait for
-	log     *lockedBuffer
+	log     *testkit.LockedBuffer
 	client  *http.Client
 	runs    int
 	process *testkit.Process
@@ -68,7 +49,7 @@ type proxy struct {
 func newProxy(tb testing.TB, dir, caddyfile string, admin int, sitePorts ...int) *proxy {
 	tb.Helper()
 	p := &proxy{tb: tb, dir: dir, config: filepath.Join(dir, "Caddyfile"), admin: admin, ports: sitePorts,
-		log:    new(lockedBuffer),
+		log:    new(testkit.LockedBuffer),
 		client: &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}},
 	}
 	if err := os.WriteFile(p.config, []byte(caddyfile), 0o644); err != nil {

@@ -107,7 +107,7 @@ func TestWarm(t *testing.T) {
 	delay.Store(int64(150 * time.Millisecond))
 	args := []string{"warm", "--from", slowList, "--via", via, "--concurrency", "4", "--no-progress"}
 	cmd := exec.Command(edgecacheBin, args...)
-	var interrupted lockedBuffer // read by the wait below while the process writes
+	var interrupted testkit.LockedBuffer // read by the wait below while the process writes
 	cmd.Stdout, cmd.Stderr = &interrupted, &interrupted
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
