@@ -47,6 +47,9 @@ type fleetOptions struct {
 	// instead of startFleet's: e.g. one that reaches Redis through a
 	// testkit.TCPProxy, to be cut off.
 	RedisFor func(i int) []string
+	// Env is added to every proxy's environment (e.g. SSL_CERT_FILE, a
+	// password for {env.X}).
+	Env []string
 }
 
 // proxy is one edgecache process of a fleet.
@@ -57,6 +60,7 @@ type proxy struct {
 	Refresh int    // the cache buster (refresh on)
 	URL     string // http://127.0.0.1:Port
 	dir     string
+	env     []string
 	log     *testkit.LockedBuffer
 	client  *http.Client
 	process *testkit.Process
@@ -73,7 +77,7 @@ func startFleet(t *testing.T, n int, redisAddrs []string, o fleetOptions) []*pro
 	for i := range ps {
 		p := &proxy{
 			Name: "p" + strconv.Itoa(i+1), Admin: testkit.FreePort(t), Port: testkit.FreePort(t), Refresh: testkit.FreePort(t),
-			dir: t.TempDir(), log: new(testkit.LockedBuffer),
+			dir: t.TempDir(), env: o.Env, log: new(testkit.LockedBuffer),
 			client: &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 128}},
 		}
 		p.URL = "http://127.0.0.1:" + strconv.Itoa(p.Port)
@@ -152,8 +156,8 @@ func (p *proxy) start() error {
 	process, err := testkit.Start(testkit.Command{
 		Program: edgecacheBin,
 		Args:    []string{"run", "--config", filepath.Join(p.dir, "Caddyfile"), "--adapter", "caddyfile"},
-		Env: append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(p.dir, "data"),
-			"XDG_CONFIG_HOME="+filepath.Join(p.dir, "config"), "HOME="+p.dir),
+		Env: append(append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(p.dir, "data"),
+			"XDG_CONFIG_HOME="+filepath.Join(p.dir, "config"), "HOME="+p.dir), p.env...),
 		Output: p.log,
 		Listen: []string{"127.0.0.1:" + strconv.Itoa(p.Admin), "127.0.0.1:" + strconv.Itoa(p.Port), "127.0.0.1:" + strconv.Itoa(p.Refresh)},
 	})
