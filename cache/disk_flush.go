@@ -92,7 +92,11 @@ func (d *DiskStore) flushed() {
 	d.mu.Lock()
 	// A large folder takes a while to empty, and the marker may go first:
 	// the files still there are as good as gone (see flushedFile).
-	d.flushedAt.Store(time.Now().UnixNano())
+	// Less a kernel tick: file times come from the kernel's coarse clock,
+	// which lags this one by up to a tick (1-10 ms), so an entry
+	// written just after this point could look older than it and be
+	// dropped as the flush's leftover.
+	d.flushedAt.Store(time.Now().Add(-mtimeSlack).UnixNano())
 	d.idx = newDiskIndex()
 	d.countLocked()
 	fns := d.onFlush
@@ -124,6 +128,10 @@ func (d *DiskStore) flushed() {
 	l := &loader{d: d, roundStart: time.Now()}
 	l.walk(d.dir, 0)
 }
+
+// mtimeSlack is how far a file's modification time may lag time.Now():
+// Linux stamps files with its coarse clock, one tick (at most 10 ms) behind.
+const mtimeSlack = 10 * time.Millisecond
 
 // flushedFile reports whether the entry file read as fi was written before
 // the last flush, and then removes it if it is still at path: a `rm -rf`
