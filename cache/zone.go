@@ -355,6 +355,12 @@ func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, 
 
 // Close releases the zone's memory; the disk tier belongs to the caller.
 func (z *Zone) Close() error {
+	// Under the write lock: every store into the memory tier holds the
+	// read lock, and a fill may commit after Caddy stopped the zone (a
+	// fill goes on once its client left). ristretto closes its write
+	// buffer before it marks itself closed: a Set in between would panic.
+	z.promoteMu.Lock()
+	defer z.promoteMu.Unlock()
 	z.mem.close()
 	return nil
 }
