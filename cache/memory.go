@@ -2,6 +2,7 @@ package cache
 
 import (
 	"container/list"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -257,6 +258,19 @@ func (r *recentEntries) removeLocked(key string) {
 		r.order.Remove(el)
 		delete(r.byKey, key)
 	}
+}
+
+// withPrefix returns the keys of the FIFO that start with prefix.
+func (r *recentEntries) withPrefix(prefix string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var keys []string
+	for k := range r.byKey {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 func (r *recentEntries) clear() {

@@ -248,6 +248,15 @@ func (z *Zone) PurgePrefix(prefix string) (int, error) {
 			n++
 		}
 	}
+	// The recent FIFO holds its keys itself: one the key index lost in a
+	// race with ristretto's evictions (its callbacks run in a goroutine of
+	// its own) is still found there. The FIFO is small (a sixteenth of the
+	// tier, at most 64 MiB of entries).
+	for _, k := range z.mem.recent.withPrefix(prefix) {
+		if z.purgeKey(k) {
+			n++
+		}
+	}
 	if z.disk != nil {
 		z.disk.Walk(func(k string) bool {
 			if strings.HasPrefix(k, prefix) && z.purgeKey(k) {
