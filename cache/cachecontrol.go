@@ -121,20 +121,8 @@ func nextDirective(s string) (name, arg, rest string) {
 
 // parseDelta reads delta-seconds (1*DIGIT), capped at 2^31 (§1.2.2).
 func parseDelta(s string) (int64, bool) {
-	if s == "" {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		if n < maxDelta {
-			n = n*10 + int64(c-'0')
-		}
-	}
-	return min(n, maxDelta), true
+	n, ok := parseDigits(s)
+	return min(n, maxDelta), ok
 }
 
 // parseCDNCacheControl reads CDN-Cache-Control (RFC 9213) as the Structured
