@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -43,9 +44,19 @@ func Metric(tb testing.TB, client *http.Client, url, name string, labels ...stri
 	if err != nil || resp.StatusCode != http.StatusOK {
 		tb.Fatalf("GET %s: %v %s", url, err, resp.Status)
 	}
-	sum := 0.0
+	sum, _, err := SumMetric(string(body), name, labels...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sum
+}
+
+// SumMetric sums the samples of metric name in a Prometheus text
+// exposition whose labels include every given label="value"; found is
+// false when there are none.
+func SumMetric(text, name string, labels ...string) (sum float64, found bool, err error) {
 lines:
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		if strings.HasPrefix(line, "#") || (!strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ")) {
 			continue
 		}
@@ -56,9 +67,9 @@ lines:
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 		if err != nil {
-			tb.Fatalf("metric line %q: %v", line, err)
+			return 0, false, fmt.Errorf("metric line %q: %v", line, err)
 		}
-		sum += v
+		sum, found = sum+v, true
 	}
-	return sum
+	return sum, found, nil
 }

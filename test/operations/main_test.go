@@ -164,22 +164,9 @@ func (p *proxy) metric(tb testing.TB, name string, labels ...string) float64 {
 	if r.status != http.StatusOK {
 		tb.Fatalf("GET /metrics: status %d: %s", r.status, r.body)
 	}
-	sum, found := 0.0, false
-lines:
-	for _, line := range strings.Split(string(r.body), "\n") {
-		if strings.HasPrefix(line, "#") || (!strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ")) {
-			continue
-		}
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				continue lines
-			}
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			tb.Fatalf("metric line %q: %v", line, err)
-		}
-		sum, found = sum+v, true
+	sum, found, err := testkit.SumMetric(string(r.body), name, labels...)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	if !found {
 		tb.Fatalf("no metric %s%v in /metrics", name, labels)
