@@ -10,10 +10,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-)
 
-// adminDrainPath is the admin API's drain switch (admin.go).
-const adminDrainPath = "/edge_cache/drain"
+	"github.com/edgecache/edgecache/internal/adminapi"
+)
 
 func init() {
 	caddycmd.RegisterCommand(drainCommand)
@@ -45,11 +44,6 @@ The admin API is reached at --address, or at the admin address of the given
 	},
 }
 
-// drainRequest is the body of POST /edge_cache/drain.
-type drainRequest struct {
-	Draining bool `json:"draining"`
-}
-
 func cmdDrain(fl caddycmd.Flags) (int, error) {
 	return runDrain(context.Background(), fl, os.Stdout)
 }
@@ -59,8 +53,8 @@ func runDrain(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, er
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	var state healthStatus
-	if err := client.do(ctx, http.MethodPost, adminDrainPath, drainRequest{Draining: !fl.Bool("off")}, &state); err != nil {
+	var state adminapi.HealthState
+	if err := client.do(ctx, http.MethodPost, adminapi.DrainPath, adminapi.DrainRequest{Draining: !fl.Bool("off")}, &state); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("draining: %v", err)
 	}
 	fmt.Fprintf(stdout, "health: %s\n", state.Status)

@@ -17,10 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgecache/edgecache/fleet"
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
-
-// adminFleetPath is the admin API's fleet view (admin.go).
-const adminFleetPath = "/edge_cache/fleet"
 
 func init() {
 	caddycmd.RegisterCommand(fleetCommand)
@@ -54,11 +52,6 @@ The admin API is reached at --address, or at the admin address of the given
 	},
 }
 
-// fleetResponse is the body of GET /edge_cache/fleet.
-type fleetResponse struct {
-	Members []fleet.Member `json:"members"`
-}
-
 func cmdFleet(fl caddycmd.Flags) (int, error) {
 	return runFleet(context.Background(), fl, os.Stdout, time.Now())
 }
@@ -68,8 +61,8 @@ func runFleet(ctx context.Context, fl caddycmd.Flags, stdout io.Writer, now time
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	var resp fleetResponse
-	if err := client.do(ctx, http.MethodGet, adminFleetPath, nil, &resp); err != nil {
+	var resp adminapi.FleetResponse
+	if err := client.do(ctx, http.MethodGet, adminapi.FleetPath, nil, &resp); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing the fleet: %v", err)
 	}
 	if fl.Bool("json") {

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/nginximport"
 )
 
@@ -420,8 +421,8 @@ func runningProxy(ctx context.Context, fl caddycmd.Flags, cfgJSON []byte, cfgFil
 		return nil, false, err
 	}
 	s := &adminImportSink{client: c, zone: zone}
-	var info zoneImportInfo
-	err = c.do(ctx, http.MethodGet, s.path(), nil, &info)
+	var info adminapi.ImportInfo
+	err = c.do(ctx, http.MethodGet, adminapi.ImportURI(zone), nil, &info)
 	if err != nil && strings.Contains(err.Error(), "cannot reach the admin API") && fl.String("address") == "" {
 		return s, false, nil
 	}
@@ -431,17 +432,13 @@ func runningProxy(ctx context.Context, fl caddycmd.Flags, cfgJSON []byte, cfgFil
 	return s, true, nil
 }
 
-func (s *adminImportSink) path() string {
-	return adminImportPath + "?zone=" + url.QueryEscape(s.zone)
-}
-
 // waitLoaded returns the zone's state once its disk index is loaded, so
 // that the budget is computed from every entry it holds.
-func (s *adminImportSink) waitLoaded(ctx context.Context, stderr io.Writer) (zoneImportInfo, error) {
+func (s *adminImportSink) waitLoaded(ctx context.Context, stderr io.Writer) (adminapi.ImportInfo, error) {
 	said := false
 	for {
-		var info zoneImportInfo
-		if err := s.client.do(ctx, http.MethodGet, s.path(), nil, &info); err != nil {
+		var info adminapi.ImportInfo
+		if err := s.client.do(ctx, http.MethodGet, adminapi.ImportURI(s.zone), nil, &info); err != nil {
 			return info, err
 		}
 		if !info.Loading {
@@ -460,12 +457,12 @@ func (s *adminImportSink) waitLoaded(ctx context.Context, stderr io.Writer) (zon
 }
 
 func (s *adminImportSink) Import(ctx context.Context, m cache.Meta, body io.Reader) error {
-	line, err := json.Marshal(importMetaOf(m))
+	line, err := json.Marshal(adminapi.ImportMetaOf(m))
 	if err != nil {
 		return err
 	}
 	line = append(line, '\n')
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.client.origin+s.path(), io.MultiReader(bytes.NewReader(line), body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.client.origin+adminapi.ImportURI(s.zone), io.MultiReader(bytes.NewReader(line), body))
 	if err != nil {
 		return err
 	}
@@ -482,7 +479,7 @@ func (s *adminImportSink) Import(ctx context.Context, m cache.Meta, body io.Read
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("admin API: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
 	}
-	var res importResult
+	var res adminapi.ImportResult
 	if err := json.Unmarshal(data, &res); err != nil {
 		return fmt.Errorf("admin API: %v", err)
 	}

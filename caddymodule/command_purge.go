@@ -12,19 +12,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-)
 
-// Paths of the edge_cache admin API (admin.api.edge_cache).
-const (
-	adminPurgePath = "/edge_cache/purge"
-	adminKeysPath  = "/edge_cache/keys"
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 // cacheKeysPageSize is how many keys cache-keys asks for at a time.
@@ -105,33 +100,12 @@ The admin API is reached at --address, or at the admin address of the given
 	},
 }
 
-// purgeRequest is the body of POST /edge_cache/purge.
-type purgeRequest struct {
-	Zone   string `json:"zone,omitempty"`
-	Key    string `json:"key,omitempty"`
-	Prefix string `json:"prefix,omitempty"`
-	All    bool   `json:"all,omitempty"`
-}
-
-type purgeResponse struct {
-	Purged int `json:"purged"`
-	// Shared is how many values the purge removed from the fleet's Redis;
-	// absent when the proxy has no shared block or the zone is not shared.
-	Shared *int `json:"shared,omitempty"`
-}
-
-// keysResponse is the body of GET /edge_cache/keys.
-type keysResponse struct {
-	Keys []string `json:"keys"`
-	Next string   `json:"next"`
-}
-
 func cmdPurge(fl caddycmd.Flags) (int, error) {
 	return runPurge(context.Background(), fl, os.Stdout)
 }
 
 func runPurge(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {
-	req := purgeRequest{Zone: fl.String("zone"), Key: fl.String("key"), Prefix: fl.String("prefix"), All: fl.Bool("all")}
+	req := adminapi.PurgeRequest{Zone: fl.String("zone"), Key: fl.String("key"), Prefix: fl.String("prefix"), All: fl.Bool("all")}
 	chosen := 0
 	for _, name := range []string{"key", "prefix", "all"} {
 		if fl.Changed(name) {
@@ -152,8 +126,8 @@ func runPurge(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, er
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	var resp purgeResponse
-	if err := client.do(ctx, http.MethodPost, adminPurgePath, req, &resp); err != nil {
+	var resp adminapi.PurgeResponse
+	if err := client.do(ctx, http.MethodPost, adminapi.PurgePath, req, &resp); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("purging: %v", err)
 	}
 	zone := "every zone"
@@ -193,16 +167,10 @@ func runCacheKeys(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int
 	defer out.Flush()
 	listed := 0
 	for after := ""; ; {
-		query := url.Values{"zone": {zone}, "limit": {strconv.Itoa(cacheKeysPageSize)}}
-		if after != "" {
-			query.Set("after", after)
-		}
-		if prefix != "" {
-			// a server may filter by itself; the keys are filtered here anyway
-			query.Set("prefix", prefix)
-		}
-		var page keysResponse
-		if err := client.do(ctx, http.MethodGet, adminKeysPath+"?"+query.Encode(), nil, &page); err != nil {
+		// a server may filter by prefix itself; the keys are filtered here anyway
+		query := adminapi.KeysRequest{Zone: zone, Prefix: prefix, After: after, Limit: cacheKeysPageSize}
+		var page adminapi.KeysResponse
+		if err := client.do(ctx, http.MethodGet, query.URI(), nil, &page); err != nil {
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("listing keys: %v", err)
 		}
 		for _, key := range page.Keys {
@@ -227,8 +195,8 @@ func runCacheKeys(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int
 
 // hasKeyPrefix reports whether a key starts with a prefix, both in text form.
 func hasKeyPrefix(key, prefix string) bool {
-	k, err1 := parseKeyText(key)
-	p, err2 := parseKeyText(prefix)
+	k, err1 := adminapi.ParseKeyText(key)
+	p, err2 := adminapi.ParseKeyText(prefix)
 	return err1 == nil && err2 == nil && strings.HasPrefix(k, p)
 }
 
@@ -323,14 +291,11 @@ func (c *adminClient) do(ctx context.Context, method, uri string, body, out any)
 	}
 	path, _, _ := strings.Cut(uri, "?")
 	switch {
-	case resp.StatusCode == http.StatusNotFound && !isJSONError(data):
+	case resp.StatusCode == http.StatusNotFound && errorMessage(data) == "":
 		return fmt.Errorf("the admin API at %s has no %s endpoint (HTTP 404): is it an edgecache with the edge_cache app?", c.address, path)
 	case resp.StatusCode >= 400:
-		var apiErr struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", apiErr.Error, resp.StatusCode)
+		if msg := errorMessage(data); msg != "" {
+			return fmt.Errorf("%s (HTTP %d)", msg, resp.StatusCode)
 		}
 		return fmt.Errorf("HTTP %s: %s", resp.Status, strings.TrimSpace(string(data)))
 	}
@@ -340,11 +305,12 @@ func (c *adminClient) do(ctx context.Context, method, uri string, body, out any)
 	return nil
 }
 
-// isJSONError reports whether an error body is the API's own JSON error,
-// as opposed to a plain not-found page.
-func isJSONError(data []byte) bool {
-	var apiErr struct {
-		Error string `json:"error"`
+// errorMessage is the message of an error body that is the API's own JSON
+// error; empty for any other body (a plain not-found page).
+func errorMessage(data []byte) string {
+	var e adminapi.Error
+	if json.Unmarshal(data, &e) != nil {
+		return ""
 	}
-	return json.Unmarshal(data, &apiErr) == nil && apiErr.Error != ""
+	return e.Error
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,8 +16,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/edgecache/edgecache/internal/adminapi"
+	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // fakeAdmin implements the edge_cache admin API contract over zones of keys.
@@ -49,7 +54,7 @@ func (f *fakeAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.requests = append(f.requests, r.Method+" "+r.RequestURI)
 	f.origins = append(f.origins, r.Header.Get("Origin"))
 	switch r.URL.Path {
-	case adminPurgePath:
+	case adminapi.PurgePath:
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 			apiError(w, http.StatusMethodNotAllowed, "want a JSON POST")
 			return
@@ -94,7 +99,7 @@ func (f *fakeAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.zones[name] = kept
 		}
 		json.NewEncoder(w).Encode(map[string]int{"purged": purged})
-	case adminKeysPath:
+	case adminapi.KeysPath:
 		q := r.URL.Query()
 		keys, ok := f.zones[q.Get("zone")]
 		if !ok {
@@ -243,9 +248,9 @@ func TestAdminClientErrors(t *testing.T) {
 	// a server without the edge_cache API, and one answering garbage
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case adminKeysPath:
+		case adminapi.KeysPath:
 			w.Write([]byte("<html>not json</html>"))
-		case adminPurgePath:
+		case adminapi.PurgePath:
 			http.Error(w, "kaput", http.StatusInternalServerError)
 		default:
 			http.NotFound(w, r)
@@ -258,10 +263,10 @@ func TestAdminClientErrors(t *testing.T) {
 	}
 	for _, tc := range []struct{ method, uri, want string }{
 		{http.MethodGet, "/elsewhere?x=1", "has no /elsewhere endpoint (HTTP 404)"},
-		{http.MethodGet, adminKeysPath + "?zone=z", "unexpected answer from GET /edge_cache/keys (HTTP 200)"},
-		{http.MethodPost, adminPurgePath, "HTTP 500 Internal Server Error: kaput"},
+		{http.MethodGet, adminapi.KeysPath + "?zone=z", "unexpected answer from GET /edge_cache/keys (HTTP 200)"},
+		{http.MethodPost, adminapi.PurgePath, "HTTP 500 Internal Server Error: kaput"},
 	} {
-		var v keysResponse
+		var v adminapi.KeysResponse
 		if err := c.do(context.Background(), tc.method, tc.uri, nil, &v); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s %s: error %v, want %q", tc.method, tc.uri, err, tc.want)
 		}
@@ -328,5 +333,84 @@ func TestAdminClientWithCaddy(t *testing.T) {
 	_, err = runPurge(context.Background(), parseFlags(t, purgeCommand, "--all", "--address", addr), &out)
 	if err == nil || !strings.Contains(err.Error(), "no edge_cache app in the running config") {
 		t.Errorf("error %v", err)
+	}
+}
+
+// TestKeysThatAreNotText stores an entry under a key with a byte that is
+// not UTF-8, lists it with cache-keys and purges it with the printed key
+// through the real admin API: the entry goes, and a purge of a key that
+// matches nothing reports 0.
+func TestKeysThatAreNotText(t *testing.T) {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		fmt.Fprintf(w, "v%d", n)
+	})
+	admin := testkit.FreePort(t)
+	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:"+strconv.Itoa(admin), 1) + `
+http://127.0.0.1:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
+`
+	s := startCaddy(t, cf, be, "PUBLIC")
+	addr := "127.0.0.1:" + strconv.Itoa(admin)
+
+	// A raw request: a client library would escape the byte.
+	rawGet := func() string {
+		t.Helper()
+		conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.ports["PUBLIC"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprint(conn, "GET /img\xff1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+		return res.Header.Get("X-Cache-Status")
+	}
+	if got := rawGet(); got != "MISS" {
+		t.Fatalf("first request: %s", got)
+	}
+	if got := rawGet(); got != "HIT" {
+		t.Fatalf("second request: %s", got)
+	}
+
+	var out bytes.Buffer
+	if _, err := runCacheKeys(context.Background(), parseFlags(t, cacheKeysCommand, "--zone", "default", "--address", addr), &out); err != nil {
+		t.Fatal(err)
+	}
+	printed := strings.TrimSuffix(out.String(), "\n")
+	if printed != `"/img\xff1"` {
+		t.Fatalf("cache-keys printed %q", printed)
+	}
+	out.Reset()
+	if _, err := runCacheKeys(context.Background(), parseFlags(t, cacheKeysCommand, "--zone", "default", "--prefix", `"/img\xff"`, "--address", addr), &out); err != nil || out.String() != printed+"\n" {
+		t.Fatalf("cache-keys with a quoted prefix printed %q, %v", out.String(), err)
+	}
+
+	purge := func(key string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if _, err := runPurge(context.Background(), parseFlags(t, purgeCommand, "--key", key, "--address", addr), &out); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out.String())
+	}
+	if got := purge("/img\uFFFD1"); got != "purged 0 entries from every zone" {
+		t.Errorf("purging the key as JSON mangles it: %q", got)
+	}
+	if got := purge(printed); got != "purged 1 entries from every zone" {
+		t.Errorf("purging the printed key: %q", got)
+	}
+	if got := rawGet(); got != "MISS" {
+		t.Errorf("after the purge: %s", got)
 	}
 }

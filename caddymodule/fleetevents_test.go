@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/fleet"
+	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -197,20 +198,20 @@ func TestFleetPurgePublishes(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "NODE") || !strings.Contains(lines[1], " 0 ") {
 		t.Errorf("fleet table:\n%s", list.String())
 	}
-	var resp fleetResponse
+	var resp adminapi.FleetResponse
 	c, _ := newAdminClient(admin)
-	if err := c.do(context.Background(), http.MethodGet, adminFleetPath, nil, &resp); err != nil || len(resp.Members) != 1 {
-		t.Fatalf("GET %s: %+v %v", adminFleetPath, resp, err)
+	if err := c.do(context.Background(), http.MethodGet, adminapi.FleetPath, nil, &resp); err != nil || len(resp.Members) != 1 {
+		t.Fatalf("GET %s: %+v %v", adminapi.FleetPath, resp, err)
 	}
 	// The admin routes are on the admin listener only (localhost:2019 in
 	// production), never on a site's.
-	for _, path := range []string{adminFleetPath, adminDrainPath, adminPurgePath} {
+	for _, path := range []string{adminapi.FleetPath, adminapi.DrainPath, adminapi.PurgePath} {
 		if r := s.do(t, http.MethodGet, s.url("PUBLIC", path)); strings.Contains(r.Body, "members") || strings.Contains(r.Body, "draining") || strings.Contains(r.Body, "error") {
 			t.Errorf("the public site answers %s: %d %q", path, r.Status, r.Body)
 		}
 	}
-	var health healthStatus
-	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &health); err != nil || health.Node != "proxy-a" || health.Shared != "up" {
+	var health adminapi.HealthState
+	if err := c.do(context.Background(), http.MethodGet, adminapi.DrainPath, nil, &health); err != nil || health.Node != "proxy-a" || health.Shared != "up" {
 		t.Errorf("health in a fleet: %+v %v", health, err)
 	}
 	m := resp.Members[0]

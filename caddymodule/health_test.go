@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -42,7 +43,7 @@ http://127.0.0.1:$PUBLIC {
 	check := func(what string, code int, status string, maint []string) {
 		t.Helper()
 		r := s.get(t, s.url("PUBLIC", "/healthz"))
-		var body healthStatus
+		var body adminapi.HealthState
 		if err := json.Unmarshal([]byte(r.Body), &body); err != nil {
 			t.Fatalf("%s: %d %q: %v", what, r.Status, r.Body, err)
 		}
@@ -69,14 +70,14 @@ http://127.0.0.1:$PUBLIC {
 	}
 	t.Cleanup(func() { draining.Store(false) })
 
-	check("at start", 200, healthOK, nil)
+	check("at start", 200, adminapi.HealthOK, nil)
 	drain()
-	check("draining", 503, healthDraining, nil)
+	check("draining", 503, adminapi.HealthDraining, nil)
 	if r := s.get(t, s.url("PUBLIC", "/page")); r.Status != 200 || r.Body != "page" {
 		t.Errorf("a draining proxy must still serve: %d %q", r.Status, r.Body)
 	}
 	drain("--off")
-	check("drain --off", 200, healthOK, nil)
+	check("drain --off", 200, adminapi.HealthOK, nil)
 
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -84,9 +85,9 @@ http://127.0.0.1:$PUBLIC {
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("the health check to see maintenance", func() bool {
 		return s.get(t, s.url("PUBLIC", "/healthz")).Status == 503
 	}))
-	check("maintenance", 503, healthMaintenance, []string{flag})
+	check("maintenance", 503, adminapi.HealthMaintenance, []string{flag})
 	drain()
-	check("draining in maintenance", 503, healthDraining, []string{flag})
+	check("draining in maintenance", 503, adminapi.HealthDraining, []string{flag})
 	drain("--off")
 	if err := os.Remove(flag); err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ http://127.0.0.1:$PUBLIC {
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("maintenance to end", func() bool {
 		return s.get(t, s.url("PUBLIC", "/healthz")).Status == 200
 	}))
-	check("after maintenance", 200, healthOK, nil)
+	check("after maintenance", 200, adminapi.HealthOK, nil)
 }
 
 // TestDrainRefusesBadRequests: the admin endpoint says what it wants.
@@ -105,14 +106,14 @@ func TestDrainRefusesBadRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out healthStatus
-	if err := c.do(context.Background(), http.MethodPost, adminDrainPath, map[string]string{"draining": "yes"}, &out); err == nil || !strings.Contains(err.Error(), "bad drain request") {
+	var out adminapi.HealthState
+	if err := c.do(context.Background(), http.MethodPost, adminapi.DrainPath, map[string]string{"draining": "yes"}, &out); err == nil || !strings.Contains(err.Error(), "bad drain request") {
 		t.Errorf("a string for draining: %v", err)
 	}
-	if err := c.do(context.Background(), http.MethodDelete, adminDrainPath, nil, &out); err == nil || !strings.Contains(err.Error(), "405") {
+	if err := c.do(context.Background(), http.MethodDelete, adminapi.DrainPath, nil, &out); err == nil || !strings.Contains(err.Error(), "405") {
 		t.Errorf("DELETE: %v", err)
 	}
-	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &out); err != nil || out.Status != healthOK {
+	if err := c.do(context.Background(), http.MethodGet, adminapi.DrainPath, nil, &out); err != nil || out.Status != adminapi.HealthOK {
 		t.Errorf("GET: %+v %v", out, err)
 	}
 }
