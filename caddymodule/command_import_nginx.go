@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -229,14 +230,7 @@ func (t *importTarget) maxBody() int64 {
 	if t.zone.MemoryEntryMax > 0 {
 		return t.zone.MemoryEntryMax
 	}
-	return cache.DefaultMemoryEntryMax(cmp(t.zone.Memory, DefaultZoneMemory))
-}
-
-func cmp(v, def int64) int64 {
-	if v > 0 {
-		return v
-	}
-	return def
+	return cache.DefaultMemoryEntryMax(cmp.Or(t.zone.Memory, DefaultZoneMemory))
 }
 
 // importTargetFromConfig finds the zone and the edge_cache handlers that may
@@ -255,7 +249,7 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 	if app == nil || app.Zones[zoneName] == nil && !(zoneName == "default" && app != nil && len(app.Zones) == 0) {
 		var names []string
 		if app != nil {
-			names = app.zoneNames()
+			names = app.ZoneNames()
 		}
 		return nil, fmt.Errorf("zone %q is not defined in the configuration's edge_cache options (defined: %s)", zoneName, strings.Join(names, ", "))
 	}
@@ -277,21 +271,16 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 		if h.Zone != zoneName && !strings.Contains(h.Zone, "{") {
 			continue
 		}
-		if h.Key == "" {
-			h.Key = defaultKey
-		}
-		h.defaultKey = h.Key == defaultKey
 		chosen = append(chosen, h)
 	}
 	if len(chosen) == 0 {
-		t.handler = Handler{Key: defaultKey, defaultKey: true}
-		t.statusHeader = defaultStatusHeader
+		t.statusHeader = DefaultStatusHeader
 		t.warnings = append(t.warnings, fmt.Sprintf("no edge_cache handler stores into zone %q: keys are imported as nginx's, with no strip_query", zoneName))
 		return t, nil
 	}
 	t.handler = chosen[0]
 	for _, h := range chosen {
-		if importKeyTemplate(h.Key) != importKeyTemplate(t.handler.Key) || !slices.Equal(h.StripQuery, t.handler.StripQuery) {
+		if importKeyTemplate(h) != importKeyTemplate(t.handler) || !slices.Equal(h.StripQuery, t.handler.StripQuery) {
 			return nil, fmt.Errorf("the edge_cache handlers of zone %q key requests differently (key %q strip_query %v, and key %q strip_query %v): an imported entry can have only one key",
 				zoneName, t.handler.Key, t.handler.StripQuery, h.Key, h.StripQuery)
 		}
@@ -301,24 +290,23 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 			}
 		}
 	}
-	t.statusHeader = http.CanonicalHeaderKey(cmpString(t.handler.StatusHeader, defaultStatusHeader))
+	switch t.handler.StatusHeader {
+	case "off":
+	case "":
+		t.statusHeader = DefaultStatusHeader
+	default:
+		t.statusHeader = http.CanonicalHeaderKey(t.handler.StatusHeader)
+	}
 	return t, nil
 }
 
-// importKeyTemplate is a key template as the import sees it: nginx stored
-// the request as the client sent it, before any rewrite, so the original
-// URI and the URI are the same thing there (Caddyfile.example keys grafana's
-// rewritten requests by {http.request.orig_uri}, the others by
-// {http.request.uri}).
-func importKeyTemplate(key string) string {
-	return strings.ReplaceAll(key, "{http.request.orig_uri}", "{http.request.uri}")
-}
-
-func cmpString(v, def string) string {
-	if v != "" {
-		return v
-	}
-	return def
+// importKeyTemplate is a handler's key template as the import sees it:
+// nginx stored the request as the client sent it, before any rewrite, so
+// the original URI and the URI are the same thing there
+// (Caddyfile.example keys grafana's rewritten requests by
+// {http.request.orig_uri}, the others by {http.request.uri}).
+func importKeyTemplate(h Handler) string {
+	return strings.ReplaceAll(cmp.Or(h.Key, DefaultKey), "{http.request.orig_uri}", "{http.request.uri}")
 }
 
 // collectHandlers finds every JSON object with "handler": "edge_cache",
@@ -343,7 +331,7 @@ func collectHandlers(data []byte, out *[]json.RawMessage) {
 }
 
 // importKeyer turns nginx keys into the keys edgecache gives the same
-// requests, through the handler's own keyFor.
+// requests, through the handler's own CacheKey.
 type importKeyer struct {
 	handler Handler
 	host    string // --key-prefix-strip
@@ -375,7 +363,7 @@ func (k importKeyer) key(nginxKey string) (string, error) {
 	// The request as received: {http.request.orig_*} read it.
 	req = req.WithContext(context.WithValue(context.Background(), caddyhttp.OriginalRequestCtxKey, *req))
 	repl := caddyhttp.NewTestReplacer(req)
-	return k.handler.keyFor(req, repl), nil
+	return k.handler.CacheKey(req, repl), nil
 }
 
 // restoreStripped undoes what production's nginx map leaves of a removed

@@ -18,7 +18,7 @@ var nginxKeyMap = regexp.MustCompile(`^(.+[\?\&])_=\d+(.*)$`)
 // TestImportKeyIsTheLiveKey checks that an imported entry lands under the
 // key the handler gives the request nginx stored it for.
 func TestImportKeyIsTheLiveKey(t *testing.T) {
-	h := Handler{Key: defaultKey, defaultKey: true, StripQuery: []string{"_"}}
+	h := Handler{StripQuery: []string{"_"}}
 	for _, uri := range []string{
 		"/x", "/x?_=1", "/x?a=1", "/x?a=1&_=2", "/x?_=1&a=2", "/x?a=1&_=2&b=3",
 		"/webgateway/render_image/1/0/0/?c=1|0:255$FF0000&_=1700000000000",
@@ -26,7 +26,7 @@ func TestImportKeyIsTheLiveKey(t *testing.T) {
 	} {
 		nginxKey := nginxKeyMap.ReplaceAllString(uri, "$1$2")
 		req := httptest.NewRequest("GET", uri, nil)
-		live := h.keyFor(req, caddyhttp.NewTestReplacer(req))
+		live := h.CacheKey(req, caddyhttp.NewTestReplacer(req))
 
 		for _, k := range []struct {
 			keyer importKeyer
@@ -55,7 +55,7 @@ func TestImportKeyIsTheLiveKey(t *testing.T) {
 		}
 	}
 	// Without strip_query, the nginx key is the key.
-	plain := importKeyer{handler: Handler{Key: defaultKey, defaultKey: true}}
+	plain := importKeyer{handler: Handler{}}
 	if got, _ := plain.key("/x?&a=1"); got != "/x?&a=1" {
 		t.Errorf("without strip_query: %q", got)
 	}
