@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -19,7 +17,7 @@ import (
 )
 
 // TestHealth follows a proxy's health as a load balancer sees it: ok, then
-// draining (edgecache drain) and back, then maintenance (its flag file),
+// draining (the admin API's drain, as edgecache drain asks it) and back, then maintenance (its flag file),
 // draining winning over maintenance. The check sits on the public site
 // under a top-level maintenance handler, whose page must not answer it.
 func TestHealth(t *testing.T) {
@@ -60,24 +58,23 @@ http://127.0.0.1:$PUBLIC {
 			t.Errorf("%s: HEAD %d %q", what, head.Status, head.Body)
 		}
 	}
-	drain := func(args ...string) {
+	drain := func(on bool) {
 		t.Helper()
-		var out bytes.Buffer
-		status, err := runDrain(context.Background(), parseFlags(t, drainCommand, append(args, "--address", admin)...), &out)
-		if err != nil || status != 0 {
-			t.Fatalf("drain %v: %d %v", args, status, err)
+		var state adminapi.HealthState
+		if err := adminCall(t, admin, http.MethodPost, adminapi.DrainPath, adminapi.DrainRequest{Draining: on}, &state); err != nil || state.Draining != on {
+			t.Fatalf("drain %v: %+v %v", on, state, err)
 		}
 	}
 	t.Cleanup(func() { draining.Store(false) })
 
 	check("at start", 200, adminapi.HealthOK, nil)
-	drain()
+	drain(true)
 	check("draining", 503, adminapi.HealthDraining, nil)
 	if r := s.get(t, s.url("PUBLIC", "/page")); r.Status != 200 || r.Body != "page" {
 		t.Errorf("a draining proxy must still serve: %d %q", r.Status, r.Body)
 	}
-	drain("--off")
-	check("drain --off", 200, adminapi.HealthOK, nil)
+	drain(false)
+	check("drain off", 200, adminapi.HealthOK, nil)
 
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -86,9 +83,9 @@ http://127.0.0.1:$PUBLIC {
 		return s.get(t, s.url("PUBLIC", "/healthz")).Status == 503
 	}))
 	check("maintenance", 503, adminapi.HealthMaintenance, []string{flag})
-	drain()
+	drain(true)
 	check("draining in maintenance", 503, adminapi.HealthDraining, []string{flag})
-	drain("--off")
+	drain(false)
 	if err := os.Remove(flag); err != nil {
 		t.Fatal(err)
 	}
@@ -102,18 +99,15 @@ http://127.0.0.1:$PUBLIC {
 func TestDrainRefusesBadRequests(t *testing.T) {
 	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:$ADMIN", 1)
 	s := startCaddy(t, cf, nil, "ADMIN")
-	c, err := newAdminClient("127.0.0.1:" + strconv.Itoa(s.ports["ADMIN"]))
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := "127.0.0.1:" + strconv.Itoa(s.ports["ADMIN"])
 	var out adminapi.HealthState
-	if err := c.do(context.Background(), http.MethodPost, adminapi.DrainPath, map[string]string{"draining": "yes"}, &out); err == nil || !strings.Contains(err.Error(), "bad drain request") {
+	if err := adminCall(t, admin, http.MethodPost, adminapi.DrainPath, map[string]string{"draining": "yes"}, &out); err == nil || !strings.Contains(err.Error(), "bad drain request") {
 		t.Errorf("a string for draining: %v", err)
 	}
-	if err := c.do(context.Background(), http.MethodDelete, adminapi.DrainPath, nil, &out); err == nil || !strings.Contains(err.Error(), "405") {
+	if err := adminCall(t, admin, http.MethodDelete, adminapi.DrainPath, nil, &out); err == nil || !strings.Contains(err.Error(), "405") {
 		t.Errorf("DELETE: %v", err)
 	}
-	if err := c.do(context.Background(), http.MethodGet, adminapi.DrainPath, nil, &out); err != nil || out.Status != adminapi.HealthOK {
+	if err := adminCall(t, admin, http.MethodGet, adminapi.DrainPath, nil, &out); err != nil || out.Status != adminapi.HealthOK {
 		t.Errorf("GET: %+v %v", out, err)
 	}
 }

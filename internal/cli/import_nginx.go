@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/edgecache/edgecache/caddymodule"
 	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/nginximport"
@@ -216,8 +217,8 @@ func parseVaryValues(list []string) (http.Header, error) {
 
 // importTarget is what the configuration says about the zone imported into.
 type importTarget struct {
-	zone         *ZoneConfig
-	handler      Handler // key and strip_query of the zone's handlers
+	zone         *caddymodule.ZoneConfig
+	handler      caddymodule.Handler // key and strip_query of the zone's handlers
 	honourVary   bool
 	statusHeader string
 	warnings     []string
@@ -230,7 +231,7 @@ func (t *importTarget) maxBody() int64 {
 	if t.zone.MemoryEntryMax > 0 {
 		return t.zone.MemoryEntryMax
 	}
-	return cache.DefaultMemoryEntryMax(cmp.Or(t.zone.Memory, DefaultZoneMemory))
+	return cache.DefaultMemoryEntryMax(cmp.Or(t.zone.Memory, caddymodule.DefaultZoneMemory))
 }
 
 // importTargetFromConfig finds the zone and the edge_cache handlers that may
@@ -239,7 +240,7 @@ func (t *importTarget) maxBody() int64 {
 func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, error) {
 	var cfg struct {
 		Apps struct {
-			EdgeCache *App `json:"edge_cache"`
+			EdgeCache *caddymodule.App `json:"edge_cache"`
 		} `json:"apps"`
 	}
 	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
@@ -255,13 +256,13 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 	}
 	t := &importTarget{zone: app.Zones[zoneName], honourVary: true}
 	if t.zone == nil {
-		t.zone = new(ZoneConfig)
+		t.zone = new(caddymodule.ZoneConfig)
 	}
 	var raw []json.RawMessage
 	collectHandlers(cfgJSON, &raw)
-	var chosen []Handler
+	var chosen []caddymodule.Handler
 	for _, r := range raw {
-		var h Handler
+		var h caddymodule.Handler
 		if err := json.Unmarshal(r, &h); err != nil {
 			return nil, fmt.Errorf("reading an edge_cache handler: %v", err)
 		}
@@ -274,7 +275,7 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 		chosen = append(chosen, h)
 	}
 	if len(chosen) == 0 {
-		t.statusHeader = DefaultStatusHeader
+		t.statusHeader = caddymodule.DefaultStatusHeader
 		t.warnings = append(t.warnings, fmt.Sprintf("no edge_cache handler stores into zone %q: keys are imported as nginx's, with no strip_query", zoneName))
 		return t, nil
 	}
@@ -293,7 +294,7 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 	switch t.handler.StatusHeader {
 	case "off":
 	case "":
-		t.statusHeader = DefaultStatusHeader
+		t.statusHeader = caddymodule.DefaultStatusHeader
 	default:
 		t.statusHeader = http.CanonicalHeaderKey(t.handler.StatusHeader)
 	}
@@ -305,8 +306,8 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 // the original URI and the URI are the same thing there
 // (Caddyfile.example keys grafana's rewritten requests by
 // {http.request.orig_uri}, the others by {http.request.uri}).
-func importKeyTemplate(h Handler) string {
-	return strings.ReplaceAll(cmp.Or(h.Key, DefaultKey), "{http.request.orig_uri}", "{http.request.uri}")
+func importKeyTemplate(h caddymodule.Handler) string {
+	return strings.ReplaceAll(cmp.Or(h.Key, caddymodule.DefaultKey), "{http.request.orig_uri}", "{http.request.uri}")
 }
 
 // collectHandlers finds every JSON object with "handler": "edge_cache",
@@ -333,7 +334,7 @@ func collectHandlers(data []byte, out *[]json.RawMessage) {
 // importKeyer turns nginx keys into the keys edgecache gives the same
 // requests, through the handler's own CacheKey.
 type importKeyer struct {
-	handler Handler
+	handler caddymodule.Handler
 	host    string // --key-prefix-strip
 }
 
@@ -500,7 +501,7 @@ func folderBytes(dir string) int64 {
 	return n
 }
 
-func openLocalZone(name string, zc *ZoneConfig, dryRun bool) (*localZone, error) {
+func openLocalZone(name string, zc *caddymodule.ZoneConfig, dryRun bool) (*localZone, error) {
 	if zc.Path == "" {
 		return nil, fmt.Errorf("zone %q has no disk tier (path) and no proxy is running: a memory-only zone can only be filled while the proxy runs", name)
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"bufio"
@@ -344,22 +344,19 @@ func TestKeysThatAreNotText(t *testing.T) {
 	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		fmt.Fprintf(w, "v%d", n)
 	})
-	admin := testkit.FreePort(t)
-	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:"+strconv.Itoa(admin), 1) + `
+	addr, ports := startProxy(t, "zone default 16MiB", `
 http://127.0.0.1:$PUBLIC {
 	edge_cache {
 		valid 200 1h
 	}
-	reverse_proxy $BACKEND
+	reverse_proxy `+be.Addr()+`
 }
-`
-	s := startCaddy(t, cf, be, "PUBLIC")
-	addr := "127.0.0.1:" + strconv.Itoa(admin)
+`, "PUBLIC")
 
 	// A raw request: a client library would escape the byte.
 	rawGet := func() string {
 		t.Helper()
-		conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.ports["PUBLIC"]))
+		conn, err := net.Dial("tcp", ports["PUBLIC"])
 		if err != nil {
 			t.Fatal(err)
 		}
