@@ -25,8 +25,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/edgecache/edgecache/caddymodule"
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/caddymodule"
 	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/nginximport"
 )
@@ -412,7 +412,7 @@ func runningProxy(ctx context.Context, fl caddycmd.Flags, cfgJSON []byte, cfgFil
 	s := &adminImportSink{client: c, zone: zone}
 	var info adminapi.ImportInfo
 	err = c.do(ctx, http.MethodGet, adminapi.ImportURI(zone), nil, &info)
-	if err != nil && strings.Contains(err.Error(), "cannot reach the admin API") && fl.String("address") == "" {
+	if _, down := errors.AsType[unreachableError](err); down && fl.String("address") == "" {
 		return s, false, nil
 	}
 	if err != nil {
@@ -451,26 +451,14 @@ func (s *adminImportSink) Import(ctx context.Context, m cache.Meta, body io.Read
 		return err
 	}
 	line = append(line, '\n')
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.client.origin+adminapi.ImportURI(s.zone), io.MultiReader(bytes.NewReader(line), body))
+	req, err := s.client.newRequest(ctx, http.MethodPost, adminapi.ImportURI(s.zone), io.MultiReader(bytes.NewReader(line), body))
 	if err != nil {
 		return err
 	}
 	req.ContentLength = int64(len(line)) + m.BodySize
-	if s.client.tcp {
-		req.Header.Set("Origin", s.client.origin)
-	}
-	resp, err := s.client.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("admin API: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
-	}
 	var res adminapi.ImportResult
-	if err := json.Unmarshal(data, &res); err != nil {
-		return fmt.Errorf("admin API: %v", err)
+	if err := s.client.send(req, &res); err != nil {
+		return err
 	}
 	if !res.Stored {
 		return cache.ErrNewerInZone

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
 )
 
 func writeURLList(t *testing.T, content string) string {
