@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,22 +34,15 @@ starting with it; --limit stops after that many keys.
 
 A key that is not printable UTF-8 text (a request URI may hold any byte),
 or that starts with a double quote, is printed Go-quoted ("/a\xff"), so
-that no two keys print alike; purge --key accepts it back as printed.
-
-The admin API is reached at --address, or at the admin address of the given
---config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+that no two keys print alike; purge --key accepts it back as printed.` + adminAddressHelp,
 	CobraFunc: func(cmd *cobra.Command) {
 		adminFlags(cmd)
 		cmd.Flags().StringP("zone", "z", "", "Cache zone to list (required)")
 		cmd.Flags().StringP("prefix", "p", "", "List only the keys starting with this prefix")
 		cmd.Flags().IntP("limit", "n", 0, "List at most this many keys (default all)")
 		cmd.MarkFlagRequired("zone")
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdCacheKeys)
+		cmd.RunE = adminRun(runCacheKeys)
 	},
-}
-
-func cmdCacheKeys(fl caddycmd.Flags) (int, error) {
-	return runCacheKeys(context.Background(), fl, os.Stdout)
 }
 
 func runCacheKeys(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {

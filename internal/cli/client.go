@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -19,6 +20,21 @@ import (
 
 	"github.com/edgecache/edgecache/internal/adminapi"
 )
+
+// adminAddressHelp ends the help of each command that talks to a running
+// proxy: it says where adminFlags lead.
+const adminAddressHelp = `
+
+The admin API is reached at --address, or at the admin address of the given
+--config, or at the default (localhost:2019, or $CADDY_ADMIN).`
+
+// adminRun is the RunE of a command that talks to a running proxy and
+// prints to stdout.
+func adminRun(run func(context.Context, caddycmd.Flags, io.Writer) (int, error)) func(*cobra.Command, []string) error {
+	return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		return run(context.Background(), fl, os.Stdout)
+	})
+}
 
 // adminFlags adds the flags locating the admin API, as `caddy stop` has them.
 func adminFlags(cmd *cobra.Command) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -33,19 +32,12 @@ notice (its interval times its fall count), then restart.
 
 The state lives in the running process only: it survives config reloads,
 and a restarted process starts healthy (not draining). It prints the
-health state after the change.
-
-The admin API is reached at --address, or at the admin address of the given
---config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+health state after the change.` + adminAddressHelp,
 	CobraFunc: func(cmd *cobra.Command) {
 		adminFlags(cmd)
 		cmd.Flags().Bool("off", false, "Stop draining: the health check answers as before")
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdDrain)
+		cmd.RunE = adminRun(runDrain)
 	},
-}
-
-func cmdDrain(fl caddycmd.Flags) (int, error) {
-	return runDrain(context.Background(), fl, os.Stdout)
 }
 
 func runDrain(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -41,19 +40,14 @@ be told); and how long ago it announced itself.
 --json prints the admin API's answer as it is.
 
 Exit status: 0 listed, 1 the admin API or Redis could not be asked, or the
-instance has no shared block.
-
-The admin API is reached at --address, or at the admin address of the given
---config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+instance has no shared block.` + adminAddressHelp,
 	CobraFunc: func(cmd *cobra.Command) {
 		adminFlags(cmd)
 		cmd.Flags().Bool("json", false, "Print the admin API's JSON answer")
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdFleet)
+		cmd.RunE = adminRun(func(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {
+			return runFleet(ctx, fl, stdout, time.Now())
+		})
 	},
-}
-
-func cmdFleet(fl caddycmd.Flags) (int, error) {
-	return runFleet(context.Background(), fl, os.Stdout, time.Now())
 }
 
 func runFleet(ctx context.Context, fl caddycmd.Flags, stdout io.Writer, now time.Time) (int, error) {

@@ -7,9 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -83,9 +81,8 @@ not run, 130 interrupted.`,
 }
 
 func cmdImportNginx(fl caddycmd.Flags) (int, error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := untilInterrupted()
 	defer stop()
-	go func() { <-ctx.Done(); stop() }()
 	return runImportNginx(ctx, fl, os.Stdout, os.Stderr, term.IsTerminal(int(os.Stderr.Fd())))
 }
 

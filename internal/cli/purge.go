@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -41,10 +40,7 @@ and reaches every other proxy through the fleet's event log within a
 second; it prints how many values it removed from Redis. A zone that says
 shared off is purged on this proxy only. If Redis cannot be reached, this
 proxy's entries are purged all the same and the command fails, saying so:
-purge again once Redis answers.
-
-The admin API is reached at --address, or at the admin address of the given
---config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+purge again once Redis answers.` + adminAddressHelp,
 	CobraFunc: func(cmd *cobra.Command) {
 		adminFlags(cmd)
 		cmd.Flags().StringP("zone", "z", "", "Cache zone to purge (default every zone)")
@@ -53,12 +49,8 @@ The admin API is reached at --address, or at the admin address of the given
 		cmd.Flags().Bool("all", false, "Purge every entry")
 		cmd.MarkFlagsOneRequired("key", "prefix", "all")
 		cmd.MarkFlagsMutuallyExclusive("key", "prefix", "all")
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdPurge)
+		cmd.RunE = adminRun(runPurge)
 	},
-}
-
-func cmdPurge(fl caddycmd.Flags) (int, error) {
-	return runPurge(context.Background(), fl, os.Stdout)
 }
 
 func runPurge(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {
