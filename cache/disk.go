@@ -372,8 +372,7 @@ func (d *DiskStore) relPath(h [md5.Size]byte) string {
 
 func (d *DiskStore) path(h [md5.Size]byte) string { return filepath.Join(d.dir, d.relPath(h)) }
 
-// Get returns the entry stored for key, with File and BodyOffset set and
-// Body nil, or ErrNotFound. The header checksum is verified; a damaged,
+// Get returns the entry stored for key, its body on disk, or ErrNotFound. The header checksum is verified; a damaged,
 // truncated, unknown-version or colliding file is removed and is a miss.
 // Read the body with OpenBody (streaming, verified block by block) or
 // LoadBody.
@@ -406,7 +405,7 @@ func (d *DiskStore) Get(key string) (*Entry, error) {
 	if !d.touch(h, path, fi) {
 		return nil, ErrNotFound // removed or replaced meanwhile
 	}
-	return &Entry{Meta: fh.Meta, File: path, BodyOffset: int64(fh.HeaderLen), disk: d}, nil
+	return &Entry{Meta: fh.Meta, file: diskFile{d: d, path: path, key: key, offset: int64(fh.HeaderLen), crc: fh.HeaderCRC}}, nil
 }
 
 // readErr marks an I/O error (as opposed to damaged content).

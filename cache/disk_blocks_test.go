@@ -42,7 +42,7 @@ func TestDiskPowerLossLeftovers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := openStore(t, t.TempDir(), DiskOptions{})
 			e := put(t, d, testMeta("k", -1), body)
-			tc.damage(t, e.File, e.BodyOffset)
+			tc.damage(t, e.file.path, e.file.offset)
 
 			r, err := d.OpenBody(e)
 			if err != nil {
@@ -54,12 +54,12 @@ func TestDiskPowerLossLeftovers(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) || n != tc.good || !bytes.Equal(got.Bytes(), body[:n]) {
 				t.Fatalf("stream: %d bytes (want the %d good ones), %v", n, tc.good, err)
 			}
-			if exists(e.File) {
+			if exists(e.file.path) {
 				t.Fatal("damaged file not removed")
 			}
 
 			e = put(t, d, testMeta("k", -1), body)
-			tc.damage(t, e.File, e.BodyOffset)
+			tc.damage(t, e.file.path, e.file.offset)
 			if b, err := d.LoadBody(e); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("LoadBody = %d bytes, %v; want ErrCorrupt", len(b), err)
 			}

@@ -67,7 +67,7 @@ func TestDiskFlushMarker(t *testing.T) {
 	// to empty, and the marker may go first) is not served.
 	stale := put(t, d, testMeta("stale", -1), []byte("old"))
 	old := time.Now().Add(-time.Minute)
-	if err := os.Chtimes(stale.File, old, old); err != nil {
+	if err := os.Chtimes(stale.file.path, old, old); err != nil {
 		t.Fatal(err)
 	}
 	d.mu.Lock()
@@ -76,7 +76,7 @@ func TestDiskFlushMarker(t *testing.T) {
 	if _, err := d.Get("stale"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a file from before the flush = %v", err)
 	}
-	if _, err := os.Stat(stale.File); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(stale.file.path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the file from before the flush is still there: %v", err)
 	}
 

@@ -7,88 +7,104 @@ import (
 	"os"
 )
 
-// openChecked opens the file of a disk entry and checks that it is still
-// the version e was read from: an overwrite between Get and the body read
-// would otherwise pair e's header with another body. A replaced or removed
-// file is ErrNotFound; a damaged one is removed and is ErrNotFound too.
-func (d *DiskStore) openChecked(e *Entry) (*os.File, *fileHeader, error) {
-	if e.File == "" {
+// diskFile is where a disk entry's body is: the entry file, and the
+// checksum of the header it was read with, which names that version of the
+// file. The zero diskFile is no file (the body is in memory).
+type diskFile struct {
+	d      *DiskStore
+	path   string
+	key    string
+	offset int64  // where the body starts
+	crc    uint32 // the header's checksum
+}
+
+// openChecked opens the entry file and checks that it is still the version
+// f was read from: an overwrite between Get and the body read would
+// otherwise pair the entry's header with another body. A replaced or
+// removed file is ErrNotFound; a damaged one is removed and is ErrNotFound
+// too.
+func (f diskFile) openChecked() (*os.File, *fileHeader, error) {
+	if f.d == nil {
 		return nil, nil, errors.New("cache: not a disk entry")
 	}
-	f, err := os.Open(e.File)
+	file, err := os.Open(f.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, ErrNotFound
 		}
 		return nil, nil, err
 	}
-	fh, fi, err := readHeader(f)
+	fh, fi, err := readHeader(file)
 	if err != nil {
-		f.Close()
+		file.Close()
 		if isReadErr(err) {
 			return nil, nil, err
 		}
-		d.removeDamaged(keyHash(e.Key), e.File, fi, err)
+		f.d.removeDamaged(keyHash(f.key), f.path, fi, err)
 		return nil, nil, ErrNotFound
 	}
-	if fh.Key != e.Key || fh.BodySize != e.BodySize || int64(fh.HeaderLen) != e.BodyOffset ||
-		fh.Status != e.Status || !fh.StoredAt.Equal(e.StoredAt) || !fh.ValidUntil.Equal(e.ValidUntil) {
-		f.Close()
+	if fh.HeaderCRC != f.crc || fh.Key != f.key || int64(fh.HeaderLen) != f.offset {
+		file.Close()
 		return nil, nil, ErrNotFound
 	}
-	return f, fh, nil
+	return file, fh, nil
 }
 
-// LoadBody reads the whole body of a disk entry and verifies its block
-// checksums; it is meant for promoting small entries to the memory tier. A
-// body that does not match is removed and ErrCorrupt returned; an entry
-// replaced or removed since Get is ErrNotFound.
-func (d *DiskStore) LoadBody(e *Entry) ([]byte, error) {
-	f, fh, err := d.openChecked(e)
+// load reads the whole body and verifies its block checksums; it is meant
+// for promoting small entries to the memory tier. A body that does not
+// match is removed and ErrCorrupt returned; a file replaced or removed
+// since it was read is ErrNotFound.
+func (f diskFile) load() ([]byte, error) {
+	file, fh, err := f.openChecked()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer file.Close()
 	// The body and its table in one read. The sizes were checked against
 	// the file's size, so a hostile header cannot make this allocate more
 	// than the file holds.
 	size := fh.fileSize() - int64(fh.HeaderLen)
 	buf := make([]byte, size)
-	if _, err := f.ReadAt(buf, int64(fh.HeaderLen)); err != nil {
+	if _, err := file.ReadAt(buf, int64(fh.HeaderLen)); err != nil {
 		if err == io.EOF {
 			// Truncated in place since the header was read.
-			d.removeDamagedFile(f, e, io.ErrUnexpectedEOF)
+			f.removeDamaged(file, io.ErrUnexpectedEOF)
 			return nil, ErrCorrupt
 		}
 		return nil, err
 	}
 	body := buf[:fh.BodySize:fh.BodySize]
 	if !verifyBody(body, buf[fh.BodySize:], fh.BlockSize) {
-		d.removeDamagedFile(f, e, ErrCorrupt)
+		f.removeDamaged(file, ErrCorrupt)
 		return nil, ErrCorrupt
 	}
 	return body, nil
 }
 
-func (d *DiskStore) removeDamagedFile(f *os.File, e *Entry, cause error) {
-	fi, err := f.Stat()
+// removeDamaged removes the entry file, open as file, if it is still there.
+func (f diskFile) removeDamaged(file *os.File, cause error) {
+	fi, err := file.Stat()
 	if err != nil {
 		return
 	}
-	d.removeDamaged(keyHash(e.Key), e.File, fi, cause)
+	f.d.removeDamaged(keyHash(f.key), f.path, fi, cause)
 }
 
-// OpenBody opens the body of a disk entry for reading, whole or in part
-// (Seek, Limit). The reader verifies every block it reads (BodyReader).
-// Prefer it to Entry.OpenBody for disk entries: it also checks that the
-// file is still the version e was read from (ErrNotFound otherwise).
-func (d *DiskStore) OpenBody(e *Entry) (*BodyReader, error) {
-	f, fh, err := d.openChecked(e)
+// open opens the body for reading, whole or in part (Seek, Limit). The
+// reader verifies every block it reads (BodyReader).
+func (f diskFile) open() (*BodyReader, error) {
+	file, fh, err := f.openChecked()
 	if err != nil {
 		return nil, err
 	}
-	return newBodyReader(d, e, f, fh), nil
+	return newBodyReader(f, file, fh), nil
 }
+
+// LoadBody reads the whole body of a disk entry (see diskFile.load).
+func (d *DiskStore) LoadBody(e *Entry) ([]byte, error) { return e.file.load() }
+
+// OpenBody opens the body of a disk entry (see diskFile.open).
+func (d *DiskStore) OpenBody(e *Entry) (*BodyReader, error) { return e.file.open() }
 
 // OpenRange opens a disk entry's body for a response that sends the bytes
 // [start, end) of it. The first block it sends is read and verified before
@@ -96,10 +112,7 @@ func (d *DiskStore) OpenBody(e *Entry) (*BodyReader, error) {
 // started: the file is removed and the error is ErrCorrupt; an entry
 // replaced or removed since its look-up is ErrNotFound.
 func (e *Entry) OpenRange(start, end int64) (*BodyReader, error) {
-	if e.disk == nil {
-		return nil, errors.New("cache: not a disk entry")
-	}
-	r, err := e.disk.OpenBody(e)
+	r, err := e.file.open()
 	if err != nil {
 		return nil, err
 	}

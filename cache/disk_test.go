@@ -151,7 +151,7 @@ func TestDiskRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Get(%q): %v", key, err)
 		}
-		if e.Body != nil || e.File == "" || e.InMemory() {
+		if e.Body != nil || e.file.path == "" || e.InMemory() {
 			t.Fatalf("disk entry should have File set and no Body: %+v", e)
 		}
 		if e.Key != key || e.Status != 200 || !e.StoredAt.Equal(m.StoredAt) || !e.ValidUntil.Equal(m.ValidUntil) ||
@@ -186,8 +186,8 @@ func TestDiskRoundTrip(t *testing.T) {
 	sum := md5.Sum([]byte("small"))
 	h := hex.EncodeToString(sum[:])
 	want := filepath.Join(dir, h[31:], h[29:31], h)
-	if e, _ := d.Get("small"); e.File != want {
-		t.Fatalf("file path %s, want %s", e.File, want)
+	if e, _ := d.Get("small"); e.file.path != want {
+		t.Fatalf("file path %s, want %s", e.file.path, want)
 	}
 	// Nothing in the file ties it to this folder or host.
 	raw, _ := os.ReadFile(want)
@@ -415,7 +415,7 @@ func TestDiskStreamDetectsCorruption(t *testing.T) {
 
 	// A whole read stops before the damaged block.
 	e := put(t, d, testMeta("k", -1), body)
-	flipByte(t, e.File, e.BodyOffset+damaged)
+	flipByte(t, e.file.path, e.file.offset+damaged)
 	r, err := d.OpenBody(e)
 	if err != nil {
 		t.Fatal(err)
@@ -429,14 +429,14 @@ func TestDiskStreamDetectsCorruption(t *testing.T) {
 	if n != 2*bodyBlockSize || !bytes.Equal(got.Bytes(), body[:n]) {
 		t.Fatalf("%d bytes delivered, want the %d before the damaged block", n, 2*bodyBlockSize)
 	}
-	if exists(e.File) {
+	if exists(e.file.path) {
 		t.Fatal("damaged file not removed")
 	}
 
 	// A range inside the damaged block fails before returning anything,
 	// at Prepare (before a response is started); one elsewhere is served.
 	e = put(t, d, testMeta("k", -1), body)
-	flipByte(t, e.File, e.BodyOffset+damaged)
+	flipByte(t, e.file.path, e.file.offset+damaged)
 	r, err = d.OpenBody(e)
 	if err != nil {
 		t.Fatal(err)
@@ -458,7 +458,7 @@ func TestDiskStreamDetectsCorruption(t *testing.T) {
 		t.Fatalf("Read after damage = %d, %v", k, err)
 	}
 	r.Close()
-	if exists(e.File) {
+	if exists(e.file.path) {
 		t.Fatal("damaged file not removed")
 	}
 

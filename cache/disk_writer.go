@@ -3,6 +3,7 @@ package cache
 import (
 	"bufio"
 	"crypto/md5"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -175,7 +176,7 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 	if d.opts.MaxSize > 0 && d.bytes.Load() > d.opts.MaxSize {
 		d.kick()
 	}
-	return &Entry{Meta: w.meta, File: final, BodyOffset: int64(len(w.header)), disk: w.d}, nil
+	return &Entry{Meta: w.meta, file: diskFile{d: d, path: final, key: w.meta.Key, offset: int64(len(w.header)), crc: binary.LittleEndian.Uint32(w.header[12:])}}, nil
 }
 
 // Abort discards the entry being written. It is safe to call more than

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 )
@@ -52,49 +51,36 @@ type Meta struct {
 }
 
 // Entry is a stored response. Its body is either in memory (Body) or in a
-// file of the disk tier (File, from BodyOffset on, BodySize bytes).
-// Entries are immutable once stored: an overwrite stores a new Entry.
+// file of the disk tier (file). Entries are immutable once stored: an
+// overwrite stores a new Entry.
 type Entry struct {
 	Meta
-	Body       []byte
-	File       string
-	BodyOffset int64
-	disk       *DiskStore                // the store File belongs to
-	age        atomic.Pointer[ageString] // the last Age value served; see AgeValue
+	Body []byte
+	// file is where a disk entry's body is, and which version of the file
+	// it was read from: a revalidated copy of the entry, with new times,
+	// reads the same body.
+	file diskFile
+	age  atomic.Pointer[ageString] // the last Age value served; see AgeValue
 }
 
 // Fresh reports whether the entry may be served without contacting the backend.
 func (e *Entry) Fresh(now time.Time) bool { return now.Before(e.ValidUntil) }
 
 // InMemory reports whether the body is held in memory.
-func (e *Entry) InMemory() bool { return e.File == "" }
+func (e *Entry) InMemory() bool { return e.file.d == nil }
 
-// OpenBody returns a reader over the body. For a disk entry it opens the file;
-// on Linux an open file stays readable after a concurrent overwrite (rename)
-// or purge (unlink), so a reader gets the old or the new body, never a mix.
+// OpenBody returns a reader over the body. A disk entry's is its file's,
+// checked to be the version the entry was read from and verified block by
+// block as it streams (see diskFile.open); on Linux an open file stays
+// readable after a concurrent overwrite (rename) or purge (unlink), so a
+// reader gets the old or the new body, never a mix.
 func (e *Entry) OpenBody() (io.ReadSeekCloser, error) {
-	if e.File == "" {
+	if e.InMemory() {
 		return nopCloser{bytes.NewReader(e.Body)}, nil
 	}
-	if e.disk != nil {
-		// Checks the file is still the version e was read from, and the
-		// body's checksum as it streams.
-		return e.disk.OpenBody(e)
-	}
-	f, err := os.Open(e.File)
-	if err != nil {
-		return nil, err
-	}
-	return &sectionFile{SectionReader: io.NewSectionReader(f, e.BodyOffset, e.BodySize), f: f}, nil
+	return e.file.open()
 }
 
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
-
-type sectionFile struct {
-	*io.SectionReader
-	f *os.File
-}
-
-func (s *sectionFile) Close() error { return s.f.Close() }

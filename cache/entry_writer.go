@@ -209,7 +209,7 @@ type Revalidation struct {
 // Revalidate stores a copy of old with the new validity and headers, sharing
 // its body, and returns it.
 func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
-	e := &Entry{Meta: old.Meta, Body: old.Body, File: old.File, BodyOffset: old.BodyOffset}
+	e := &Entry{Meta: old.Meta, Body: old.Body, file: old.file}
 	e.Header = old.Header.Clone()
 	for k, v := range rv.Header {
 		e.Header[k] = v[:len(v):len(v)]
@@ -254,6 +254,6 @@ func (z *Zone) rewriteOnDisk(old, e *Entry) {
 		return
 	}
 	if onDisk, err := w.Commit(); err == nil && !e.InMemory() {
-		e.Meta, e.File, e.BodyOffset, e.disk = onDisk.Meta, onDisk.File, onDisk.BodyOffset, onDisk.disk
+		e.Meta, e.file = onDisk.Meta, onDisk.file
 	}
 }

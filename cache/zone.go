@@ -153,7 +153,7 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	if e.BodySize > z.mem.maxEntry {
 		return e, TierDisk
 	}
-	body, err := z.disk.LoadBody(e)
+	body, err := e.file.load()
 	if err != nil {
 		return nil, TierNone
 	}
