@@ -3,52 +3,16 @@ package cache
 import (
 	"bytes"
 	"io"
-	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgecache/edgecache/cache/disk"
 )
 
-// Meta describes a stored response: everything but its body. It is what the
-// disk tier writes in an entry file's header.
-type Meta struct {
-	Key    string
-	Status int
-	// Header holds the stored response headers. Values are clipped
-	// (len == cap) so that an Add on a copy of the map can never write into
-	// the shared backing array: hits assign these slices without copying.
-	Header http.Header
-	// StoredAt is when the response was received (RFC 9111's
-	// response_time); InitialAge is how old it was then (§4.2.3's
-	// corrected_initial_age), so its current age is InitialAge plus the
-	// time since StoredAt.
-	StoredAt   time.Time
-	InitialAge time.Duration
-	// Date is the origin's Date header, kept apart from Header (it is the
-	// message's, not the resource's) and sent as is on every hit; the time
-	// received when the origin sent none.
-	Date       string
-	ValidUntil time.Time // fresh until this instant; stale (but usable) after
-	// NoCache: the backend said no-cache, so the entry is revalidated
-	// with the backend before every use (RFC 9111 §5.2.2.4).
-	NoCache bool
-	// StaleWhileRevalidate and StaleIfError come from the backend's
-	// Cache-Control when it is honoured; they extend how long a stale entry
-	// may be served while updating or while the backend fails.
-	StaleWhileRevalidate time.Duration
-	StaleIfError         time.Duration
-	BodySize             int64
-	// Variant holds the request's values of the headers the response's Vary
-	// names, when Vary is honoured (see Variant); empty otherwise.
-	Variant string
-	// VaryNames, given to BeginStore with Variant, stores the response as
-	// one variant among several (see Lookup): under VariantKey(Key,
-	// Variant), with an index entry under Key that records the names.
-	// On an index entry, the names it records.
-	VaryNames []string
-	// VaryIndex marks a primary key's index of variants: no response, a
-	// Vary header of the names, no body.
-	VaryIndex bool
-}
+// Meta describes a stored response: everything but its body. It is the
+// disk tier's (an entry file's header holds it); the zone's entries carry
+// it too.
+type Meta = disk.Meta
 
 // Entry is a stored response. Its body is either in memory (Body) or in a
 // file of the disk tier (file). Entries are immutable once stored: an
@@ -59,7 +23,7 @@ type Entry struct {
 	// file is where a disk entry's body is, and which version of the file
 	// it was read from: a revalidated copy of the entry, with new times,
 	// reads the same body.
-	file diskFile
+	file disk.File
 	age  atomic.Pointer[ageString] // the last Age value served; see AgeValue
 }
 
@@ -67,18 +31,32 @@ type Entry struct {
 func (e *Entry) Fresh(now time.Time) bool { return now.Before(e.ValidUntil) }
 
 // InMemory reports whether the body is held in memory.
-func (e *Entry) InMemory() bool { return e.file.d == nil }
+func (e *Entry) InMemory() bool { return e.file.IsZero() }
 
 // OpenBody returns a reader over the body. A disk entry's is its file's,
 // checked to be the version the entry was read from and verified block by
-// block as it streams (see diskFile.open); on Linux an open file stays
-// readable after a concurrent overwrite (rename) or purge (unlink), so a
-// reader gets the old or the new body, never a mix.
+// block as it streams (see disk.File.Open).
 func (e *Entry) OpenBody() (io.ReadSeekCloser, error) {
 	if e.InMemory() {
 		return nopCloser{bytes.NewReader(e.Body)}, nil
 	}
-	return e.file.open()
+	return e.file.Open()
+}
+
+// OpenRange opens a disk entry's body for a response that sends the bytes
+// [start, end) of it (see disk.File.OpenRange).
+func (e *Entry) OpenRange(start, end int64) (*disk.BodyReader, error) {
+	return e.file.OpenRange(start, end)
+}
+
+// fromDisk is the zone's entry for one the disk tier read. An index of
+// variants records their names in its Vary header.
+func fromDisk(de *disk.Entry) *Entry {
+	e := &Entry{Meta: de.Meta, file: de.File}
+	if e.VaryIndex {
+		e.VaryNames = VaryNames(e.Header["Vary"])
+	}
+	return e
 }
 
 type nopCloser struct{ *bytes.Reader }

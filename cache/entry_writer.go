@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,7 +16,7 @@ type EntryWriter struct {
 	zone     *Zone
 	meta     Meta
 	body     []byte
-	file     *DiskWriter
+	file     *disk.Writer
 	n        int64
 	inMemory bool   // still buffering for the hot tier
 	gen      uint64 // purge generation when the request began: a purge since voids the entry
@@ -133,7 +134,7 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 		ew.Abort()
 		return nil, false
 	}
-	var onDisk *Entry
+	var onDisk *disk.Entry
 	if ew.file != nil {
 		e, err := ew.file.Commit()
 		ew.file = nil
@@ -164,7 +165,7 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 		// Too large for memory: the old version there must not outlive it.
 		z.mem.del(ew.meta.Key)
 		z.keys.remove(ew.meta.Key)
-		e = onDisk
+		e = &Entry{Meta: onDisk.Meta, file: onDisk.File}
 	default:
 		ew.Abort()
 		return nil, false
@@ -254,6 +255,6 @@ func (z *Zone) rewriteOnDisk(old, e *Entry) {
 		return
 	}
 	if onDisk, err := w.Commit(); err == nil && !e.InMemory() {
-		e.Meta, e.file = onDisk.Meta, onDisk.file
+		e.Meta, e.file = onDisk.Meta, onDisk.File
 	}
 }

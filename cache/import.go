@@ -83,18 +83,15 @@ func (z *Zone) current(key string) (*Entry, bool) {
 	if z.disk == nil {
 		return nil, false
 	}
-	e, err := z.disk.Get(key)
-	return e, err == nil
+	de, err := z.disk.Get(key)
+	if err != nil {
+		return nil, false
+	}
+	return fromDisk(de), true
 }
-
-// MaxSize is the store's bound in bytes (0: none).
-func (d *DiskStore) MaxSize() int64 { return d.opts.MaxSize }
 
 // DiskMaxSize is the disk tier's max_size (0: none, or no disk tier): with
 // Tiers, what an import may still add.
 func (z *Zone) DiskMaxSize() int64 {
-	if z.disk == nil {
-		return 0
-	}
-	return z.disk.MaxSize()
+	return z.diskMax
 }

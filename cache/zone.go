@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
+	"github.com/edgecache/edgecache/cache/disk"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,8 +24,25 @@ type ZoneConfig struct {
 	MemoryEntryMax int64
 	// Disk, when set, is the persistent tier under the hot one. The caller
 	// opens it (one store per folder per process) and closes it.
-	Disk *DiskStore
+	Disk *disk.Store
 }
+
+// diskTier is what a zone asks of its disk tier (a disk.Store): entries
+// in (Create), out (Get, whose File opens the body or a range of it) and
+// gone (Delete, Clear); the keys it holds, for purges by prefix and key
+// listings (Has, Walk, WalkFrom); its counters.
+type diskTier interface {
+	Get(key string) (*disk.Entry, error)
+	Create(m disk.Meta) (*disk.Writer, error)
+	Delete(key string) (existed bool, err error)
+	Clear() (removed int, err error)
+	Has(key string) bool
+	Walk(fn func(key string) bool)
+	WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key string) bool)
+	Stats() disk.Stats
+}
+
+var _ diskTier = (*disk.Store)(nil)
 
 // ErrIndexLoading is returned by purges by prefix and key listings while
 // the disk tier's index is still being rebuilt after a start.
@@ -37,7 +55,8 @@ var ErrIndexLoading = errors.New("cache: the zone's key index is still loading f
 type Zone struct {
 	name    string
 	mem     *memoryTier
-	disk    *DiskStore
+	disk    diskTier // nil without one
+	diskMax int64    // the disk tier's max_size (0: none)
 	keys    *keyIndex
 	indexed <-chan struct{} // closed when the disk tier's index is complete
 	fills   fills
@@ -66,21 +85,22 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 	if cfg.MemoryEntryMax <= 0 {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
-	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: closedChan}
+	z := &Zone{name: cfg.Name, keys: newKeyIndex(), indexed: closedChan}
 	z.Stats.declare()
 	// The key index holds the memory tier's keys; the disk tier's are in
-	// its entry files (see DiskStore.Walk), so that an entry on disk costs
+	// its entry files (see disk.Store.Walk), so that an entry on disk costs
 	// no string in memory.
 	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.add, z.keys.remove)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}
 	z.mem = mem
-	if z.disk == nil {
+	if cfg.Disk == nil {
 		return z, nil
 	}
-	z.indexed = z.disk.Loaded()
-	z.disk.OnFlush(z.forget)
+	z.disk, z.diskMax = cfg.Disk, cfg.Disk.MaxSize()
+	z.indexed = cfg.Disk.Loaded()
+	cfg.Disk.OnFlush(z.forget)
 	return z, nil
 }
 
@@ -139,10 +159,11 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	if z.disk == nil {
 		return nil, TierNone
 	}
-	e, err := z.disk.Get(key)
+	de, err := z.disk.Get(key)
 	if err != nil {
 		return nil, TierNone
 	}
+	e := &de.Meta
 	if _, ok := e.Header["Content-Length"]; !ok {
 		// The header was written before a chunked body's length was known.
 		if e.Header == nil {
@@ -151,13 +172,14 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 		e.Header["Content-Length"] = []string{strconv.FormatInt(e.BodySize, 10)}
 	}
 	if e.BodySize > z.mem.maxEntry {
-		return e, TierDisk
+		return fromDisk(de), TierDisk
 	}
-	body, err := e.file.load()
+	body, err := de.File.Load()
 	if err != nil {
 		return nil, TierNone
 	}
-	hot := &Entry{Meta: e.Meta, Body: body}
+	hot := fromDisk(de)
+	hot.Body, hot.file = body, disk.File{}
 	z.promoteMu.RLock()
 	if z.mayStore(gen, mark, key) {
 		z.keys.add(key)
@@ -325,7 +347,7 @@ func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, 
 	}
 	var from *[md5.Size]byte
 	if after != "" {
-		h := keyHash(after)
+		h := disk.KeyHash(after)
 		from = &h
 	}
 	type hashed struct {
@@ -335,7 +357,7 @@ func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, 
 	// Keys held in memory only (their disk write failed), in the same order.
 	var memOnly []hashed
 	for _, k := range z.keys.withPrefix(prefix) {
-		h := keyHash(k)
+		h := disk.KeyHash(k)
 		if (from == nil || bytes.Compare(h[:], from[:]) > 0) && !z.disk.Has(k) {
 			memOnly = append(memOnly, hashed{h, k})
 		}

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"errors"
@@ -7,11 +7,18 @@ import (
 	"os"
 )
 
-// diskFile is where a disk entry's body is: the entry file, and the
-// checksum of the header it was read with, which names that version of the
-// file. The zero diskFile is no file (the body is in memory).
-type diskFile struct {
-	d      *DiskStore
+// Entry is an entry as its file holds it: the response's Meta, and where
+// its body is.
+type Entry struct {
+	Meta
+	File File
+}
+
+// File is where an entry's body is: the entry file, and the checksum of
+// the header it was read with, which names that version of the file. The
+// zero File is no file.
+type File struct {
+	d      *Store
 	path   string
 	key    string
 	offset int64  // where the body starts
@@ -23,9 +30,9 @@ type diskFile struct {
 // otherwise pair the entry's header with another body. A replaced or
 // removed file is ErrNotFound; a damaged one is removed and is ErrNotFound
 // too.
-func (f diskFile) openChecked() (*os.File, *fileHeader, error) {
+func (f File) openChecked() (*os.File, *fileHeader, error) {
 	if f.d == nil {
-		return nil, nil, errors.New("cache: not a disk entry")
+		return nil, nil, errors.New("disk: no entry file")
 	}
 	file, err := os.Open(f.path)
 	if err != nil {
@@ -40,7 +47,7 @@ func (f diskFile) openChecked() (*os.File, *fileHeader, error) {
 		if isReadErr(err) {
 			return nil, nil, err
 		}
-		f.d.removeDamaged(keyHash(f.key), f.path, fi, err)
+		f.d.removeDamaged(KeyHash(f.key), f.path, fi, err)
 		return nil, nil, ErrNotFound
 	}
 	if fh.HeaderCRC != f.crc || fh.Key != f.key || int64(fh.HeaderLen) != f.offset {
@@ -50,11 +57,11 @@ func (f diskFile) openChecked() (*os.File, *fileHeader, error) {
 	return file, fh, nil
 }
 
-// load reads the whole body and verifies its block checksums; it is meant
+// Load reads the whole body and verifies its block checksums; it is meant
 // for promoting small entries to the memory tier. A body that does not
 // match is removed and ErrCorrupt returned; a file replaced or removed
 // since it was read is ErrNotFound.
-func (f diskFile) load() ([]byte, error) {
+func (f File) Load() ([]byte, error) {
 	file, fh, err := f.openChecked()
 	if err != nil {
 		return nil, err
@@ -82,17 +89,19 @@ func (f diskFile) load() ([]byte, error) {
 }
 
 // removeDamaged removes the entry file, open as file, if it is still there.
-func (f diskFile) removeDamaged(file *os.File, cause error) {
+func (f File) removeDamaged(file *os.File, cause error) {
 	fi, err := file.Stat()
 	if err != nil {
 		return
 	}
-	f.d.removeDamaged(keyHash(f.key), f.path, fi, cause)
+	f.d.removeDamaged(KeyHash(f.key), f.path, fi, cause)
 }
 
-// open opens the body for reading, whole or in part (Seek, Limit). The
-// reader verifies every block it reads (BodyReader).
-func (f diskFile) open() (*BodyReader, error) {
+// Open opens the body for reading, whole or in part (Seek, Limit). The
+// reader verifies every block it reads (BodyReader). On Linux an open file
+// stays readable after a concurrent overwrite (rename) or purge (unlink),
+// so a reader gets the old or the new body, never a mix.
+func (f File) Open() (*BodyReader, error) {
 	file, fh, err := f.openChecked()
 	if err != nil {
 		return nil, err
@@ -100,19 +109,19 @@ func (f diskFile) open() (*BodyReader, error) {
 	return newBodyReader(f, file, fh), nil
 }
 
-// LoadBody reads the whole body of a disk entry (see diskFile.load).
-func (d *DiskStore) LoadBody(e *Entry) ([]byte, error) { return e.file.load() }
+// IsZero reports whether f is no file.
+func (f File) IsZero() bool { return f.d == nil }
 
-// OpenBody opens the body of a disk entry (see diskFile.open).
-func (d *DiskStore) OpenBody(e *Entry) (*BodyReader, error) { return e.file.open() }
+// Path is the entry file's path.
+func (f File) Path() string { return f.path }
 
-// OpenRange opens a disk entry's body for a response that sends the bytes
-// [start, end) of it. The first block it sends is read and verified before
+// OpenRange opens the body for a response that sends the bytes [start,
+// end) of it. The first block it sends is read and verified before
 // OpenRange returns, so that damage there is found before the response is
 // started: the file is removed and the error is ErrCorrupt; an entry
 // replaced or removed since its look-up is ErrNotFound.
-func (e *Entry) OpenRange(start, end int64) (*BodyReader, error) {
-	r, err := e.file.open()
+func (f File) OpenRange(start, end int64) (*BodyReader, error) {
+	r, err := f.Open()
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"encoding/binary"
@@ -77,7 +77,7 @@ const tableChunk = 256
 // Read and WriteTo return ErrCorrupt: nothing of a damaged block is ever
 // returned. It implements io.ReadSeekCloser and io.WriterTo.
 type BodyReader struct {
-	file  diskFile
+	file  File
 	f     *os.File
 	off   int64 // body offset in the file
 	size  int64 // body size
@@ -97,7 +97,7 @@ type BodyReader struct {
 }
 
 // newBodyReader makes a reader of the body of the open entry file f.
-func newBodyReader(file diskFile, f *os.File, fh *fileHeader) *BodyReader {
+func newBodyReader(file File, f *os.File, fh *fileHeader) *BodyReader {
 	return &BodyReader{file: file, f: f, off: int64(fh.HeaderLen), size: fh.BodySize, bs: fh.BlockSize,
 		limit: fh.BodySize, bufBlock: -1}
 }
