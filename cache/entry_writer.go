@@ -19,8 +19,7 @@ type EntryWriter struct {
 	file     *disk.Writer
 	n        int64
 	inMemory bool   // still buffering for the hot tier
-	gen      uint64 // purge generation when the request began: a purge since voids the entry
-	mark     uint64 // invalidation mark when the request began: an invalidation of the key since voids it
+	at       Mark   // when the request began: a purge, or an invalidation of the key, since voids the entry
 	primary  string // for a variant (meta.VaryNames set): the key its index goes under
 	stream   *Stream
 }
@@ -32,7 +31,7 @@ type EntryWriter struct {
 // between voids the entry, as the backend may have computed the answer
 // before it.
 func (z *Zone) NewEntryWriter(meta Meta, at Mark) *EntryWriter {
-	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: at.Purge, mark: at.Inval}
+	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, at: at}
 	if len(meta.VaryNames) > 0 {
 		ew.primary = meta.Key
 		ew.meta.Key = VariantKey(meta.Key, meta.Variant)
@@ -129,7 +128,7 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 	// it is not stored (nginx would store it; a purge here is final).
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayStore(ew.gen, ew.mark, ew.meta.Key) {
+	if z.voided(ew.at, ew.meta.Key) {
 		z.Stats.CountSkip(SkipPurged)
 		ew.Abort()
 		return nil, false
@@ -197,12 +196,10 @@ type Revalidation struct {
 	Header   http.Header // the 304's headers that replace stored ones
 	Decision Decision
 	At       time.Time
-	// PurgeGen is Mark().Purge from before the stale entry was read: a
-	// purge since then wins over the revalidation.
-	PurgeGen uint64
-	// Invalidations is Mark().Inval from before the stale entry was read:
-	// an invalidation of the key since then wins too.
-	Invalidations uint64
+	// Mark is the zone's Mark from before the stale entry was read: a
+	// purge, or an invalidation of the key, since then wins over the
+	// revalidation (the entry is served to this client, not stored).
+	Mark Mark
 	// Date is the 304's Date, which replaces the stored one.
 	Date string
 }
@@ -226,7 +223,7 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 	e.StaleIfError = rv.Decision.StaleIfError
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayStore(rv.PurgeGen, rv.Invalidations, e.Key) {
+	if z.voided(rv.Mark, e.Key) {
 		return e // served to this client, not stored
 	}
 	if z.disk != nil {

@@ -44,7 +44,7 @@ func (z *Zone) Import(m Meta, body io.Reader) error {
 		}
 		z.promoteMu.RLock()
 		defer z.promoteMu.RUnlock()
-		if !z.mayPromote(gen) {
+		if z.purgedSince(gen) {
 			return errors.New("cache: a purge ran during the import of this entry")
 		}
 		z.keys.add(m.Key)
@@ -62,7 +62,7 @@ func (z *Zone) Import(m Meta, body io.Reader) error {
 	}
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayPromote(gen) {
+	if z.purgedSince(gen) {
 		w.Abort()
 		return errors.New("cache: a purge ran during the import of this entry")
 	}

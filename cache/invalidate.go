@@ -31,10 +31,6 @@ func (z *Zone) Invalidate(key string) bool {
 	return known
 }
 
-// InvalidationMark is to be taken before asking the backend for a
-// revalidation (see Revalidation.Invalidations).
-func (z *Zone) InvalidationMark() uint64 { return z.invalidated.mark() }
-
 // invalidations remembers which keys were invalidated since a mark, so
 // that a store or promotion of a key that began before its invalidation
 // is refused, without disturbing the others.

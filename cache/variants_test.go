@@ -91,14 +91,14 @@ func TestZoneInvalidate(t *testing.T) {
 	if !zonePut(t, z, "/other", []byte("other"), true) {
 		t.Fatal("not stored")
 	}
-	gen := z.PurgeGeneration()
+	gen := z.Mark().Purge
 
 	inFlightSame := z.NewEntryWriter(testMeta("/doc", 3), z.Mark())
 	inFlightOther := z.NewEntryWriter(testMeta("/list", 4), z.Mark())
 	if !z.Invalidate("/doc") {
 		t.Error("Invalidate did not know the key")
 	}
-	if z.PurgeGeneration() != gen {
+	if z.Mark().Purge != gen {
 		t.Error("Invalidate bumped the zone-wide purge generation")
 	}
 	if got := lookupBody(z, "/doc", http.Header{"Accept": {"text/html"}}); got != "(miss)" {

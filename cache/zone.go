@@ -145,11 +145,11 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 
 // get is Get, saying which tier held the entry (TierNone: neither).
 func (z *Zone) get(key string) (*Entry, Tier) {
-	gen, mark := z.purgeGen.Load(), z.invalidated.mark()
+	at := z.Mark()
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
 			z.promoteMu.RLock()
-			if z.mayStore(gen, mark, key) {
+			if !z.voided(at, key) {
 				z.mem.readmit(e)
 			}
 			z.promoteMu.RUnlock()
@@ -181,7 +181,7 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	hot := fromDisk(de)
 	hot.Body, hot.file = body, disk.File{}
 	z.promoteMu.RLock()
-	if z.mayStore(gen, mark, key) {
+	if !z.voided(at, key) {
 		z.keys.add(key)
 		z.mem.set(hot)
 	}
@@ -196,16 +196,18 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	return hot, TierDisk
 }
 
-// mayStore is mayPromote for one key: nor may the key have been
-// invalidated since mark.
-func (z *Zone) mayStore(gen, mark uint64, key string) bool {
-	return z.mayPromote(gen) && !z.invalidated.since(primaryKey(key), mark)
+// voided reports, under promoteMu's read lock, whether what was read or
+// fetched for key by a request that began at the mark at may no longer be
+// stored: a purge is under way or ended since, or key was invalidated
+// since.
+func (z *Zone) voided(at Mark, key string) bool {
+	return z.purgedSince(at.Purge) || z.invalidated.since(primaryKey(key), at.Inval)
 }
 
-// mayPromote reports, under promoteMu's read lock, whether an entry read
-// when purgeGen was gen may be stored in memory.
-func (z *Zone) mayPromote(gen uint64) bool {
-	return z.purging == 0 && z.purgeGen.Load() == gen
+// purgedSince reports, under promoteMu's read lock, whether a purge is
+// under way or ended since purgeGen was gen.
+func (z *Zone) purgedSince(gen uint64) bool {
+	return z.purging != 0 || z.purgeGen.Load() != gen
 }
 
 // beginPurge stops promotions until the purge ends (the returned function)
@@ -395,9 +397,6 @@ func (z *Zone) Close() error {
 	z.mem.close()
 	return nil
 }
-
-// PurgeGeneration changes whenever a purge ends; see Revalidation.
-func (z *Zone) PurgeGeneration() uint64 { return z.purgeGen.Load() }
 
 // CountUse counts a request for key and returns how many there have been,
 // for min_uses.
