@@ -132,11 +132,11 @@ func TestZoneInvalidate(t *testing.T) {
 func TestInvalidationsForget(t *testing.T) {
 	var v invalidations
 	v.add("a")
-	early := v.mark()
+	early := v.now()
 	for i := range maxTrackedInvalidations {
 		v.add(strconv.Itoa(i))
 	}
-	late := v.mark()
+	late := v.now()
 	v.add("b")
 	if !v.since("zzz", early) {
 		t.Error("a mark from before the record was forgotten passed")
@@ -144,7 +144,7 @@ func TestInvalidationsForget(t *testing.T) {
 	if v.since("zzz", late) || !v.since("b", late) {
 		t.Error("a mark from after the reset was judged wrongly")
 	}
-	if v.since("x", v.mark()) {
+	if v.since("x", v.now()) {
 		t.Error("nothing invalidated since, yet refused")
 	}
 }

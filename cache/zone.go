@@ -133,7 +133,7 @@ func (z *Zone) Clock() *Clock { return &z.clock }
 type Mark struct{ Purge, Inval uint64 }
 
 // Mark is the zone's mark now.
-func (z *Zone) Mark() Mark { return Mark{Purge: z.purgeGen.Load(), Inval: z.invalidated.mark()} }
+func (z *Zone) Mark() Mark { return Mark{Purge: z.purgeGen.Load(), Inval: z.invalidated.now()} }
 
 // Get returns the entry stored under key, fresh or not. An entry found on
 // disk that fits the hot tier is promoted to it; a larger one is returned
