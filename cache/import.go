@@ -80,14 +80,10 @@ func (z *Zone) current(key string) (*Entry, bool) {
 	if e, _, ok := z.mem.lookup(key); ok {
 		return e, true
 	}
-	if z.disk == nil {
-		return nil, false
+	if de := z.diskGet(key); de != nil {
+		return fromDisk(de), true
 	}
-	de, err := z.disk.Get(key)
-	if err != nil {
-		return nil, false
-	}
-	return fromDisk(de), true
+	return nil, false
 }
 
 // DiskMaxSize is the disk tier's max_size (0: none, or no disk tier): with

@@ -115,10 +115,8 @@ func (z *Zone) Kept(e *Entry, mark Mark) bool {
 	if cur, _, ok := z.mem.lookup(e.Key); ok {
 		return cur.StoredAt.Equal(e.StoredAt)
 	}
-	if z.disk != nil {
-		if cur, err := z.disk.Get(e.Key); err == nil {
-			return cur.StoredAt.Equal(e.StoredAt)
-		}
+	if cur := z.diskGet(e.Key); cur != nil {
+		return cur.StoredAt.Equal(e.StoredAt)
 	}
 	return false
 }

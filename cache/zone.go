@@ -156,11 +156,8 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 		}
 		return e, TierMemory
 	}
-	if z.disk == nil {
-		return nil, TierNone
-	}
-	de, err := z.disk.Get(key)
-	if err != nil {
+	de := z.diskGet(key)
+	if de == nil {
 		return nil, TierNone
 	}
 	e := &de.Meta
@@ -190,10 +187,23 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	// between the read and the promotion: then the promoted copy is old.
 	// The commit replaces memory after renaming the file, so checking the
 	// file after promoting finds every such case.
-	if now, err := z.disk.Get(key); err != nil || !now.StoredAt.Equal(hot.StoredAt) {
+	if now := z.diskGet(key); now == nil || !now.StoredAt.Equal(hot.StoredAt) {
 		z.mem.delIf(key, hot)
 	}
 	return hot, TierDisk
+}
+
+// diskGet is the disk tier's entry for key: nil if it holds none, or if
+// the zone has no disk tier.
+func (z *Zone) diskGet(key string) *disk.Entry {
+	if z.disk == nil {
+		return nil
+	}
+	de, err := z.disk.Get(key)
+	if err != nil {
+		return nil
+	}
+	return de
 }
 
 // voided reports, under promoteMu's read lock, whether what was read or
