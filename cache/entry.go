@@ -40,7 +40,11 @@ func (e *Entry) OpenBody() (io.ReadSeekCloser, error) {
 	if e.InMemory() {
 		return nopCloser{bytes.NewReader(e.Body)}, nil
 	}
-	return e.file.Open()
+	r, err := e.file.Open()
+	if err != nil {
+		return nil, err // not a nil *BodyReader in a non-nil interface
+	}
+	return r, nil
 }
 
 // OpenRange opens a disk entry's body for a response that sends the bytes

@@ -631,3 +631,41 @@ func TestZoneFlushedFolder(t *testing.T) {
 		t.Fatal("the zone does not store after the flush")
 	}
 }
+
+// TestRevalidateKeepsDiskBody: a revalidated disk entry reads its body from
+// the file it was read from, whether the zone stored the revalidation or
+// refused it (a purge of another key since the request's Mark).
+func TestRevalidateKeepsDiskBody(t *testing.T) {
+	for _, purge := range []bool{false, true} {
+		z := newDiskZone(t, 1<<10)
+		body := bytes.Repeat([]byte("0123456789abcdef"), 8<<10)
+		if !zonePut(t, z, "/big", body, true) {
+			t.Fatal("not stored")
+		}
+		old, ok := z.Get("/big")
+		if !ok || old.InMemory() {
+			t.Fatal("/big is not a disk entry")
+		}
+		at := z.Mark()
+		if purge {
+			z.Purge("/other")
+		}
+		now := time.Now()
+		e := z.Revalidate(old, Revalidation{At: now, Decision: Decision{Store: true, ValidUntil: now.Add(time.Hour)}, Mark: at})
+		if e.InMemory() || !e.ValidUntil.Equal(now.Add(time.Hour)) {
+			t.Fatalf("purge %v: the revalidated entry: in memory %v, valid until %s", purge, e.InMemory(), e.ValidUntil)
+		}
+		r, err := e.OpenRange(0, e.BodySize)
+		if err != nil {
+			t.Fatalf("purge %v: OpenRange: %v", purge, err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("purge %v: read %d bytes, %v; want the whole %d", purge, len(got), err, len(body))
+		}
+		if stored, _ := z.Get("/big"); stored.ValidUntil.Equal(e.ValidUntil) == purge {
+			t.Errorf("purge %v: stored %v, want %v", purge, stored.ValidUntil.Equal(e.ValidUntil), !purge)
+		}
+	}
+}
