@@ -82,6 +82,48 @@ func (b *bench) sampleCPU() (cpuSample, error) {
 	return s, nil
 }
 
+// clockTicks is the unit of /proc's CPU times (USER_HZ: 100 on every
+// Linux architecture Go supports).
+const clockTicks = 100
+
+// cpuTicks is the CPU time (user and system, in clock ticks) used so far by
+// the target's processes: its process group (nginx's master and workers),
+// or this process for the in-process origin (wrk, a child, is counted
+// apart until it is waited for). Divided by the requests of a run, it is
+// the CPU per request, which other processes on the machine disturb less
+// than req/s.
+func (t *target) cpuTicks() uint64 {
+	pgrp := os.Getpid()
+	if t.proc != nil {
+		pgrp = t.proc.cmd.Process.Pid
+	}
+	var ticks uint64
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(data), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		g, _ := strconv.Atoi(f[2])
+		if (t.proc != nil && g != pgrp) || (t.proc == nil && pid != pgrp) {
+			continue
+		}
+		utime, _ := strconv.ParseUint(f[11], 10, 64)
+		stime, _ := strconv.ParseUint(f[12], 10, 64)
+		ticks += utime + stime
+	}
+	return ticks
+}
+
 // foreignShare is the share of the machine's CPU (0..1) that other processes
 // used between two samples.
 func foreignShare(before, after cpuSample) float64 {

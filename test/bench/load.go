@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -22,6 +23,7 @@ type loadRun struct {
 	wrkResult
 	originRequests int64   // requests that reached the origin during the run
 	foreignCPU     float64 // share of the CPU used by other processes meanwhile
+	cpuPerRequest  float64 // µs of CPU the target used per request (0: unknown)
 }
 
 // startLoadTargets starts nginx, the ceiling and edgecache (the origin runs
@@ -44,8 +46,17 @@ func (b *bench) startLoadTargets(ctx context.Context) ([]*target, error) {
 		return nil, err
 	}
 	edge.caches = true
+	// The same with a disk tier whose memory tier keeps no body of these
+	// sizes: every hit is read from the zone folder (from the page cache,
+	// as nginx's are).
+	disk, err := b.startCaddyWith(ctx, nameEdgeDisk, "edgecache (disk zone, every hit from disk)", edgecacheCaddyfile,
+		configData{MemorySize: b.opt.loadZone, MemoryEntryMax: "4KiB", Path: filepath.Join(b.dir, nameEdgeDisk, "cache")})
+	if err != nil {
+		return nil, err
+	}
+	disk.caches = true
 	b.nginx, b.edge = nginx, edge
-	targets := []*target{nginx, edge, ceiling, b.originTarget()}
+	targets := []*target{nginx, edge, disk, ceiling, b.originTarget()}
 
 	paths := map[string]int{}
 	for _, s := range loadSizes {
@@ -150,10 +161,12 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 	if err != nil {
 		return loadRun{}, err
 	}
+	ticksBefore := t.cpuTicks()
 	res, _, err := runWrk(ctx, t.base+path, b.opt.threads, b.opt.connections, b.opt.duration, b.opt.nice)
 	if err != nil {
 		return loadRun{}, fmt.Errorf("%s %s: %w", t.name, path, err)
 	}
+	ticksAfter := t.cpuTicks()
 	cpuAfter, err := b.sampleCPU()
 	if err != nil {
 		return loadRun{}, err
@@ -162,6 +175,9 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 		wrkResult:      res,
 		originRequests: b.origin.requests.Load() - before,
 		foreignCPU:     foreignShare(cpuBefore, cpuAfter),
+	}
+	if res.Requests > 0 && ticksAfter > ticksBefore {
+		run.cpuPerRequest = float64(ticksAfter-ticksBefore) * 1e6 / clockTicks / float64(res.Requests)
 	}
 	if profileDone != nil {
 		if err := <-profileDone; err != nil {
