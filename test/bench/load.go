@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -101,7 +102,7 @@ func (b *bench) loadParts(ctx context.Context) error {
 				if t.unavailable != "" {
 					continue
 				}
-				profile := b.opt.pprofPath != "" && round == 1 && s.part == "10k" && t.name == nameEdgecache
+				profile := b.opt.pprofPath != "" && round == 1 && s.part == "10k" && (t.name == nameEdgecache || t.name == nameEdgeDisk)
 				run, err := b.quietWrkRun(ctx, t, s.path, profile)
 				if err != nil {
 					return err
@@ -151,7 +152,7 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 		if seconds < 1 {
 			seconds = 1
 		}
-		go func() { profileDone <- b.cpuProfile(ctx, t, seconds) }()
+		go func() { profileDone <- b.cpuProfile(ctx, t, profilePath(b.opt.pprofPath, t.name), seconds) }()
 	}
 	if err := b.waitIdle(ctx); err != nil {
 		return loadRun{}, err
@@ -183,14 +184,26 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 		if err := <-profileDone; err != nil {
 			b.logf("warning: CPU profile: %v", err)
 		} else {
-			b.logf("CPU profile of edgecache's 10 KiB run written to %s (go tool pprof -top %s %s)", b.opt.pprofPath, b.bin, b.opt.pprofPath)
+			path := profilePath(b.opt.pprofPath, t.name)
+			b.logf("CPU profile of %s's 10 KiB run written to %s (go tool pprof -top %s %s)", t.name, path, b.bin, path)
 		}
 	}
 	return run, nil
 }
 
+// profilePath is where -pprof's profile of the named target goes: the
+// memory zone's at the path given, the disk zone's beside it (cpu.out,
+// cpu-disk.out).
+func profilePath(path, target string) string {
+	if target != nameEdgeDisk {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-disk" + ext
+}
+
 // cpuProfile fetches a CPU profile from Caddy's admin endpoint.
-func (b *bench) cpuProfile(ctx context.Context, t *target, seconds int) error {
+func (b *bench) cpuProfile(ctx context.Context, t *target, path string, seconds int) error {
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, seconds)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -205,7 +218,7 @@ func (b *bench) cpuProfile(ctx context.Context, t *target, seconds int) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
-	f, err := os.Create(b.opt.pprofPath)
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
