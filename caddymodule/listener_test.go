@@ -71,6 +71,13 @@ func countCoalesced(t *testing.T) *atomic.Int64 {
 	return &n
 }
 
+func countSendfile(t *testing.T) *atomic.Int64 {
+	var n atomic.Int64
+	testHookSendfile = func(sent int64) { n.Add(sent) }
+	t.Cleanup(func() { testHookSendfile = nil })
+	return &n
+}
+
 func TestCoalescingConnHoldsOneWrite(t *testing.T) {
 	coalesced := countCoalesced(t)
 	server, client := connPair(t)
@@ -172,9 +179,12 @@ func TestListenerWrapperLeavesTLS(t *testing.T) {
 
 // TestListenerWrapperHits serves hits of sizes around net/http's 4 KiB
 // buffer through the wrapper, from memory and from disk, on one keep-alive
-// connection, and checks every response byte and its framing.
+// connection, and checks every response byte and its framing. A disk
+// hit's first read verifies the body as it sends it, the headers in the
+// same write; the later ones go out with sendfile.
 func TestListenerWrapperHits(t *testing.T) {
 	coalesced := countCoalesced(t)
+	sendfiles := countSendfile(t)
 	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
 		w.Header().Set("Content-Length", strconv.Itoa(size))
@@ -231,7 +241,7 @@ func TestListenerWrapperHits(t *testing.T) {
 	}
 
 	sizes := []int{100, 3000, 3900, 4096, 4200, 8191, 10240, 100 << 10, 1 << 20}
-	wantCoalesced := int64(0)
+	wantCoalesced, wantSendfile := int64(0), int64(0)
 	for _, size := range sizes {
 		path := "/" + strconv.Itoa(size)
 		want := sizedBody(size)
@@ -243,6 +253,12 @@ func TestListenerWrapperHits(t *testing.T) {
 		}
 		if size > 4<<10 && size <= 64<<10 { // in memory
 			wantCoalesced += 2
+		}
+		if size > 64<<10 { // on disk: verified by the first hit, sent by the second and the range
+			// net/http copies the first 512 bytes (its sniffing length)
+			// and sends them with the headers before it calls ReadFrom.
+			wantCoalesced++
+			wantSendfile += int64(size-512) + int64(size-10-512)
 		}
 		res, body := roundTrip("HEAD", path, "")
 		if res.Header.Get("Content-Length") != strconv.Itoa(size) || len(body) != 0 {
@@ -264,6 +280,9 @@ func TestListenerWrapperHits(t *testing.T) {
 	wantCoalesced++
 	if got := coalesced.Load(); got != wantCoalesced {
 		t.Errorf("%d hits sent in one write, want %d", got, wantCoalesced)
+	}
+	if got := sendfiles.Load(); got != wantSendfile {
+		t.Errorf("%d bytes sent with sendfile, want %d", got, wantSendfile)
 	}
 }
 
