@@ -49,34 +49,14 @@ func (b *bench) sampleCPU() (cpuSample, error) {
 	}
 	b.ps.mu.Unlock()
 	self := os.Getpid()
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range stats {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// The command name is in parentheses and may hold spaces.
-		i := strings.LastIndexByte(string(data), ')')
-		if i < 0 {
+	for _, p := range procStats() {
+		if !groups[p.pgrp] {
 			continue
 		}
-		f := strings.Fields(string(data[i+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.TrimSuffix(filepath.Base(filepath.Dir(path)), "/"))
-		pgrp, _ := strconv.Atoi(f[2])
-		if !groups[pgrp] {
-			continue
-		}
-		utime, _ := strconv.ParseUint(f[11], 10, 64)
-		stime, _ := strconv.ParseUint(f[12], 10, 64)
-		s.ours += utime + stime
-		if pid == self {
+		s.ours += p.cpu
+		if p.pid == self {
 			// wrk has been waited for: its time is in our children's.
-			cutime, _ := strconv.ParseUint(f[13], 10, 64)
-			cstime, _ := strconv.ParseUint(f[14], 10, 64)
-			s.ours += cutime + cstime
+			s.ours += p.children
 		}
 	}
 	return s, nil
@@ -98,30 +78,50 @@ func (t *target) cpuTicks() uint64 {
 		pgrp = t.proc.cmd.Process.Pid
 	}
 	var ticks uint64
+	for _, p := range procStats() {
+		if (t.proc != nil && p.pgrp == pgrp) || (t.proc == nil && p.pid == pgrp) {
+			ticks += p.cpu
+		}
+	}
+	return ticks
+}
+
+// procStat is what the harness reads of a process's /proc/<pid>/stat: its
+// group, and its CPU time and its waited-for children's, in clock ticks.
+type procStat struct {
+	pid, pgrp     int
+	cpu, children uint64
+}
+
+// procStats reads every process's stat.
+func procStats() []procStat {
+	var out []procStat
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			continue
+			continue // gone meanwhile
 		}
+		// The command name is in parentheses and may hold spaces.
 		i := strings.LastIndexByte(string(data), ')')
 		if i < 0 {
 			continue
 		}
 		f := strings.Fields(string(data[i+1:]))
-		if len(f) < 13 {
+		if len(f) < 15 {
 			continue
 		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-		g, _ := strconv.Atoi(f[2])
-		if (t.proc != nil && g != pgrp) || (t.proc == nil && pid != pgrp) {
-			continue
-		}
+		var p procStat
+		p.pid, _ = strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		p.pgrp, _ = strconv.Atoi(f[2])
 		utime, _ := strconv.ParseUint(f[11], 10, 64)
 		stime, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += utime + stime
+		cutime, _ := strconv.ParseUint(f[13], 10, 64)
+		cstime, _ := strconv.ParseUint(f[14], 10, 64)
+		p.cpu, p.children = utime+stime, cutime+cstime
+		out = append(out, p)
 	}
-	return ticks
+	return out
 }
 
 // foreignShare is the share of the machine's CPU (0..1) that other processes
