@@ -364,7 +364,10 @@ func (a *App) diskStore(name string, zc *ZoneConfig) (*disk.Store, error) {
 		return nil, err
 	}
 	a.diskKeys = append(a.diskKeys, dir)
-	return val.(pooledDisk).Store, nil
+	store := val.(pooledDisk).Store
+	// The store outlives a reload; its verify setting follows the config.
+	store.SetVerifyAlways(zc.Verify == VerifyAlways)
+	return store, nil
 }
 
 // Zone returns the named zone, or nil.

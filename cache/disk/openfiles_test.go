@@ -113,6 +113,16 @@ func TestVerifyOnce(t *testing.T) {
 			t.Fatalf("always=%v: trusted %v after a whole read", always, r.Trusted())
 		}
 		r.Close()
+		if !always {
+			// A reload to verify always: the next readers verify.
+			d.SetVerifyAlways(true)
+			if r, _ := e.File.Open(); r.Trusted() {
+				t.Fatal("trusted after SetVerifyAlways(true)")
+			} else {
+				r.Close()
+			}
+			d.SetVerifyAlways(false)
+		}
 
 		// Bit rot after the first read, in place (the open file sees it).
 		flipByte(t, e.File.path, e.File.offset+10)

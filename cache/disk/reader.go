@@ -120,7 +120,7 @@ func (f File) Open() (*BodyReader, error) {
 		// header to read again.
 		r := newBodyReader(f, f.of.f, f.of.fh)
 		r.of = f.of
-		r.trusted = f.of.verified.Load() && !f.d.opts.VerifyAlways
+		r.trusted = f.of.verified.Load() && !f.d.verifyAlways.Load()
 		return r, nil
 	}
 	file, fh, err := f.openChecked()

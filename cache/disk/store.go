@@ -149,6 +149,8 @@ type Store struct {
 	// the store is closed and keeps nothing open.
 	open        map[[md5.Size]byte]*openFile
 	closedFiles bool
+	// verifyAlways is Options.VerifyAlways, changed by SetVerifyAlways.
+	verifyAlways atomic.Bool
 
 	entries atomic.Int64
 	bytes   atomic.Int64
@@ -238,7 +240,7 @@ func New(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk cache: %w", err)
 	}
-	return &Store{
+	d := &Store{
 		abs:     abs,
 		dir:     dir,
 		opts:    opts,
@@ -250,8 +252,14 @@ func New(dir string, opts Options) (*Store, error) {
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		loaded:  make(chan struct{}),
-	}, nil
+	}
+	d.verifyAlways.Store(opts.VerifyAlways)
+	return d, nil
 }
+
+// SetVerifyAlways changes Options.VerifyAlways of a store in use (a config
+// reload keeps the store): readers opened from then on follow it.
+func (d *Store) SetVerifyAlways(always bool) { d.verifyAlways.Store(always) }
 
 // Open creates the zone folder if needed and takes it: it locks the folder
 // against other processes (the error names the one holding it), removes
