@@ -336,6 +336,9 @@ func zoneList(names []string) string {
 //	    lock on|off                       # default on: one backend request per missing key
 //	    lock_age <dur>                    # default 5s: then one more request may go to the backend
 //	    lock_timeout <dur>                # default 5s: then a waiter fetches for itself, storing nothing
+//	    uncacheable_ttl <dur>|off         # default 10s: a key whose fill stored nothing sends its requests
+//	                                      # straight to the backend that long (hit-for-miss; at most the answer's
+//	                                      # own freshness); the fill's waiters share its 5xx or go together
 //	    min_uses <n>                      # store from the n-th request of a key on; default 1
 //	    refresh                           # the cache buster: never look up, fetch and overwrite
 //	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
@@ -369,7 +372,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	var lookupLines []int
 	for d.NextBlock(0) {
 		switch d.Val() {
-		case "lock", "lock_age", "lock_timeout", "use_stale", "background_update", "background_timeout", "revalidate", "min_uses":
+		case "lock", "lock_age", "lock_timeout", "uncacheable_ttl", "use_stale", "background_update", "background_timeout", "revalidate", "min_uses":
 			lookupOnly = append(lookupOnly, d.Val())
 			lookupLines = append(lookupLines, d.Line())
 		}
@@ -466,6 +469,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "lock_timeout":
 			if err := durationArg(d, &h.LockTimeout); err != nil {
 				return err
+			}
+		case "uncacheable_ttl":
+			if d.NextArg() && d.Val() == "off" {
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				h.UncacheableTTL = -1
+				continue
+			}
+			d.Prev()
+			if err := durationArg(d, &h.UncacheableTTL); err != nil {
+				return err
+			}
+			if h.UncacheableTTL == 0 {
+				return d.Errf("uncacheable_ttl: want a positive duration, or off")
 			}
 		case "min_uses":
 			var v string

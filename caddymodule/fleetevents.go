@@ -393,9 +393,9 @@ type refreshAnnouncer struct {
 	zone, key string
 }
 
-func (r refreshAnnouncer) Release(stored bool) {
+func (r refreshAnnouncer) Release(stored bool, uncacheable time.Duration) {
 	if r.inner != nil {
-		r.inner.Release(stored)
+		r.inner.Release(stored, uncacheable)
 	}
 	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, stored)
 }

@@ -340,9 +340,11 @@ http://127.0.0.1:{PORT} {
 	})
 }
 
-// TestFailedFillHandsTheLockOn: when the fill fails, one waiter takes the
-// lock and the others keep waiting, so the backend is not stampeded.
-func TestFailedFillHandsTheLockOn(t *testing.T) {
+// TestFailedFillWakesItsWaitersAtOnce: when the fill fails with a 5xx no
+// client shaped, its waiters share that answer at once (hit-for-miss),
+// rather than take the lock one at a time; the key then passes requests
+// straight through, and an answer that is stored ends that.
+func TestFailedFillWakesItsWaitersAtOnce(t *testing.T) {
 	var requests, inFlight, maxInFlight atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := requests.Add(1)
@@ -379,20 +381,80 @@ http://127.0.0.1:{PORT} {
 		go func() { defer wg.Done(); answers[i] = get(base + "/k") }()
 	}
 	wg.Wait()
-	if n := requests.Load(); n != 2 {
-		t.Errorf("backend requests %d, want 2 (the failed fill, then one more)", n)
+	if n := requests.Load(); n != 1 {
+		t.Errorf("backend requests %d, want 1 (the failed fill, its answer shared)", n)
 	}
-	if m := maxInFlight.Load(); m != 1 {
-		t.Errorf("%d backend requests at once, want 1", m)
-	}
-	hits := 0
 	for _, a := range answers {
-		if a.status == "HIT" && a.body == "fine" {
-			hits++
+		if a.code != http.StatusBadGateway || a.status != "MISS" {
+			t.Errorf("%+v, want the fill's 502, MISS", a)
 		}
 	}
-	if hits != 8 {
-		t.Errorf("%d HITs, want 8 (10 clients less the failed leader and the second): %+v", hits, answers)
+	if n := activeApp(t).Zone("default").Stats.CollapsedErrors.Load(); n != 9 {
+		t.Errorf("collapsed errors %d, want 9", n)
+	}
+	// Uncacheable for now: no wait, and a stored answer ends it.
+	if a := get(base + "/k"); a.status != "MISS" || a.body != "fine" {
+		t.Errorf("after the failure: %+v, want MISS fine", a)
+	}
+	if a := get(base + "/k"); a.status != "HIT" || a.body != "fine" {
+		t.Errorf("after the stored answer: %+v, want HIT fine", a)
+	}
+}
+
+// TestUncacheableFillWakesItsWaitersTogether: the waiters of a fill whose
+// answer is not stored (no-store), and not theirs to share, go to the
+// backend together, at once; the next request goes straight through.
+func TestUncacheableFillWakesItsWaitersTogether(t *testing.T) {
+	var requests, inFlight, maxInFlight atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		cur := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
+		}
+		time.Sleep(200 * time.Millisecond) // a slow backend
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "yours")
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, `{
+	admin off
+	persist_config off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	edge_cache {
+		valid 200 1h
+		lock_timeout 10s
+		uncacheable_ttl 1h
+	}
+	reverse_proxy {BACKEND}
+}`, srv.URL)
+	var wg sync.WaitGroup
+	answers := make([]answer, 10)
+	for i := range answers {
+		wg.Go(func() { answers[i] = get(base + "/k") })
+	}
+	wg.Wait()
+	for _, a := range answers {
+		if a.code != http.StatusOK || a.body != "yours" || a.status != "MISS" {
+			t.Errorf("%+v, want 200 yours, MISS", a)
+		}
+	}
+	if n, m := requests.Load(), maxInFlight.Load(); n != 10 || m != 9 {
+		t.Errorf("%d backend requests, %d at most at once; want 10, the 9 waiters together", n, m)
+	}
+	zone := activeApp(t).Zone("default")
+	waits := zone.Stats.LockWaits.Load()
+	maxInFlight.Store(0)
+	for i := range answers {
+		wg.Go(func() { answers[i] = get(base + "/k") })
+	}
+	wg.Wait()
+	if n := zone.Stats.LockWaits.Load(); n != waits {
+		t.Errorf("%d requests waited for a fill of an uncacheable key, want none", n-waits)
 	}
 }
 
@@ -423,9 +485,9 @@ func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 	}
 }
 
-// TestFailedRefillOfExpiredHandsTheLockOn: the same for an expired entry
-// without use_stale: one waiter takes over a failed fill, the rest wait.
-func TestFailedRefillOfExpiredHandsTheLockOn(t *testing.T) {
+// TestFailedRefillOfExpiredWakesItsWaiters: the same for an expired entry
+// without use_stale: the failed refill's waiters share its 502.
+func TestFailedRefillOfExpiredWakesItsWaiters(t *testing.T) {
 	var requests, inFlight, maxInFlight atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := requests.Add(1)
@@ -455,8 +517,8 @@ func TestFailedRefillOfExpiredHandsTheLockOn(t *testing.T) {
 		go func() { defer wg.Done(); get(base + "/k") }()
 	}
 	wg.Wait()
-	if n := requests.Load(); n != 3 {
-		t.Errorf("backend requests %d, want 3 (the first fill, the failed refill, one more)", n)
+	if n := requests.Load(); n != 2 {
+		t.Errorf("backend requests %d, want 2 (the first fill, the failed refill)", n)
 	}
 	if m := maxInFlight.Load(); m != 1 {
 		t.Errorf("%d backend requests at once, want 1", m)

@@ -113,7 +113,7 @@ func (f *Fleet) released(job cache.SharedStore, stored bool) {
 	case own && job.Entry != nil && !stored:
 		c.release(msgLocal)
 	default:
-		job.Claim.Release(stored) // once: nothing if store released it
+		job.Claim.Release(stored, job.Uncacheable) // once: nothing if store released it
 	}
 }
 
@@ -161,7 +161,7 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 			if err == nil {
 				// Released by the script; a failed one (after the SET,
 				// say) is released apart, so the waiters never hang.
-				c.released.Store(true)
+				c.markReleased()
 			}
 			return err
 		}
