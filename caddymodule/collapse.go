@@ -37,7 +37,7 @@ func (h *Handler) unstored(job fetchJob, cw *captureWriter, whole bool) cache.Aw
 		end.Entry = cw.answer
 		end.Entry.BodySize = int64(len(end.Entry.Body))
 	}
-	if !job.mayStore {
+	if !job.cacheable {
 		return end
 	}
 	end.Uncacheable = time.Duration(h.UncacheableTTL)

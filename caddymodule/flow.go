@@ -177,7 +177,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 // stores what the backend answers over the entry.
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, zone *cache.Zone, key string) error {
 	repl.Set(tierPlaceholder, tierValues[cache.TierNone])
-	return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, mark: zone.Mark()})
+	return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, cacheable: true, mark: zone.Mark()})
 }
 
 // lookup finds the entry that may answer r under key, and whether it is
@@ -227,12 +227,12 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 // (hit-for-miss: collapse.go).
 func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob, now time.Time) error {
 	zone, key := job.zone, job.key
-	job.status, job.mayStore = cache.StatusMiss, true
+	job.status, job.cacheable = cache.StatusMiss, true
 	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
-		job.mayStore = false
+		job.cacheable = false
 	}
 	shared := h.app.sharedFor(zone)
-	if !job.mayStore || !h.lock || zone.Uncacheable(key) {
+	if !job.cacheable || !h.lock || zone.Uncacheable(key) {
 		if shared != nil {
 			if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok && e.Fresh(now) {
 				return h.sharedHit(w, r, job, e)
@@ -375,11 +375,11 @@ func (h *Handler) awaited(w http.ResponseWriter, r *http.Request, next caddyhttp
 	case cache.AwaitAlone:
 		return true, h.fetchAndDeliver(w, r, next, *job)
 	case cache.AwaitTimeout:
-		job.mayStore = false
+		job.cacheable = false
 		return true, h.fetchAndDeliver(w, r, next, *job)
 	}
 	if clock.Now().After(deadline) {
-		job.mayStore = false
+		job.cacheable = false
 		return true, h.fetchAndDeliver(w, r, next, *job)
 	}
 	return false, nil
@@ -394,7 +394,7 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 	zone := job.zone
 	// Joined even with the lock off: one update per key at a time.
 	fill, leader := zone.JoinFill(job.key, time.Duration(h.LockAge))
-	job.status, job.mayStore, job.stale = cache.StatusExpired, true, stale
+	job.status, job.cacheable, job.stale = cache.StatusExpired, true, stale
 	if !leader {
 		waiter := func() error {
 			if h.lock {
@@ -422,7 +422,7 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		case h.staleAllowed(staleUpdating, stale, now):
 			fill.Finish(cache.Awaited{Result: cache.AwaitAbandoned})
 			return h.serveStaleOr(w, r, zone, stale, cache.StatusUpdating, func() error {
-				job.fill, job.mayStore = nil, false
+				job.fill, job.cacheable = nil, false
 				return h.fetchAndDeliver(w, r, next, job)
 			})
 		case h.lock:
