@@ -448,19 +448,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Revalidate = on
 		case "heuristic_max":
-			if d.NextArg() && d.Val() == "off" {
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				h.HeuristicMax = -1
-				continue
-			}
-			d.Prev()
-			if err := durationArg(d, &h.HeuristicMax); err != nil {
+			if err := durationOrOffArg(d, &h.HeuristicMax); err != nil {
 				return err
-			}
-			if h.HeuristicMax == 0 {
-				return d.Errf("heuristic_max: want a positive duration, or off")
 			}
 		case "lock_age":
 			if err := durationArg(d, &h.LockAge); err != nil {
@@ -471,19 +460,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "uncacheable_ttl":
-			if d.NextArg() && d.Val() == "off" {
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				h.UncacheableTTL = -1
-				continue
-			}
-			d.Prev()
-			if err := durationArg(d, &h.UncacheableTTL); err != nil {
+			if err := durationOrOffArg(d, &h.UncacheableTTL); err != nil {
 				return err
-			}
-			if h.UncacheableTTL == 0 {
-				return d.Errf("uncacheable_ttl: want a positive duration, or off")
 			}
 		case "min_uses":
 			var v string
@@ -611,6 +589,27 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 		return d.Errf("%s: bad duration %q: want a duration such as 5s or 1m", option, v)
 	}
 	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// durationOrOffArg reads an option's one argument: a positive duration,
+// or off (-1 in JSON).
+func durationOrOffArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	option := d.Val()
+	if d.NextArg() && d.Val() == "off" {
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		*dst = -1
+		return nil
+	}
+	d.Prev()
+	if err := durationArg(d, dst); err != nil {
+		return err
+	}
+	if *dst == 0 {
+		return d.Errf("%s: want a positive duration, or off", option)
+	}
 	return nil
 }
 

@@ -595,28 +595,14 @@ http://127.0.0.1:$PUBLIC {
 	expect(t, "defined zone", s.get(t, s.url("PUBLIC", "/img/1")), http.StatusOK, "HIT", "body 3")
 }
 
-// RFC 9111 §4.2.2 lets a cache choose its heuristic; heuristic_max bounds it.
-func TestCaddyfileHeuristicMax(t *testing.T) {
+// The options that take a duration or off: heuristic_max (RFC 9111
+// §4.2.2 lets a cache choose its heuristic; it bounds it) and
+// uncacheable_ttl (how long a key whose fill stored nothing skips the
+// lock; off never remembers it).
+func TestCaddyfileDurationOrOff(t *testing.T) {
 	for src, want := range map[string]caddy.Duration{
-		"heuristic_max 2h":  caddy.Duration(2 * time.Hour),
-		"heuristic_max off": -1,
-	} {
-		cfg := adapt(t, "{\n\tedge_cache {\n\t\tzone default 1MiB\n\t}\n}\n:8080 {\n\tedge_cache {\n\t\t"+src+"\n\t}\n\treverse_proxy 127.0.0.1:9\n}\n")
-		raw, _ := json.Marshal(handlerJSON(t, cfg))
-		var got Handler
-		if err := json.Unmarshal(raw, &got); err != nil {
-			t.Fatal(err)
-		}
-		if got.HeuristicMax != want {
-			t.Errorf("%s: HeuristicMax = %v, want %v", src, got.HeuristicMax, want)
-		}
-	}
-}
-
-// uncacheable_ttl: how long a key whose fill stored nothing skips the
-// lock; off never remembers it.
-func TestCaddyfileUncacheableTTL(t *testing.T) {
-	for src, want := range map[string]caddy.Duration{
+		"heuristic_max 2h":    caddy.Duration(2 * time.Hour),
+		"heuristic_max off":   -1,
 		"uncacheable_ttl 30s": caddy.Duration(30 * time.Second),
 		"uncacheable_ttl off": -1,
 	} {
@@ -626,8 +612,8 @@ func TestCaddyfileUncacheableTTL(t *testing.T) {
 		if err := json.Unmarshal(raw, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.UncacheableTTL != want {
-			t.Errorf("%s: UncacheableTTL = %v, want %v", src, got.UncacheableTTL, want)
+		if v := map[string]caddy.Duration{"heuristic_max": got.HeuristicMax, "uncacheable_ttl": got.UncacheableTTL}[strings.Fields(src)[0]]; v != want {
+			t.Errorf("%s: %v, want %v", src, v, want)
 		}
 	}
 }
