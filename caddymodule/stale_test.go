@@ -345,13 +345,8 @@ http://127.0.0.1:{PORT} {
 // rather than take the lock one at a time; the key then passes requests
 // straight through, and an answer that is stored ends that.
 func TestFailedFillWakesItsWaitersAtOnce(t *testing.T) {
-	var requests, inFlight, maxInFlight atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := requests.Add(1)
-		cur := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
-		}
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
 		time.Sleep(200 * time.Millisecond) // a slow backend
 		if n == 1 {
 			w.WriteHeader(http.StatusBadGateway)
@@ -405,13 +400,8 @@ http://127.0.0.1:{PORT} {
 // answer is not stored (no-store), and not theirs to share, go to the
 // backend together, at once; the next request goes straight through.
 func TestUncacheableFillWakesItsWaitersTogether(t *testing.T) {
-	var requests, inFlight, maxInFlight atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		cur := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
-		}
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
 		time.Sleep(200 * time.Millisecond) // a slow backend
 		w.Header().Set("Cache-Control", "no-store")
 		io.WriteString(w, "yours")
@@ -488,13 +478,8 @@ func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 // TestFailedRefillOfExpiredWakesItsWaiters: the same for an expired entry
 // without use_stale: the failed refill's waiters share its 502.
 func TestFailedRefillOfExpiredWakesItsWaiters(t *testing.T) {
-	var requests, inFlight, maxInFlight atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := requests.Add(1)
-		cur := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
-		}
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if n > 1 {
 			time.Sleep(200 * time.Millisecond) // a slow backend
 		}
@@ -522,5 +507,19 @@ func TestFailedRefillOfExpiredWakesItsWaiters(t *testing.T) {
 	}
 	if m := maxInFlight.Load(); m != 1 {
 		t.Errorf("%d backend requests at once, want 1", m)
+	}
+}
+
+// countInFlight is a backend handler that numbers its requests (from 1)
+// and keeps the most that ran at once.
+func countInFlight(requests, maxInFlight *atomic.Int64, handle func(w http.ResponseWriter, r *http.Request, n int64)) http.HandlerFunc {
+	var inFlight atomic.Int64
+	return func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		cur := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
+		}
+		handle(w, r, n)
 	}
 }
