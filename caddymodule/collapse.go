@@ -77,13 +77,21 @@ func (cw *captureWriter) keepAnswer(p []byte) {
 
 // unstoredFill answers a waiter (the waiter or fleet step) whose fill
 // stored nothing: with the fill's answer when it has one that this
-// request may have, else from the backend at once, without the lock. Told
+// request may have (its 5xx, or the stale entry it answered from), else
+// from the backend at once, without the lock. Told
 // by another proxy, the key is marked uncacheable here too.
 func (h *Handler) unstoredFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob, got cache.Awaited) error {
 	if ttl := min(got.Uncacheable, time.Duration(h.UncacheableTTL)); ttl > 0 {
 		job.zone.MarkUncacheable(job.key, ttl)
 	}
-	if e := got.Entry; e != nil && cache.VariantOf(e.VaryNames, r.Header) == e.Variant {
+	if e := got.Entry; e != nil && job.stale != nil && e.Key == job.stale.Key && e.StoredAt.Equal(job.stale.StoredAt) {
+		// The fill answered from the stale entry (use_stale): so does
+		// its waiter, which looked it up too.
+		return h.serveStaleOr(w, r, job.zone, job.stale, cache.StatusStale, func() error {
+			return h.fetchAndDeliver(w, r, next, job)
+		})
+	}
+	if e := got.Entry; e != nil && e.Status >= 500 && cache.VariantOf(e.VaryNames, r.Header) == e.Variant {
 		if job.fill != nil {
 			job.fill.Finish(got) // its own waiters, in the fleet step
 		}

@@ -140,9 +140,9 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	case refused:
 		end.Result = cache.AwaitAbandoned
 	case result == outcomeStale:
-		// The waiters have the stale entry too: they try the backend
-		// together, and fall back to it as this request did.
-		end.Result = cache.AwaitUnstored
+		// The stale entry answered (use_stale): its waiters, which hold
+		// it too, answer from it (collapse.go).
+		end = cache.Awaited{Result: cache.AwaitUnstored, Entry: job.stale}
 	default:
 		end = h.unstored(job, cw, err == nil)
 	}

@@ -62,6 +62,8 @@ import (
 //	             the fill stored nothing (an error, an       all its waiters at once: its answer,  MISS (EXPIRED)
 //	             uncacheable answer, a cut body)             if a 5xx no client header shaped
 //	                                                         (collapse.go), else fetch, no lock
+//	             ... it answered from the stale entry        deliver the stale entry               STALE
+//	             (use_stale)
 //	             the fill was abandoned (purged at once,     lead the next fill (in a fleet: the   MISS (EXPIRED)
 //	             its lock gone)                              fleet step), or wait on
 //	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)

@@ -510,6 +510,41 @@ func TestFailedRefillOfExpiredWakesItsWaiters(t *testing.T) {
 	}
 }
 
+// TestFailedRefillServesItsWaitersStale: the waiters of a refill that
+// failed and answered from the stale entry (use_stale, without updating)
+// answer from it too, at once, without a backend request each.
+func TestFailedRefillServesItsWaitersStale(t *testing.T) {
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 1 {
+			io.WriteString(w, "v1")
+			return
+		}
+		time.Sleep(200 * time.Millisecond) // a slow, failing backend
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "lock_timeout 10s\n\t\tuse_stale http_502"), srv.URL)
+	if a := get(base + "/k"); a.status != "MISS" {
+		t.Fatalf("first: %+v", a)
+	}
+	advance(t, 400*time.Millisecond)
+	answers := make([]answer, 10)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() { answers[i] = get(base + "/k") })
+	}
+	wg.Wait()
+	for _, a := range answers {
+		if a.code != http.StatusOK || a.status != "STALE" || a.body != "v1" {
+			t.Errorf("%+v, want 200 STALE v1", a)
+		}
+	}
+	if n := requests.Load(); n != 2 {
+		t.Errorf("backend requests %d, want 2 (the first fill, the failed refill)", n)
+	}
+}
+
 // countInFlight is a backend handler that numbers its requests (from 1)
 // and keeps the most that ran at once.
 func countInFlight(requests, maxInFlight *atomic.Int64, handle func(w http.ResponseWriter, r *http.Request, n int64)) http.HandlerFunc {
