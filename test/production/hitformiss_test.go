@@ -136,7 +136,15 @@ func TestFailingHotURL(t *testing.T) {
 				t.Errorf("the waiters' backend requests spread over %v: not sent together", spread)
 			}
 
+			metrics := "http://" + e.Admin + "/metrics"
+			client := &http.Client{Timeout: 10 * time.Second}
+			if c.shared {
+				if n := testkit.Metric(t, client, metrics, "edgecache_collapsed_errors_total"); n != float64(c.clients-len(seen)) {
+					t.Errorf("edgecache_collapsed_errors_total %v, want %d", n, c.clients-len(seen))
+				}
+			}
 			// The key now passes requests straight through: no wait.
+			waits := testkit.Metric(t, client, metrics, "edgecache_lock_waits_total")
 			start := time.Now()
 			res := hotGet(e.Public, path, c.header...)
 			if err := c.check(res); err != nil {
@@ -146,6 +154,9 @@ func TestFailingHotURL(t *testing.T) {
 				t.Errorf("the next request: %q, want MISS", res.cache)
 			}
 			t.Logf("the next request: answered after %v", time.Since(start).Round(time.Millisecond))
+			if n := testkit.Metric(t, client, metrics, "edgecache_lock_waits_total"); n != waits {
+				t.Errorf("the next request waited for a fill (%v lock waits, %v before)", n, waits)
+			}
 		})
 	}
 }
