@@ -37,18 +37,19 @@ type Shared interface {
 	// Store writes a committed entry to the tier in the background, so
 	// the client never waits on it, and then releases the job's claim
 	// (waking the proxies that wait for it). A job without an entry only
-	// releases its claim: the fill stored nothing (AwaitUnstored, for
-	// job.Uncacheable).
+	// releases its claim: the fill stored nothing (job.Unstored).
 	Store(job SharedStore)
 }
 
 // SharedClaim is a fill lock held in the shared tier; nil when none is.
 type SharedClaim interface {
-	// Release gives the lock up and tells the waiters whether the value
-	// was stored; if not, for how long the key passes requests straight
-	// through (AwaitUnstored's Uncacheable). Store calls it; a caller that
-	// never stores calls it.
-	Release(stored bool, uncacheable time.Duration)
+	// Release gives the lock up and tells the waiters how the fill
+	// ended, as a local fill's waiters hear it: AwaitStored (the value
+	// is in the tier), AwaitAlone (stored in its proxy only), or
+	// AwaitUnstored with how long the key passes requests straight
+	// through and the answer they may share. Store calls it; a caller
+	// that never stores calls it.
+	Release(end Awaited)
 }
 
 // ClaimResult is what a Claim found.
@@ -78,10 +79,10 @@ type SharedStore struct {
 	Current func() bool
 	// Claim, when set, is released once the entry is written (or not).
 	Claim SharedClaim
-	// Uncacheable, for a job without an entry, is how long the other
-	// proxies pass the key's requests straight through
-	// (Zone.MarkUncacheable).
-	Uncacheable time.Duration
+	// Unstored, for a job without an entry, is what the other proxies'
+	// waiters hear (AwaitUnstored: for how long the key passes requests
+	// straight through, and the fill's answer they may share).
+	Unstored Awaited
 }
 
 // Tier is where a look-up found an entry: the placeholder

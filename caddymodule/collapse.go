@@ -20,8 +20,9 @@ import (
 // up to maxCollapsed), or else they all go to the backend at once. The
 // key then sends its requests straight to the backend, without the lock,
 // for uncacheable_ttl (never longer than the answer's own freshness), and
-// in a fleet the other proxies' waiters hear the same (the fleet lock's
-// release carries it). A later answer that is stored ends it.
+// in a fleet the other proxies' waiters hear the same, with the answer
+// (the fleet lock's release carries it). A later answer that is stored
+// ends it.
 
 // maxCollapsed is the largest answer body kept for a fill's waiters: an
 // error page, not a payload.

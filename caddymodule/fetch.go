@@ -67,7 +67,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		if !finished {
 			cw.abort()
 			end := h.unstored(job, cw, false)
-			h.storeShared(job, nil, end.Uncacheable)
+			h.storeShared(job, nil, end)
 			if job.fill != nil && !cw.fillEnded {
 				job.fill.Finish(end)
 			}
@@ -148,7 +148,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 	// The shared store first: it only starts in the background, and the
 	// local waiters woken next would otherwise hold the processor.
-	h.storeShared(job, stored, end.Uncacheable)
+	h.storeShared(job, stored, end)
 	if job.fill != nil && !cw.fillEnded {
 		job.fill.Finish(end)
 	}

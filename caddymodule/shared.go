@@ -21,12 +21,12 @@ var tierValues = func() (v [cache.TierShared + 1]any) {
 }()
 
 // storeShared hands what a fetch stored (e; nil: nothing, and the other
-// proxies pass the key's requests through for uncacheable) to the zone's
+// proxies' waiters hear unstored) to the zone's
 // shared tier, which writes it in the background and then releases the
 // job's fleet lock. Redis keeps it for the zone's inactive time, or its
 // validity and stale window, whichever is longer (fleet.TTL). A purge, or
 // an invalidation of its key, since the request began voids the write.
-func (h *Handler) storeShared(job fetchJob, e *cache.Entry, uncacheable time.Duration) {
+func (h *Handler) storeShared(job fetchJob, e *cache.Entry, unstored cache.Awaited) {
 	if e == nil && job.claim == nil {
 		return
 	}
@@ -34,7 +34,7 @@ func (h *Handler) storeShared(job fetchJob, e *cache.Entry, uncacheable time.Dur
 	if shared == nil {
 		return
 	}
-	st := cache.SharedStore{Zone: job.zone.Name(), Key: job.key, Claim: job.claim, Uncacheable: uncacheable}
+	st := cache.SharedStore{Zone: job.zone.Name(), Key: job.key, Claim: job.claim, Unstored: unstored}
 	if e != nil {
 		st.Entry = e
 		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()))

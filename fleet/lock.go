@@ -33,10 +33,11 @@ import (
 
 // Messages on a filled channel: "1 <microseconds>", the storing proxy's
 // clock (Unix time) as it sent the value (waiters measure their wake-up
-// from it; Redis's TIME would need one more ACL right); "0 <milliseconds>"
-// when the fill ended without storing: its waiters go to the backend at
-// once, and the key passes requests straight through for that long
-// (hit-for-miss); "L" when the fill stored its entry in its own tiers only
+// from it; Redis's TIME would need one more ACL right);
+// "0 <milliseconds>[ <answer>]" when the fill ended without storing: its
+// waiters share its answer (a 5xx, encoded as a value is) or go to the
+// backend at once, and the key passes requests straight through for that
+// long (hit-for-miss); "L" when the fill stored its entry in its own tiers only
 // (too large for Redis, or the write failed: each proxy fetches for
 // itself, at once). "G", never sent, is what a wait hears when Redis
 // goes: the fill is abandoned as far as this proxy can tell.
@@ -158,15 +159,25 @@ func (f *Fleet) token() string {
 }
 
 // Release gives the lock up, if it is still this proxy's, and tells the
-// waiters whether the value is in Redis, or for how long the key passes
-// requests straight through. Once; on a detached context (the request may
-// be over), bounded by the timeout.
-func (c *claim) Release(stored bool, uncacheable time.Duration) {
-	msg := msgUnstored + " " + strconv.FormatInt(uncacheable.Milliseconds(), 10)
-	if stored {
-		msg = storedMsg()
+// waiters how the fill ended: stored, stored here only, or not stored
+// (for how long the key passes requests straight through, with the
+// answer they may share, encoded as a value is). Once; on a detached
+// context (the request may be over), bounded by the timeout.
+func (c *claim) Release(end cache.Awaited) {
+	switch end.Result {
+	case cache.AwaitStored:
+		c.release(storedMsg())
+	case cache.AwaitAlone:
+		c.release(msgLocal)
+	default:
+		msg := msgUnstored + " " + strconv.FormatInt(end.Uncacheable.Milliseconds(), 10)
+		if e := end.Entry; e != nil && e.InMemory() && int64(len(e.Body)) <= c.f.cfg.EntryMax {
+			if v, err := encodeValue(c.chan_, e.Meta, e.Body); err == nil {
+				msg += " " + string(v)
+			}
+		}
+		c.release(msg)
 	}
-	c.release(msg)
 }
 
 // storedMsg is the message of a value that landed, sent now.
@@ -323,8 +334,19 @@ func (f *Fleet) heard(ctx context.Context, zone, key string, req http.Header, ms
 			return cache.Awaited{Result: cache.AwaitStored, Entry: e}
 		}
 	case msgUnstored:
-		ms, _ := strconv.ParseInt(arg, 10, 64)
-		return cache.Awaited{Result: cache.AwaitUnstored, Uncacheable: time.Duration(max(ms, 0)) * time.Millisecond}
+		ms, answer, _ := strings.Cut(arg, " ")
+		n, _ := strconv.ParseInt(ms, 10, 64)
+		end := cache.Awaited{Result: cache.AwaitUnstored, Uncacheable: time.Duration(max(n, 0)) * time.Millisecond}
+		if answer != "" {
+			// The fill's answer, for its waiters to share: verified as
+			// a value is, and dropped if it does not.
+			if e, err := decodeValue(f.keys.filled(zone, key), key, []byte(answer)); err == nil {
+				end.Entry = e
+			} else {
+				f.Stats.Corrupt.Add(1)
+			}
+		}
+		return end
 	}
 	// Gone from Redis since the message, Redis gone, or a message this
 	// proxy does not know: as if the fill were abandoned.

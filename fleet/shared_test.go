@@ -298,7 +298,7 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	time.Sleep(20 * time.Millisecond) // a fill that takes a while (the waiter checked the value before)
 	store(t, a, "z", "/k", entry("/k", []byte("filled")))
 	stored := time.Now()
-	claim.Release(true, 0)
+	claim.Release(cache.Awaited{Result: cache.AwaitStored})
 	wg.Wait()
 	latency := woke.Sub(stored)
 	t.Logf("wake-up after the store: %v", latency)
@@ -325,9 +325,12 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	unstored := make(chan cache.Awaited)
 	go func() { unstored <- b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second), nil) }()
 	listening(t, b)
-	claim.Release(false, 7*time.Second)
-	if got := <-unstored; got.Result != cache.AwaitUnstored || got.Uncacheable != 7*time.Second {
-		t.Errorf("after a fill that stored nothing: %+v, want unstored for 7s", got)
+	answer := entry("/n", []byte("render failed"))
+	answer.Status = 500
+	claim.Release(cache.Awaited{Result: cache.AwaitUnstored, Uncacheable: 7 * time.Second, Entry: answer})
+	if got := <-unstored; got.Result != cache.AwaitUnstored || got.Uncacheable != 7*time.Second ||
+		got.Entry == nil || got.Entry.Status != 500 || string(got.Entry.Body) != "render failed" {
+		t.Errorf("after a fill that stored nothing: %+v, want unstored for 7s, with its 500", got)
 	}
 	done := make(chan cache.AwaitResult)
 	if _, res := b.Claim(ctx, "z", "/n", time.Second); res != cache.ClaimTaken {
