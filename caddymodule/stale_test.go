@@ -355,27 +355,8 @@ func TestFailedFillWakesItsWaitersAtOnce(t *testing.T) {
 		io.WriteString(w, "fine")
 	}))
 	t.Cleanup(srv.Close)
-	base := loadCaddyfile(t, `{
-	admin off
-	persist_config off
-	edge_cache {
-		zone default 16MiB
-	}
-}
-http://127.0.0.1:{PORT} {
-	edge_cache {
-		valid 200 1h
-		lock_timeout 10s
-	}
-	reverse_proxy {BACKEND}
-}`, srv.URL)
-	var wg sync.WaitGroup
-	answers := make([]answer, 10)
-	for i := range answers {
-		wg.Add(1)
-		go func() { defer wg.Done(); answers[i] = get(base + "/k") }()
-	}
-	wg.Wait()
+	base := loadCaddyfile(t, fmt.Sprintf(lockSite, ""), srv.URL)
+	answers := together(10, base+"/k")
 	if n := requests.Load(); n != 1 {
 		t.Errorf("backend requests %d, want 1 (the failed fill, its answer shared)", n)
 	}
@@ -407,27 +388,8 @@ func TestUncacheableFillWakesItsWaitersTogether(t *testing.T) {
 		io.WriteString(w, "yours")
 	}))
 	t.Cleanup(srv.Close)
-	base := loadCaddyfile(t, `{
-	admin off
-	persist_config off
-	edge_cache {
-		zone default 16MiB
-	}
-}
-http://127.0.0.1:{PORT} {
-	edge_cache {
-		valid 200 1h
-		lock_timeout 10s
-		uncacheable_ttl 1h
-	}
-	reverse_proxy {BACKEND}
-}`, srv.URL)
-	var wg sync.WaitGroup
-	answers := make([]answer, 10)
-	for i := range answers {
-		wg.Go(func() { answers[i] = get(base + "/k") })
-	}
-	wg.Wait()
+	base := loadCaddyfile(t, fmt.Sprintf(lockSite, "uncacheable_ttl 1h"), srv.URL)
+	answers := together(10, base+"/k")
 	for _, a := range answers {
 		if a.code != http.StatusOK || a.body != "yours" || a.status != "MISS" {
 			t.Errorf("%+v, want 200 yours, MISS", a)
@@ -439,10 +401,7 @@ http://127.0.0.1:{PORT} {
 	zone := activeApp(t).Zone("default")
 	waits := zone.Stats.LockWaits.Load()
 	maxInFlight.Store(0)
-	for i := range answers {
-		wg.Go(func() { answers[i] = get(base + "/k") })
-	}
-	wg.Wait()
+	together(10, base+"/k")
 	if n := zone.Stats.LockWaits.Load(); n != waits {
 		t.Errorf("%d requests waited for a fill of an uncacheable key, want none", n-waits)
 	}
@@ -529,13 +488,7 @@ func TestFailedRefillServesItsWaitersStale(t *testing.T) {
 		t.Fatalf("first: %+v", a)
 	}
 	advance(t, 400*time.Millisecond)
-	answers := make([]answer, 10)
-	var wg sync.WaitGroup
-	for i := range answers {
-		wg.Go(func() { answers[i] = get(base + "/k") })
-	}
-	wg.Wait()
-	for _, a := range answers {
+	for _, a := range together(10, base+"/k") {
 		if a.code != http.StatusOK || a.status != "STALE" || a.body != "v1" {
 			t.Errorf("%+v, want 200 STALE v1", a)
 		}
@@ -543,6 +496,35 @@ func TestFailedRefillServesItsWaitersStale(t *testing.T) {
 	if n := requests.Load(); n != 2 {
 		t.Errorf("backend requests %d, want 2 (the first fill, the failed refill)", n)
 	}
+}
+
+// lockSite is a site with the lock on (lock_timeout 10s) and the lines
+// given (%s) in its edge_cache block.
+const lockSite = `{
+	admin off
+	persist_config off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	edge_cache {
+		valid 200 1h
+		lock_timeout 10s
+		%s
+	}
+	reverse_proxy {BACKEND}
+}`
+
+// together sends n requests for url at once and returns their answers.
+func together(n int, url string) []answer {
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() { answers[i] = get(url) })
+	}
+	wg.Wait()
+	return answers
 }
 
 // countInFlight is a backend handler that numbers its requests (from 1)
