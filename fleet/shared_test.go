@@ -473,3 +473,43 @@ func listening(t *testing.T, f *Fleet) {
 		return ""
 	})
 }
+
+// The fill lock is a lease its owner renews while the fill runs: a fill
+// longer than the lease keeps its waiters, and an owner that stops (its
+// proxy died) holds them back a lease at most, not the lock's lock_age.
+func TestLockLeaseRenewed(t *testing.T) {
+	r := testkit.StartRedis(t)
+	a := open(t, Config{Addrs: []string{r.Addr}, Node: "a", Timeout: 250 * time.Millisecond})
+	b := open(t, Config{Addrs: []string{r.Addr}, Node: "b", Timeout: 250 * time.Millisecond})
+	ctx := context.Background()
+	held, res := a.Claim(ctx, "z", "/k", time.Minute)
+	if res != cache.ClaimTaken {
+		t.Fatalf("claim: %v", res)
+	}
+	c := held.(*claim)
+	lease := leaseBeats * a.heartbeat()
+	done := make(chan cache.Awaited, 1)
+	go func() { done <- b.Await(ctx, "z", "/k", nil, time.Now().Add(time.Minute), nil) }()
+	listening(t, b)
+	first := c.lapses.Load()
+	testkit.Eventually(t, 3*lease, testkit.Holds("the lease renewed past its first end", func() bool {
+		return time.Now().UnixNano() > first && c.lapses.Load() > first
+	}))
+	select {
+	case got := <-done:
+		t.Fatalf("the wait ended while the owner renewed its lease: %+v", got)
+	default:
+	}
+	a.Close() // the owner stops renewing, and never releases
+	stopped := time.Now()
+	select {
+	case got := <-done:
+		waited := time.Since(stopped)
+		t.Logf("the wait ended %v after the owner stopped (lease %v)", waited, lease)
+		if got.Result != cache.AwaitAbandoned || waited > lease+a.heartbeat()+time.Second {
+			t.Errorf("%+v after %v, want abandoned within the lease", got, waited)
+		}
+	case <-time.After(lease + 5*time.Second):
+		t.Fatal("the wait outlived the lease of an owner that stopped")
+	}
+}
