@@ -282,8 +282,7 @@ func (f *Fleet) Await(ctx context.Context, zone, key string, req http.Header, de
 					return abandoned
 				case lease <= 0:
 					return f.lastWord(ctx, zone, key, req, wake)
-				}
-				if err == nil && lease > 0 {
+				default:
 					t.Reset(next(lease))
 					continue
 				}
