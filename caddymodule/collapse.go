@@ -67,10 +67,13 @@ func (h *Handler) collapsible(cw *captureWriter, code int, hdr http.Header, now 
 }
 
 // keepAnswer adds p to the answer kept for the fill's waiters, or drops
-// it once it outgrows maxCollapsed.
+// it once it outgrows maxCollapsed: they go to the backend then, not at
+// the end of this body.
 func (cw *captureWriter) keepAnswer(p []byte) {
 	if len(cw.answer.Body)+len(p) > maxCollapsed {
 		cw.answer = nil
+		cw.job.fill.Finish(cw.h.unstored(cw.job, cw, false))
+		cw.fillEnded = true
 		return
 	}
 	cw.answer.Body = append(cw.answer.Body, p...)

@@ -407,6 +407,35 @@ func TestUncacheableFillWakesItsWaitersTogether(t *testing.T) {
 	}
 }
 
+// TestLargeFailureIsNotShared: a 5xx page larger than the waiters may
+// share (64 KiB), of unknown length: the waiters go to the backend
+// together as soon as it outgrows it, each for its own whole answer.
+func TestLargeFailureIsNotShared(t *testing.T) {
+	page := strings.Repeat("e", 100<<10)
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
+		time.Sleep(200 * time.Millisecond) // a slow backend
+		w.WriteHeader(http.StatusInternalServerError)
+		for i := 0; i < len(page); i += 4 << 10 {
+			io.WriteString(w, page[i:i+4<<10])
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, fmt.Sprintf(lockSite, ""), srv.URL)
+	for _, a := range together(10, base+"/k") {
+		if a.err != nil || a.code != http.StatusInternalServerError || a.body != page {
+			t.Errorf("%d, %d bytes, %v; want the whole 500", a.code, len(a.body), a.err)
+		}
+	}
+	if n, m := requests.Load(), maxInFlight.Load(); n != 10 || m < 9 {
+		t.Errorf("%d backend requests, %d at most at once; want 10, the 9 waiters together", n, m)
+	}
+	if n := activeApp(t).Zone("default").Stats.CollapsedErrors.Load(); n != 0 {
+		t.Errorf("collapsed errors %d, want 0", n)
+	}
+}
+
 // TestFailedBackgroundUpdateCountsNothing: a background update that meets a
 // failing backend serves no one, so it adds no STALE request or bytes.
 func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
