@@ -143,7 +143,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		undefinedZones.seen(h.logger, err)
 		return next.ServeHTTP(w, r)
 	}
-	key := h.keyFor(r, repl)
+	key := h.CacheKey(r, repl)
 	if h.Refresh {
 		return h.refresh(w, r, repl, next, zone, key)
 	}
@@ -523,7 +523,7 @@ func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *cadd
 		undefinedZones.seen(h.logger, err)
 		return gate.ServePage(w, r)
 	}
-	key, now := h.keyFor(r, repl), zone.Clock().Now()
+	key, now := h.CacheKey(r, repl), zone.Clock().Now()
 	result, entry, mark := h.lookup(zone, key, r, now)
 	if shared := h.app.sharedFor(zone); result == lookupMiss && shared != nil {
 		if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok {

@@ -390,9 +390,6 @@ func (h *Handler) CacheKey(r *http.Request, repl *caddy.Replacer) string {
 	return cache.StripQuery(key, h.StripQuery)
 }
 
-// keyFor is CacheKey under the name flow.go uses.
-func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string { return h.CacheKey(r, repl) }
-
 // setStatus announces the cache status in the header and the placeholder.
 func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache.Status) {
 	if h.StatusHeader != "" {
