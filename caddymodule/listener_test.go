@@ -294,3 +294,86 @@ func sizedBody(size int) []byte {
 	}
 	return b
 }
+
+// TestDiskHitsOnceVerified serves disk hits (the memory tier keeps no
+// body) of a small and a large body, whole, in ranges and as HEAD, with and
+// without the listener wrapper and with verify always: the first hit of an
+// entry verifies its blocks; the later ones are sent unread, the small in
+// one write with the headers and the large with sendfile where the
+// listener wrapper gives the connection.
+func TestDiskHitsOnceVerified(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		wrapper bool
+		verify  string
+	}{
+		{"wrapper", true, ""},
+		{"no wrapper", false, ""},
+		{"verify always", true, "always"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sendfiles := countSendfile(t)
+			be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+				size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+				w.Header().Set("Content-Length", strconv.Itoa(size))
+				w.Write(sizedBody(size))
+			})
+			servers := ""
+			if tc.wrapper {
+				servers = "servers {\n\t\tlistener_wrappers {\n\t\t\tedge_cache\n\t\t}\n\t}"
+			}
+			verify := ""
+			if tc.verify != "" {
+				verify = "verify " + tc.verify
+			}
+			s := startCaddy(t, `{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log {
+		output discard
+	}
+	`+servers+`
+	edge_cache {
+		zone default {
+			memory 64MiB
+			memory_entry_max 1B
+			path `+t.TempDir()+`
+			`+verify+`
+		}
+	}
+}
+:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
+`, be, "PUBLIC")
+			for _, size := range []int{10 << 10, 300 << 10} {
+				u := s.url("PUBLIC", "/"+strconv.Itoa(size))
+				want := string(sizedBody(size))
+				for i, status := range []string{"MISS", "HIT", "HIT", "HIT"} {
+					expect(t, fmt.Sprintf("GET %d #%d", size, i), s.get(t, u), 200, status, want)
+				}
+				r := s.get(t, u, "Range", "bytes=100-")
+				if r.Status != http.StatusPartialContent || r.Body != want[100:] {
+					t.Errorf("range of %d: %d, %d bytes", size, r.Status, len(r.Body))
+				}
+				r = s.get(t, u, "Range", "bytes=5-9")
+				if r.Status != http.StatusPartialContent || r.Body != want[5:10] {
+					t.Errorf("small range of %d: %d, %q", size, r.Status, r.Body)
+				}
+				r = s.do(t, http.MethodHead, u)
+				if r.Header.Get("Content-Length") != strconv.Itoa(size) || r.Body != "" {
+					t.Errorf("HEAD %d: Content-Length %q", size, r.Header.Get("Content-Length"))
+				}
+			}
+			got := sendfiles.Load()
+			if sent := tc.wrapper && tc.verify == ""; sent != (got > 0) {
+				t.Errorf("%d bytes sent with sendfile", got)
+			}
+		})
+	}
+}

@@ -192,10 +192,7 @@ func (r *BodyReader) fail(err error) error {
 		err = ErrCorrupt
 	}
 	if errors.Is(err, ErrCorrupt) {
-		r.file.removeDamaged(r.f, ErrCorrupt)
-		if r.of != nil {
-			r.file.d.forgetOpen(KeyHash(r.file.key), r.of)
-		}
+		r.file.removeDamaged(r.f, ErrCorrupt) // and drops the open file
 	}
 	r.err = err
 	return err

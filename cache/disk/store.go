@@ -422,8 +422,9 @@ func (d *Store) path(h [md5.Size]byte) string { return filepath.Join(d.dir, d.re
 // LoadBody.
 func (d *Store) Get(key string) (*Entry, error) {
 	h := KeyHash(key)
+	now := d.now().UnixNano()
 	d.mu.Lock()
-	e := d.cachedLocked(h, key, d.now().UnixNano())
+	e := d.cachedLocked(h, key, now)
 	d.mu.Unlock()
 	if e != nil {
 		return e, nil
