@@ -49,6 +49,12 @@ type Meta struct {
 	// VaryIndex marks a primary key's index of variants: no response, a
 	// Vary header of the names, no body.
 	VaryIndex bool
+	// Tags name the objects the response is about (tags.go), sorted.
+	Tags []string
+	// SoftPurged: expired by a soft purge rather than by age, so that a
+	// zone serving stale while updating refreshes it in the background
+	// (the flow's expired step).
+	SoftPurged bool
 }
 
 // Entry is a stored response. Its body is either in memory (Body) or in a

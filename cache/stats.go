@@ -21,6 +21,7 @@ type Stats struct {
 	LockTimeouts atomic.Int64
 	Purged       atomic.Int64
 	Invalidated  atomic.Int64 // keys removed by unsafe requests (RFC 9111 §4.4)
+	SoftPurged   atomic.Int64 // entries marked expired by soft purges
 	// BackgroundUpdates counts background updates started.
 	BackgroundUpdates atomic.Int64
 	// FetchLatency is the time backend fetches take, to the end of the body.

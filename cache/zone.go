@@ -39,7 +39,8 @@ type Zone struct {
 	mem     *memoryTier
 	disk    *DiskStore
 	keys    *keyIndex
-	indexed <-chan struct{} // closed when the disk tier's index is complete
+	memTags *tagIndex[string] // the memory tier's entries by tag (tagindex.go)
+	indexed <-chan struct{}   // closed when the disk tier's index is complete
 	fills   fills
 	uses    useCounter
 	clock   Clock
@@ -67,11 +68,12 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
 	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: closedChan}
+	z.memTags = newTagIndex(strings.Compare, 16, z.keys.has)
 	z.Stats.declare()
 	// The key index holds the memory tier's keys; the disk tier's are in
 	// its entry files (see DiskStore.Walk), so that an entry on disk costs
 	// no string in memory.
-	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.add, z.keys.remove)
+	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.add, z.unindex)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}
@@ -89,7 +91,22 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 func (z *Zone) forget() {
 	defer z.beginPurge()()
 	z.keys.clear()
+	z.memTags.clear()
 	z.mem.clear()
+}
+
+// index records e in the memory tier's indexes (of keys and tags), before
+// the tier holds it.
+func (z *Zone) index(e *Entry) {
+	z.keys.add(e.Key)
+	z.memTags.add(e.Key, e.Tags)
+}
+
+// unindex forgets a key that left the memory tier. Its tag references go
+// lazily (tagIndex.gone).
+func (z *Zone) unindex(key string) {
+	z.keys.remove(key)
+	z.memTags.gone()
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -160,7 +177,7 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	hot := &Entry{Meta: e.Meta, Body: body}
 	z.promoteMu.RLock()
 	if z.mayStore(gen, mark, key) {
-		z.keys.add(key)
+		z.index(hot)
 		z.mem.set(hot)
 	}
 	z.promoteMu.RUnlock()
@@ -226,7 +243,7 @@ func (z *Zone) Purge(key string) bool {
 func (z *Zone) purgeKey(key string) bool {
 	_, _, known := z.mem.lookup(key)
 	z.mem.del(key)
-	z.keys.remove(key)
+	z.unindex(key)
 	if z.disk != nil {
 		if existed, _ := z.disk.Delete(key); existed {
 			known = true
@@ -275,6 +292,7 @@ func (z *Zone) PurgePrefix(prefix string) (int, error) {
 func (z *Zone) PurgeAll() (int, error) {
 	defer z.beginPurge()()
 	n := 0
+	z.memTags.clear()
 	for _, k := range z.keys.clear() {
 		// With a disk tier, a memory entry is normally a copy of a disk
 		// one, counted below.

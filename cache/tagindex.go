@@ -1,0 +1,183 @@
+package cache
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// tagIndex maps a tag to the entries that carry it, so that a purge by tag
+// touches only those. Each tag's string is held once; its references are
+// a sorted slice of fixed-size values (a key's string header for the
+// memory tier, whose key bytes are the entry's; a key's MD5 for the disk
+// tier, which holds no keys in memory): 16 bytes a reference, plus the
+// slice's spare capacity.
+//
+// References are removed lazily. An entry that leaves the tier is only
+// counted (gone); when the count reaches half the references, a sweep
+// drops those whose entry the tier no longer holds. A reference can also
+// outlive its tag when a key is stored again with other tags: purges read
+// the entry's own tags before they act, so a stale reference costs a
+// look-up, never a wrong count.
+type tagIndex[R any] struct {
+	cmp     func(a, b R) int
+	refSize int64
+
+	mu    sync.Mutex
+	tags  map[string][]R
+	refs  int // references held
+	dead  int // entries gone since the last sweep
+	alive func(R) bool
+	bytes atomic.Int64
+}
+
+// tagSlotBytes is what a tag costs beyond its string and references: its
+// map slot (string and slice headers, its share of the control bytes, at
+// seven eighths full).
+const tagSlotBytes = (16 + 24 + 1) * 8 / 7
+
+func newTagIndex[R any](cmp func(a, b R) int, refSize int64, alive func(R) bool) *tagIndex[R] {
+	return &tagIndex[R]{cmp: cmp, refSize: refSize, tags: make(map[string][]R), alive: alive}
+}
+
+// add records that the entry r carries tags.
+func (x *tagIndex[R]) add(r R, tags []string) {
+	if len(tags) == 0 {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, t := range tags {
+		refs, known := x.tags[t]
+		i, found := slices.BinarySearchFunc(refs, r, x.cmp)
+		if found {
+			continue
+		}
+		if !known {
+			// The tag's own copy: a tag sliced out of a larger string
+			// (a header line) must not keep that string alive.
+			t = string([]byte(t))
+		}
+		before := cap(refs)
+		if len(refs) == cap(refs) {
+			// Grown by a sixteenth: a reference costs at most 17 bytes.
+			refs = append(make([]R, 0, len(refs)+len(refs)/16+1), refs...)
+		}
+		refs = slices.Insert(refs, i, r)
+		x.tags[t] = refs
+		x.refs++
+		x.account(known, t, before, cap(refs))
+	}
+}
+
+// account adds a tag's change of capacity (and its slot, when new) to the
+// byte count.
+func (x *tagIndex[R]) account(known bool, tag string, before, after int) {
+	d := int64(after-before) * x.refSize
+	if !known {
+		d += int64(len(tag)) + tagSlotBytes
+	}
+	x.bytes.Add(d)
+}
+
+// remove drops the reference of r under tags, and the tags left empty.
+func (x *tagIndex[R]) remove(r R, tags []string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, t := range tags {
+		x.removeLocked(t, r)
+	}
+}
+
+func (x *tagIndex[R]) removeLocked(t string, r R) {
+	refs, ok := x.tags[t]
+	if !ok {
+		return
+	}
+	i, found := slices.BinarySearchFunc(refs, r, x.cmp)
+	if !found {
+		return
+	}
+	refs = slices.Delete(refs, i, i+1)
+	x.refs--
+	x.setLocked(t, refs)
+}
+
+// setLocked replaces t's references, dropping the tag when none are
+// left and giving back capacity when most of it is spare.
+func (x *tagIndex[R]) setLocked(t string, refs []R) {
+	before := cap(x.tags[t])
+	if len(refs) == 0 {
+		delete(x.tags, t)
+		x.bytes.Add(-int64(before)*x.refSize - int64(len(t)) - tagSlotBytes)
+		return
+	}
+	if cap(refs) > 2*len(refs)+4 {
+		refs = slices.Clone(refs)
+	}
+	x.tags[t] = refs
+	x.bytes.Add(int64(cap(refs)-before) * x.refSize)
+}
+
+// lookup returns a copy of the references under tag.
+func (x *tagIndex[R]) lookup(tag string) []R {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return slices.Clone(x.tags[tag])
+}
+
+// drop removes the tag and all its references (after a purge of them).
+func (x *tagIndex[R]) drop(tag string, refs []R) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, r := range refs {
+		x.removeLocked(tag, r)
+	}
+}
+
+// gone counts an entry that left the tier; enough of them start a sweep.
+func (x *tagIndex[R]) gone() {
+	x.mu.Lock()
+	x.dead++
+	sweep := x.dead > 1024 && x.dead > x.refs/2
+	x.mu.Unlock()
+	if sweep {
+		x.sweep()
+	}
+}
+
+// sweep drops the references whose entry the tier no longer holds.
+func (x *tagIndex[R]) sweep() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.dead = 0
+	for t, refs := range x.tags {
+		kept := refs[:0]
+		for _, r := range refs {
+			if x.alive(r) {
+				kept = append(kept, r)
+			}
+		}
+		if n := len(refs) - len(kept); n > 0 {
+			clear(refs[len(kept):])
+			x.refs -= n
+			x.setLocked(t, kept)
+		}
+	}
+}
+
+// clear forgets every tag.
+func (x *tagIndex[R]) clear() {
+	x.mu.Lock()
+	clear(x.tags)
+	x.refs, x.dead = 0, 0
+	x.bytes.Store(0)
+	x.mu.Unlock()
+}
+
+// size returns the tags and references held.
+func (x *tagIndex[R]) size() (tags, refs int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.tags), x.refs
+}
