@@ -66,6 +66,7 @@ import (
 //	                                                         stale; else fleet (wait for it)       as fleet
 //	             fill leader in a fleet, else                take the fleet lock, then as below
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
+//	             (or soft-purged, with use_stale updating)
 //	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
 //	             the stale entry's disk file gone since the  wait for the fill (UPDATING, STALE),  as waiter, EXPIRED
 //	             look-up                                     or fetch without storing (fleet)
@@ -385,9 +386,11 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 	}
 	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
-	// background update; use_stale updating does with background_update.
+	// background update; use_stale updating does with background_update,
+	// or for an entry a soft purge expired (which must not cost its next
+	// visitor a wait).
 	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate
-	if (h.backgroundUpdate || backendSWR) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
+	if (h.backgroundUpdate || backendSWR || stale.SoftPurged) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
 		h.startBackgroundUpdate(r, next, job)
 		return h.serveStaleOr(w, r, zone, stale, cache.StatusStale, func() error {
 			// The update leads the fill (and holds the fleet's claim):
