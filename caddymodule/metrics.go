@@ -49,6 +49,10 @@ var (
 		"Background updates started.", []string{"zone"}, nil)
 	descPurged = prometheus.NewDesc(metricsNamespace+"_purged_total",
 		"Entries purged through the admin API.", []string{"zone"}, nil)
+	descSoftPurged = prometheus.NewDesc(metricsNamespace+"_soft_purged_total",
+		"Entries marked expired by soft purges.", []string{"zone"}, nil)
+	descTagIndexBytes = prometheus.NewDesc(metricsNamespace+"_tag_index_bytes",
+		"Heap taken by the zone's tag index (counted in the Go memory limit).", []string{"zone"}, nil)
 	descUndefinedZone = prometheus.NewDesc(metricsNamespace+"_undefined_zone_requests_total",
 		"Requests whose zone placeholder named no defined zone: proxied uncached (BYPASS).", nil, nil)
 	descIndexBytes = prometheus.NewDesc(metricsNamespace+"_disk_index_bytes",
@@ -88,7 +92,7 @@ var (
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
 		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
-		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes,
+		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes, descSoftPurged, descTagIndexBytes,
 		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
 		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps} {
 		ch <- d
@@ -151,6 +155,9 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLockTimeouts, st.LockTimeouts.Load(), name)
 		counter(descBackground, st.BackgroundUpdates.Load(), name)
 		counter(descPurged, st.Purged.Load(), name)
+		counter(descSoftPurged, st.SoftPurged.Load(), name)
+		tagBytes, _, _ := z.TagIndexBytes()
+		gauge(descTagIndexBytes, tagBytes, name)
 		buckets, count, sum := st.FetchLatency.Snapshot()
 		ch <- prometheus.MustNewConstHistogram(descFetch, count, sum, buckets, name)
 
