@@ -31,9 +31,14 @@ type PathTagRule struct {
 	Templates []string
 }
 
-// QueryTagRule tags a request with Prefix plus each value of Param.
+// QueryTagRule tags a request with Prefix plus each value of Param (a
+// value may be a comma-separated list), on
+// the paths Path matches (all when nil): one parameter name means another
+// object on another page (OMERO's id is an image in get_thumbnails, a
+// dataset in api/images).
 type QueryTagRule struct {
 	Param, Prefix string
+	Path          *regexp.Regexp
 }
 
 // maxTagLen bounds one tag: a tag is an index key held in memory.
@@ -157,9 +162,15 @@ func (r *TagRules) Tags(path, rawQuery string, hdr http.Header) []string {
 	if len(r.Query) > 0 && rawQuery != "" {
 		q, _ := url.ParseQuery(rawQuery) // the values that parse
 		for _, rule := range r.Query {
-			for _, v := range q[rule.Param] {
-				if v != "" {
-					add(rule.Prefix + v)
+			if rule.Path != nil && !rule.Path.MatchString(path) {
+				continue
+			}
+			for _, vs := range q[rule.Param] {
+				// OMERO lists ids with commas too (?images=1,2).
+				for v := range strings.SplitSeq(vs, ",") {
+					if v != "" {
+						add(rule.Prefix + v)
+					}
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -24,7 +25,8 @@ func TestTagRules(t *testing.T) {
 			mustPathRule(t, `^/webclient/api/(?P<kind>dataset|plate)s?/(?P<id>\d+)/`, "${kind}:${id}", "$$x"),
 			mustPathRule(t, `^/opt/(\d+)?/`, "o:$1"),
 		},
-		Query:  []QueryTagRule{{Param: "id", Prefix: "image:"}},
+		Query: []QueryTagRule{{Param: "id", Prefix: "image:"},
+			{Param: "id", Prefix: "dataset:", Path: regexp.MustCompile(`^/api/images/$`)}},
 		Header: []string{"Surrogate-Key"},
 	}
 	for _, tc := range []struct {
@@ -35,7 +37,9 @@ func TestTagRules(t *testing.T) {
 		{"/webgateway/render_image/42/0/0/", "", nil, []string{"image:42"}},
 		{"/webgateway/render_thumbnail/7/", "id=7", nil, []string{"image:7"}},
 		{"/webgateway/get_thumbnails/", "id=1&id=2&id=&id=a%20b", nil, []string{"image:1", "image:2"}},
+		{"/webgateway/get_thumbnails/", "id=3,4,&id=1", nil, []string{"image:1", "image:3", "image:4"}},
 		{"/webclient/api/dataset/9/", "", nil, []string{"$x", "dataset:9"}},
+		{"/api/images/", "id=5", nil, []string{"dataset:5", "image:5"}},
 		{"/opt//", "", nil, nil}, // an empty capture gives no tag
 		{"/other", "", http.Header{"Surrogate-Key": {"a b  c", "a"}}, []string{"a", "b", "c"}},
 	} {

@@ -342,7 +342,7 @@ func zoneList(names []string) string {
 //	    hide_headers <name>...            # proxy_hide_header: removed from every response through the handler
 //	    tags {                            # tag stored responses, for purges by tag:
 //	        path   <regexp> <template>... #   on the request path; $1..$9 are the captures
-//	        query  <param> <prefix>       #   one tag <prefix><value> per value of the parameter
+//	        query  <param> <prefix> [<re>] #  one tag <prefix><value> per value of the parameter (on paths re matches)
 //	        header <response header>      #   space-separated tags the backend lists (e.g. Surrogate-Key),
 //	    }                                 #   removed before any client sees it
 //	    status_header <name>|off          # default X-Cache-Status

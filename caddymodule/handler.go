@@ -185,7 +185,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, name := range h.HideHeaders {
 		h.hide = append(h.hide, http.CanonicalHeaderKey(name))
 	}
-	if h.tags, err = h.Tags.compile(); err != nil {
+	if h.tags, err = h.Tags.Compile(); err != nil {
 		return err
 	}
 	if h.tags != nil {

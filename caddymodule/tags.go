@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -17,7 +18,9 @@ type TagsConfig struct {
 	// Path rules tag a request whose path matches Regexp with each of
 	// Tags, in which $1..$9, ${n} and ${name} are the regexp's captures.
 	Path []PathTagConfig `json:"path,omitempty"`
-	// Query rules tag a request with Prefix plus each value of Param.
+	// Query rules tag a request with Prefix plus each value of Param
+	// (values may be comma-separated lists), on the paths Path matches
+	// (every path when empty).
 	Query []QueryTagConfig `json:"query,omitempty"`
 	// Header names response headers in which the backend lists the tags,
 	// space-separated (e.g. Surrogate-Key). They are removed from every
@@ -35,10 +38,11 @@ type PathTagConfig struct {
 type QueryTagConfig struct {
 	Param  string `json:"param"`
 	Prefix string `json:"prefix,omitempty"`
+	Path   string `json:"path,omitempty"`
 }
 
-// compile checks the rules and compiles them.
-func (c *TagsConfig) compile() (*cache.TagRules, error) {
+// Compile checks the rules and compiles them (nil: no rules).
+func (c *TagsConfig) Compile() (*cache.TagRules, error) {
 	if c == nil {
 		return nil, nil
 	}
@@ -57,7 +61,15 @@ func (c *TagsConfig) compile() (*cache.TagRules, error) {
 		if strings.ContainsAny(q.Prefix, " \t\r\n") {
 			return nil, fmt.Errorf("tags: query %s: the prefix %q is not one word", q.Param, q.Prefix)
 		}
-		rules.Query = append(rules.Query, cache.QueryTagRule{Param: q.Param, Prefix: q.Prefix})
+		rule := cache.QueryTagRule{Param: q.Param, Prefix: q.Prefix}
+		if q.Path != "" {
+			re, err := regexp.Compile(q.Path)
+			if err != nil {
+				return nil, fmt.Errorf("tags: query %s: bad regexp %q: %v", q.Param, q.Path, err)
+			}
+			rule.Path = re
+		}
+		rules.Query = append(rules.Query, rule)
 	}
 	for _, name := range c.Header {
 		if name == "" || strings.ContainsAny(name, " \t:") {
@@ -75,7 +87,8 @@ func (c *TagsConfig) compile() (*cache.TagRules, error) {
 //
 //	tags {
 //	    path   <regexp> <template>...   # on the request path; $1..$9 are the captures
-//	    query  <param> <prefix>         # one tag <prefix><value> per value of the parameter
+//	    query  <param> <prefix> [<path regexp>]  # one tag <prefix><value> per value of the parameter,
+//	                                             # on the paths the regexp matches (default: all)
 //	    header <response header>        # space-separated tags the backend lists (e.g. Surrogate-Key)
 //	}
 //
@@ -95,10 +108,13 @@ func parseTags(d *caddyfile.Dispenser, c *TagsConfig) error {
 			}
 			one.Path = []PathTagConfig{{Regexp: args[0], Tags: args[1:]}}
 		case "query":
-			if len(args) != 2 {
-				return d.Errf("tags: query: want a parameter and a tag prefix")
+			if len(args) != 2 && len(args) != 3 {
+				return d.Errf("tags: query: want a parameter, a tag prefix and optionally a path regexp")
 			}
 			one.Query = []QueryTagConfig{{Param: args[0], Prefix: args[1]}}
+			if len(args) == 3 {
+				one.Query[0].Path = args[2]
+			}
 		case "header":
 			if len(args) != 1 {
 				return d.Errf("tags: header: want one response header name")
@@ -107,7 +123,7 @@ func parseTags(d *caddyfile.Dispenser, c *TagsConfig) error {
 		default:
 			return d.Errf("tags: unrecognized rule %q (want path, query or header)", rule)
 		}
-		if _, err := one.compile(); err != nil {
+		if _, err := one.Compile(); err != nil {
 			return d.Err(err.Error())
 		}
 		c.Path = append(c.Path, one.Path...)

@@ -38,7 +38,8 @@ func TestTagsCaddyfileErrors(t *testing.T) {
 		{"missing capture", `path ^/x/(\d+)/ image:$2`, "image:$2", "no capture 2"},
 		{"missing named capture", `path ^/x/(?P<id>\d+)/ image:${ID}`, "${ID}", "no capture ID"},
 		{"path without template", `path ^/x/`, "path ^/x/", "at least one tag template"},
-		{"query without prefix", `query id`, "query id", "a parameter and a tag prefix"},
+		{"query without prefix", `query id`, "query id", "a parameter, a tag prefix"},
+		{"query bad path", `query id image: ^/(x`, "^/(x", "bad regexp"},
 		{"header with two names", `header A B`, "header A B", "one response header"},
 		{"bad header name", `header A:B`, "header A:B", "not a header name"},
 		{"unknown rule", `cookie id image:`, "cookie", `unrecognized rule "cookie"`},
@@ -62,7 +63,7 @@ func TestTagsCaddyfileErrors(t *testing.T) {
 // A JSON config is checked at provision as the Caddyfile is at adapt.
 func TestTagsJSONChecked(t *testing.T) {
 	h := &Handler{Tags: &TagsConfig{Path: []PathTagConfig{{Regexp: `^/(\d+)`, Tags: []string{"image:$3"}}}}}
-	if _, err := h.Tags.compile(); err == nil || !strings.Contains(err.Error(), "no capture 3") {
+	if _, err := h.Tags.Compile(); err == nil || !strings.Contains(err.Error(), "no capture 3") {
 		t.Errorf("compile = %v, want an error naming the missing capture", err)
 	}
 }
