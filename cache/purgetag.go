@@ -5,7 +5,7 @@ import (
 )
 
 // PurgeTag removes every entry that carries tag and returns how many
-// there were. It touches only those entries: the tag index (tagindex.go)
+// there were. It touches only those entries: the tag index (cache/tagindex)
 // names them. Like Invalidate, it refuses the stores of those keys begun
 // before it, and no other.
 func (z *Zone) PurgeTag(tag string) (int, error) {
@@ -24,7 +24,7 @@ func (z *Zone) purgeTag(tag string, act func(key string) bool, removes bool) (in
 	if !z.IndexReady() {
 		return 0, ErrIndexLoading
 	}
-	refs := z.memTags.lookup(tag)
+	refs := z.memTags.Lookup(tag)
 	n := 0
 	keys := z.tagged(tag, refs)
 	for _, key := range keys {
@@ -33,7 +33,7 @@ func (z *Zone) purgeTag(tag string, act func(key string) bool, removes bool) (in
 		}
 	}
 	if removes {
-		z.memTags.drop(tag, keys)
+		z.memTags.Drop(tag, keys)
 	}
 	return n, nil
 }
@@ -50,7 +50,7 @@ func (z *Zone) tagged(tag string, refs []string) []string {
 			stale = append(stale, k)
 		}
 	}
-	z.memTags.drop(tag, stale)
+	z.memTags.Drop(tag, stale)
 	for _, k := range z.diskTagged(tag) {
 		if z.carries(k, tag) {
 			keys = append(keys, k)
@@ -95,14 +95,14 @@ func (z *Zone) Tagged(tag string) ([]string, error) {
 	if !z.IndexReady() {
 		return nil, ErrIndexLoading
 	}
-	return z.tagged(tag, z.memTags.lookup(tag)), nil
+	return z.tagged(tag, z.memTags.Lookup(tag)), nil
 }
 
 // TagIndexBytes is what the tag index takes in memory (counted in the
 // memory limit), and the tags and references it holds.
 func (z *Zone) TagIndexBytes() (bytes int64, tags, refs int) {
-	tags, refs = z.memTags.size()
-	return z.memTags.bytes.Load(), tags, refs
+	tags, refs = z.memTags.Size()
+	return z.memTags.Bytes(), tags, refs
 }
 
 // diskTagged returns the keys the disk tier's tag index has under tag.

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgecache/edgecache/cache/tagindex"
 )
 
 func mustPathRule(t *testing.T, pattern string, templates ...string) PathTagRule {
@@ -188,7 +190,7 @@ func TestTagIndexBytes(t *testing.T) {
 	}
 	tagBytes := int64(0)
 	for i := range images {
-		tagBytes += int64(len(fmt.Sprintf("image:%d", i))) + tagSlotBytes
+		tagBytes += int64(len(fmt.Sprintf("image:%d", i))) + tagindex.SlotBytes
 	}
 	perRef := float64(bytes-tagBytes) / float64(refs)
 	t.Logf("tag index: %d bytes, %.1f B per reference beyond the tag", bytes, perRef)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/edgecache/edgecache/cache/tagindex"
 )
 
 // ZoneConfig sizes a zone's tiers.
@@ -39,8 +41,8 @@ type Zone struct {
 	mem     *memoryTier
 	disk    *DiskStore
 	keys    *keyIndex
-	memTags *tagIndex[string] // the memory tier's entries by tag (tagindex.go)
-	indexed <-chan struct{}   // closed when the disk tier's index is complete
+	memTags *tagindex.Index[string] // the memory tier's entries by tag (cache/tagindex)
+	indexed <-chan struct{}         // closed when the disk tier's index is complete
 	fills   fills
 	uses    useCounter
 	clock   Clock
@@ -68,7 +70,7 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
 	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: closedChan}
-	z.memTags = newTagIndex(strings.Compare, 16, z.keys.has)
+	z.memTags = tagindex.New(strings.Compare, 16, z.keys.has)
 	z.Stats.declare()
 	// The key index holds the memory tier's keys; the disk tier's are in
 	// its entry files (see DiskStore.Walk), so that an entry on disk costs
@@ -91,7 +93,7 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 func (z *Zone) forget() {
 	defer z.beginPurge()()
 	z.keys.clear()
-	z.memTags.clear()
+	z.memTags.Clear()
 	z.mem.clear()
 }
 
@@ -99,14 +101,14 @@ func (z *Zone) forget() {
 // the tier holds it.
 func (z *Zone) index(e *Entry) {
 	z.keys.add(e.Key)
-	z.memTags.add(e.Key, e.Tags)
+	z.memTags.Add(e.Key, e.Tags)
 }
 
 // unindex forgets a key that left the memory tier. Its tag references go
-// lazily (tagIndex.gone).
+// lazily (tagindex.Index.Gone).
 func (z *Zone) unindex(key string) {
 	z.keys.remove(key)
-	z.memTags.gone()
+	z.memTags.Gone()
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -292,7 +294,7 @@ func (z *Zone) PurgePrefix(prefix string) (int, error) {
 func (z *Zone) PurgeAll() (int, error) {
 	defer z.beginPurge()()
 	n := 0
-	z.memTags.clear()
+	z.memTags.Clear()
 	for _, k := range z.keys.clear() {
 		// With a disk tier, a memory entry is normally a copy of a disk
 		// one, counted below.

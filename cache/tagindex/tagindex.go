@@ -1,4 +1,8 @@
-package cache
+// Package tagindex maps tags to the entries that carry them, for purges
+// by tag: each tag's string is held once, and its references are a sorted
+// slice of fixed-size values (16 bytes a reference in edgecache's tiers).
+// The memory tier (package cache) and the disk tier each keep one.
+package tagindex
 
 import (
 	"slices"
@@ -6,7 +10,7 @@ import (
 	"sync/atomic"
 )
 
-// tagIndex maps a tag to the entries that carry it, so that a purge by tag
+// Index maps a tag to the entries that carry it, so that a purge by tag
 // touches only those. Each tag's string is held once; its references are
 // a sorted slice of fixed-size values (a key's string header for the
 // memory tier, whose key bytes are the entry's; a key's MD5 for the disk
@@ -14,12 +18,12 @@ import (
 // slice's spare capacity.
 //
 // References are removed lazily. An entry that leaves the tier is only
-// counted (gone); when the count reaches half the references, a sweep
+// counted (Gone); when the count passes a quarter of the references, a sweep
 // drops those whose entry the tier no longer holds. A reference can also
 // outlive its tag when a key is stored again with other tags: purges read
 // the entry's own tags before they act, so a stale reference costs a
 // look-up, never a wrong count.
-type tagIndex[R any] struct {
+type Index[R any] struct {
 	cmp     func(a, b R) int
 	refSize int64
 
@@ -31,17 +35,22 @@ type tagIndex[R any] struct {
 	bytes atomic.Int64
 }
 
-// tagSlotBytes is what a tag costs beyond its string and references: its
+// Bytes is what the index takes in memory.
+func (x *Index[R]) Bytes() int64 { return x.bytes.Load() }
+
+// SlotBytes is what a tag costs beyond its string and references: its
 // map slot (string and slice headers, its share of the control bytes, at
 // seven eighths full).
-const tagSlotBytes = (16 + 24 + 1) * 8 / 7
+const SlotBytes = (16 + 24 + 1) * 8 / 7
 
-func newTagIndex[R any](cmp func(a, b R) int, refSize int64, alive func(R) bool) *tagIndex[R] {
-	return &tagIndex[R]{cmp: cmp, refSize: refSize, tags: make(map[string][]R), alive: alive}
+// New makes an index whose references compare with cmp and cost refSize
+// bytes each; alive tells whether the tier still holds an entry (sweeps).
+func New[R any](cmp func(a, b R) int, refSize int64, alive func(R) bool) *Index[R] {
+	return &Index[R]{cmp: cmp, refSize: refSize, tags: make(map[string][]R), alive: alive}
 }
 
-// add records that the entry r carries tags.
-func (x *tagIndex[R]) add(r R, tags []string) {
+// Add records that the entry r carries tags.
+func (x *Index[R]) Add(r R, tags []string) {
 	if len(tags) == 0 {
 		return
 	}
@@ -72,16 +81,16 @@ func (x *tagIndex[R]) add(r R, tags []string) {
 
 // account adds a tag's change of capacity (and its slot, when new) to the
 // byte count.
-func (x *tagIndex[R]) account(known bool, tag string, before, after int) {
+func (x *Index[R]) account(known bool, tag string, before, after int) {
 	d := int64(after-before) * x.refSize
 	if !known {
-		d += int64(len(tag)) + tagSlotBytes
+		d += int64(len(tag)) + SlotBytes
 	}
 	x.bytes.Add(d)
 }
 
-// remove drops the reference of r under tags, and the tags left empty.
-func (x *tagIndex[R]) remove(r R, tags []string) {
+// Remove drops the reference of r under tags, and the tags left empty.
+func (x *Index[R]) Remove(r R, tags []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, t := range tags {
@@ -89,7 +98,7 @@ func (x *tagIndex[R]) remove(r R, tags []string) {
 	}
 }
 
-func (x *tagIndex[R]) removeLocked(t string, r R) {
+func (x *Index[R]) removeLocked(t string, r R) {
 	refs, ok := x.tags[t]
 	if !ok {
 		return
@@ -105,11 +114,11 @@ func (x *tagIndex[R]) removeLocked(t string, r R) {
 
 // setLocked replaces t's references, dropping the tag when none are
 // left and giving back capacity when most of it is spare.
-func (x *tagIndex[R]) setLocked(t string, refs []R) {
+func (x *Index[R]) setLocked(t string, refs []R) {
 	before := cap(x.tags[t])
 	if len(refs) == 0 {
 		delete(x.tags, t)
-		x.bytes.Add(-int64(before)*x.refSize - int64(len(t)) - tagSlotBytes)
+		x.bytes.Add(-int64(before)*x.refSize - int64(len(t)) - SlotBytes)
 		return
 	}
 	if cap(refs) > 2*len(refs)+4 {
@@ -119,15 +128,15 @@ func (x *tagIndex[R]) setLocked(t string, refs []R) {
 	x.bytes.Add(int64(cap(refs)-before) * x.refSize)
 }
 
-// lookup returns a copy of the references under tag.
-func (x *tagIndex[R]) lookup(tag string) []R {
+// Lookup returns a copy of the references under tag.
+func (x *Index[R]) Lookup(tag string) []R {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return slices.Clone(x.tags[tag])
 }
 
-// drop removes the tag and all its references (after a purge of them).
-func (x *tagIndex[R]) drop(tag string, refs []R) {
+// Drop removes the tag and all its references (after a purge of them).
+func (x *Index[R]) Drop(tag string, refs []R) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, r := range refs {
@@ -135,19 +144,19 @@ func (x *tagIndex[R]) drop(tag string, refs []R) {
 	}
 }
 
-// gone counts an entry that left the tier; enough of them start a sweep.
-func (x *tagIndex[R]) gone() {
+// Gone counts an entry that left the tier; enough of them start a sweep.
+func (x *Index[R]) Gone() {
 	x.mu.Lock()
 	x.dead++
-	sweep := x.dead > 1024 && x.dead > x.refs/2
+	sweep := x.dead > 1024 && x.dead > x.refs/4
 	x.mu.Unlock()
 	if sweep {
-		x.sweep()
+		x.Sweep()
 	}
 }
 
-// sweep drops the references whose entry the tier no longer holds.
-func (x *tagIndex[R]) sweep() {
+// Sweep drops the references whose entry the tier no longer holds.
+func (x *Index[R]) Sweep() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.dead = 0
@@ -166,8 +175,8 @@ func (x *tagIndex[R]) sweep() {
 	}
 }
 
-// clear forgets every tag.
-func (x *tagIndex[R]) clear() {
+// Clear forgets every tag.
+func (x *Index[R]) Clear() {
 	x.mu.Lock()
 	clear(x.tags)
 	x.refs, x.dead = 0, 0
@@ -175,8 +184,8 @@ func (x *tagIndex[R]) clear() {
 	x.mu.Unlock()
 }
 
-// size returns the tags and references held.
-func (x *tagIndex[R]) size() (tags, refs int) {
+// Size returns the tags and references held.
+func (x *Index[R]) Size() (tags, refs int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return len(x.tags), x.refs

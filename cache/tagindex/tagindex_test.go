@@ -1,0 +1,72 @@
+package tagindex
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestIndex(t *testing.T) {
+	live := map[string]bool{}
+	x := New(strings.Compare, 16, func(k string) bool { return live[k] })
+	for i := range 3000 {
+		k := fmt.Sprint("/k/", i)
+		live[k] = true
+		x.Add(k, []string{"all", fmt.Sprint("one:", i)})
+	}
+	x.Add("/k/0", []string{"all"}) // again: no duplicate
+	if tags, refs := x.Size(); tags != 3001 || refs != 6000 {
+		t.Fatalf("Size = %d tags, %d refs; want 3001, 6000", tags, refs)
+	}
+	if got := x.Lookup("one:7"); !slices.Equal(got, []string{"/k/7"}) {
+		t.Errorf("Lookup(one:7) = %q", got)
+	}
+	x.Remove("/k/7", []string{"one:7", "all"})
+	if got := x.Lookup("one:7"); got != nil {
+		t.Errorf("after Remove: %q", got)
+	}
+	// Entries that leave are swept once they pass a quarter of the
+	// references (5,998 / 4).
+	for i := range 1499 {
+		delete(live, fmt.Sprint("/k/", i))
+		x.Gone()
+	}
+	if _, refs := x.Size(); refs != 5998 {
+		t.Errorf("swept before a quarter of the references went: %d refs", refs)
+	}
+	delete(live, "/k/1499")
+	x.Gone()
+	if tags, refs := x.Size(); refs != 2*1500 || tags != 1+1500 {
+		t.Errorf("after a sweep: %d tags, %d refs; want %d, %d", tags, refs, 1+1500, 2*1500)
+	}
+	x.Clear()
+	if tags, refs := x.Size(); tags != 0 || refs != 0 || x.Bytes() != 0 {
+		t.Errorf("after Clear: %d tags, %d refs, %d bytes", tags, refs, x.Bytes())
+	}
+}
+
+// The accounting follows what the slices hold: 16 bytes a reference, and
+// at most a sixteenth more while a tag grows.
+func TestIndexBytes(t *testing.T) {
+	x := New(strings.Compare, 16, func(string) bool { return true })
+	for i := range 100_000 {
+		x.Add(fmt.Sprintf("/k/%07d", i), []string{"dataset:1"})
+	}
+	perRef := float64(x.Bytes()-int64(len("dataset:1"))-SlotBytes) / 100_000
+	if perRef < 16 || perRef > 17 {
+		t.Errorf("%.2f B per reference, want 16 to 17", perRef)
+	}
+}
+
+func BenchmarkIndexAdd(b *testing.B) {
+	x := New(strings.Compare, 16, func(string) bool { return true })
+	keys := make([]string, b.N)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("/webgateway/render_image/%d/0/0/", i)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		x.Add(keys[i], []string{fmt.Sprint("image:", i/10)})
+	}
+}
