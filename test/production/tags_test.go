@@ -1,0 +1,161 @@
+package production_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgecache/edgecache/internal/testkit"
+)
+
+// imageURLs are the cached URL classes of Caddyfile.example that name
+// image id, as OMERO.web's url patterns shape them, each tagged image:<id>
+// by the example's tags block; batch is an id in the batch thumbnail URL
+// besides id (so that it names no other image of the test).
+func imageURLs(id, batch int) []string {
+	var uris []string
+	for _, f := range []string{
+		"/webgateway/render_image/%d/0/0/",
+		"/webgateway/render_image_region/%d/0/0/?region=0,0,64,64",
+		"/webgateway/render_split_channel/%d/0/0/",
+		"/webgateway/render_birds_eye_view/%d/",
+		"/webgateway/render_thumbnail/%d/",
+		"/webclient/render_image/%d/0/0/",
+		"/webclient/render_thumbnail/%d/",
+		"/webgateway/get_thumbnail/%d/",
+		"/webclient/get_thumbnail/%d/",
+		"/webclient/img_detail/%d/",
+		"/webclient/metadata_details/image/%d/",
+		"/webclient/metadata_acquisition/image/%d/",
+		"/api/v0/m/images/%d/",
+		"/iviewer/image_data/%d/",
+	} {
+		uris = append(uris, fmt.Sprintf(f, id))
+	}
+	return append(uris, fmt.Sprintf("/webgateway/get_thumbnails/?id=%d&id=%d", id, batch))
+}
+
+// edgecache runs a subcommand of the binary and returns its output; it
+// fails the test unless the command succeeds.
+func edgecache(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("edgecache %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
+// count reads the number before word in a command's output ("purged 15
+// entries").
+func count(t *testing.T, out, word string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(\d+) ` + word).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no count of %q in %q", word, out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+func expectStatus(t *testing.T, e *edge, uris []string, want ...string) {
+	t.Helper()
+	for _, uri := range uris {
+		r := e.get(t, e.Public, uri)
+		got := r.Header.Get("X-Cache-Status")
+		if r.Status != 200 || !strings.Contains(" "+strings.Join(want, " ")+" ", " "+got+" ") {
+			t.Errorf("GET %s: %d %s, want 200 %s", uri, r.Status, got, strings.Join(want, " or "))
+		}
+	}
+}
+
+// pathOf is the path part of a URI, as the stand-ins count their hits.
+func pathOf(uri string) string {
+	u, _ := url.Parse(uri)
+	return u.Path
+}
+
+// One purge by tag reaches every cached URL of an image, in every zone,
+// the batch thumbnail naming it included, and nothing of another image; a
+// soft purge serves the old answers while one background request per entry
+// refreshes them; after a restart a purge by tag finds the entries on disk.
+func TestPurgeByTag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := newEdge(t, edgeConfig{Dir: dir})
+	first, second := imageURLs(11, 21), imageURLs(12, 22)
+	for _, uri := range append(append([]string{}, first...), second...) {
+		expectStatus(t, e, []string{uri}, "MISS")
+		expectStatus(t, e, []string{uri}, "HIT")
+	}
+	keys := edgecache(t, "cache-keys", "--address", e.Admin, "--tag", "image:11")
+	for _, uri := range first {
+		if !strings.Contains(keys, uri+"\n") {
+			t.Errorf("cache-keys --tag image:11 does not list %s:\n%s", uri, keys)
+		}
+	}
+
+	out := edgecache(t, "purge", "--address", e.Admin, "--tag", "image:11")
+	if n := count(t, out, "entr"); n != len(first) {
+		t.Errorf("purge --tag image:11 purged %d entries, want %d: %s", n, len(first), out)
+	}
+	expectStatus(t, e, second, "HIT")
+	expectStatus(t, e, first, "MISS")
+
+	// A soft purge: the old answers are served while one background
+	// request per entry refreshes them, then the new ones are hits.
+	hits := make(map[string]int)
+	for _, uri := range second {
+		hits[pathOf(uri)] = e.Cluster.Hits(pathOf(uri))
+	}
+	out = edgecache(t, "purge", "--address", e.Admin, "--tag", "image:12", "--soft")
+	if n := count(t, out, "marked"); n != len(second) {
+		t.Errorf("purge --tag image:12 --soft marked %d entries, want %d: %s", n, len(second), out)
+	}
+	expectStatus(t, e, second, "STALE", "UPDATING")
+	testkit.Eventually(t, 20*time.Second, func() string {
+		for _, uri := range second {
+			if n := e.Cluster.Hits(pathOf(uri)) - hits[pathOf(uri)]; n != 1 {
+				return fmt.Sprintf("%s: %d backend requests since the soft purge, want 1", uri, n)
+			}
+			if r := e.get(t, e.Public, uri); r.Header.Get("X-Cache-Status") != "HIT" {
+				return fmt.Sprintf("%s: %s", uri, r.Header.Get("X-Cache-Status"))
+			}
+		}
+		return ""
+	})
+	for _, uri := range second {
+		if n := e.Cluster.Hits(pathOf(uri)) - hits[pathOf(uri)]; n != 1 {
+			t.Errorf("%s: %d backend requests after the soft purge, want 1", uri, n)
+		}
+	}
+
+	// After a restart, the tags are read back from the entry files.
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	e = newEdge(t, edgeConfig{Dir: dir})
+	var purged int
+	testkit.Eventually(t, 20*time.Second, func() string {
+		cmd := exec.Command(binary, "purge", "--address", e.Admin, "--tag", "image:12")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Sprintf("purge --tag after a restart: %v: %s", err, out) // the index still loading
+		}
+		purged = count(t, string(out), "entr")
+		return ""
+	})
+	if purged != len(second) {
+		t.Errorf("purge --tag image:12 after a restart purged %d entries, want %d", purged, len(second))
+	}
+	expectStatus(t, e, first, "HIT")
+	expectStatus(t, e, second, "MISS")
+}
