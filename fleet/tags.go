@@ -75,12 +75,15 @@ func (f *Fleet) expire(ctx context.Context, zone string, ev Event) (int, error) 
 	switch ev.Kind {
 	case KindPurgeKey:
 		redisKeys = []string{f.keys.entry(zone, ev.Key)}
-		// The variants of a key that has some.
-		variants, err := f.matching(ctx, f.keys.entryPattern(zone, cache.VariantKey(ev.Key, "")))
-		if err != nil {
-			return 0, err
+		if f.varies(ctx, zone, ev.Key) {
+			// Its variants, found by SCAN as a hard purge finds them:
+			// only keys whose responses vary pay it.
+			variants, err := f.matching(ctx, f.keys.entryPattern(zone, cache.VariantKey(ev.Key, "")))
+			if err != nil {
+				return 0, err
+			}
+			redisKeys = append(redisKeys, variants...)
 		}
-		redisKeys = append(redisKeys, variants...)
 	case KindPurgeTag:
 		members, err := f.tagged(ctx, zone, ev.Key)
 		if err != nil {
@@ -108,6 +111,19 @@ func (f *Fleet) expire(ctx context.Context, zone string, ev Event) (int, error) 
 		}
 	}
 	return n, nil
+}
+
+// varies reports whether key's value is an index of variants.
+func (f *Fleet) varies(ctx context.Context, zone, key string) bool {
+	redisKey := f.keys.entry(zone, key)
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	v, err := f.rdb.Get(ctx, redisKey).Bytes()
+	if err != nil {
+		return false
+	}
+	e, err := decodeValue(redisKey, key, v)
+	return err == nil && e.VaryIndex
 }
 
 // matching lists the keys that match pattern on every master.
