@@ -163,11 +163,19 @@ func (fe *fleetEvents) apply(ev fleet.Event) {
 	for _, z := range fe.app.sharedZonesNamed(ev.Zone) {
 		switch ev.Kind {
 		case fleet.KindPurgeKey:
-			z.Purge(ev.Key)
-		case fleet.KindPurgePrefix:
-			fe.purgePrefix(z, ev)
+			if ev.Soft {
+				z.SoftPurge(ev.Key)
+			} else {
+				z.Purge(ev.Key)
+			}
+		case fleet.KindPurgePrefix, fleet.KindPurgeTag:
+			fe.purgeIndexed(z, ev)
 		case fleet.KindPurgeAll:
-			if _, err := z.PurgeAll(); err != nil {
+			purge := z.PurgeAll
+			if ev.Soft {
+				purge = z.SoftPurgeAll
+			}
+			if _, err := purge(); err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
 			}
 		case fleet.KindInvalidate, fleet.KindRefresh:
@@ -176,12 +184,21 @@ func (fe *fleetEvents) apply(ev fleet.Event) {
 	}
 }
 
-// purgePrefix waits for the zone's index (rebuilt after a start) before
-// purging by prefix: the events after this one wait meanwhile, as they
-// must apply in order.
-func (fe *fleetEvents) purgePrefix(z *cache.Zone, ev fleet.Event) {
+// purgeIndexed waits for the zone's index (rebuilt after a start) before
+// purging by prefix or tag: the events after this one wait meanwhile, as
+// they must apply in order.
+func (fe *fleetEvents) purgeIndexed(z *cache.Zone, ev fleet.Event) {
+	purge := z.PurgePrefix
+	switch {
+	case ev.Kind == fleet.KindPurgeTag && ev.Soft:
+		purge = z.SoftPurgeTag
+	case ev.Kind == fleet.KindPurgeTag:
+		purge = z.PurgeTag
+	case ev.Soft:
+		purge = z.SoftPurgePrefix
+	}
 	for {
-		_, err := z.PurgePrefix(ev.Key)
+		_, err := purge(ev.Key)
 		if !errors.Is(err, cache.ErrIndexLoading) {
 			if err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
