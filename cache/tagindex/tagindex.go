@@ -33,6 +33,8 @@ type Index[R any] struct {
 	dead  int // entries gone since the last sweep
 	alive func(R) bool
 	bytes atomic.Int64
+	// sweeping is set while a sweep Gone started runs.
+	sweeping atomic.Bool
 }
 
 // Bytes is what the index takes in memory.
@@ -144,14 +146,19 @@ func (x *Index[R]) Drop(tag string, refs []R) {
 	}
 }
 
-// Gone counts an entry that left the tier; enough of them start a sweep.
+// Gone counts an entry that left the tier; enough of them start a sweep,
+// in a goroutine of its own (one at a time): the caller may hold the
+// tier's locks, which alive takes.
 func (x *Index[R]) Gone() {
 	x.mu.Lock()
 	x.dead++
 	sweep := x.dead > 1024 && x.dead > x.refs/4
 	x.mu.Unlock()
-	if sweep {
-		x.Sweep()
+	if sweep && x.sweeping.CompareAndSwap(false, true) {
+		go func() {
+			defer x.sweeping.Store(false)
+			x.Sweep()
+		}()
 	}
 }
 
