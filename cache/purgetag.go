@@ -8,32 +8,48 @@ import (
 // there were. It touches only those entries: the tag index (cache/tagindex)
 // names them. Like Invalidate, it refuses the stores of those keys begun
 // before it, and no other.
-func (z *Zone) PurgeTag(tag string) (int, error) {
-	return z.purgeTag(tag, z.evict, true)
+func (z *Zone) PurgeTag(tag string) (int, error) { return z.PurgeTags([]string{tag}) }
+
+// PurgeTags is PurgeTag for several tags: an entry that carries more than
+// one of them is counted once.
+func (z *Zone) PurgeTags(tags []string) (int, error) {
+	return z.purgeTags(tags, z.evict, true)
 }
 
 // SoftPurgeTag marks every entry that carries tag expired (softpurge.go)
 // and returns how many it marked.
-func (z *Zone) SoftPurgeTag(tag string) (int, error) {
-	n, err := z.purgeTag(tag, z.expireKey, false)
+func (z *Zone) SoftPurgeTag(tag string) (int, error) { return z.SoftPurgeTags([]string{tag}) }
+
+// SoftPurgeTags is SoftPurgeTag for several tags, each entry marked and
+// counted once.
+func (z *Zone) SoftPurgeTags(tags []string) (int, error) {
+	n, err := z.purgeTags(tags, z.expireKey, false)
 	z.Stats.SoftPurged.Add(int64(n))
 	return n, err
 }
 
-func (z *Zone) purgeTag(tag string, act func(key string) bool, removes bool) (int, error) {
+func (z *Zone) purgeTags(tags []string, act func(key string) bool, removes bool) (int, error) {
 	if !z.IndexReady() {
 		return 0, ErrIndexLoading
 	}
-	refs := z.memTags.Lookup(tag)
+	byTag := make([][]string, len(tags))
+	var keys []string
+	for i, tag := range tags {
+		byTag[i] = z.tagged(tag, z.memTags.Lookup(tag))
+		keys = append(keys, byTag[i]...)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 	n := 0
-	keys := z.tagged(tag, refs)
 	for _, key := range keys {
 		if act(key) {
 			n++
 		}
 	}
 	if removes {
-		z.memTags.Drop(tag, keys)
+		for i, tag := range tags {
+			z.memTags.Drop(tag, byTag[i])
+		}
 	}
 	return n, nil
 }

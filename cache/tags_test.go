@@ -206,3 +206,16 @@ func TestTagIndexBytes(t *testing.T) {
 		t.Errorf("after purging every tag: %d bytes, %d tags, %d references", bytes, tags, refs)
 	}
 }
+
+// An entry that carries several of the purged tags counts once.
+func TestPurgeTagsCountOnce(t *testing.T) {
+	z := newTestZone(t, 64<<20, 0)
+	storeTagged(t, z, "/both", "a", "b")
+	storeTagged(t, z, "/a", "a")
+	if n, err := z.SoftPurgeTags([]string{"a", "b"}); err != nil || n != 2 {
+		t.Errorf("SoftPurgeTags(a, b) = %d, %v; want 2", n, err)
+	}
+	if n, err := z.PurgeTags([]string{"a", "b", "c"}); err != nil || n != 2 {
+		t.Errorf("PurgeTags(a, b, c) = %d, %v; want 2", n, err)
+	}
+}
