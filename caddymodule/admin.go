@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -60,56 +59,11 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return adminError(http.StatusBadRequest, "bad purge request: %v", err)
 	}
-	var err error
-	if req.Key, err = parseKeyText(req.Key); err != nil {
-		return adminError(http.StatusBadRequest, "key: %v", err)
-	}
-	if req.Prefix, err = parseKeyText(req.Prefix); err != nil {
-		return adminError(http.StatusBadRequest, "prefix: %v", err)
-	}
-	kinds := 0
-	for _, set := range []bool{req.Key != "", req.Prefix != "", req.All} {
-		if set {
-			kinds++
-		}
-	}
-	if kinds != 1 {
-		return adminError(http.StatusBadRequest, "a purge names exactly one of key, prefix (both non-empty) or all")
-	}
-	zones, err := zonesNamed(req.Zone)
+	resp, err := purge(r.Context(), req)
 	if err != nil {
 		return err
 	}
-	// Redis first: a miss here or on another proxy after the local purge
-	// must not find the purged entry in the shared tier. Its failure does
-	// not keep this proxy's entries.
-	shared, fleetErr := runningApp().publishPurge(r.Context(), req)
-	purged := 0
-	for _, z := range zones {
-		var n int
-		var err error
-		switch {
-		case req.Key != "":
-			if z.Purge(req.Key) {
-				n = 1
-			}
-		case req.Prefix != "":
-			n, err = z.PurgePrefix(req.Prefix)
-		default:
-			n, err = z.PurgeAll()
-		}
-		if errors.Is(err, cache.ErrIndexLoading) {
-			return adminError(http.StatusServiceUnavailable, "zone %s: %v", z.Name(), err)
-		}
-		if err != nil {
-			return adminError(http.StatusInternalServerError, "zone %s: %v", z.Name(), err)
-		}
-		purged += n
-	}
-	if fleetErr != nil {
-		return adminError(http.StatusServiceUnavailable, "purged %d entries on this proxy, but not from the fleet (Redis and the other proxies): %v; purge again once Redis answers", purged, fleetErr)
-	}
-	return writeJSON(w, purgeResponse{Purged: purged, Shared: shared})
+	return writeJSON(w, resp)
 }
 
 func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {

@@ -107,14 +107,19 @@ The admin API is reached at --address, or at the admin address of the given
 
 // purgeRequest is the body of POST /edge_cache/purge.
 type purgeRequest struct {
-	Zone   string `json:"zone,omitempty"`
-	Key    string `json:"key,omitempty"`
-	Prefix string `json:"prefix,omitempty"`
-	All    bool   `json:"all,omitempty"`
+	Zone   string   `json:"zone,omitempty"`
+	Key    string   `json:"key,omitempty"`
+	Prefix string   `json:"prefix,omitempty"`
+	Tags   []string `json:"tags,omitempty"`
+	All    bool     `json:"all,omitempty"`
+	Soft   bool     `json:"soft,omitempty"`
 }
 
 type purgeResponse struct {
 	Purged int `json:"purged"`
+	// Marked is how many entries a soft purge marked expired (absent
+	// for a purge).
+	Marked *int `json:"marked,omitempty"`
 	// Shared is how many values the purge removed from the fleet's Redis;
 	// absent when the proxy has no shared block or the zone is not shared.
 	Shared *int `json:"shared,omitempty"`

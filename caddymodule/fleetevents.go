@@ -302,19 +302,32 @@ func (a *App) publishPurge(ctx context.Context, req purgeRequest) (*int, error) 
 	if a == nil || a.fleet == nil || (req.Zone != "" && !a.sharedZones[req.Zone]) {
 		return nil, nil
 	}
-	ev := fleet.Event{Zone: req.Zone, Key: req.Key}
+	events := []fleet.Event{{Zone: req.Zone, Key: req.Key, Soft: req.Soft}}
 	switch {
 	case req.Key != "":
-		ev.Kind = fleet.KindPurgeKey
+		events[0].Kind = fleet.KindPurgeKey
 	case req.Prefix != "":
-		ev.Kind, ev.Key = fleet.KindPurgePrefix, req.Prefix
+		events[0].Kind, events[0].Key = fleet.KindPurgePrefix, req.Prefix
+	case len(req.Tags) > 0:
+		// One event per tag: each reads its tag's set in Redis.
+		events = events[:0]
+		for _, t := range req.Tags {
+			events = append(events, fleet.Event{Zone: req.Zone, Kind: fleet.KindPurgeTag, Key: t, Soft: req.Soft})
+		}
 	default:
-		ev.Kind = fleet.KindPurgeAll
+		events[0].Kind = fleet.KindPurgeAll
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	n, err := a.fleet.Purge(ctx, ev, a.sharedZoneNames())
-	return &n, err
+	total := 0
+	for _, ev := range events {
+		n, err := a.fleet.Purge(ctx, ev, a.sharedZoneNames())
+		total += n
+		if err != nil {
+			return &total, err
+		}
+	}
+	return &total, nil
 }
 
 // publishInvalidation removes an invalidated key's entry from Redis and
