@@ -6,23 +6,25 @@ import (
 	"net/http"
 
 	"github.com/edgecache/edgecache/cache"
+
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 // purge runs a purge on this proxy's zones and, in a fleet, on Redis and
 // the other proxies (through the event log): the admin API's and the
 // edge_cache_purge handler's. Keys and prefixes are in their text form.
 // Its errors are caddy.APIErrors carrying the HTTP status.
-func purge(ctx context.Context, req purgeRequest) (purgeResponse, error) {
+func purge(ctx context.Context, req adminapi.PurgeRequest) (adminapi.PurgeResponse, error) {
 	var err error
-	if req.Key, err = parseKeyText(req.Key); err != nil {
-		return purgeResponse{}, adminError(http.StatusBadRequest, "key: %v", err)
+	if req.Key, err = adminapi.ParseKeyText(req.Key); err != nil {
+		return adminapi.PurgeResponse{}, adminError(http.StatusBadRequest, "key: %v", err)
 	}
-	if req.Prefix, err = parseKeyText(req.Prefix); err != nil {
-		return purgeResponse{}, adminError(http.StatusBadRequest, "prefix: %v", err)
+	if req.Prefix, err = adminapi.ParseKeyText(req.Prefix); err != nil {
+		return adminapi.PurgeResponse{}, adminError(http.StatusBadRequest, "prefix: %v", err)
 	}
 	for _, t := range req.Tags {
 		if err := cache.CheckTag(t); err != nil {
-			return purgeResponse{}, adminError(http.StatusBadRequest, "tags: %v", err)
+			return adminapi.PurgeResponse{}, adminError(http.StatusBadRequest, "tags: %v", err)
 		}
 	}
 	kinds := 0
@@ -32,11 +34,11 @@ func purge(ctx context.Context, req purgeRequest) (purgeResponse, error) {
 		}
 	}
 	if kinds != 1 {
-		return purgeResponse{}, adminError(http.StatusBadRequest, "a purge names exactly one of key, prefix (both non-empty), tags (a non-empty list) or all")
+		return adminapi.PurgeResponse{}, adminError(http.StatusBadRequest, "a purge names exactly one of key, prefix (both non-empty), tags (a non-empty list) or all")
 	}
 	zones, err := zonesNamed(req.Zone)
 	if err != nil {
-		return purgeResponse{}, err
+		return adminapi.PurgeResponse{}, err
 	}
 	// Redis first: a miss here or on another proxy after the local purge
 	// must not find the purged entry in the shared tier. Its failure does
@@ -46,14 +48,14 @@ func purge(ctx context.Context, req purgeRequest) (purgeResponse, error) {
 	for _, z := range zones {
 		c, err := purgeZone(z, req)
 		if errors.Is(err, cache.ErrIndexLoading) {
-			return purgeResponse{}, adminError(http.StatusServiceUnavailable, "zone %s: %v", z.Name(), err)
+			return adminapi.PurgeResponse{}, adminError(http.StatusServiceUnavailable, "zone %s: %v", z.Name(), err)
 		}
 		if err != nil {
-			return purgeResponse{}, adminError(http.StatusInternalServerError, "zone %s: %v", z.Name(), err)
+			return adminapi.PurgeResponse{}, adminError(http.StatusInternalServerError, "zone %s: %v", z.Name(), err)
 		}
 		n += c
 	}
-	resp := purgeResponse{Purged: n, Shared: shared}
+	resp := adminapi.PurgeResponse{Purged: n, Shared: shared}
 	what := "purged"
 	if req.Soft {
 		resp.Purged, resp.Marked, what = 0, &n, "marked"
@@ -65,7 +67,7 @@ func purge(ctx context.Context, req purgeRequest) (purgeResponse, error) {
 }
 
 // purgeZone runs req's purge, or soft purge, on one zone.
-func purgeZone(z *cache.Zone, req purgeRequest) (int, error) {
+func purgeZone(z *cache.Zone, req adminapi.PurgeRequest) (int, error) {
 	switch {
 	case req.Key != "" && req.Soft:
 		return z.SoftPurge(req.Key), nil

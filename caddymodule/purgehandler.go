@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 func init() {
@@ -70,7 +72,7 @@ func (p *PurgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		w.Header().Set("WWW-Authenticate", `Bearer realm="edge_cache_purge"`)
 		return writeError(w, http.StatusUnauthorized, "a purge needs Authorization: Bearer <token>")
 	}
-	var req purgeRequest
+	var req adminapi.PurgeRequest
 	switch r.Method {
 	case "PURGE":
 		req.Key = r.URL.RequestURI()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 const purgeSite = `
@@ -64,7 +66,7 @@ func TestPurgeHandler(t *testing.T) {
 		t.Fatalf("an unauthorized PURGE purged: %s", r.cacheStatus())
 	}
 	code, body := s.send(t, "PURGE", s.url("PURGE", "/img/1/a"), "", "Authorization", "Bearer s3cret")
-	var resp purgeResponse
+	var resp adminapi.PurgeResponse
 	if err := json.Unmarshal([]byte(body), &resp); code != 200 || err != nil || resp.Purged != 1 {
 		t.Errorf("PURGE /img/1/a: %d %s, want 200 purged 1", code, body)
 	}
@@ -73,7 +75,7 @@ func TestPurgeHandler(t *testing.T) {
 	}
 	// POST takes the admin API's purge body.
 	code, body = s.send(t, http.MethodPost, s.url("PURGE", "/"), `{"tags": ["image:1"], "soft": true}`, "Authorization", "bearer s3cret")
-	resp = purgeResponse{}
+	resp = adminapi.PurgeResponse{}
 	if err := json.Unmarshal([]byte(body), &resp); code != 200 || err != nil || resp.Marked == nil || *resp.Marked != 2 {
 		t.Errorf("POST soft tags: %d %s, want 200 marked 2", code, body)
 	}
