@@ -118,10 +118,17 @@ func (z *Zone) Tagged(tag string) ([]string, error) {
 // memory limit), and the tags and references it holds.
 func (z *Zone) TagIndexBytes() (bytes int64, tags, refs int) {
 	tags, refs = z.memTags.Size()
-	return z.memTags.Bytes(), tags, refs
+	bytes = z.memTags.Bytes()
+	if z.disk != nil {
+		bytes += z.disk.TagIndexBytes()
+	}
+	return bytes, tags, refs
 }
 
-// diskTagged returns the keys the disk tier's tag index has under tag.
+// diskTagged returns the keys of the disk tier's entries that carry tag.
 func (z *Zone) diskTagged(tag string) []string {
-	return nil
+	if z.disk == nil {
+		return nil
+	}
+	return z.disk.Tagged(tag)
 }

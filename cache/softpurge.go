@@ -93,13 +93,10 @@ func (z *Zone) expireKey(key string) bool {
 	z.invalidated.add(primaryKey(key))
 	z.promoteMu.Unlock()
 	known := false
-	if z.disk != nil {
-		if e, err := z.disk.Get(key); err == nil {
-			known = true
-			if mayExpire(e, now) {
-				expired := expiredCopy(e, now)
-				z.rewriteOnDisk(e, expired)
-			}
+	if de := z.diskGet(key); de != nil {
+		known = true
+		if e := fromDisk(de); mayExpire(e, now) {
+			z.rewriteOnDisk(e, expiredCopy(e, now))
 		}
 	}
 	z.promoteMu.Lock()
@@ -125,7 +122,7 @@ func mayExpire(e *Entry, now time.Time) bool {
 
 // expiredCopy is e expired at now, sharing its body.
 func expiredCopy(e *Entry, now time.Time) *Entry {
-	c := &Entry{Meta: e.Meta, Body: e.Body, File: e.File, BodyOffset: e.BodyOffset, disk: e.disk}
+	c := &Entry{Meta: e.Meta, Body: e.Body, file: e.file}
 	if c.ValidUntil.After(now) {
 		c.ValidUntil = now
 	}

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
+
 	"fmt"
 	"net/http"
 	"regexp"
@@ -217,5 +219,57 @@ func TestPurgeTagsCountOnce(t *testing.T) {
 	}
 	if n, err := z.PurgeTags([]string{"a", "b", "c"}); err != nil || n != 2 {
 		t.Errorf("PurgeTags(a, b, c) = %d, %v; want 2", n, err)
+	}
+}
+
+// On disk: a purge by tag finds entries too large for memory, and after
+// a restart (the store reopened) the entries the loader read back; a
+// soft purge rewrites the entry file expired.
+func TestPurgeTagDisk(t *testing.T) {
+	dir := t.TempDir()
+	d := openStore(t, dir, disk.Options{})
+	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, MemoryEntryMax: 8, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLoaded(t, d)
+	for i := range 3 {
+		storeTagged(t, z, fmt.Sprintf("/img/1/%d", i), "image:1")
+		storeTagged(t, z, fmt.Sprintf("/img/2/%d", i), "image:2")
+	}
+	if n, err := z.SoftPurgeTag("image:2"); err != nil || n != 3 {
+		t.Fatalf("SoftPurgeTag on disk = %d, %v; want 3", n, err)
+	}
+	if e, ok := z.Get("/img/2/0"); !ok || e.Fresh(z.clock.Now()) || !e.SoftPurged {
+		t.Fatalf("after a soft purge on disk: found %v, %+v", ok, e)
+	}
+	z.Close()
+	d.Close()
+
+	d = openStore(t, dir, disk.Options{})
+	z, err = NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, MemoryEntryMax: 8, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	waitLoaded(t, d)
+	if b, _, _ := z.TagIndexBytes(); b == 0 {
+		t.Error("the tag index is empty after the restart")
+	}
+	if e, ok := z.Get("/img/2/1"); !ok || e.Fresh(z.clock.Now()) || !e.SoftPurged {
+		t.Errorf("the soft purge did not survive the restart: %v %+v", ok, e)
+	}
+	keys, err := z.Tagged("image:1")
+	if err != nil || len(keys) != 3 {
+		t.Errorf("Tagged(image:1) after a restart = %q, %v", keys, err)
+	}
+	if n, err := z.PurgeTag("image:1"); err != nil || n != 3 {
+		t.Errorf("PurgeTag(image:1) after a restart = %d, %v; want 3", n, err)
+	}
+	if _, ok := z.Get("/img/1/0"); ok {
+		t.Error("a purged entry is still on disk")
+	}
+	if n, _ := z.PurgeTag("image:2"); n != 3 {
+		t.Errorf("PurgeTag(image:2) = %d, want 3", n)
 	}
 }

@@ -29,8 +29,9 @@ type Index[R any] struct {
 
 	mu    sync.Mutex
 	tags  map[string][]R
-	refs  int // references held
-	dead  int // entries gone since the last sweep
+	refs  int          // references held
+	dead  atomic.Int64 // entries gone since the last sweep (Gone takes no lock)
+	held  atomic.Int64 // refs, for Gone
 	alive func(R) bool
 	bytes atomic.Int64
 	// sweeping is set while a sweep Gone started runs.
@@ -77,6 +78,7 @@ func (x *Index[R]) Add(r R, tags []string) {
 		refs = slices.Insert(refs, i, r)
 		x.tags[t] = refs
 		x.refs++
+		x.held.Store(int64(x.refs))
 		x.account(known, t, before, cap(refs))
 	}
 }
@@ -111,6 +113,7 @@ func (x *Index[R]) removeLocked(t string, r R) {
 	}
 	refs = slices.Delete(refs, i, i+1)
 	x.refs--
+	x.held.Store(int64(x.refs))
 	x.setLocked(t, refs)
 }
 
@@ -147,14 +150,11 @@ func (x *Index[R]) Drop(tag string, refs []R) {
 }
 
 // Gone counts an entry that left the tier; enough of them start a sweep,
-// in a goroutine of its own (one at a time): the caller may hold the
-// tier's locks, which alive takes.
+// in a goroutine of its own (one at a time). It takes no lock: the caller
+// may hold the tier's locks, which alive takes under the index's.
 func (x *Index[R]) Gone() {
-	x.mu.Lock()
-	x.dead++
-	sweep := x.dead > 1024 && x.dead > x.refs/4
-	x.mu.Unlock()
-	if sweep && x.sweeping.CompareAndSwap(false, true) {
+	dead := x.dead.Add(1)
+	if dead > 1024 && dead > x.held.Load()/4 && x.sweeping.CompareAndSwap(false, true) {
 		go func() {
 			defer x.sweeping.Store(false)
 			x.Sweep()
@@ -166,7 +166,7 @@ func (x *Index[R]) Gone() {
 func (x *Index[R]) Sweep() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.dead = 0
+	x.dead.Store(0)
 	for t, refs := range x.tags {
 		kept := refs[:0]
 		for _, r := range refs {
@@ -177,6 +177,7 @@ func (x *Index[R]) Sweep() {
 		if n := len(refs) - len(kept); n > 0 {
 			clear(refs[len(kept):])
 			x.refs -= n
+			x.held.Store(int64(x.refs))
 			x.setLocked(t, kept)
 		}
 	}
@@ -186,7 +187,9 @@ func (x *Index[R]) Sweep() {
 func (x *Index[R]) Clear() {
 	x.mu.Lock()
 	clear(x.tags)
-	x.refs, x.dead = 0, 0
+	x.refs = 0
+	x.dead.Store(0)
+	x.held.Store(0)
 	x.bytes.Store(0)
 	x.mu.Unlock()
 }

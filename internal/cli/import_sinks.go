@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -101,7 +103,7 @@ func (s *adminImportSink) Import(ctx context.Context, m cache.Meta, body io.Read
 // stopped proxy.
 type localZone struct {
 	zone *cache.Zone
-	disk *cache.DiskStore
+	disk *disk.Store
 	used int64 // bytes in the folder, for a dry run
 }
 
@@ -133,7 +135,7 @@ func openLocalZone(name string, zc *caddymodule.ZoneConfig, dryRun bool) (*local
 		// run only measures what it holds.
 		return &localZone{used: folderBytes(dir)}, nil
 	}
-	d, err := cache.OpenDiskStore(dir, cache.DiskOptions{
+	d, err := disk.Open(dir, disk.Options{
 		MaxSize: zc.MaxSize, Inactive: time.Duration(zc.Inactive), Levels: zc.Levels,
 		Logger: func(msg string, err error) { caddy.Log().Warn(msg) },
 	})
