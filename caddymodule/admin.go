@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -75,7 +77,13 @@ func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return adminError(http.StatusBadRequest, "after: %v", err)
 	}
-	keys, more, err := zones[0].Keys(prefix, after, q.Limit)
+	var keys []string
+	var more bool
+	if q.Tag != "" {
+		keys, more, err = taggedPage(zones, q.Tag, prefix, after, q.Limit)
+	} else {
+		keys, more, err = zones[0].Keys(prefix, after, q.Limit)
+	}
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "%v", err)
 	}
@@ -90,6 +98,29 @@ func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
 		keys = []string{}
 	}
 	return writeJSON(w, adminapi.KeysResponse{Keys: keys, Next: next})
+}
+
+// taggedPage is a page of the keys of the zones' entries that carry tag,
+// in order: a tag names few entries, so the list is made whole and cut.
+func taggedPage(zones []*cache.Zone, tag, prefix, after string, limit int) ([]string, bool, error) {
+	var all []string
+	for _, z := range zones {
+		keys, err := z.Tagged(tag)
+		if err != nil {
+			return nil, false, fmt.Errorf("zone %s: %v", z.Name(), err)
+		}
+		for _, k := range keys {
+			if strings.HasPrefix(k, prefix) && (after == "" || k > after) {
+				all = append(all, k)
+			}
+		}
+	}
+	slices.Sort(all)
+	all = slices.Compact(all)
+	if len(all) > limit {
+		return all[:limit], true, nil
+	}
+	return all, false, nil
 }
 
 // zonesNamed returns the named zone of the running config, or every zone

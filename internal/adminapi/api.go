@@ -48,17 +48,25 @@ const (
 
 // KeysRequest is the query of GET KeysPath: a page of a zone's keys, in
 // text form, after After (the Next of the previous page), starting with
-// Prefix.
+// Prefix. With Tag, the keys of the entries that carry the tag, of Zone
+// or of every zone when Zone is empty, in order.
 type KeysRequest struct {
 	Zone   string
 	Prefix string
+	Tag    string
 	After  string
 	Limit  int // 0: DefaultKeysLimit
 }
 
 // URI is the request's path and query.
 func (q KeysRequest) URI() string {
-	v := url.Values{"zone": {q.Zone}}
+	v := url.Values{}
+	if q.Zone != "" {
+		v.Set("zone", q.Zone)
+	}
+	if q.Tag != "" {
+		v.Set("tag", q.Tag)
+	}
 	if q.Prefix != "" {
 		v.Set("prefix", q.Prefix)
 	}
@@ -74,9 +82,9 @@ func (q KeysRequest) URI() string {
 // ParseKeysRequest reads the query of GET KeysPath. Prefix and After stay
 // in text form.
 func ParseKeysRequest(v url.Values) (KeysRequest, error) {
-	q := KeysRequest{Zone: v.Get("zone"), Prefix: v.Get("prefix"), After: v.Get("after"), Limit: DefaultKeysLimit}
-	if q.Zone == "" {
-		return q, fmt.Errorf("name a zone: ?zone=<name>")
+	q := KeysRequest{Zone: v.Get("zone"), Prefix: v.Get("prefix"), Tag: v.Get("tag"), After: v.Get("after"), Limit: DefaultKeysLimit}
+	if q.Zone == "" && q.Tag == "" {
+		return q, fmt.Errorf("name a zone: ?zone=<name> (or a tag: ?tag=<tag>)")
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
