@@ -74,30 +74,39 @@ func runCacheKeys(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	listed := 0
-	for after := ""; ; {
-		// a server may filter by prefix itself; the keys are filtered here anyway
-		query := adminapi.KeysRequest{Zone: zone, Prefix: prefix, Tag: tag, After: after, Limit: cacheKeysPageSize}
+	err = eachKey(ctx, client, adminapi.KeysRequest{Zone: zone, Prefix: prefix, Tag: tag}, func(key string) bool {
+		fmt.Fprintln(out, key)
+		listed++
+		return listed != limit
+	})
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	return caddy.ExitCodeSuccess, out.Flush()
+}
+
+// eachKey calls fn with each key (in text form) the query lists, page by
+// page, until fn returns false.
+func eachKey(ctx context.Context, client *adminClient, query adminapi.KeysRequest, fn func(key string) bool) error {
+	query.Limit = cacheKeysPageSize
+	for query.After = ""; ; {
 		var page adminapi.KeysResponse
 		if err := client.do(ctx, http.MethodGet, query.URI(), nil, &page); err != nil {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("listing keys: %v", err)
+			return fmt.Errorf("listing keys: %v", err)
 		}
 		for _, key := range page.Keys {
-			if !hasKeyPrefix(key, prefix) {
-				continue
-			}
-			fmt.Fprintln(out, key)
-			listed++
-			if listed == limit {
-				return caddy.ExitCodeSuccess, out.Flush()
+			// a server may filter by prefix itself; the keys are filtered here anyway
+			if hasKeyPrefix(key, query.Prefix) && !fn(key) {
+				return nil
 			}
 		}
 		if page.Next == "" {
-			return caddy.ExitCodeSuccess, out.Flush()
+			return nil
 		}
-		if page.Next == after {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("listing keys: the admin API returned the same page again (next %q)", after)
+		if page.Next == query.After {
+			return fmt.Errorf("listing keys: the admin API returned the same page again (next %q)", query.After)
 		}
-		after = page.Next
+		query.After = page.Next
 	}
 }
 

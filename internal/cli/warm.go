@@ -113,15 +113,21 @@ func runWarm(ctx context.Context, fl caddycmd.Flags, stderr io.Writer, interacti
 
 // warmOptions reads the flags.
 func warmOptions(fl caddycmd.Flags) (warm.Options, error) {
+	if fl.String("from") == "" {
+		return warm.Options{}, errors.New("no URL list: give one with --from")
+	}
+	return requestOptions(fl, fl.String("from"))
+}
+
+// requestOptions reads the flags warm and refresh share, for the URL list
+// at list.
+func requestOptions(fl caddycmd.Flags, list string) (warm.Options, error) {
 	opts := warm.Options{
-		URLsFile:  fl.String("from"),
+		URLsFile:  list,
 		Via:       fl.String("via"),
 		Host:      fl.String("host"),
 		StateFile: fl.String("state"),
 		Restart:   fl.Bool("restart"),
-	}
-	if opts.URLsFile == "" {
-		return opts, errors.New("no URL list: give one with --from")
 	}
 	var err error
 	if opts.Concurrency, err = fl.GetInt("concurrency"); err != nil {

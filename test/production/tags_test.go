@@ -2,8 +2,10 @@ package production_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -160,4 +162,74 @@ func TestPurgeByTag(t *testing.T) {
 	}
 	expectStatus(t, e, first, "HIT")
 	expectStatus(t, e, second, "MISS")
+}
+
+// refresh --tag sends every cached URL of the tag through the cache
+// buster: one backend request each, then the public listener serves the
+// new version as a HIT; the other image's URLs are left alone.
+func TestRefreshByTag(t *testing.T) {
+	t.Parallel()
+	e := newEdge(t, edgeConfig{})
+	first, second := imageURLs(31, 41), imageURLs(32, 42)
+	before := make(map[string]string)
+	for _, uri := range append(append([]string{}, first...), second...) {
+		before[uri] = e.get(t, e.Public, uri).Body
+	}
+	e.Cluster.SetVersion("refreshed")
+	hits := make(map[string]int)
+	for _, uri := range append(append([]string{}, first...), second...) {
+		hits[uri] = e.Cluster.Hits(pathOf(uri))
+	}
+	list := t.TempDir() + "/refresh.urls"
+	cmd := exec.Command(binary, "refresh", "--address", e.Admin, "--tag", "image:31", "--via", "http://"+e.Refresh,
+		"--concurrency", "4", "--rate", "100", "--list", list, "--no-progress")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("refresh: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("refreshing %d cached entries", len(first))) {
+		t.Errorf("refresh output: %s", out)
+	}
+	for _, uri := range first {
+		if n := e.Cluster.Hits(pathOf(uri)) - hits[uri]; n != 1 {
+			t.Errorf("%s: %d backend requests by the refresh, want 1", uri, n)
+		}
+		r := e.get(t, e.Public, uri)
+		if r.Header.Get("X-Cache-Status") != "HIT" {
+			t.Errorf("%s after the refresh: %s, want HIT", uri, r.Header.Get("X-Cache-Status"))
+		}
+	}
+	if r := e.get(t, e.Public, first[0]); r.Body == before[first[0]] {
+		t.Errorf("%s: the old version is still served after the refresh", first[0])
+	}
+	for _, uri := range second[:len(second)-1] { // the batch shares its path with the first's
+		if n := e.Cluster.Hits(pathOf(uri)) - hits[uri]; n != 0 {
+			t.Errorf("%s of another image: %d backend requests by the refresh", uri, n)
+		}
+	}
+	if _, err := os.Stat(list); !os.IsNotExist(err) {
+		t.Errorf("the list of a complete refresh is kept: %v", err)
+	}
+}
+
+// A zone whose key is not the request URI cannot be refreshed through the
+// cache buster: refresh says so and stops.
+func TestRefreshNeedsURLKeys(t *testing.T) {
+	t.Parallel()
+	config := strings.Replace(backendCaddyfile, "zone api\n\t\t\tvalid 200 1h",
+		"zone api\n\t\t\tvalid 200 1h\n\t\t\tkey {http.request.host}{http.request.uri}", 1)
+	if config == backendCaddyfile {
+		t.Fatal("the key line was not added")
+	}
+	e, _ := newEdgeFor(t, config, versioned)
+	if r := e.get(t, e.Public, "/api/x/"); r.Header.Get("X-Cache-Status") != "MISS" {
+		t.Fatalf("GET /api/x/: %s", r.Header.Get("X-Cache-Status"))
+	}
+	cmd := exec.Command(binary, "refresh", "--address", e.Admin, "--zone", "api", "--prefix", "", "--via", "http://"+e.Refresh,
+		"--list", t.TempDir()+"/l.urls")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "is not a URL") {
+		t.Errorf("refresh of a zone keyed by host and URI: %v\n%s", err, out)
+	}
 }
