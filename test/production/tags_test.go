@@ -233,3 +233,61 @@ func TestRefreshNeedsURLKeys(t *testing.T) {
 		t.Errorf("refresh of a zone keyed by host and URI: %v\n%s", err, out)
 	}
 }
+
+// The edge_cache_purge handler on the real binary: 401 without the token
+// or with another, the key purged with it (PURGE <uri>), and a purge by
+// tag as POST.
+func TestPurgeEndpoint(t *testing.T) {
+	t.Parallel()
+	purgeAddr, err := testkit.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := strings.Replace(backendCaddyfile, "\t\tedge_cache {\n\t\t\tvalid 200 1h\n\t\t}",
+		"\t\tedge_cache {\n\t\t\tvalid 200 1h\n\t\t\tignore_headers Set-Cookie\n\t\t\ttags {\n\t\t\t\tpath ^/img/(\\d+)/ image:$1\n\t\t\t}\n\t\t}", 1) + `
+http://{$PURGE_ADDR} {
+	bind 127.0.0.1
+	edge_cache_purge {
+		token {env.PURGE_TOKEN}
+	}
+}
+`
+	if !strings.Contains(config, "tags {") {
+		t.Fatal("the tags block was not added")
+	}
+	be := testkit.NewBackend(t, versioned)
+	dir := t.TempDir()
+	caddyfile := dir + "/Caddyfile"
+	if err := os.WriteFile(caddyfile, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEdge(t, edgeConfig{Dir: dir, Caddyfile: caddyfile, Env: map[string]string{
+		"OMERO_READONLY": be.Addr(), "PURGE_ADDR": purgeAddr, "PURGE_TOKEN": "t0ken"}})
+	for _, uri := range []string{"/img/1/a", "/img/1/b", "/img/2/a"} {
+		expectStatus(t, e, []string{uri}, "MISS")
+		expectStatus(t, e, []string{uri}, "HIT")
+	}
+	send := func(method, uri, body, auth string) response {
+		t.Helper()
+		header := []string{}
+		if auth != "" {
+			header = append(header, "Authorization", auth)
+		}
+		return e.request(t, method, purgeAddr, uri, body, header...)
+	}
+	for _, auth := range []string{"", "Bearer wrong"} {
+		if r := send("PURGE", "/img/1/a", "", auth); r.Status != 401 {
+			t.Errorf("PURGE with Authorization %q: %d %s, want 401", auth, r.Status, r.Body)
+		}
+	}
+	expectStatus(t, e, []string{"/img/1/a"}, "HIT")
+	if r := send("PURGE", "/img/1/a", "", "Bearer t0ken"); r.Status != 200 || !strings.Contains(r.Body, `"purged":1`) {
+		t.Errorf("PURGE with the token: %d %s", r.Status, r.Body)
+	}
+	expectStatus(t, e, []string{"/img/1/a"}, "MISS")
+	if r := send("POST", "/", `{"tags":["image:1"]}`, "Bearer t0ken"); r.Status != 200 || !strings.Contains(r.Body, `"purged":2`) {
+		t.Errorf("POST tags with the token: %d %s", r.Status, r.Body)
+	}
+	expectStatus(t, e, []string{"/img/1/b"}, "MISS")
+	expectStatus(t, e, []string{"/img/2/a"}, "HIT")
+}
