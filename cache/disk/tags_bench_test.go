@@ -11,14 +11,14 @@ import (
 	"time"
 )
 
-// BenchmarkPurgeTagDisk writes EDGECACHE_BENCH_ENTRIES entry files (a
+// BenchmarkPurgeTagDisk1M writes EDGECACHE_BENCH_ENTRIES entry files (a
 // million by default; 10 per image, tagged image:<n>), opens a store on
 // them (the loader reads the tags back), and times what a zone's purge by
 // tag does on a disk-only zone: the tag's keys read from its 10 files,
 // and the 10 files deleted. It reports it beside the same purge by
 // prefix, a walk of every entry file (timed once), and the tag index's
 // bytes per reference.
-func BenchmarkPurgeTagDisk(b *testing.B) {
+func BenchmarkPurgeTagDisk1M(b *testing.B) {
 	entries := millionEntries
 	if v := os.Getenv("EDGECACHE_BENCH_ENTRIES"); v != "" {
 		n, err := strconv.Atoi(v)
