@@ -1,8 +1,12 @@
 package tagindex
 
 import (
+	"bytes"
+	"crypto/md5"
 	"fmt"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -83,4 +87,38 @@ func BenchmarkIndexAdd(b *testing.B) {
 	for i := range b.N {
 		x.Add(keys[i], []string{fmt.Sprint("image:", i/10)})
 	}
+}
+
+// BenchmarkIndexHeap1M puts a million references (ten per tag, MD5s as
+// the disk tier's) in an index and reports the live heap per reference
+// beyond the tags' strings, beside the index's own count.
+func BenchmarkIndexHeap1M(b *testing.B) {
+	const refs, perTag = 1_000_000, 10
+	tags := make([]string, refs/perTag)
+	var tagBytes int64
+	for i := range tags {
+		tags[i] = fmt.Sprintf("image:%d", i)
+		tagBytes += int64(len(tags[i]))
+	}
+	var heap, counted float64
+	for b.Loop() {
+		before := liveHeap()
+		x := New(func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) }, 16, func([16]byte) bool { return true })
+		for i := range refs {
+			x.Add(md5.Sum([]byte(strconv.Itoa(i))), tags[i/perTag:i/perTag+1])
+		}
+		heap = float64(int64(liveHeap()-before)-tagBytes) / refs
+		counted = float64(x.Bytes()-tagBytes) / refs
+		runtime.KeepAlive(x)
+	}
+	b.ReportMetric(heap, "heap-bytes/ref")
+	b.ReportMetric(counted, "counted-bytes/ref")
+}
+
+func liveHeap() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }
