@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"github.com/edgecache/edgecache/cache/disk"
-
 	"bytes"
 	"context"
 	"encoding/json"
