@@ -60,6 +60,8 @@ import (
 //	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
+//	             fill leader, a fill ended since the look-up  deliver its entry                     HIT
+//	             and stored a fresh entry
 //	             fill leader, a fresh entry in the shared    copy it here; deliver                 HIT (shared)
 //	             tier (another proxy refreshed it)
 //	             fill leader, another proxy updating it      stale allowed (updating): deliver     UPDATING
@@ -362,6 +364,13 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 			return h.serveStaleOr(w, r, zone, stale, cache.StatusUpdating, waiter)
 		}
 		return waiter()
+	}
+	// As in the miss step: a fill that ended between the look-up and the
+	// join has stored a fresh entry, which is not fetched again (under
+	// load, a second background update of a key just refreshed).
+	if result, entry, _ := h.lookup(zone, job.key, r, zone.Clock().Now()); result == lookupHit {
+		fill.Finish(true)
+		return h.serveEntry(w, r, zone, entry, cache.StatusHit)
 	}
 	job.fill = fill
 	if shared := h.app.sharedFor(zone); shared != nil {
