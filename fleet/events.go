@@ -259,7 +259,27 @@ const scanBatch = 1000
 // one command must share a slot, and entries of a zone do not.
 func (f *Fleet) unlinkMatching(ctx context.Context, pattern string) (int, error) {
 	var removed atomic.Int64
-	err := f.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+	err := f.scan(ctx, pattern, func(ctx context.Context, node *redis.Client, keys []string) error {
+		pipe := node.Pipeline()
+		for _, k := range keys {
+			pipe.Unlink(ctx, k)
+		}
+		cmds, err := f.boundedExec(ctx, pipe)
+		if err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			removed.Add(c.(*redis.IntCmd).Val())
+		}
+		return nil
+	})
+	return int(removed.Load()), err
+}
+
+// scan calls fn with each batch of the keys that match pattern, on every
+// master (fn runs for several masters at once).
+func (f *Fleet) scan(ctx context.Context, pattern string, fn func(ctx context.Context, node *redis.Client, keys []string) error) error {
+	return f.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		var cursor uint64
 		for {
 			keys, next, err := f.bounded(ctx, func(ctx context.Context) ([]string, uint64, error) {
@@ -269,16 +289,8 @@ func (f *Fleet) unlinkMatching(ctx context.Context, pattern string) (int, error)
 				return err
 			}
 			if len(keys) > 0 {
-				pipe := node.Pipeline()
-				for _, k := range keys {
-					pipe.Unlink(ctx, k)
-				}
-				cmds, err := f.boundedExec(ctx, pipe)
-				if err != nil {
+				if err := fn(ctx, node, keys); err != nil {
 					return err
-				}
-				for _, c := range cmds {
-					removed.Add(c.(*redis.IntCmd).Val())
 				}
 			}
 			if cursor = next; cursor == 0 {
@@ -286,7 +298,6 @@ func (f *Fleet) unlinkMatching(ctx context.Context, pattern string) (int, error)
 			}
 		}
 	})
-	return int(removed.Load()), err
 }
 
 func (f *Fleet) bounded(ctx context.Context, call func(context.Context) ([]string, uint64, error)) ([]string, uint64, error) {

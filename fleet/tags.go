@@ -130,22 +130,11 @@ func (f *Fleet) varies(ctx context.Context, zone, key string) bool {
 func (f *Fleet) matching(ctx context.Context, pattern string) ([]string, error) {
 	var mu sync.Mutex
 	var all []string
-	err := f.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-		var cursor uint64
-		for {
-			keys, next, err := f.bounded(ctx, func(ctx context.Context) ([]string, uint64, error) {
-				return node.Scan(ctx, cursor, pattern, scanBatch).Result()
-			})
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			all = append(all, keys...)
-			mu.Unlock()
-			if cursor = next; cursor == 0 {
-				return nil
-			}
-		}
+	err := f.scan(ctx, pattern, func(_ context.Context, _ *redis.Client, keys []string) error {
+		mu.Lock()
+		all = append(all, keys...)
+		mu.Unlock()
+		return nil
 	})
 	return all, err
 }

@@ -137,18 +137,11 @@ func runRefresh(ctx context.Context, fl caddycmd.Flags, stdin io.Reader, stderr 
 		fmt.Fprintln(stderr, "nothing cached to refresh")
 		return warmExitDone, nil
 	}
-	printWarmSummary(stderr, sum)
-	if err != nil {
-		return warmExitCannotRun, err
+	code, err := warmOutcome(stderr, sum, err, "keys")
+	if code == warmExitDone {
+		os.Remove(list)
 	}
-	switch {
-	case sum.Interrupted:
-		return warmExitInterrupted, fmt.Errorf("interrupted with %d of %d keys left; run the same command again to resume", sum.Remaining(), sum.Total)
-	case len(sum.Failed) > 0:
-		return warmExitFailed, fmt.Errorf("%d of %d keys failed; they are listed in %s", len(sum.Failed), sum.Total, sum.FailedFile)
-	}
-	os.Remove(list)
-	return warmExitDone, nil
+	return code, err
 }
 
 // writeRefreshList lists the keys to refresh into path (through a

@@ -98,15 +98,21 @@ func runWarm(ctx context.Context, fl caddycmd.Flags, stderr io.Writer, interacti
 		fmt.Fprintf(stderr, "no URL in %s\n", opts.URLsFile)
 		return warmExitDone, nil
 	}
+	return warmOutcome(stderr, sum, err, "URLs")
+}
+
+// warmOutcome prints a run's summary and gives its exit status and error;
+// what names the lines (URLs, keys).
+func warmOutcome(stderr io.Writer, sum warm.Summary, err error, what string) (int, error) {
 	printWarmSummary(stderr, sum)
 	if err != nil {
 		return warmExitCannotRun, err
 	}
 	switch {
 	case sum.Interrupted:
-		return warmExitInterrupted, fmt.Errorf("interrupted with %d of %d URLs left; run the same command again to resume", sum.Remaining(), sum.Total)
+		return warmExitInterrupted, fmt.Errorf("interrupted with %d of %d %s left; run the same command again to resume", sum.Remaining(), sum.Total, what)
 	case len(sum.Failed) > 0:
-		return warmExitFailed, fmt.Errorf("%d of %d URLs failed; they are listed in %s", len(sum.Failed), sum.Total, sum.FailedFile)
+		return warmExitFailed, fmt.Errorf("%d of %d %s failed; they are listed in %s", len(sum.Failed), sum.Total, what, sum.FailedFile)
 	}
 	return warmExitDone, nil
 }
