@@ -110,11 +110,11 @@ func runPurge(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, er
 		did = fmt.Sprintf("marked %d entries expired in %s (soft purge: each is refreshed when next asked for)", *resp.Marked, zone)
 	}
 	if resp.Shared != nil {
-		verb := "removed"
+		others := "the other proxies purge theirs within a second"
 		if req.Soft {
-			verb = "marked"
+			others = "marked; the other proxies mark theirs within a second"
 		}
-		fmt.Fprintf(stdout, "%s, and %s %d values in the fleet's Redis; the other proxies do the same within a second\n", did, verb, *resp.Shared)
+		fmt.Fprintf(stdout, "%s, and %d values from the fleet's Redis (%s)\n", did, *resp.Shared, others)
 	} else {
 		fmt.Fprintln(stdout, did)
 	}

@@ -290,7 +290,7 @@ func TestTagPurgeReachesFleet(t *testing.T) {
 	old := string(o.body(other))
 	o.bump()
 	out := ps[2].edgecache(t, "purge", "--tag", "image:1")
-	if !strings.Contains(out, "and removed 2 values in the fleet's Redis") {
+	if !strings.Contains(out, "and 2 values from the fleet's Redis") {
 		t.Errorf("edgecache purge --tag printed %q", out)
 	}
 	for _, path := range tagged {
