@@ -577,6 +577,11 @@ func (d *Store) Delete(key string) (bool, error) {
 // folders are renamed away at once and deleted in the background, so a
 // flush of a large zone does not block.
 func (d *Store) Clear() (int, error) {
+	// The tags first: a reference added meanwhile, to an entry the clear
+	// then removes, is only stale (purges check, sweeps drop it), where
+	// one cleared after an entry written just after the clear would lose
+	// that entry's tags.
+	d.tags.Clear()
 	d.mu.Lock()
 	names, err := readDirNames(d.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -603,7 +608,6 @@ func (d *Store) Clear() (int, error) {
 	d.idx = newDiskIndex()
 	d.countLocked()
 	d.mu.Unlock()
-	d.tags.Clear()
 	if len(trash) > 0 {
 		d.wg.Add(1)
 		go func() {
