@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,7 @@ type Fill struct {
 	stream    *Stream       // written before streaming is closed
 	started   time.Time
 	stored    bool // written before done is closed
+	waiters   atomic.Int32
 }
 
 // fills holds a zone's fills under way, one per key.
@@ -84,6 +86,8 @@ func (f *Fill) WaitEnd(ctx context.Context, timeout time.Duration) (ended, store
 }
 
 func (f *Fill) wait(ctx context.Context, timeout time.Duration, streaming chan struct{}) (ended, stored bool, stream *Stream) {
+	f.waiters.Add(1)
+	defer f.waiters.Add(-1)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
