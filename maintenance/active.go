@@ -1,8 +1,10 @@
 package maintenance
 
 import (
+	"cmp"
 	"slices"
 	"sync"
+	"time"
 )
 
 // watching holds the watchers of every provisioned maintenance handler of
@@ -44,4 +46,29 @@ func ActiveFlags() []string {
 	}
 	slices.Sort(flags)
 	return slices.Compact(flags)
+}
+
+// FlagState is a flag file of a maintenance handler of the process.
+type FlagState struct {
+	FlagFile string
+	On       bool
+	// Since is when On last changed, or when the handler started (for a
+	// flag file there at the start, the file's modification time).
+	Since time.Time
+}
+
+// Flags lists the flag files of the maintenance handlers of the process,
+// sorted, each once (the handler that changed last speaks for a file
+// several handlers watch).
+func Flags() []FlagState {
+	watching.Lock()
+	var states []FlagState
+	for w := range watching.set {
+		states = append(states, FlagState{FlagFile: w.flagFile, On: w.active.Load(), Since: time.Unix(0, w.since.Load())})
+	}
+	watching.Unlock()
+	slices.SortFunc(states, func(a, b FlagState) int {
+		return cmp.Or(cmp.Compare(a.FlagFile, b.FlagFile), b.Since.Compare(a.Since))
+	})
+	return slices.CompactFunc(states, func(a, b FlagState) bool { return a.FlagFile == b.FlagFile })
 }
