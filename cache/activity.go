@@ -170,11 +170,24 @@ const (
 	EventRefresh     = "refresh"
 )
 
+// refreshRun is how close refreshes by the same requester must follow
+// each other to count as one event.
+const refreshRun = 10 * time.Second
+
 // Record remembers a purge or refresh, forgetting the oldest past
-// MaxEvents.
+// MaxEvents. A refresh that follows another by the same requester within
+// refreshRun adds to its count (Target is then the last key), so that a
+// warm run of thousands of URLs does not push the purges out.
 func (a *Activity) Record(ev Event) {
 	a.eventsMu.Lock()
 	defer a.eventsMu.Unlock()
+	if a.nEvents > 0 && ev.Kind == EventRefresh {
+		last := &a.events[(a.nEvents-1)%MaxEvents]
+		if last.Kind == EventRefresh && last.By == ev.By && ev.At.Sub(last.At) < refreshRun {
+			last.At, last.Target, last.Count = ev.At, ev.Target, last.Count+ev.Count
+			return
+		}
+	}
 	a.events[a.nEvents%MaxEvents] = ev
 	a.nEvents++
 }

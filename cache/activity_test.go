@@ -184,3 +184,24 @@ func TestFillsListing(t *testing.T) {
 		t.Errorf("fills after they ended: %+v", fs)
 	}
 }
+
+func TestActivityRefreshesRun(t *testing.T) {
+	a := &newTestZone(t, 1<<20, 0).activity
+	at := time.Unix(1_700_000_000, 0)
+	a.Record(Event{At: at, Kind: EventPurgeAll, Count: 3, By: "cli"})
+	for i := range 1000 {
+		a.Record(Event{At: at.Add(time.Duration(i) * time.Millisecond), Kind: EventRefresh, Target: fmt.Sprint("/", i), Count: 1, By: "refresh listener"})
+	}
+	a.Record(Event{At: at.Add(time.Second), Kind: EventRefresh, Target: "/fleet", Count: 1, By: "fleet b"})
+	a.Record(Event{At: at.Add(time.Minute), Kind: EventRefresh, Target: "/later", Count: 1, By: "fleet b"})
+	ev := a.Events()
+	if len(ev) != 4 {
+		t.Fatalf("events: %+v, want 4", ev)
+	}
+	if ev[2].Count != 1000 || ev[2].Target != "/999" || ev[3].Kind != EventPurgeAll {
+		t.Errorf("a run of 1000 refreshes: %+v; before it %+v", ev[2], ev[3])
+	}
+	if ev[0].Target != "/later" || ev[1].Target != "/fleet" {
+		t.Errorf("refreshes by another, and a minute later: %+v, %+v", ev[1], ev[0])
+	}
+}

@@ -104,6 +104,7 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return adminError(http.StatusInternalServerError, "zone %s: %v", z.Name(), err)
 		}
+		recordPurge(z, purgeKind(req), req.Key+req.Prefix, n, requester(r))
 		purged += n
 	}
 	if fleetErr != nil {

@@ -160,18 +160,28 @@ func (a *App) sharedZonesNamed(name string) []*cache.Zone {
 // generation and would void every fill in flight in the zone, where only
 // this key's fills (which may carry the old version) must be refused.
 func (fe *fleetEvents) apply(ev fleet.Event) {
+	by := byFleet + ev.Node
 	for _, z := range fe.app.sharedZonesNamed(ev.Zone) {
 		switch ev.Kind {
 		case fleet.KindPurgeKey:
-			z.Purge(ev.Key)
+			n := 0
+			if z.Purge(ev.Key) {
+				n = 1
+			}
+			recordPurge(z, cache.EventPurgeKey, ev.Key, n, by)
 		case fleet.KindPurgePrefix:
-			fe.purgePrefix(z, ev)
+			recordPurge(z, cache.EventPurgePrefix, ev.Key, fe.purgePrefix(z, ev), by)
 		case fleet.KindPurgeAll:
-			if _, err := z.PurgeAll(); err != nil {
+			n, err := z.PurgeAll()
+			if err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
 			}
-		case fleet.KindInvalidate, fleet.KindRefresh:
+			recordPurge(z, cache.EventPurgeAll, "", n, by)
+		case fleet.KindInvalidate:
 			z.Invalidate(ev.Key)
+		case fleet.KindRefresh:
+			z.Invalidate(ev.Key)
+			recordRefresh(z, ev.Key, by)
 		}
 	}
 }
@@ -179,18 +189,18 @@ func (fe *fleetEvents) apply(ev fleet.Event) {
 // purgePrefix waits for the zone's index (rebuilt after a start) before
 // purging by prefix: the events after this one wait meanwhile, as they
 // must apply in order.
-func (fe *fleetEvents) purgePrefix(z *cache.Zone, ev fleet.Event) {
+func (fe *fleetEvents) purgePrefix(z *cache.Zone, ev fleet.Event) (purged int) {
 	for {
-		_, err := z.PurgePrefix(ev.Key)
+		n, err := z.PurgePrefix(ev.Key)
 		if !errors.Is(err, cache.ErrIndexLoading) {
 			if err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
 			}
-			return
+			return n
 		}
 		select {
 		case <-fe.done:
-			return
+			return 0
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -135,6 +135,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	key := h.keyFor(r, repl)
 	if h.Refresh {
+		recordRefresh(zone, key, byRefresh)
 		repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, mark: zone.Mark()})
 	}
@@ -455,7 +456,7 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 			h.setStatus(w, repl, job.status)
 		}
 	}
-	job.zone.Stats.Requests[job.status].Add(1)
+	job.zone.CountRequest(job.status, job.key)
 	return err
 }
 
