@@ -19,6 +19,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 // Paths of the edge_cache admin API (admin.api.edge_cache).
@@ -305,6 +307,7 @@ func (c *adminClient) do(ctx context.Context, method, uri string, body, out any)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("User-Agent", adminapi.CLIUserAgent+"/"+edgecacheVersion())
 	if c.tcp {
 		// the admin API checks the origin of requests
 		req.Header.Set("Origin", c.origin)

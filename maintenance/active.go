@@ -2,6 +2,9 @@ package maintenance
 
 import (
 	"cmp"
+	"errors"
+	"io/fs"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -59,7 +62,7 @@ type FlagState struct {
 
 // Flags lists the flag files of the maintenance handlers of the process,
 // sorted, each once (the handler that changed last speaks for a file
-// several handlers watch).
+// several handlers watch), as they are now.
 func Flags() []FlagState {
 	watching.Lock()
 	var states []FlagState
@@ -70,5 +73,17 @@ func Flags() []FlagState {
 	slices.SortFunc(states, func(a, b FlagState) int {
 		return cmp.Or(cmp.Compare(a.FlagFile, b.FlagFile), b.Since.Compare(a.Since))
 	})
-	return slices.CompactFunc(states, func(a, b FlagState) bool { return a.FlagFile == b.FlagFile })
+	states = slices.CompactFunc(states, func(a, b FlagState) bool { return a.FlagFile == b.FlagFile })
+	// A look at each file now: the status page shows a change at once,
+	// not at the watchers' next poll (the handlers follow within a second).
+	for i := range states {
+		fi, err := os.Stat(states[i].FlagFile)
+		switch on := err == nil; {
+		case on && !states[i].On:
+			states[i].On, states[i].Since = true, fi.ModTime()
+		case !on && states[i].On && errors.Is(err, fs.ErrNotExist):
+			states[i].On, states[i].Since = false, time.Now()
+		}
+	}
+	return states
 }

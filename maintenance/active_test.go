@@ -32,6 +32,10 @@ func TestFlagsSince(t *testing.T) {
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Seen at once, before the watcher's next poll, since the file's time.
+	if early := find(); !early.On {
+		t.Fatalf("flag file there, before the watcher's poll: %+v, want on", early)
+	}
 	w.check()
 	on := find()
 	if !on.On || on.Since.Before(off.Since) {
