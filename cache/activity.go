@@ -129,7 +129,11 @@ func (a *Activity) Rates(cur Sample, span, step time.Duration) []float64 {
 	for end := cur.At.Add(-span + step); !end.After(cur.At); end = end.Add(step) {
 		from, ok := at(end.Add(-step))
 		if !ok {
-			continue
+			// The step the history begins in counts from its start.
+			if !history[0].At.Before(end) {
+				continue
+			}
+			from = history[0]
 		}
 		to, _ := at(end)
 		if !end.Before(cur.At) {

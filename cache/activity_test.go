@@ -67,6 +67,11 @@ func TestActivityRatesShortHistory(t *testing.T) {
 	if len(rates) != 2 || rates[0]+rates[1] == 0 {
 		t.Fatalf("rates over a 10 s history: %v, want 2 steps, not all 0", rates)
 	}
+	// Within the first step, a rate over the history there is.
+	cur = z.Current(start.Add(2 * time.Second))
+	if rates := z.Activity().Rates(cur, 5*time.Minute, 5*time.Second); len(rates) != 1 || rates[0] != 15 {
+		t.Errorf("rates over a 2 s history: %v, want [15]", rates)
+	}
 }
 
 func TestTopMissesBounded(t *testing.T) {

@@ -29,12 +29,18 @@ func init() {
 	caddy.RegisterModule(adminStatus{})
 }
 
-// adminStatus serves the status page on Caddy's admin endpoint (localhost
-// by default: reach it over an SSH tunnel), as nginx's vts page or
-// HAProxy's stats page:
+// adminStatus serves the status on Caddy's admin endpoint (localhost by
+// default: reach it over an SSH tunnel), as nginx's vts page or HAProxy's
+// stats page:
 //
 //	GET /edge_cache/status       -> one HTML page, no external assets, that polls status.json every 2 s
 //	GET /edge_cache/status.json  -> adminapi.Status
+//
+// Caddy's admin endpoint refuses what a graphical browser sends when a
+// URL is typed (Sec-Fetch-Mode without an Origin or a Referer: its
+// cross-site mitigation), so browsers get the same page from the
+// edge_cache_status handler (status_handler.go) on a localhost site; here
+// the page serves curl, w3m and lynx, and status.json the CLI and scripts.
 //
 // It reads counters the zones keep anyway (and their per-second history,
 // sampled by the app): a request pays nothing for it.
@@ -60,11 +66,21 @@ func (s adminStatus) Routes() []caddy.AdminRoute {
 var statusPage []byte
 
 func (adminStatus) handlePage(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return adminError(http.StatusMethodNotAllowed, "method not allowed: use GET")
-	}
 	if r.URL.Path != adminapi.StatusPath {
 		return adminError(http.StatusNotFound, "not found: the status page is %s", adminapi.StatusPath)
+	}
+	return servePage(w, r)
+}
+
+func (adminStatus) handleJSON(w http.ResponseWriter, r *http.Request) error {
+	return serveStatusJSON(w, r)
+}
+
+// servePage serves the status page; its script reads status.json beside
+// it (a relative URL).
+func servePage(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return adminError(http.StatusMethodNotAllowed, "method not allowed: use GET")
 	}
 	// The tables as text, for a browser without scripts (which reloads
 	// the page every 2 s instead).
@@ -86,7 +102,8 @@ func (adminStatus) handlePage(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-func (adminStatus) handleJSON(w http.ResponseWriter, r *http.Request) error {
+// serveStatusJSON serves adminapi.Status.
+func serveStatusJSON(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return adminError(http.StatusMethodNotAllowed, "method not allowed: use GET")
 	}

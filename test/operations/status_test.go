@@ -15,10 +15,11 @@ import (
 )
 
 // statusSetup is a proxy with one memory zone, a site caching objects
-// behind a maintenance flag (serve_cached), and a private site (BYPASS).
+// behind a maintenance flag (serve_cached), and the status page's site.
 type statusSetup struct {
 	*proxy
 	site string
+	page string // the edge_cache_status site
 	flag string // the maintenance flag file (absent)
 }
 
@@ -26,7 +27,7 @@ func newStatusSetup(tb testing.TB) *statusSetup {
 	tb.Helper()
 	dir := tb.TempDir()
 	b := newBackend(tb, objects)
-	admin, port := testkit.FreePort(tb), testkit.FreePort(tb)
+	admin, port, page := testkit.FreePort(tb), testkit.FreePort(tb), testkit.FreePort(tb)
 	flag := filepath.Join(dir, "maintenance.on")
 	cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -49,9 +50,13 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, admin, port, flag, b.Addr())
-	p := newProxy(tb, dir, cfg, admin, port)
-	return &statusSetup{proxy: p, site: fmt.Sprintf("http://127.0.0.1:%d", port), flag: flag}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	edge_cache_status
+}
+`, admin, port, flag, b.Addr(), page)
+	p := newProxy(tb, dir, cfg, admin, port, page)
+	return &statusSetup{proxy: p, site: fmt.Sprintf("http://127.0.0.1:%d", port), page: fmt.Sprintf("http://127.0.0.1:%d", page), flag: flag}
 }
 
 func (s *statusSetup) status(tb testing.TB) adminapi.Status {
