@@ -63,6 +63,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	s.request(t, objectPath("a", 2000), 3, false)
 	s.request(t, objectPath("b", 500), 1, false)
 	s.request(t, objectPath("c", 10), 2, true)
+	s.counted(t, 6)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000),

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/edgecache/edgecache/internal/adminapi"
@@ -72,6 +74,26 @@ func (s *statusSetup) status(tb testing.TB) adminapi.Status {
 	return st
 }
 
+// counted waits until the zone has counted n requests: a request is
+// counted once its handler returns, which may be after its client has
+// read the whole answer.
+func (s *statusSetup) counted(tb testing.TB, n int64) adminapi.Status {
+	tb.Helper()
+	var st adminapi.Status
+	testkit.Eventually(tb, 10*time.Second, func() string {
+		st = s.status(tb)
+		var sum int64
+		for _, c := range st.Zones[0].SinceStart.Requests {
+			sum += c
+		}
+		if sum != n {
+			return fmt.Sprintf("%d requests counted, want %d: %v", sum, n, st.Zones[0].SinceStart.Requests)
+		}
+		return ""
+	})
+	return st
+}
+
 // request makes n requests of path, with Authorization when private.
 func (s *statusSetup) request(tb testing.TB, path string, n int, private bool) {
 	tb.Helper()
@@ -84,7 +106,13 @@ func (s *statusSetup) request(tb testing.TB, path string, n int, private bool) {
 		if err != nil {
 			tb.Fatal(err)
 		}
+		// Read to the end: a client that hangs up before the body is not
+		// counted (its handler aborts).
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			tb.Fatal(err)
+		}
 		if resp.StatusCode != http.StatusOK {
 			tb.Fatalf("GET %s: %s", path, resp.Status)
 		}
@@ -104,7 +132,7 @@ func TestStatusAgreesWithMetrics(t *testing.T) {
 	s.request(t, objectPath("k0", 1000), 1, true) // BYPASS too
 	want := map[string]int64{"MISS": keys, "HIT": keys * hitsPerKey, "BYPASS": 4, "EXPIRED": 0}
 
-	st := s.status(t)
+	st := s.counted(t, keys*(1+hitsPerKey)+4)
 	if len(st.Zones) != 1 || st.Zones[0].Name != "objects" {
 		t.Fatalf("zones: %+v", st.Zones)
 	}
@@ -181,6 +209,7 @@ func containsRow(text string, fields ...string) bool {
 func TestStatusPageWithoutScripts(t *testing.T) {
 	s := newStatusSetup(t)
 	s.request(t, objectPath("a", 10), 2, false)
+	s.counted(t, 2)
 	r := s.mustGet(t, fmt.Sprintf("http://127.0.0.1:%d%s", s.admin, adminapi.StatusPath))
 	page := string(r.body)
 	for _, want := range []string{`<meta http-equiv="refresh" content="2">`, "ZONE objects", "/obj/10/a"} {
