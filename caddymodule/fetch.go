@@ -17,11 +17,11 @@ import (
 
 // fetchJob is what one trip to the backend is for.
 type fetchJob struct {
-	zone     *cache.Zone
-	key      string
-	status   cache.Status // reported when the backend's answer is relayed
-	mayStore bool         // store the response if the policy allows
-	fill     *cache.Fill  // finished whatever happens, so waiters never hang
+	zone      *cache.Zone
+	key       string
+	status    cache.Status // reported when the backend's answer is relayed
+	cacheable bool         // store the response if the policy allows
+	fill      *cache.Fill  // finished whatever happens, so waiters never hang
 	// mark is the zone's Mark from when the request began (before its
 	// look-up): a purge, or an invalidation of the key, since voids
 	// whatever the job would store, even if the backend answers after it,
@@ -150,7 +150,7 @@ var conditionalHeaders = [...]string{"Range", "If-Range", "If-None-Match", "If-M
 // the identity encoding. An entry is served to every client, whatever it
 // accepts and whatever the Vary setting, so it holds the one encoding all
 // of them can read; Caddy's encode handler, placed before edge_cache,
-// compresses per client (see the README).
+// compresses per client (docs/configuration.md, "Encodings").
 func backendRequest(r *http.Request) *http.Request {
 	needed := r.Method == http.MethodHead
 	for _, name := range conditionalHeaders {
