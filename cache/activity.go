@@ -228,8 +228,11 @@ type FillState struct {
 	// Bytes is how much of the body the fill has stored so far; -1 when
 	// it is not storing one (yet, or at all: an uncacheable answer is
 	// relayed, not stored).
-	Bytes   int64
-	Waiters int
+	Bytes int64
+	// Waiters are the requests waiting for it to end or to start storing;
+	// Readers those reading its body as it is written (its own client's
+	// included).
+	Waiters, Readers int
 }
 
 // Fills lists the zone's fills under way, oldest first.
@@ -248,7 +251,7 @@ func (z *Zone) Fills() []FillState {
 		case <-f.streaming:
 			s := f.stream
 			s.mu.Lock()
-			st.Bytes = s.n
+			st.Bytes, st.Readers = s.n, max(0, s.refs-1) // less the writer
 			s.mu.Unlock()
 		default:
 		}

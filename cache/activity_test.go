@@ -177,9 +177,11 @@ func TestFillsListing(t *testing.T) {
 	ew := z.NewEntryWriter(testMeta("/slow", 10), z.Mark())
 	fill.Publish(ew.Stream())
 	ew.Write([]byte("12345"))
-	if fs := z.Fills(); fs[0].Bytes != 5 {
-		t.Errorf("bytes so far: %d, want 5", fs[0].Bytes)
+	r, _ := ew.Stream().Open(ctx, 0)
+	if fs := z.Fills(); fs[0].Bytes != 5 || fs[0].Readers != 1 {
+		t.Errorf("bytes so far: %d, readers %d; want 5, 1", fs[0].Bytes, fs[0].Readers)
 	}
+	r.Close()
 	ew.Write([]byte("67890"))
 	ew.Commit()
 	fill.Finish(true)

@@ -198,7 +198,7 @@ func (a *App) zoneStatus(z *cache.Zone) adminapi.Zone {
 		zs.TopMisses = append(zs.TopMisses, adminapi.KeyCount{Key: keyText(kc.Key), Count: kc.Count, Over: kc.Over})
 	}
 	for _, f := range z.Fills() {
-		zs.Fills = append(zs.Fills, adminapi.Fill{Key: keyText(f.Key), AgeSeconds: now.Sub(f.Started).Seconds(), Bytes: f.Bytes, Waiters: f.Waiters})
+		zs.Fills = append(zs.Fills, adminapi.Fill{Key: keyText(f.Key), AgeSeconds: now.Sub(f.Started).Seconds(), Bytes: f.Bytes, Waiters: f.Waiters, Readers: f.Readers})
 	}
 	return zs
 }

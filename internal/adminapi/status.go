@@ -147,8 +147,11 @@ type Fill struct {
 	AgeSeconds float64 `json:"age_seconds"`
 	// Bytes is how much of the body it has stored so far; -1 when it
 	// stores none (yet).
-	Bytes   int64 `json:"bytes"`
-	Waiters int   `json:"waiters"`
+	Bytes int64 `json:"bytes"`
+	// Waiters wait for it to end or to start storing; Readers read its
+	// body as it is written (its own client's included).
+	Waiters int `json:"waiters"`
+	Readers int `json:"readers"`
 }
 
 // Backend is one reverse_proxy upstream of the running config.

@@ -84,13 +84,13 @@ func Write(w io.Writer, s adminapi.Status, width int) error {
 		t.flush()
 		t.line("fills in flight: %s", noneIf(len(z.Fills)))
 		if len(z.Fills) > 0 {
-			t.row("age", "stored", "waiters", "key")
+			t.row("age", "stored", "waiting", "reading", "key")
 			for _, f := range z.Fills {
 				stored := "-"
 				if f.Bytes >= 0 {
 					stored = bytes(f.Bytes)
 				}
-				t.row(duration(f.AgeSeconds), stored, count(int64(f.Waiters)), t.cut(f.Key, 36))
+				t.row(duration(f.AgeSeconds), stored, count(int64(f.Waiters)), count(int64(f.Readers)), t.cut(f.Key, 44))
 			}
 			t.flush()
 		}
