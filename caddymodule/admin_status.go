@@ -141,7 +141,7 @@ func currentStatus(ctx context.Context, app *App) adminapi.Status {
 		st.Zones = append(st.Zones, app.zoneStatus(z))
 		for _, ev := range z.Activity().Events() {
 			st.Events = append(st.Events, adminapi.Event{Time: ev.At, Zone: name, Kind: ev.Kind,
-				Target: keyText(ev.Target), Count: ev.Count, By: ev.By})
+				Target: adminapi.KeyText(ev.Target), Count: ev.Count, By: ev.By})
 		}
 	}
 	slices.SortStableFunc(st.Events, func(a, b adminapi.Event) int { return b.Time.Compare(a.Time) })
@@ -195,10 +195,10 @@ func (a *App) zoneStatus(z *cache.Zone) adminapi.Zone {
 		zs.Evictions["corrupt"] = d.CorruptRemovals
 	}
 	for _, kc := range z.Activity().TopMisses(now, adminapi.TopMisses) {
-		zs.TopMisses = append(zs.TopMisses, adminapi.KeyCount{Key: keyText(kc.Key), Count: kc.Count, Over: kc.Over})
+		zs.TopMisses = append(zs.TopMisses, adminapi.KeyCount{Key: adminapi.KeyText(kc.Key), Count: kc.Count, Over: kc.Over})
 	}
 	for _, f := range z.Fills() {
-		zs.Fills = append(zs.Fills, adminapi.Fill{Key: keyText(f.Key), AgeSeconds: now.Sub(f.Started).Seconds(), Bytes: f.Bytes, Waiters: f.Waiters, Readers: f.Readers})
+		zs.Fills = append(zs.Fills, adminapi.Fill{Key: adminapi.KeyText(f.Key), AgeSeconds: now.Sub(f.Started).Seconds(), Bytes: f.Bytes, Waiters: f.Waiters, Readers: f.Readers})
 	}
 	return zs
 }
@@ -384,7 +384,7 @@ func recordRefresh(z *cache.Zone, key, by string) {
 var _ caddy.AdminRouter = (*adminStatus)(nil)
 
 // purgeKind is the status page's name of a purge request's kind.
-func purgeKind(req purgeRequest) string {
+func purgeKind(req adminapi.PurgeRequest) string {
 	switch {
 	case req.Key != "":
 		return cache.EventPurgeKey

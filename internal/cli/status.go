@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"context"
@@ -7,9 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -41,11 +39,9 @@ the fleet, the last purges and refreshes, and the process.
 --watch redraws it in place every --interval (2s) until interrupted.
 --json prints the admin API's answer (GET /edge_cache/status.json) as it is.
 
-The same is on the admin endpoint as a page: open
-http://localhost:2019/edge_cache/status (over SSH: ssh host -L 2019:localhost:2019).
-
-The admin API is reached at --address, or at the admin address of the given
---config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+A browser shows the same as a page, refreshed every 2 s, from an
+edge_cache_status handler on a localhost site (see docs/operations.md).
+` + adminAddressHelp,
 	CobraFunc: func(cmd *cobra.Command) {
 		adminFlags(cmd)
 		cmd.Flags().BoolP("watch", "w", false, "Redraw in place every --interval until interrupted")
@@ -56,7 +52,7 @@ The admin API is reached at --address, or at the admin address of the given
 }
 
 func cmdStatus(fl caddycmd.Flags) (int, error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := untilInterrupted()
 	defer stop()
 	width := 80
 	if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil && w > 0 {
