@@ -162,7 +162,7 @@ func TestFillsListing(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		waiter.WaitEnd(ctx, time.Minute)
+		waiter.WaitEnd(ctx, z.Clock().Now().Add(time.Minute))
 	}()
 	testkit.Eventually(t, 5*time.Second, func() string {
 		fs := z.Fills()
@@ -184,9 +184,9 @@ func TestFillsListing(t *testing.T) {
 	r.Close()
 	ew.Write([]byte("67890"))
 	ew.Commit()
-	fill.Finish(true)
+	fill.Finish(Awaited{Result: AwaitStored})
 	<-done
-	other.Finish(false)
+	other.Finish(Awaited{Result: AwaitAbandoned})
 	if fs := z.Fills(); len(fs) != 0 {
 		t.Errorf("fills after they ended: %+v", fs)
 	}

@@ -405,9 +405,9 @@ type refreshAnnouncer struct {
 	zone, key string
 }
 
-func (r refreshAnnouncer) Release(stored bool) {
+func (r refreshAnnouncer) Release(end cache.Awaited) {
 	if r.inner != nil {
-		r.inner.Release(stored)
+		r.inner.Release(end)
 	}
-	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, stored)
+	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, end.Result == cache.AwaitStored)
 }

@@ -52,6 +52,12 @@ type Handler struct {
 	// LockTimeout is how long a request waits for a fill before it goes to
 	// the backend itself, without storing. Default: 5s.
 	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
+	// UncacheableTTL is how long a key whose fill stored nothing (an
+	// uncacheable answer, a failure, a body cut short) sends its requests
+	// straight to the backend, without the lock (Varnish's hit-for-miss),
+	// and never longer than the answer's own freshness. Default: 10s;
+	// negative: never.
+	UncacheableTTL caddy.Duration `json:"uncacheable_ttl,omitempty"`
 	// MinUses is how many requests a key needs before its response is stored.
 	MinUses int `json:"min_uses,omitempty"`
 	// Refresh makes this handler never look up: every request goes to the
@@ -124,6 +130,7 @@ const (
 const (
 	defaultLockAge           = caddy.Duration(5 * time.Second)
 	defaultLockTimeout       = caddy.Duration(5 * time.Second)
+	defaultUncacheableTTL    = caddy.Duration(10 * time.Second)
 	defaultBackgroundTimeout = caddy.Duration(5 * time.Minute)
 )
 
@@ -166,6 +173,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.LockTimeout == 0 {
 		h.LockTimeout = defaultLockTimeout
+	}
+	if h.UncacheableTTL == 0 {
+		h.UncacheableTTL = defaultUncacheableTTL
 	}
 	if h.BackgroundTimeout == 0 {
 		h.BackgroundTimeout = defaultBackgroundTimeout
@@ -379,9 +389,6 @@ func (h *Handler) CacheKey(r *http.Request, repl *caddy.Replacer) string {
 	}
 	return cache.StripQuery(key, h.StripQuery)
 }
-
-// keyFor is CacheKey under the name flow.go uses.
-func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string { return h.CacheKey(r, repl) }
 
 // setStatus announces the cache status in the header and the placeholder.
 func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache.Status) {

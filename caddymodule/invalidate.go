@@ -38,7 +38,7 @@ func (h *Handler) invalidating(w http.ResponseWriter, r *http.Request, repl *cad
 		if code >= 400 {
 			return // an error changed nothing
 		}
-		key := h.keyFor(r, repl)
+		key := h.CacheKey(r, repl)
 		zone.Invalidate(key)
 		h.app.publishInvalidation(r.Context(), zone, key)
 		for _, name := range [...]string{"Location", "Content-Location"} {

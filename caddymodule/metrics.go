@@ -77,6 +77,10 @@ var (
 		"Fills waited for on another proxy of the fleet.", []string{"node"}, nil)
 	descSharedLockTimeouts = prometheus.NewDesc(metricsNamespace+"_shared_lock_timeouts_total",
 		"Waits for another proxy's fill that reached lock_timeout.", []string{"node"}, nil)
+	descSharedReleaseRetries = prometheus.NewDesc(metricsNamespace+"_shared_lock_release_retries_total",
+		"Fill locks whose release failed at first (Redis stalled or gone), then retried while their lease lasted.", []string{"node"}, nil)
+	descCollapsedErrors = prometheus.NewDesc(metricsNamespace+"_collapsed_errors_total",
+		"Waiters of a fill given its 5xx answer (stored nowhere; no client-specific header shaped it) instead of a backend request of their own.", []string{"zone"}, nil)
 	descSharedCalls = prometheus.NewDesc(metricsNamespace+"_shared_call_seconds",
 		"Time Redis calls take.", []string{"node"}, nil)
 	descSharedWakeUps = prometheus.NewDesc(metricsNamespace+"_shared_wakeup_seconds",
@@ -90,7 +94,8 @@ func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
 		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes,
 		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
-		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps} {
+		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps,
+		descSharedReleaseRetries, descCollapsedErrors} {
 		ch <- d
 	}
 }
@@ -121,6 +126,7 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSharedUndone, st.StoresUndone.Load(), node)
 		counter(descSharedLockWaits, st.LockWaits.Load(), node)
 		counter(descSharedLockTimeouts, st.LockTimeouts.Load(), node)
+		counter(descSharedReleaseRetries, st.ReleaseRetries.Load(), node)
 		buckets, count, sum := st.Calls.Snapshot()
 		ch <- prometheus.MustNewConstHistogram(descSharedCalls, count, sum, buckets, node)
 		buckets, count, sum = st.WakeUps.Snapshot()
@@ -149,6 +155,7 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(descLockWaits, st.LockWaits.Load(), name)
 		counter(descLockTimeouts, st.LockTimeouts.Load(), name)
+		counter(descCollapsedErrors, st.CollapsedErrors.Load(), name)
 		counter(descBackground, st.BackgroundUpdates.Load(), name)
 		counter(descPurged, st.Purged.Load(), name)
 		buckets, count, sum := st.FetchLatency.Snapshot()
