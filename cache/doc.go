@@ -31,6 +31,8 @@
 //	shared.go         Shared: the interface of a tier shared by several proxies     fleet/, zone.go
 //	import.go         Import: entries from another cache (nginx's)                  internal/nginximport
 //	stats.go          a zone's counters                                             the metrics
+//	activity.go       Activity: a zone's last 5 minutes, fills under way, purges    the status page
+//	misstop.go        the most missed keys, in bounded memory (space-saving)        activity.go
 //	status.go         Status: a request's cache status (HIT, MISS, ...)             the flow
 //
 // The HTTP serving rules stay here though only the handler calls them:

@@ -69,6 +69,8 @@ type Zone struct {
 	uses    useCounter
 	clock   Clock
 	Stats   Stats
+	// activity is the recent history the status page shows (activity.go).
+	activity Activity
 
 	// A promotion to memory (from disk, or from the recent FIFO to
 	// ristretto) must not land after a purge of what it read. A promotion

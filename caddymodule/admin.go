@@ -50,7 +50,7 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return adminError(http.StatusBadRequest, "bad purge request: %v", err)
 	}
-	resp, err := purge(r.Context(), req)
+	resp, err := purge(r.Context(), req, requester(r))
 	if err != nil {
 		return err
 	}

@@ -162,34 +162,45 @@ func (a *App) sharedZonesNamed(name string) []*cache.Zone {
 // generation and would void every fill in flight in the zone, where only
 // this key's fills (which may carry the old version) must be refused.
 func (fe *fleetEvents) apply(ev fleet.Event) {
+	by := byFleet + ev.Node
 	for _, z := range fe.app.sharedZonesNamed(ev.Zone) {
 		switch ev.Kind {
 		case fleet.KindPurgeKey:
-			if ev.Soft {
-				z.SoftPurge(ev.Key)
-			} else {
-				z.Purge(ev.Key)
+			n := 0
+			switch {
+			case ev.Soft:
+				n = z.SoftPurge(ev.Key)
+			case z.Purge(ev.Key):
+				n = 1
 			}
-		case fleet.KindPurgePrefix, fleet.KindPurgeTag:
-			fe.purgeIndexed(z, ev)
+			recordPurge(z, eventKind(cache.EventPurgeKey, ev.Soft), ev.Key, n, by)
+		case fleet.KindPurgePrefix:
+			recordPurge(z, eventKind(cache.EventPurgePrefix, ev.Soft), ev.Key, fe.purgeIndexed(z, ev), by)
+		case fleet.KindPurgeTag:
+			recordPurge(z, eventKind(cache.EventPurgeTag, ev.Soft), ev.Key, fe.purgeIndexed(z, ev), by)
 		case fleet.KindPurgeAll:
 			purge := z.PurgeAll
 			if ev.Soft {
 				purge = z.SoftPurgeAll
 			}
-			if _, err := purge(); err != nil {
+			n, err := purge()
+			if err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
 			}
-		case fleet.KindInvalidate, fleet.KindRefresh:
+			recordPurge(z, eventKind(cache.EventPurgeAll, ev.Soft), "", n, by)
+		case fleet.KindInvalidate:
 			z.Invalidate(ev.Key)
+		case fleet.KindRefresh:
+			z.Invalidate(ev.Key)
+			recordRefresh(z, ev.Key, by)
 		}
 	}
 }
 
 // purgeIndexed waits for the zone's index (rebuilt after a start) before
 // purging by prefix or tag: the events after this one wait meanwhile, as
-// they must apply in order.
-func (fe *fleetEvents) purgeIndexed(z *cache.Zone, ev fleet.Event) {
+// they must apply in order. It returns how many entries it purged.
+func (fe *fleetEvents) purgeIndexed(z *cache.Zone, ev fleet.Event) int {
 	purge := z.PurgePrefix
 	switch {
 	case ev.Kind == fleet.KindPurgeTag && ev.Soft:
@@ -200,16 +211,16 @@ func (fe *fleetEvents) purgeIndexed(z *cache.Zone, ev fleet.Event) {
 		purge = z.SoftPurgePrefix
 	}
 	for {
-		_, err := purge(ev.Key)
+		n, err := purge(ev.Key)
 		if !errors.Is(err, cache.ErrIndexLoading) {
 			if err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
 			}
-			return
+			return n
 		}
 		select {
 		case <-fe.done:
-			return
+			return 0
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

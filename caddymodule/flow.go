@@ -181,6 +181,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 // refresh is the refresh step (the cache buster): it never looks up, and
 // stores what the backend answers over the entry.
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, zone *cache.Zone, key string) error {
+	recordRefresh(zone, key, byRefresh)
 	repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 	return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, cacheable: true, mark: zone.Mark()})
 }
@@ -519,7 +520,7 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, job fetchJob, 
 			h.setStatus(w, repl, job.status)
 		}
 	}
-	job.zone.Stats.Requests[job.status].Add(1)
+	job.zone.CountRequest(job.status, job.key)
 	return err
 }
 

@@ -14,7 +14,7 @@ import (
 // the other proxies (through the event log): the admin API's and the
 // edge_cache_purge handler's. Keys and prefixes are in their text form.
 // Its errors are caddy.APIErrors carrying the HTTP status.
-func purge(ctx context.Context, req adminapi.PurgeRequest) (adminapi.PurgeResponse, error) {
+func purge(ctx context.Context, req adminapi.PurgeRequest, by string) (adminapi.PurgeResponse, error) {
 	var err error
 	if req.Key, err = adminapi.ParseKeyText(req.Key); err != nil {
 		return adminapi.PurgeResponse{}, adminError(http.StatusBadRequest, "key: %v", err)
@@ -53,6 +53,7 @@ func purge(ctx context.Context, req adminapi.PurgeRequest) (adminapi.PurgeRespon
 		if err != nil {
 			return adminapi.PurgeResponse{}, adminError(http.StatusInternalServerError, "zone %s: %v", z.Name(), err)
 		}
+		recordPurge(z, purgeKind(req), purgeTarget(req), c, by)
 		n += c
 	}
 	resp := adminapi.PurgeResponse{Purged: n, Shared: shared}

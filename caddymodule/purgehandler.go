@@ -84,7 +84,7 @@ func (p *PurgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		w.Header().Set("Allow", "PURGE, POST")
 		return writeError(w, http.StatusMethodNotAllowed, "use PURGE <uri>, or POST a purge request")
 	}
-	resp, err := purge(r.Context(), req)
+	resp, err := purge(r.Context(), req, byEndpoint)
 	if err != nil {
 		status := http.StatusInternalServerError
 		var ae caddy.APIError
