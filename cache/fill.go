@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,7 @@ type Fill struct {
 	stream    *Stream       // written before streaming is closed
 	started   time.Time
 	end       Awaited // written before done is closed
+	waiters   atomic.Int32
 }
 
 // Awaited is how a wait for a fill ended: a local one (Fill.Wait) or
@@ -129,6 +131,8 @@ func (f *Fill) WaitEnd(ctx context.Context, deadline time.Time) Awaited {
 }
 
 func (f *Fill) wait(ctx context.Context, deadline time.Time, streaming chan struct{}) Awaited {
+	f.waiters.Add(1)
+	defer f.waiters.Add(-1)
 	t := time.NewTimer(deadline.Sub(f.zone.clock.Now()))
 	defer t.Stop()
 	select {

@@ -25,6 +25,7 @@ type Stats struct {
 	CollapsedErrors atomic.Int64
 	Purged          atomic.Int64
 	Invalidated     atomic.Int64 // keys removed by unsafe requests (RFC 9111 §4.4)
+	SoftPurged      atomic.Int64 // entries marked expired by soft purges
 	// BackgroundUpdates counts background updates started.
 	BackgroundUpdates atomic.Int64
 	// FetchLatency is the time backend fetches take, to the end of the body.
@@ -106,12 +107,13 @@ func (s *Stats) CountSkip(reason string) {
 // Tiers reports what each tier holds.
 type Tiers struct {
 	MemoryEntries, MemoryBytes int64
+	MemoryEvictions            int64       // since start, to make room
 	Disk                       *disk.Stats // nil without a disk tier
 }
 
 // Tiers measures the zone's tiers.
 func (z *Zone) Tiers() Tiers {
-	t := Tiers{MemoryEntries: z.mem.entries.Load(), MemoryBytes: z.mem.bytes.Load()}
+	t := Tiers{MemoryEntries: z.mem.entries.Load(), MemoryBytes: z.mem.bytes.Load(), MemoryEvictions: z.mem.evictions.Load()}
 	if z.disk != nil {
 		ds := z.disk.Stats()
 		t.Disk = &ds

@@ -348,6 +348,11 @@ func zoneList(names []string) string {
 //	    refresh                           # the cache buster: never look up, fetch and overwrite
 //	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
 //	    hide_headers <name>...            # proxy_hide_header: removed from every response through the handler
+//	    tags {                            # tag stored responses, for purges by tag:
+//	        path   <regexp> <template>... #   on the request path; $1..$9 are the captures
+//	        query  <param> <prefix> [<re>] #  one tag <prefix><value> per value of the parameter (on paths re matches)
+//	        header <response header>      #   space-separated tags the backend lists (e.g. Surrogate-Key),
+//	    }                                 #   removed before any client sees it
 //	    status_header <name>|off          # default X-Cache-Status
 //	    cache_status_header on|off        # RFC 9211 Cache-Status (member "edgecache"); default off
 //	    use_stale <condition>...|off      # error timeout invalid_header updating http_500 http_502
@@ -500,6 +505,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			h.HideHeaders = append(h.HideHeaders, args...)
+		case "tags":
+			if h.Tags == nil {
+				h.Tags = new(TagsConfig)
+			}
+			if err := parseTags(d, h.Tags); err != nil {
+				return err
+			}
 		case "status_header":
 			if err := oneArg(d, &h.StatusHeader); err != nil {
 				return err

@@ -121,6 +121,6 @@ func (h *Handler) serveCollapsed(w http.ResponseWriter, r *http.Request, job fet
 		_, _ = w.Write(e.Body)
 	}
 	job.zone.Stats.CollapsedErrors.Add(1)
-	job.zone.Stats.Requests[job.status].Add(1)
+	job.zone.CountRequest(job.status, job.key)
 	return nil
 }

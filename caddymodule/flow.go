@@ -69,12 +69,15 @@ import (
 //	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
+//	             fill leader, a fill ended since the look-up  deliver its entry                     HIT
+//	             and stored a fresh entry
 //	             fill leader, a fresh entry in the shared    copy it here; deliver                 HIT (shared)
 //	             tier (another proxy refreshed it)
 //	             fill leader, another proxy updating it      stale allowed (updating): deliver     UPDATING
 //	                                                         stale; else fleet (wait for it)       as fleet
 //	             fill leader in a fleet, else                take the fleet lock, then as below
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
+//	             (or soft-purged, with use_stale updating)
 //	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
 //	             the stale entry's disk file gone since the  wait for the fill (UPDATING, STALE),  as waiter, EXPIRED
 //	             look-up                                     or fetch without storing (fleet)
@@ -178,6 +181,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 // refresh is the refresh step (the cache buster): it never looks up, and
 // stores what the backend answers over the entry.
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, zone *cache.Zone, key string) error {
+	recordRefresh(zone, key, byRefresh)
 	repl.Set(tierPlaceholder, tierValues[cache.TierNone])
 	return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, cacheable: true, mark: zone.Mark()})
 }
@@ -409,6 +413,13 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 		return waiter()
 	}
+	// As in the miss step: a fill that ended between the look-up and the
+	// join has stored a fresh entry, which is not fetched again (under
+	// load, a second background update of a key just refreshed).
+	if result, entry, _ := h.lookup(zone, job.key, r, zone.Clock().Now()); result == lookupHit {
+		fill.Finish(cache.Awaited{Result: cache.AwaitStored})
+		return h.serveEntry(w, r, zone, entry, cache.StatusHit)
+	}
 	job.fill = fill
 	if shared := h.app.sharedFor(zone); shared != nil {
 		// Another proxy may have refreshed it.
@@ -432,9 +443,11 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 	}
 	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
-	// background update; use_stale updating does with background_update.
+	// background update; use_stale updating does with background_update,
+	// or for an entry a soft purge expired (which must not cost its next
+	// visitor a wait).
 	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate
-	if (h.backgroundUpdate || backendSWR) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
+	if (h.backgroundUpdate || backendSWR || stale.SoftPurged) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
 		h.startBackgroundUpdate(r, next, job)
 		return h.serveStaleOr(w, r, zone, stale, cache.StatusStale, func() error {
 			// The update leads the fill (and holds the fleet's claim):
@@ -507,7 +520,7 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, job fetchJob, 
 			h.setStatus(w, repl, job.status)
 		}
 	}
-	job.zone.Stats.Requests[job.status].Add(1)
+	job.zone.CountRequest(job.status, job.key)
 	return err
 }
 

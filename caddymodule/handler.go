@@ -98,6 +98,9 @@ type Handler struct {
 	// explicit lifetime when no valid rule covers its status. Negative
 	// turns heuristics off. Default: 1d.
 	HeuristicMax caddy.Duration `json:"heuristic_max,omitempty"`
+	// Tags sets the rules that tag stored responses, for purges by tag
+	// (tags.go).
+	Tags *TagsConfig `json:"tags,omitempty"`
 
 	app              *App
 	zone             *cache.Zone // when Zone has no placeholder
@@ -108,7 +111,8 @@ type Handler struct {
 	useStale         staleCondition
 	backgroundUpdate bool
 	revalidate       bool
-	hide             []string // HideHeaders, canonical
+	hide             []string // HideHeaders and the tag headers, canonical
+	tags             *cache.TagRules
 	statusValues     [8][]string
 	statusAny        [8]any // the same, boxed once: Replacer.Set takes an any
 	logger           *zap.Logger
@@ -195,6 +199,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.hide = nil
 	for _, name := range h.HideHeaders {
 		h.hide = append(h.hide, http.CanonicalHeaderKey(name))
+	}
+	if h.tags, err = h.Tags.Compile(); err != nil {
+		return err
+	}
+	if h.tags != nil {
+		// The backend's tag list is the proxy's business: no client sees it.
+		h.hide = append(h.hide, h.tags.Header...)
 	}
 	for _, s := range cache.Statuses() {
 		h.statusValues[s] = []string{s.String()}

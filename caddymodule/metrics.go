@@ -37,6 +37,8 @@ var (
 		"Bytes held, by tier (disk: file sizes in 4 KiB blocks).", []string{"zone", "tier"}, nil)
 	descEvictions = prometheus.NewDesc(metricsNamespace+"_disk_evictions_total",
 		"Disk entries removed, by reason (max_size, inactive, corrupt).", []string{"zone", "reason"}, nil)
+	descMemoryEvictions = prometheus.NewDesc(metricsNamespace+"_memory_evictions_total",
+		"Entries pushed out of the memory tier to make room (a disk tier may still hold them).", []string{"zone"}, nil)
 	descDiskWriteErrors = prometheus.NewDesc(metricsNamespace+"_disk_write_errors_total",
 		"Disk tier write failures, by reason.", []string{"zone", "reason"}, nil)
 	descDiskLoading = prometheus.NewDesc(metricsNamespace+"_disk_loading",
@@ -49,6 +51,10 @@ var (
 		"Background updates started.", []string{"zone"}, nil)
 	descPurged = prometheus.NewDesc(metricsNamespace+"_purged_total",
 		"Entries purged through the admin API.", []string{"zone"}, nil)
+	descSoftPurged = prometheus.NewDesc(metricsNamespace+"_soft_purged_total",
+		"Entries marked expired by soft purges.", []string{"zone"}, nil)
+	descTagIndexBytes = prometheus.NewDesc(metricsNamespace+"_tag_index_bytes",
+		"Heap taken by the zone's tag index (counted in the Go memory limit).", []string{"zone"}, nil)
 	descUndefinedZone = prometheus.NewDesc(metricsNamespace+"_undefined_zone_requests_total",
 		"Requests whose zone placeholder named no defined zone: proxied uncached (BYPASS).", nil, nil)
 	descIndexBytes = prometheus.NewDesc(metricsNamespace+"_disk_index_bytes",
@@ -91,8 +97,8 @@ var (
 
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
-		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
-		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes,
+		descBypassed, descEntries, descBytes, descEvictions, descMemoryEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
+		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes, descSoftPurged, descTagIndexBytes,
 		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
 		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps,
 		descSharedReleaseRetries, descCollapsedErrors} {
@@ -158,12 +164,16 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCollapsedErrors, st.CollapsedErrors.Load(), name)
 		counter(descBackground, st.BackgroundUpdates.Load(), name)
 		counter(descPurged, st.Purged.Load(), name)
+		counter(descSoftPurged, st.SoftPurged.Load(), name)
+		tagBytes, _, _ := z.TagIndexBytes()
+		gauge(descTagIndexBytes, tagBytes, name)
 		buckets, count, sum := st.FetchLatency.Snapshot()
 		ch <- prometheus.MustNewConstHistogram(descFetch, count, sum, buckets, name)
 
 		tiers := z.Tiers()
 		gauge(descEntries, tiers.MemoryEntries, name, "memory")
 		gauge(descBytes, tiers.MemoryBytes, name, "memory")
+		counter(descMemoryEvictions, tiers.MemoryEvictions, name)
 		if d := tiers.Disk; d != nil {
 			gauge(descEntries, d.Entries, name, "disk")
 			gauge(descBytes, d.Bytes, name, "disk")

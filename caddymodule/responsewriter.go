@@ -170,6 +170,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 				StaleWhileRevalidate: d.StaleWhileRevalidate,
 				StaleIfError:         d.StaleIfError,
 				BodySize:             contentLength(hdr),
+				Tags:                 cw.h.tags.Tags(cw.client.URL.Path, cw.client.URL.RawQuery, hdr),
 			}
 			if cw.h.policy.Ignore&cache.IgnoreVary == 0 {
 				// One variant among several (RFC 9111 §4.1).
@@ -275,6 +276,9 @@ func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
 		case "Set-Cookie", "Date", "Age", "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection",
 			"Transfer-Encoding", "Te", "Trailer", "Upgrade", "Proxy-Authenticate", cw.h.StatusHeader:
 			continue
+		}
+		if cw.h.tags != nil && slices.Contains(cw.h.tags.Header, k) {
+			continue // stored as the entry's tags
 		}
 		stored[k] = append([]string(nil), v...)
 	}

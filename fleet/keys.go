@@ -15,6 +15,8 @@ import (
 //	{prefix}{zone:key}          the entry: metadata, body and checksum, one value
 //	{prefix}lock:{zone:key}     the fill lock, expiring after lock_age
 //	{prefix}filled:{zone:key}   the pub/sub channel a fill's end is announced on
+//	{prefix}tag:{zone:tag}      the set of the cache keys of a zone's entries that carry
+//	                            the tag, expiring with the last of them (purge by tag)
 //	{prefix}events              the stream of purges and refreshes (one slot)
 //	{prefix}{members}:node      a proxy's heartbeat; {members} one slot for all
 type keys struct{ prefix string }
@@ -22,6 +24,7 @@ type keys struct{ prefix string }
 func (k keys) entry(zone, key string) string  { return k.prefix + "{" + zone + ":" + key + "}" }
 func (k keys) lock(zone, key string) string   { return k.prefix + "lock:{" + zone + ":" + key + "}" }
 func (k keys) filled(zone, key string) string { return k.prefix + "filled:{" + zone + ":" + key + "}" }
+func (k keys) tag(zone, tag string) string    { return k.prefix + "tag:{" + zone + ":" + tag + "}" }
 func (k keys) events() string                 { return k.prefix + "events" }
 func (k keys) member(node string) string      { return k.prefix + "{members}:" + node }
 func (k keys) members() string                { return k.prefix + "{members}:*" }
@@ -31,6 +34,11 @@ func (k keys) members() string                { return k.prefix + "{members}:*" 
 // hold the pattern's special characters (a key ending in "*" or "?").
 func (k keys) entryPattern(zone, keyPrefix string) string {
 	return k.prefix + "{" + globEscape(zone) + ":" + globEscape(keyPrefix) + "*"
+}
+
+// tagPattern is SCAN's MATCH for the tag sets of zone.
+func (k keys) tagPattern(zone string) string {
+	return k.prefix + "tag:{" + globEscape(zone) + ":*"
 }
 
 // globEscape makes s match itself in a Redis glob pattern, byte by byte

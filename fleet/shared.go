@@ -192,6 +192,18 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 			}
 		})
 	}
+	if len(meta.Tags) > 0 {
+		member := job.Key
+		if variant {
+			member = cache.VariantKey(job.Key, meta.Variant)
+		}
+		if err := f.indexTags(ctx, job.Zone, member, meta.Tags, job.TTL); err != nil {
+			// Untagged in Redis, it would outlive a purge by tag there.
+			f.unstore(redisKey, sumOf(v))
+			f.Stats.StoresDropped.Add(1)
+			return false
+		}
+	}
 	if variant {
 		index := cache.Meta{Key: job.Key, Status: http.StatusOK, StoredAt: meta.StoredAt, ValidUntil: meta.StoredAt,
 			Header: http.Header{"Vary": e.Header["Vary"]}, VaryIndex: true, VaryNames: meta.VaryNames}

@@ -1,6 +1,8 @@
 package disk
 
 import (
+	"github.com/edgecache/edgecache/cache/tagindex"
+
 	"bytes"
 	"crypto/md5"
 	"crypto/rand"
@@ -151,6 +153,9 @@ type Store struct {
 	closedFiles bool
 	// verifyAlways is Options.VerifyAlways, changed by SetVerifyAlways.
 	verifyAlways atomic.Bool
+	// tags maps a tag to the MD5s of the entries that carry it (tags.go).
+	// Its methods are never called under mu, which its sweep takes.
+	tags *tagindex.Index[[md5.Size]byte]
 
 	entries atomic.Int64
 	bytes   atomic.Int64
@@ -254,6 +259,7 @@ func New(dir string, opts Options) (*Store, error) {
 		loaded:  make(chan struct{}),
 	}
 	d.verifyAlways.Store(opts.VerifyAlways)
+	d.tags = tagindex.New(compareHash, md5.Size, d.indexed)
 	return d, nil
 }
 
@@ -458,8 +464,12 @@ func (d *Store) Get(key string) (*Entry, error) {
 	if d.flushedFile(h, path, fi) {
 		return nil, ErrNotFound
 	}
-	if !d.touch(h, path, fi) {
+	ok, inserted := d.touch(h, path, fi)
+	if !ok {
 		return nil, ErrNotFound // removed or replaced meanwhile
+	}
+	if inserted {
+		d.tags.Add(h, fh.Tags)
 	}
 	fh.File = File{d: d, path: path, key: key, offset: int64(fh.HeaderLen), crc: fh.HeaderCRC}
 	if _, ok := fh.Header["Content-Length"]; !ok {
@@ -528,25 +538,25 @@ func readHeader(f *os.File) (*fileHeader, fs.FileInfo, error) {
 func accountedSize(fileSize int64) int64 { return (fileSize + blockSize - 1) / blockSize * blockSize }
 
 // touch records an access to the file at path that was read as fi, adding
-// it to the index if it is not there yet. It reports false if the file is
-// no longer at path.
-func (d *Store) touch(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
+// it to the index if it is not there yet (inserted). It reports false if
+// the file is no longer at path.
+func (d *Store) touch(h [md5.Size]byte, path string, fi fs.FileInfo) (ok, inserted bool) {
 	now := d.now().UnixNano()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if r := d.idx.get(h); r != nil {
 		d.idx.touch(r, now)
-		return true
+		return true, false
 	}
 	// Not indexed: the loader has not reached it yet, or it was removed
 	// after we opened it. Renames and unlinks happen under mu, so this
 	// check is exact.
 	cur, err := os.Stat(path)
 	if err != nil || !os.SameFile(cur, fi) {
-		return false
+		return false, false
 	}
 	d.insertLocked(h, fi.Size(), now)
-	return true
+	return true, true
 }
 
 // insertLocked indexes the entry file of h, of the given size.
@@ -565,6 +575,7 @@ func (d *Store) dropLocked(h [md5.Size]byte) bool {
 	}
 	d.idx.remove(r)
 	d.countLocked()
+	d.tags.Gone()
 	return true
 }
 
@@ -638,6 +649,11 @@ func (d *Store) Delete(key string) (bool, error) {
 // folders are renamed away at once and deleted in the background, so a
 // flush of a large zone does not block.
 func (d *Store) Clear() (int, error) {
+	// The tags first: a reference added meanwhile, to an entry the clear
+	// then removes, is only stale (purges check, sweeps drop it), where
+	// one cleared after an entry written just after the clear would lose
+	// that entry's tags.
+	d.tags.Clear()
 	d.mu.Lock()
 	names, err := readDirNames(d.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
