@@ -1,0 +1,115 @@
+package cache
+
+import (
+	"time"
+)
+
+// Version names one version of an entry: the key it is stored under (a
+// variant's key included) and when it was stored.
+type Version struct {
+	Key      string
+	StoredAt time.Time
+}
+
+// reconcileBatch is how many versions one call of Reconcile's proof takes.
+const reconcileBatch = 500
+
+// Reconcile keeps the entries that current proves unchanged and drops
+// the others, one key at a time, as Invalidate does: fills of other keys
+// go on. A fleet proxy that lost events it had not applied calls it, with
+// the shared tier as the proof, rather than empty the zone. current gets
+// the versions of a batch of entries and says which are current; when it
+// fails, the batch cannot be proven and is dropped (the first error is
+// returned). Vary indexes, which hold no response, are kept: a variant
+// dropped is a miss under its index. It reports how many entries it kept
+// and dropped.
+func (z *Zone) Reconcile(current func([]Version) ([]bool, error)) (kept, dropped int, err error) {
+	if !z.IndexReady() {
+		return 0, 0, ErrIndexLoading
+	}
+	seen := make(map[string]bool)
+	var batch []Version
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ok, cerr := current(batch)
+		if cerr != nil && err == nil {
+			err = cerr
+		}
+		for i, v := range batch {
+			if cerr == nil && i < len(ok) && ok[i] {
+				kept++
+			} else {
+				z.drop(v.Key)
+				dropped++
+			}
+		}
+		batch = batch[:0]
+	}
+	visit := func(k string) bool {
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+		v, ok, index := z.version(k)
+		switch {
+		case index:
+		case !ok:
+			// Two tiers disagree: neither can be proven.
+			z.drop(k)
+			dropped++
+		default:
+			if batch = append(batch, v); len(batch) == reconcileBatch {
+				flush()
+			}
+		}
+		return true
+	}
+	for _, k := range z.keys.withPrefix("") {
+		visit(k)
+	}
+	for _, k := range z.mem.recent.withPrefix("") {
+		visit(k)
+	}
+	if z.disk != nil {
+		z.disk.Walk(visit)
+	}
+	flush()
+	return kept, dropped, err
+}
+
+// version is the version of key's entry, read without promoting it nor
+// reading its body. ok is false when its memory and disk copies are of
+// different versions; index reports a Vary index.
+func (z *Zone) version(key string) (v Version, ok, index bool) {
+	v.Key = key
+	found := false
+	if e, _, inMem := z.mem.lookup(key); inMem {
+		v.StoredAt, found, index = e.StoredAt, true, e.VaryIndex
+	}
+	if z.disk != nil {
+		if e, err := z.disk.Get(key); err == nil {
+			if found && !e.StoredAt.Equal(v.StoredAt) {
+				return v, false, false
+			}
+			v.StoredAt, index = e.StoredAt, e.VaryIndex
+		}
+	}
+	return v, true, index
+}
+
+// drop removes one stored key (a variant's, or a primary one) from both
+// tiers, and refuses the stores and promotions of its key that began
+// before (as Invalidate).
+func (z *Zone) drop(key string) {
+	z.promoteMu.Lock()
+	z.invalidated.add(primaryKey(key))
+	z.mem.del(key)
+	z.promoteMu.Unlock()
+	if z.disk != nil {
+		_, _ = z.disk.Delete(key)
+	}
+	z.keys.remove(key)
+	z.Stats.Invalidated.Add(1)
+}
