@@ -130,7 +130,7 @@ func (p *Policy) DecideResponse(status int, h http.Header, requested, received t
 	// ask for it. An encoded answer comes from a backend that ignored the
 	// fill's Accept-Encoding: identity.
 	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		d.Reason = "content-encoding"
+		d.Reason = SkipEncoded
 		return d
 	}
 

@@ -32,21 +32,22 @@ type Stats struct {
 const (
 	SkipXAccelExpires  = "x_accel_expires" // X-Accel-Expires: 0 or in the past
 	SkipSetCookie      = "set_cookie"
-	SkipCacheControl   = "cache_control"   // private, no-store, no-cache or max-age=0
-	SkipExpires        = "expires"         // Expires in the past or invalid
-	SkipVary           = "vary"            // Vary: *
-	SkipStatus         = "status"          // no valid line covers the status
-	SkipTooLarge       = "too_large"       // over memory_entry_max, with no disk tier to take it
-	SkipDisk           = "disk"            // the disk tier could not write it
-	SkipPurged         = "purged"          // a purge ran while it was fetched
-	SkipPartial        = "partial"         // a 206 to a fill (RFC 9111 §3.3)
-	SkipMustUnderstand = "must_understand" // must-understand with a status not understood
-	SkipNoCache        = "no_cache"        // no-cache without a validator: could never be reused
-	SkipAge            = "age"             // older on arrival than its lifetime (RFC 9111 §4.2.3)
+	SkipCacheControl   = "cache_control"    // private, no-store, no-cache or max-age=0
+	SkipExpires        = "expires"          // Expires in the past or invalid
+	SkipVary           = "vary"             // Vary: *
+	SkipStatus         = "status"           // no valid line covers the status
+	SkipTooLarge       = "too_large"        // over memory_entry_max, with no disk tier to take it
+	SkipDisk           = "disk"             // the disk tier could not write it
+	SkipPurged         = "purged"           // a purge ran while it was fetched
+	SkipPartial        = "partial"          // a 206 to a fill (RFC 9111 §3.3)
+	SkipMustUnderstand = "must_understand"  // must-understand with a status not understood
+	SkipNoCache        = "no_cache"         // no-cache without a validator: could never be reused
+	SkipAge            = "age"              // older on arrival than its lifetime (RFC 9111 §4.2.3)
+	SkipEncoded        = "content_encoding" // an encoded answer to a fill that asked for identity
 )
 
 var skipReasons = [...]string{SkipXAccelExpires, SkipSetCookie, SkipCacheControl, SkipExpires,
-	SkipVary, SkipStatus, SkipTooLarge, SkipDisk, SkipPurged, SkipPartial, SkipMustUnderstand, SkipNoCache, SkipAge}
+	SkipVary, SkipStatus, SkipTooLarge, SkipDisk, SkipPurged, SkipPartial, SkipMustUnderstand, SkipNoCache, SkipAge, SkipEncoded}
 
 // BackendError is a kind of failed backend fetch.
 type BackendError uint8

@@ -474,6 +474,9 @@ func TestZonePurgeCounts(t *testing.T) {
 			cfg := ZoneConfig{Name: "t", MemorySize: 16 << 20, MemoryEntryMax: 100}
 			if withDisk {
 				cfg.Disk = openStore(t, t.TempDir(), DiskOptions{})
+				// Purges by prefix wait for the index (IndexReady); a
+				// loaded machine may not have walked the empty folder yet.
+				waitLoaded(t, cfg.Disk)
 			}
 			z, err := NewZone(cfg)
 			if err != nil {

@@ -173,7 +173,8 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // encode before edge_cache (the way entries, held in the identity
 // encoding, reach clients that accept gzip): "identity" is a client that
 // asks for no encoding, "gzip" one that does and gets the entry compressed
-// on the way out. The README compares their allocs/op with the plain hit's.
+// on the way out. docs/configuration.md ("Encodings") compares their
+// allocs/op with the plain hit's.
 func BenchmarkHitEncoded10KiB(b *testing.B) {
 	body := bytes.Repeat([]byte(`{"id": 1234, "name": "an OMERO image"}, `), 10<<10/40)
 	be := testkit.NewBackend(b, func(w http.ResponseWriter, r *http.Request, n int64) {

@@ -150,7 +150,7 @@ var conditionalHeaders = [...]string{"Range", "If-Range", "If-None-Match", "If-M
 // the identity encoding. An entry is served to every client, whatever it
 // accepts and whatever the Vary setting, so it holds the one encoding all
 // of them can read; Caddy's encode handler, placed before edge_cache,
-// compresses per client (see the README).
+// compresses per client (docs/configuration.md, "Encodings").
 func backendRequest(r *http.Request) *http.Request {
 	needed := r.Method == http.MethodHead
 	for _, name := range conditionalHeaders {

@@ -171,8 +171,8 @@ func TestEntryFoundWhileIndexRebuilds(t *testing.T) {
 	}
 	code, out, errOut = command(t, context.Background(), "cache-keys", "--address", admin, "--zone", "disk",
 		"--prefix", "/obj/512/k19", "--limit", "7")
-	// A disk zone lists in the order of the keys' MD5 (README): 7 distinct
-	// keys under the prefix, the first 7 of that order.
+	// A disk zone lists in the order of the keys' MD5 (docs/configuration.md,
+	// "Zones"): 7 distinct keys under the prefix, the first 7 of that order.
 	under := slices.Clone(paths[1900:2000])
 	slices.SortFunc(under, func(a, b string) int {
 		ha, hb := md5.Sum([]byte(a)), md5.Sum([]byte(b))

@@ -52,8 +52,8 @@ func corsOnError(ng, ec answer) bool {
 // localFile names the answers both proxies serve from the www folder.
 const localFile = `^public GET /about/$|down\)|\(maintenance\)`
 
-// deliberateDifferences is the written list (README.md, "Differences from
-// the nginx proxy", gives the reasons at more length).
+// deliberateDifferences is the written list (docs/migrating-from-nginx.md,
+// "Deliberate differences", gives the reasons at more length).
 var deliberateDifferences = []deliberate{
 	{cases: `_=\d`, field: "cache",
 		why: "jQuery's _ parameter: edgecache drops it and its separator from the key (/x?_=1 and /x are one entry); production's map keeps the separator (/x?), another entry"},
