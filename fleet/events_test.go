@@ -308,7 +308,7 @@ func TestTrimmedLogDrops(t *testing.T) {
 	if d := rec.dropped()[0]; !strings.Contains(d, "trimmed") || !strings.Contains(d, "(values kept)") {
 		t.Errorf("drop reason %q", d)
 	}
-	if logs.FilterMessageSnippet("dropping its local entries").FilterField(zap.String("position", saved.ID)).Len() != 1 {
+	if logs.FilterMessageSnippet("had not applied are lost").FilterField(zap.String("position", saved.ID)).Len() != 1 {
 		t.Errorf("the drop was not logged with the position: %v", logs.All())
 	}
 	// The events left in the log were lost with the others: not applied
