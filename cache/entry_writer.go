@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,11 +16,10 @@ type EntryWriter struct {
 	zone     *Zone
 	meta     Meta
 	body     []byte
-	file     *DiskWriter
+	file     *disk.Writer
 	n        int64
 	inMemory bool   // still buffering for the hot tier
-	gen      uint64 // purge generation when the request began: a purge since voids the entry
-	mark     uint64 // invalidation mark when the request began: an invalidation of the key since voids it
+	at       Mark   // when the request began: a purge, or an invalidation of the key, since voids the entry
 	primary  string // for a variant (meta.VaryNames set): the key its index goes under
 	stream   *Stream
 }
@@ -31,7 +31,7 @@ type EntryWriter struct {
 // between voids the entry, as the backend may have computed the answer
 // before it.
 func (z *Zone) NewEntryWriter(meta Meta, at Mark) *EntryWriter {
-	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, gen: at.Purge, mark: at.Inval}
+	ew := &EntryWriter{zone: z, meta: meta, inMemory: meta.BodySize <= z.mem.maxEntry, at: at}
 	if len(meta.VaryNames) > 0 {
 		ew.primary = meta.Key
 		ew.meta.Key = VariantKey(meta.Key, meta.Variant)
@@ -128,12 +128,12 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 	// it is not stored (nginx would store it; a purge here is final).
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayStore(ew.gen, ew.mark, ew.meta.Key) {
+	if z.voided(ew.at, ew.meta.Key) {
 		z.Stats.CountSkip(SkipPurged)
 		ew.Abort()
 		return nil, false
 	}
-	var onDisk *Entry
+	var onDisk *disk.Entry
 	if ew.file != nil {
 		e, err := ew.file.Commit()
 		ew.file = nil
@@ -164,7 +164,7 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 		// Too large for memory: the old version there must not outlive it.
 		z.mem.del(ew.meta.Key)
 		z.keys.remove(ew.meta.Key)
-		e = onDisk
+		e = &Entry{Meta: onDisk.Meta, file: onDisk.File}
 	default:
 		ew.Abort()
 		return nil, false
@@ -196,12 +196,10 @@ type Revalidation struct {
 	Header   http.Header // the 304's headers that replace stored ones
 	Decision Decision
 	At       time.Time
-	// PurgeGen is Mark().Purge from before the stale entry was read: a
-	// purge since then wins over the revalidation.
-	PurgeGen uint64
-	// Invalidations is Mark().Inval from before the stale entry was read:
-	// an invalidation of the key since then wins too.
-	Invalidations uint64
+	// Mark is the zone's Mark from before the stale entry was read: a
+	// purge, or an invalidation of the key, since then wins over the
+	// revalidation (the entry is served to this client, not stored).
+	Mark Mark
 	// Date is the 304's Date, which replaces the stored one.
 	Date string
 }
@@ -209,7 +207,7 @@ type Revalidation struct {
 // Revalidate stores a copy of old with the new validity and headers, sharing
 // its body, and returns it.
 func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
-	e := &Entry{Meta: old.Meta, Body: old.Body, File: old.File, BodyOffset: old.BodyOffset}
+	e := &Entry{Meta: old.Meta, Body: old.Body, file: old.file}
 	e.Header = old.Header.Clone()
 	for k, v := range rv.Header {
 		e.Header[k] = v[:len(v):len(v)]
@@ -225,7 +223,7 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 	e.StaleIfError = rv.Decision.StaleIfError
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayStore(rv.PurgeGen, rv.Invalidations, e.Key) {
+	if z.voided(rv.Mark, e.Key) {
 		return e // served to this client, not stored
 	}
 	if z.disk != nil {
@@ -254,6 +252,6 @@ func (z *Zone) rewriteOnDisk(old, e *Entry) {
 		return
 	}
 	if onDisk, err := w.Commit(); err == nil && !e.InMemory() {
-		e.Meta, e.File, e.BodyOffset, e.disk = onDisk.Meta, onDisk.File, onDisk.BodyOffset, onDisk.disk
+		e.Meta, e.file = onDisk.Meta, onDisk.File
 	}
 }

@@ -44,7 +44,7 @@ func (z *Zone) Import(m Meta, body io.Reader) error {
 		}
 		z.promoteMu.RLock()
 		defer z.promoteMu.RUnlock()
-		if !z.mayPromote(gen) {
+		if z.purgedSince(gen) {
 			return errors.New("cache: a purge ran during the import of this entry")
 		}
 		z.keys.add(m.Key)
@@ -62,7 +62,7 @@ func (z *Zone) Import(m Meta, body io.Reader) error {
 	}
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
-	if !z.mayPromote(gen) {
+	if z.purgedSince(gen) {
 		w.Abort()
 		return errors.New("cache: a purge ran during the import of this entry")
 	}
@@ -80,21 +80,14 @@ func (z *Zone) current(key string) (*Entry, bool) {
 	if e, _, ok := z.mem.lookup(key); ok {
 		return e, true
 	}
-	if z.disk == nil {
-		return nil, false
+	if de := z.diskGet(key); de != nil {
+		return fromDisk(de), true
 	}
-	e, err := z.disk.Get(key)
-	return e, err == nil
+	return nil, false
 }
-
-// MaxSize is the store's bound in bytes (0: none).
-func (d *DiskStore) MaxSize() int64 { return d.opts.MaxSize }
 
 // DiskMaxSize is the disk tier's max_size (0: none, or no disk tier): with
 // Tiers, what an import may still add.
 func (z *Zone) DiskMaxSize() int64 {
-	if z.disk == nil {
-		return 0
-	}
-	return z.disk.MaxSize()
+	return z.diskMax
 }

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
+
 	"bytes"
 	"errors"
 	"strings"
@@ -9,7 +11,7 @@ import (
 )
 
 func TestZoneImport(t *testing.T) {
-	d := openStore(t, t.TempDir(), DiskOptions{})
+	d := openStore(t, t.TempDir(), disk.Options{})
 	z, err := NewZone(ZoneConfig{Name: "imp", MemorySize: 1 << 20, Disk: d})
 	if err != nil {
 		t.Fatal(err)

@@ -31,18 +31,14 @@ func (z *Zone) Invalidate(key string) bool {
 	return known
 }
 
-// InvalidationMark is to be taken before asking the backend for a
-// revalidation (see Revalidation.Invalidations).
-func (z *Zone) InvalidationMark() uint64 { return z.invalidated.mark() }
-
-// invalidations remembers which keys were invalidated since a mark, so
+// invalidations remembers which keys were invalidated since a Mark, so
 // that a store or promotion of a key that began before its invalidation
 // is refused, without disturbing the others.
 type invalidations struct {
-	seq   atomic.Uint64 // bumped by each invalidation: a mark is its value
+	seq   atomic.Uint64 // bumped by each invalidation: Mark.Inval is its value
 	mu    sync.Mutex
 	at    map[string]uint64 // key → seq of its last invalidation
-	floor uint64            // marks below this may have lost their records
+	floor uint64            // sequences below this may have lost their records
 }
 
 // maxTrackedInvalidations bounds the record. When it is full it is
@@ -50,7 +46,7 @@ type invalidations struct {
 // refused: losing a store costs a miss, keeping an invalid one would not.
 const maxTrackedInvalidations = 1 << 16
 
-func (v *invalidations) mark() uint64 { return v.seq.Load() }
+func (v *invalidations) now() uint64 { return v.seq.Load() }
 
 // add records an invalidation of key. Called with the zone's promoteMu
 // held for writing, so no store or promotion checks meanwhile.
@@ -64,13 +60,14 @@ func (v *invalidations) add(key string) {
 	v.at[key] = v.seq.Add(1)
 }
 
-// since reports whether key was invalidated after mark. Nothing to look
-// up when nothing was invalidated since: the common case is one load.
-func (v *invalidations) since(key string, mark uint64) bool {
-	if v.seq.Load() == mark {
+// since reports whether key was invalidated after seq (a Mark's Inval).
+// Nothing to look up when nothing was invalidated since: the common case
+// is one load.
+func (v *invalidations) since(key string, seq uint64) bool {
+	if v.seq.Load() == seq {
 		return false
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return mark < v.floor || v.at[key] > mark
+	return seq < v.floor || v.at[key] > seq
 }

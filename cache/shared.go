@@ -103,7 +103,7 @@ func (t Tier) String() string { return tierNames[t] }
 // Kept reports whether e, stored by a request that began at mark, still
 // stands: no invalidation of its key since, and no purge that removed it.
 // A purge of other keys does not count, unlike for a fill under way
-// (mayStore): after a purge it checks that the key still holds e (an
+// (voided): after a purge it checks that the key still holds e (an
 // eviction reads as a purge, which is safe).
 func (z *Zone) Kept(e *Entry, mark Mark) bool {
 	if z.invalidated.since(primaryKey(e.Key), mark.Inval) {
@@ -115,10 +115,8 @@ func (z *Zone) Kept(e *Entry, mark Mark) bool {
 	if cur, _, ok := z.mem.lookup(e.Key); ok {
 		return cur.StoredAt.Equal(e.StoredAt)
 	}
-	if z.disk != nil {
-		if cur, err := z.disk.Get(e.Key); err == nil {
-			return cur.StoredAt.Equal(e.StoredAt)
-		}
+	if cur := z.diskGet(e.Key); cur != nil {
+		return cur.StoredAt.Equal(e.StoredAt)
 	}
 	return false
 }

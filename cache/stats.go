@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +103,7 @@ func (s *Stats) CountSkip(reason string) {
 // Tiers reports what each tier holds.
 type Tiers struct {
 	MemoryEntries, MemoryBytes int64
-	Disk                       *DiskStats // nil without a disk tier
+	Disk                       *disk.Stats // nil without a disk tier
 }
 
 // Tiers measures the zone's tiers.

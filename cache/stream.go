@@ -68,7 +68,7 @@ func (ew *EntryWriter) Stream() *Stream {
 		s.entry.Header["Content-Length"] = []string{strconv.FormatInt(ew.meta.BodySize, 10)}
 	}
 	if ew.file != nil {
-		f, base, err := ew.file.openReader()
+		f, base, err := ew.file.OpenReader()
 		if err == nil {
 			s.file, s.base, s.shared = f, base, true
 		} else {

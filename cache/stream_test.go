@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
+
 	"bytes"
 	"context"
 	"errors"
@@ -13,7 +15,7 @@ import (
 // over a disk tier in a temporary folder.
 func newDiskZone(t *testing.T, entryMax int64) *Zone {
 	t.Helper()
-	d := openStore(t, t.TempDir(), DiskOptions{})
+	d := openStore(t, t.TempDir(), disk.Options{})
 	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, MemoryEntryMax: entryMax, Disk: d})
 	if err != nil {
 		t.Fatal(err)

@@ -100,10 +100,8 @@ func (z *Zone) hasVariants(key string) bool {
 	if e, _, ok := z.mem.lookup(key); ok {
 		return e.VaryIndex
 	}
-	if z.disk != nil {
-		if e, err := z.disk.Get(key); err == nil {
-			return e.VaryIndex
-		}
+	if e := z.diskGet(key); e != nil {
+		return e.VaryIndex
 	}
 	return false
 }

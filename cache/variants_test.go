@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
+
 	"github.com/edgecache/edgecache/internal/testkit"
 	"net/http"
 	"strconv"
@@ -34,11 +36,11 @@ func lookupBody(z *Zone, key string, req http.Header) string {
 // RFC 9111 §4.1: several variants of one URL are kept side by side, and a
 // request gets the one its header values select (normalised).
 func TestZoneKeepsSeveralVariants(t *testing.T) {
-	for _, disk := range []bool{false, true} {
+	for _, onDisk := range []bool{false, true} {
 		dir := t.TempDir()
 		z := newTestZone(t, 64<<20, 0)
-		if disk {
-			d := openStore(t, dir, DiskOptions{})
+		if onDisk {
+			d := openStore(t, dir, disk.Options{})
 			var err error
 			if z, err = NewZone(ZoneConfig{Name: "d", MemorySize: 64 << 20, Disk: d}); err != nil {
 				t.Fatal(err)
@@ -53,15 +55,15 @@ func TestZoneKeepsSeveralVariants(t *testing.T) {
 		storeVariant(t, z, "/img", []string{"Accept-Language"}, gzip, "compressed")
 		storeVariant(t, z, "/img", []string{"Accept-Language"}, plain, "identity")
 		if got := lookupBody(z, "/img", http.Header{"Accept-Language": {"FR,en"}}); got != "compressed" {
-			t.Errorf("disk %v: normalised request got %q, want the compressed variant", disk, got)
+			t.Errorf("onDisk %v: normalised request got %q, want the compressed variant", onDisk, got)
 		}
 		if got := lookupBody(z, "/img", plain); got != "identity" {
-			t.Errorf("disk %v: plain request got %q", disk, got)
+			t.Errorf("onDisk %v: plain request got %q", onDisk, got)
 		}
 		if got := lookupBody(z, "/img", http.Header{"Accept-Language": {"de"}}); got != "(miss)" {
-			t.Errorf("disk %v: a third variant got %q, want a miss", disk, got)
+			t.Errorf("onDisk %v: a third variant got %q, want a miss", onDisk, got)
 		}
-		if disk {
+		if onDisk {
 			// The index and the variants survive a restart.
 			z.Close()
 			z = reopenZone(t, z)
@@ -72,10 +74,10 @@ func TestZoneKeepsSeveralVariants(t *testing.T) {
 		// Purging the URL removes every variant.
 		z.Purge("/img")
 		if got := lookupBody(z, "/img", gzip); got != "(miss)" {
-			t.Errorf("disk %v: after purge got %q", disk, got)
+			t.Errorf("onDisk %v: after purge got %q", onDisk, got)
 		}
 		if keys, _, _ := z.Keys("/img", "", 10); len(keys) != 0 {
-			t.Errorf("disk %v: keys left after purge: %q", disk, keys)
+			t.Errorf("onDisk %v: keys left after purge: %q", onDisk, keys)
 		}
 	}
 }
@@ -89,14 +91,14 @@ func TestZoneInvalidate(t *testing.T) {
 	if !zonePut(t, z, "/other", []byte("other"), true) {
 		t.Fatal("not stored")
 	}
-	gen := z.PurgeGeneration()
+	gen := z.Mark().Purge
 
 	inFlightSame := z.NewEntryWriter(testMeta("/doc", 3), z.Mark())
 	inFlightOther := z.NewEntryWriter(testMeta("/list", 4), z.Mark())
 	if !z.Invalidate("/doc") {
 		t.Error("Invalidate did not know the key")
 	}
-	if z.PurgeGeneration() != gen {
+	if z.Mark().Purge != gen {
 		t.Error("Invalidate bumped the zone-wide purge generation")
 	}
 	if got := lookupBody(z, "/doc", http.Header{"Accept": {"text/html"}}); got != "(miss)" {
@@ -130,11 +132,11 @@ func TestZoneInvalidate(t *testing.T) {
 func TestInvalidationsForget(t *testing.T) {
 	var v invalidations
 	v.add("a")
-	early := v.mark()
+	early := v.now()
 	for i := range maxTrackedInvalidations {
 		v.add(strconv.Itoa(i))
 	}
-	late := v.mark()
+	late := v.now()
 	v.add("b")
 	if !v.since("zzz", early) {
 		t.Error("a mark from before the record was forgotten passed")
@@ -142,7 +144,7 @@ func TestInvalidationsForget(t *testing.T) {
 	if v.since("zzz", late) || !v.since("b", late) {
 		t.Error("a mark from after the reset was judged wrongly")
 	}
-	if v.since("x", v.mark()) {
+	if v.since("x", v.now()) {
 		t.Error("nothing invalidated since, yet refused")
 	}
 }
@@ -151,9 +153,10 @@ func TestInvalidationsForget(t *testing.T) {
 // a restart does.
 func reopenZone(t *testing.T, z *Zone) *Zone {
 	t.Helper()
-	dir := z.disk.dir
-	z.disk.Close()
-	d := openStore(t, dir, DiskOptions{})
+	old := z.disk.(*disk.Store)
+	dir := old.Dir()
+	old.Close()
+	d := openStore(t, dir, disk.Options{})
 	nz, err := NewZone(ZoneConfig{Name: "d", MemorySize: 64 << 20, Disk: d})
 	if err != nil {
 		t.Fatal(err)

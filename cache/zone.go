@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
+	"github.com/edgecache/edgecache/cache/disk"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,8 +24,25 @@ type ZoneConfig struct {
 	MemoryEntryMax int64
 	// Disk, when set, is the persistent tier under the hot one. The caller
 	// opens it (one store per folder per process) and closes it.
-	Disk *DiskStore
+	Disk *disk.Store
 }
+
+// diskTier is what a zone asks of its disk tier (a disk.Store): entries
+// in (Create), out (Get, whose File opens the body or a range of it) and
+// gone (Delete, Clear); the keys it holds, for purges by prefix and key
+// listings (Has, Walk, WalkFrom); its counters.
+type diskTier interface {
+	Get(key string) (*disk.Entry, error)
+	Create(m disk.Meta) (*disk.Writer, error)
+	Delete(key string) (existed bool, err error)
+	Clear() (removed int, err error)
+	Has(key string) bool
+	Walk(fn func(key string) bool)
+	WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key string) bool)
+	Stats() disk.Stats
+}
+
+var _ diskTier = (*disk.Store)(nil)
 
 // ErrIndexLoading is returned by purges by prefix and key listings while
 // the disk tier's index is still being rebuilt after a start.
@@ -37,7 +55,8 @@ var ErrIndexLoading = errors.New("cache: the zone's key index is still loading f
 type Zone struct {
 	name    string
 	mem     *memoryTier
-	disk    *DiskStore
+	disk    diskTier // nil without one
+	diskMax int64    // the disk tier's max_size (0: none)
 	keys    *keyIndex
 	indexed <-chan struct{} // closed when the disk tier's index is complete
 	fills   fills
@@ -66,21 +85,22 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 	if cfg.MemoryEntryMax <= 0 {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
-	z := &Zone{name: cfg.Name, keys: newKeyIndex(), disk: cfg.Disk, indexed: closedChan}
+	z := &Zone{name: cfg.Name, keys: newKeyIndex(), indexed: closedChan}
 	z.Stats.declare()
 	// The key index holds the memory tier's keys; the disk tier's are in
-	// its entry files (see DiskStore.Walk), so that an entry on disk costs
+	// its entry files (see disk.Store.Walk), so that an entry on disk costs
 	// no string in memory.
 	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.add, z.keys.remove)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}
 	z.mem = mem
-	if z.disk == nil {
+	if cfg.Disk == nil {
 		return z, nil
 	}
-	z.indexed = z.disk.Loaded()
-	z.disk.OnFlush(z.forget)
+	z.disk, z.diskMax = cfg.Disk, cfg.Disk.MaxSize()
+	z.indexed = cfg.Disk.Loaded()
+	cfg.Disk.OnFlush(z.forget)
 	return z, nil
 }
 
@@ -113,7 +133,7 @@ func (z *Zone) Clock() *Clock { return &z.clock }
 type Mark struct{ Purge, Inval uint64 }
 
 // Mark is the zone's mark now.
-func (z *Zone) Mark() Mark { return Mark{Purge: z.purgeGen.Load(), Inval: z.invalidated.mark()} }
+func (z *Zone) Mark() Mark { return Mark{Purge: z.purgeGen.Load(), Inval: z.invalidated.now()} }
 
 // Get returns the entry stored under key, fresh or not. An entry found on
 // disk that fits the hot tier is promoted to it; a larger one is returned
@@ -125,24 +145,22 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 
 // get is Get, saying which tier held the entry (TierNone: neither).
 func (z *Zone) get(key string) (*Entry, Tier) {
-	gen, mark := z.purgeGen.Load(), z.invalidated.mark()
+	at := z.Mark()
 	if e, recent, ok := z.mem.lookup(key); ok {
 		if recent {
 			z.promoteMu.RLock()
-			if z.mayStore(gen, mark, key) {
+			if !z.voided(at, key) {
 				z.mem.readmit(e)
 			}
 			z.promoteMu.RUnlock()
 		}
 		return e, TierMemory
 	}
-	if z.disk == nil {
+	de := z.diskGet(key)
+	if de == nil {
 		return nil, TierNone
 	}
-	e, err := z.disk.Get(key)
-	if err != nil {
-		return nil, TierNone
-	}
+	e := &de.Meta
 	if _, ok := e.Header["Content-Length"]; !ok {
 		// The header was written before a chunked body's length was known.
 		if e.Header == nil {
@@ -151,15 +169,16 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 		e.Header["Content-Length"] = []string{strconv.FormatInt(e.BodySize, 10)}
 	}
 	if e.BodySize > z.mem.maxEntry {
-		return e, TierDisk
+		return fromDisk(de), TierDisk
 	}
-	body, err := z.disk.LoadBody(e)
+	body, err := de.File.Load()
 	if err != nil {
 		return nil, TierNone
 	}
-	hot := &Entry{Meta: e.Meta, Body: body}
+	hot := fromDisk(de)
+	hot.Body, hot.file = body, disk.File{}
 	z.promoteMu.RLock()
-	if z.mayStore(gen, mark, key) {
+	if !z.voided(at, key) {
 		z.keys.add(key)
 		z.mem.set(hot)
 	}
@@ -168,22 +187,37 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	// between the read and the promotion: then the promoted copy is old.
 	// The commit replaces memory after renaming the file, so checking the
 	// file after promoting finds every such case.
-	if now, err := z.disk.Get(key); err != nil || !now.StoredAt.Equal(hot.StoredAt) {
+	if now := z.diskGet(key); now == nil || !now.StoredAt.Equal(hot.StoredAt) {
 		z.mem.delIf(key, hot)
 	}
 	return hot, TierDisk
 }
 
-// mayStore is mayPromote for one key: nor may the key have been
-// invalidated since mark.
-func (z *Zone) mayStore(gen, mark uint64, key string) bool {
-	return z.mayPromote(gen) && !z.invalidated.since(primaryKey(key), mark)
+// diskGet is the disk tier's entry for key: nil if it holds none, or if
+// the zone has no disk tier.
+func (z *Zone) diskGet(key string) *disk.Entry {
+	if z.disk == nil {
+		return nil
+	}
+	de, err := z.disk.Get(key)
+	if err != nil {
+		return nil
+	}
+	return de
 }
 
-// mayPromote reports, under promoteMu's read lock, whether an entry read
-// when purgeGen was gen may be stored in memory.
-func (z *Zone) mayPromote(gen uint64) bool {
-	return z.purging == 0 && z.purgeGen.Load() == gen
+// voided reports, under promoteMu's read lock, whether what was read or
+// fetched for key by a request that began at the mark at may no longer be
+// stored: a purge is under way or ended since, or key was invalidated
+// since.
+func (z *Zone) voided(at Mark, key string) bool {
+	return z.purgedSince(at.Purge) || z.invalidated.since(primaryKey(key), at.Inval)
+}
+
+// purgedSince reports, under promoteMu's read lock, whether a purge is
+// under way or ended since purgeGen was gen.
+func (z *Zone) purgedSince(gen uint64) bool {
+	return z.purging != 0 || z.purgeGen.Load() != gen
 }
 
 // beginPurge stops promotions until the purge ends (the returned function)
@@ -325,7 +359,7 @@ func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, 
 	}
 	var from *[md5.Size]byte
 	if after != "" {
-		h := keyHash(after)
+		h := disk.KeyHash(after)
 		from = &h
 	}
 	type hashed struct {
@@ -335,7 +369,7 @@ func (z *Zone) Keys(prefix, after string, limit int) (keys []string, more bool, 
 	// Keys held in memory only (their disk write failed), in the same order.
 	var memOnly []hashed
 	for _, k := range z.keys.withPrefix(prefix) {
-		h := keyHash(k)
+		h := disk.KeyHash(k)
 		if (from == nil || bytes.Compare(h[:], from[:]) > 0) && !z.disk.Has(k) {
 			memOnly = append(memOnly, hashed{h, k})
 		}
@@ -373,9 +407,6 @@ func (z *Zone) Close() error {
 	z.mem.close()
 	return nil
 }
-
-// PurgeGeneration changes whenever a purge ends; see Revalidation.
-func (z *Zone) PurgeGeneration() uint64 { return z.purgeGen.Load() }
 
 // CountUse counts a request for key and returns how many there have been,
 // for min_uses.

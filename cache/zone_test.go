@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"github.com/edgecache/edgecache/cache/disk"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -424,12 +426,8 @@ func TestPurgeBeforeTheAnswerVoidsTheStore(t *testing.T) {
 // memory while newer versions are committed (the refresh listener) must not
 // leave an old version in memory once the writes end.
 func TestPromotionDoesNotResurrectOldVersion(t *testing.T) {
-	disk, err := OpenDiskStore(t.TempDir(), DiskOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { disk.Close() })
-	z, err := NewZone(ZoneConfig{Name: "z", MemorySize: 1 << 20, MemoryEntryMax: 1 << 10, Disk: disk})
+	d := openStore(t, t.TempDir(), disk.Options{})
+	z, err := NewZone(ZoneConfig{Name: "z", MemorySize: 1 << 20, MemoryEntryMax: 1 << 10, Disk: d})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +471,7 @@ func TestZonePurgeCounts(t *testing.T) {
 		t.Run(fmt.Sprintf("disk=%v", withDisk), func(t *testing.T) {
 			cfg := ZoneConfig{Name: "t", MemorySize: 16 << 20, MemoryEntryMax: 100}
 			if withDisk {
-				cfg.Disk = openStore(t, t.TempDir(), DiskOptions{})
+				cfg.Disk = openStore(t, t.TempDir(), disk.Options{})
 				// Purges by prefix wait for the index (IndexReady); a
 				// loaded machine may not have walked the empty folder yet.
 				waitLoaded(t, cfg.Disk)
@@ -540,7 +538,7 @@ func TestZonePurgeCounts(t *testing.T) {
 // come from the entry files, for listing and purging.
 func TestZoneDiskKeys(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
+	d := openStore(t, dir, disk.Options{})
 	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
 	if err != nil {
 		t.Fatal(err)
@@ -552,7 +550,7 @@ func TestZoneDiskKeys(t *testing.T) {
 	z.Close()
 	d.Close()
 
-	d = openStore(t, dir, fastLoader(DiskOptions{}))
+	d = openStore(t, dir, fastLoader(disk.Options{}))
 	z, err = NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
 	if err != nil {
 		t.Fatal(err)
@@ -578,7 +576,7 @@ func TestZoneDiskKeys(t *testing.T) {
 	}
 	// In the order of their MD5, each once.
 	for i := 1; i < len(got); i++ {
-		if a, b := keyHash(got[i-1]), keyHash(got[i]); bytes.Compare(a[:], b[:]) >= 0 {
+		if a, b := disk.KeyHash(got[i-1]), disk.KeyHash(got[i]); bytes.Compare(a[:], b[:]) >= 0 {
 			t.Errorf("Keys pages not in hash order: %v", got)
 		}
 	}
@@ -602,7 +600,7 @@ func TestZoneDiskKeys(t *testing.T) {
 // too (the operators' full flush).
 func TestZoneFlushedFolder(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{FlushCheck: 10 * time.Millisecond})
+	d := openStore(t, dir, disk.Options{FlushCheck: 10 * time.Millisecond})
 	z, err := NewZone(ZoneConfig{Name: "t", MemorySize: 16 << 20, Disk: d})
 	if err != nil {
 		t.Fatal(err)
@@ -612,8 +610,18 @@ func TestZoneFlushedFolder(t *testing.T) {
 	if e, ok := z.Get("/a"); !ok || !e.InMemory() {
 		t.Fatal("/a not in memory")
 	}
-	removeContents(t, dir)
-	marker := filepath.Join(dir, flushMarkerName)
+	// The operators' flush: `rm -rf dir/*`.
+	names, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if err := os.RemoveAll(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The store writes its flush marker again once the zone forgot.
+	marker := filepath.Join(dir, "CACHEDIR.TAG")
 	testkit.Eventually(t, 10*time.Second, testkit.Holds("the flush", func() bool { _, err := os.Stat(marker); return err == nil }))
 	if _, ok := z.Get("/a"); ok {
 		t.Fatal("served from memory after the flush")
@@ -621,5 +629,43 @@ func TestZoneFlushedFolder(t *testing.T) {
 	zonePut(t, z, "/a", []byte("new"), true)
 	if e, ok := z.Get("/a"); !ok || string(e.Body) != "new" {
 		t.Fatal("the zone does not store after the flush")
+	}
+}
+
+// TestRevalidateKeepsDiskBody: a revalidated disk entry reads its body from
+// the file it was read from, whether the zone stored the revalidation or
+// refused it (a purge of another key since the request's Mark).
+func TestRevalidateKeepsDiskBody(t *testing.T) {
+	for _, purge := range []bool{false, true} {
+		z := newDiskZone(t, 1<<10)
+		body := bytes.Repeat([]byte("0123456789abcdef"), 8<<10)
+		if !zonePut(t, z, "/big", body, true) {
+			t.Fatal("not stored")
+		}
+		old, ok := z.Get("/big")
+		if !ok || old.InMemory() {
+			t.Fatal("/big is not a disk entry")
+		}
+		at := z.Mark()
+		if purge {
+			z.Purge("/other")
+		}
+		now := time.Now()
+		e := z.Revalidate(old, Revalidation{At: now, Decision: Decision{Store: true, ValidUntil: now.Add(time.Hour)}, Mark: at})
+		if e.InMemory() || !e.ValidUntil.Equal(now.Add(time.Hour)) {
+			t.Fatalf("purge %v: the revalidated entry: in memory %v, valid until %s", purge, e.InMemory(), e.ValidUntil)
+		}
+		r, err := e.OpenRange(0, e.BodySize)
+		if err != nil {
+			t.Fatalf("purge %v: OpenRange: %v", purge, err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("purge %v: read %d bytes, %v; want the whole %d", purge, len(got), err, len(body))
+		}
+		if stored, _ := z.Get("/big"); stored.ValidUntil.Equal(e.ValidUntil) == purge {
+			t.Errorf("purge %v: stored %v, want %v", purge, stored.ValidUntil.Equal(e.ValidUntil), !purge)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/fleet"
 )
 
@@ -35,9 +36,9 @@ type App struct {
 	Shared *SharedConfig `json:"shared,omitempty"`
 
 	zones    map[string]*cache.Zone
-	keys     []string                    // zone-pool keys held by this config
-	diskKeys []string                    // disk-pool keys held by this config
-	disks    map[string]*cache.DiskStore // by zone name, opened at Start
+	keys     []string               // zone-pool keys held by this config
+	diskKeys []string               // disk-pool keys held by this config
+	disks    map[string]*disk.Store // by zone name, opened at Start
 	logger   *zap.Logger
 	stopMem  chan struct{} // ends the memory limit's updates
 
@@ -143,7 +144,7 @@ func (z pooledZone) Destruct() error { return z.Close() }
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.zones = make(map[string]*cache.Zone, len(a.Zones))
-	a.disks = make(map[string]*cache.DiskStore)
+	a.disks = make(map[string]*disk.Store)
 	for _, name := range a.zoneNames() {
 		zc := a.Zones[name]
 		if zc == nil {
@@ -172,15 +173,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 		poolKey := name + "\x00" + string(def)
-		var disk *cache.DiskStore
+		var store *disk.Store
 		if zc.Path != "" {
-			if disk, err = a.diskStore(name, zc); err != nil {
+			if store, err = a.diskStore(name, zc); err != nil {
 				return fmt.Errorf("zone %s: %v", name, err)
 			}
-			a.disks[name] = disk
+			a.disks[name] = store
 		}
 		val, loaded, err := zonePool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
-			z, err := cache.NewZone(cache.ZoneConfig{Name: name, MemorySize: entryBudget(zc.Memory), MemoryEntryMax: zc.MemoryEntryMax, Disk: disk})
+			z, err := cache.NewZone(cache.ZoneConfig{Name: name, MemorySize: entryBudget(zc.Memory), MemoryEntryMax: zc.MemoryEntryMax, Disk: store})
 			if err != nil {
 				return nil, err
 			}
@@ -299,7 +300,7 @@ func (zc *ZoneConfig) validate(name string) error {
 	if zc.MaxSize < 0 || zc.Inactive < 0 {
 		return fmt.Errorf("zone %s: max_size and inactive must not be negative", name)
 	}
-	if err := cache.CheckLevels(zc.Levels); err != nil {
+	if err := disk.CheckLevels(zc.Levels); err != nil {
 		return fmt.Errorf("zone %s: %w", name, err)
 	}
 	return nil
@@ -318,23 +319,23 @@ func (a *App) zoneNames() []string {
 // per process, and a reload that keeps it keeps the store and its index.
 var diskPool = caddy.NewUsagePool()
 
-type pooledDisk struct{ *cache.DiskStore }
+type pooledDisk struct{ *disk.Store }
 
 func (d pooledDisk) Destruct() error { return d.Close() }
 
 // diskStore returns the store of the zone's folder, made (not opened) if
 // no config holds it yet.
-func (a *App) diskStore(name string, zc *ZoneConfig) (*cache.DiskStore, error) {
+func (a *App) diskStore(name string, zc *ZoneConfig) (*disk.Store, error) {
 	dir, err := filepath.Abs(zc.Path)
 	if err != nil {
 		return nil, err
 	}
-	if err := cache.CheckDir(dir); err != nil {
+	if err := disk.CheckDir(dir); err != nil {
 		return nil, err
 	}
 	logger := a.logger.With(zap.String("zone", name), zap.String("path", dir))
 	val, _, err := diskPool.LoadOrNew(dir, func() (caddy.Destructor, error) {
-		d, err := cache.NewDiskStore(dir, cache.DiskOptions{
+		d, err := disk.New(dir, disk.Options{
 			MaxSize:  zc.MaxSize,
 			Inactive: time.Duration(zc.Inactive),
 			Levels:   zc.Levels,
@@ -349,7 +350,7 @@ func (a *App) diskStore(name string, zc *ZoneConfig) (*cache.DiskStore, error) {
 		return nil, err
 	}
 	a.diskKeys = append(a.diskKeys, dir)
-	return val.(pooledDisk).DiskStore, nil
+	return val.(pooledDisk).Store, nil
 }
 
 // Zone returns the named zone, or nil.

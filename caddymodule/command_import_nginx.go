@@ -25,6 +25,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/internal/nginximport"
 )
 
@@ -496,7 +497,7 @@ func (s *adminImportSink) Import(ctx context.Context, m cache.Meta, body io.Read
 // stopped proxy.
 type localZone struct {
 	zone *cache.Zone
-	disk *cache.DiskStore
+	disk *disk.Store
 	used int64 // bytes in the folder, for a dry run
 }
 
@@ -528,7 +529,7 @@ func openLocalZone(name string, zc *ZoneConfig, dryRun bool) (*localZone, error)
 		// run only measures what it holds.
 		return &localZone{used: folderBytes(dir)}, nil
 	}
-	d, err := cache.OpenDiskStore(dir, cache.DiskOptions{
+	d, err := disk.Open(dir, disk.Options{
 		MaxSize: zc.MaxSize, Inactive: time.Duration(zc.Inactive), Levels: zc.Levels,
 		Logger: func(msg string, err error) { caddy.Log().Warn(msg) },
 	})

@@ -17,11 +17,11 @@ import (
 
 // fetchJob is what one trip to the backend is for.
 type fetchJob struct {
-	zone     *cache.Zone
-	key      string
-	status   cache.Status // reported when the backend's answer is relayed
-	mayStore bool         // store the response if the policy allows
-	fill     *cache.Fill  // finished whatever happens, so waiters never hang
+	zone      *cache.Zone
+	key       string
+	status    cache.Status // reported when the backend's answer is relayed
+	cacheable bool         // store the response if the policy allows
+	fill      *cache.Fill  // finished whatever happens, so waiters never hang
 	// mark is the zone's Mark from when the request began (before its
 	// look-up): a purge, or an invalidation of the key, since voids
 	// whatever the job would store, even if the backend answers after it,

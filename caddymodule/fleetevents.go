@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/fleet"
 )
 
@@ -302,7 +303,7 @@ func (fe *fleetEvents) savePosition() {
 		if path == "" {
 			continue
 		}
-		if err := cache.WriteFolderFile(path, b); err != nil {
+		if err := disk.WriteFolderFile(path, b); err != nil {
 			fe.log.Warn("saving the position in the fleet's event log", zap.String("zone", name), zap.Error(err))
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/fleet"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
@@ -280,7 +280,7 @@ func TestSavedPosition(t *testing.T) {
 	}
 	write := func(dir string, rec positionRecord) {
 		b, _ := json.Marshal(rec)
-		if err := cache.WriteFolderFile(filepath.Join(dir, positionFile), b); err != nil {
+		if err := disk.WriteFolderFile(filepath.Join(dir, positionFile), b); err != nil {
 			t.Fatal(err)
 		}
 	}

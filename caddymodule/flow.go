@@ -136,7 +136,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	key := h.keyFor(r, repl)
 	if h.Refresh {
 		repl.Set(tierPlaceholder, tierValues[cache.TierNone])
-		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, mayStore: true, mark: zone.Mark()})
+		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, cacheable: true, mark: zone.Mark()})
 	}
 	now := zone.Clock().Now()
 	switch result, entry, mark, tier := h.lookupTier(zone, key, r, now); result {
@@ -211,12 +211,12 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 // fill's leader) fetches and the others wait for what it stores.
 func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob, now time.Time) error {
 	zone, key := job.zone, job.key
-	job.status, job.mayStore = cache.StatusMiss, true
+	job.status, job.cacheable = cache.StatusMiss, true
 	if h.MinUses > 1 && zone.CountUse(key) < h.MinUses {
-		job.mayStore = false
+		job.cacheable = false
 	}
 	shared := h.app.sharedFor(zone)
-	if !job.mayStore || !h.lock {
+	if !job.cacheable || !h.lock {
 		if shared != nil {
 			if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok && e.Fresh(now) {
 				return h.sharedHit(w, r, job, e)
@@ -278,7 +278,7 @@ func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		case waited == cache.AwaitAlone:
 			return h.fetchAndDeliver(w, r, next, job)
 		case waited == cache.AwaitTimeout, clock.Now().After(deadline):
-			job.mayStore = false
+			job.cacheable = false
 			return h.fetchAndDeliver(w, r, next, job)
 		}
 		// The other fill stored nothing, or its lock expired: again.
@@ -326,7 +326,7 @@ func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 		}
 		if !ended || clock.Now().After(deadline) {
-			job.mayStore = false
+			job.cacheable = false
 			return h.fetchAndDeliver(w, r, next, job)
 		}
 		var leader bool
@@ -349,7 +349,7 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 	zone := job.zone
 	// Joined even with the lock off: one update per key at a time.
 	fill, leader := zone.JoinFill(job.key, time.Duration(h.LockAge))
-	job.status, job.mayStore, job.stale = cache.StatusExpired, true, stale
+	job.status, job.cacheable, job.stale = cache.StatusExpired, true, stale
 	if !leader {
 		waiter := func() error {
 			if h.lock {
@@ -377,7 +377,7 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		case h.staleAllowed(staleUpdating, stale, now):
 			fill.Finish(false)
 			return h.serveStaleOr(w, r, zone, stale, cache.StatusUpdating, func() error {
-				job.fill, job.mayStore = nil, false
+				job.fill, job.cacheable = nil, false
 				return h.fetchAndDeliver(w, r, next, job)
 			})
 		case h.lock:

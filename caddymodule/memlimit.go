@@ -24,7 +24,7 @@ import (
 // only the index structures, not the cached bytes.
 //
 // The disk tiers' indexes are in the heap too (a fixed record per entry,
-// see cache.DiskStore): they are counted as they grow, so that a zone of
+// see disk.Store): they are counted as they grow, so that a zone of
 // millions of entries on disk does not leave the collector running all the
 // time against a limit that ignores them.
 //

@@ -80,7 +80,7 @@ func newCaptureWriter(h *Handler, w http.ResponseWriter, r *http.Request, repl *
 		rw: w, h: h, client: r, repl: repl, zone: job.zone, job: job,
 		headOnly: r.Method == http.MethodHead, requested: job.zone.Clock().Now(),
 	}
-	if job.mayStore || job.stale != nil {
+	if job.cacheable || job.stale != nil {
 		cw.before = make(http.Header, len(w.Header()))
 		for k, v := range w.Header() {
 			cw.before[k] = v
@@ -107,7 +107,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		// 1xx informational: not the response. Its cookie is dropped as the
 		// final response's is when stored (below), which is not known yet:
 		// the fill's visitor is served as later ones are, with no cookie.
-		if cw.job.mayStore {
+		if cw.job.cacheable {
 			delete(cw.rw.Header(), "Set-Cookie")
 		}
 		cw.rw.WriteHeader(code)
@@ -132,7 +132,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 			if d := cw.h.policy.DecideResponse(stale.Status, merged, cw.requested, now); d.Store {
 				cw.outcome = outcomeRevalidated
 				cw.revalidation = &cache.Revalidation{Header: update, Decision: d, At: now, Date: dateOf(hdr, now),
-					PurgeGen: cw.job.mark.Purge, Invalidations: cw.job.mark.Inval}
+					Mark: cw.job.mark}
 			}
 			cw.discardHeader(hdr)
 			return
@@ -145,7 +145,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 	}
 	cw.outcome = outcomeRelayed
 	cs := cache.CacheStatus{Fwd: fwdReason(cw.job.status), FwdStatus: code}
-	if cw.job.mayStore {
+	if cw.job.cacheable {
 		d := cw.h.policy.DecideResponse(code, hdr, cw.requested, now)
 		if d.Store {
 			cs.Stored, cs.TTL, cs.HasTTL = true, d.ValidUntil.Sub(now), true

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/maintenance"
 )
 
@@ -24,7 +25,7 @@ var errEntryGone = errors.New("cache entry vanished before it could be served")
 // serveEntry answers from a stored entry. The common case (no range, no
 // conditional) copies the stored header values in one allocation and writes
 // the body in one call: the body is never copied per hit. A disk body is
-// verified block by block as it is sent (cache.BodyReader). A caller that can
+// verified block by block as it is sent (disk.BodyReader). A caller that can
 // fall back to the backend uses serveEntryWith and handles errEntryGone;
 // here it becomes a 503 for this rare race, or, during maintenance, the
 // maintenance page that a miss gets.
@@ -50,7 +51,7 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 	// anything is written: a file replaced, removed or damaged since the
 	// look-up is then a clean error (a miss for the caller), not a cut
 	// response.
-	var body *cache.BodyReader
+	var body *disk.BodyReader
 	if !e.InMemory() {
 		var err error
 		start, end := window.Start, window.End

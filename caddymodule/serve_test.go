@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/internal/testkit"
 	"github.com/edgecache/edgecache/maintenance"
 )
@@ -24,7 +25,7 @@ import (
 // gone from disk. Its body is 'a's, the newer one's 'b's.
 func replacedDiskEntry(t *testing.T) (zone *cache.Zone, old *cache.Entry) {
 	t.Helper()
-	disk, err := cache.OpenDiskStore(t.TempDir(), cache.DiskOptions{})
+	disk, err := disk.Open(t.TempDir(), disk.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

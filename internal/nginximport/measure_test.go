@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/internal/nginxcache"
 )
 
@@ -51,7 +52,7 @@ func TestMeasureImport(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		d, err := cache.OpenDiskStore(filepath.Join(dir, "zone"), cache.DiskOptions{})
+		d, err := disk.Open(filepath.Join(dir, "zone"), disk.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -350,3 +350,88 @@ func TestPurgeWhilePromoting(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeDuringDiskRevalidation: a purge of another key while a disk-only
+// entry is revalidated refuses to store the revalidated entry (any purge in
+// the zone since the request began does), but the client still gets the
+// whole body it confirmed, from the file it was read from.
+func TestPurgeDuringDiskRevalidation(t *testing.T) {
+	const size = 1 << 20
+	body := content("/big", 0, size)
+	asked, release := make(chan struct{}, 1), make(chan struct{})
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v0"`)
+		if r.Header.Get("If-None-Match") == `"v0"` {
+			asked <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(body)
+	})
+	dir := t.TempDir()
+	admin, port := testkit.FreePort(t), testkit.FreePort(t)
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	edge_cache {
+		zone disk {
+			memory 8MiB
+			memory_entry_max 64KiB
+			path %s
+		}
+	}
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	edge_cache {
+		zone disk
+		valid 200 1s
+		revalidate on
+	}
+	reverse_proxy %s
+}
+`, admin, filepath.Join(dir, "zone"), port, b.Addr())
+	p := newProxy(t, dir, cfg, admin, port)
+	url := fmt.Sprintf("http://127.0.0.1:%d/big", port)
+
+	if r := p.mustGet(t, url); r.cache != "MISS" || !bytes.Equal(r.body, body) {
+		t.Fatalf("the fill: %s, %d bytes", r.cache, len(r.body))
+	}
+	// The proxy's clock is the wall clock: the entry expires a second after
+	// it was stored.
+	expires := time.Now().Add(time.Second)
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the entry to expire", func() bool { return time.Now().After(expires) }))
+
+	type got struct {
+		r   result
+		err error
+	}
+	done := make(chan got, 1)
+	go func() {
+		r, err := p.get(url)
+		done <- got{r, err}
+	}()
+	select {
+	case <-asked:
+	case g := <-done:
+		t.Fatalf("answered without revalidating: %d %s, %d bytes, %v", g.r.status, g.r.cache, len(g.r.body), g.err)
+	}
+	code, out, errOut := command(t, context.Background(), "purge", "--address", fmt.Sprintf("127.0.0.1:%d", admin), "--key", "/other")
+	close(release)
+	if code != 0 {
+		t.Fatalf("edgecache purge --key /other: exit %d: %s%s", code, out, errOut)
+	}
+	g := <-done
+	if g.err != nil {
+		t.Fatal(g.err)
+	}
+	if g.r.status != http.StatusOK || g.r.cache != "REVALIDATED" || !bytes.Equal(g.r.body, body) {
+		t.Fatalf("the revalidation: %d %s, %d bytes; want 200 REVALIDATED, the whole %d bytes", g.r.status, g.r.cache, len(g.r.body), size)
+	}
+}

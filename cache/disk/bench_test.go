@@ -1,16 +1,16 @@
-package cache
+package disk
 
 import (
 	"runtime"
 	"testing"
 )
 
-// BenchmarkDiskWriter1GiB streams a 1 GiB body through a DiskWriter and
+// BenchmarkDiskWriter1GiB streams a 1 GiB body through a Writer and
 // reports how much the heap grew meanwhile: memory must not follow the body
 // size. Run with -benchtime=1x.
 func BenchmarkDiskWriter1GiB(b *testing.B) {
 	const total = 1 << 30
-	d := openStore(b, b.TempDir(), DiskOptions{})
+	d := openStore(b, b.TempDir(), Options{})
 	chunk := randomBody(5, 1<<20)
 	b.SetBytes(total)
 	var before, ms runtime.MemStats
@@ -55,7 +55,7 @@ func BenchmarkDiskWriter1GiB(b *testing.B) {
 // BenchmarkDiskGetLoadBody is a disk hit of a small entry (a tile) as the
 // memory tier's promotion does it: Get, then LoadBody.
 func BenchmarkDiskGetLoadBody(b *testing.B) {
-	d := openStore(b, b.TempDir(), DiskOptions{})
+	d := openStore(b, b.TempDir(), Options{})
 	body := randomBody(6, 16<<10)
 	put(b, d, testMeta("tile", -1), body)
 	b.SetBytes(int64(len(body)))
@@ -66,7 +66,7 @@ func BenchmarkDiskGetLoadBody(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := d.LoadBody(e); err != nil {
+			if _, err := e.File.Load(); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package cache
+package disk
 
 // On systems without flock(2) a zone folder is not locked against other
 // processes.

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"crypto/md5"
@@ -16,7 +16,7 @@ import (
 // Records live in one slice and are named by their position in it, so the
 // heap and the map hold 4-byte positions rather than pointers: the garbage
 // collector has nothing to scan in the index however large it grows.
-// A diskIndex is not safe for concurrent use: the DiskStore's mu guards it.
+// A diskIndex is not safe for concurrent use: the Store's mu guards it.
 type diskIndex struct {
 	recs  []diskRecord
 	free  []int32 // positions of removed records, reused first

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"bytes"
@@ -27,9 +27,9 @@ var ErrNotFound = errors.New("cache: entry not found")
 // The file has been removed; the caller must not finish the response.
 var ErrCorrupt = errors.New("cache: entry body corrupt")
 
-// DiskOptions configures a DiskStore. Zero values get defaults like nginx's
+// Options configures a Store. Zero values get defaults like nginx's
 // proxy_cache_path.
-type DiskOptions struct {
+type Options struct {
 	MaxSize  int64         // bytes; 0 = unlimited
 	Inactive time.Duration // remove entries not read for this long, whatever their freshness; 0 = never
 	Levels   []int         // subfolder levels like nginx levels=1:2; default {1, 2}
@@ -70,7 +70,7 @@ func CheckLevels(levels []int) error {
 	return nil
 }
 
-func (o *DiskOptions) setDefaults() error {
+func (o *Options) setDefaults() error {
 	if len(o.Levels) == 0 {
 		o.Levels = []int{1, 2}
 	}
@@ -102,7 +102,7 @@ func setDefault[T int | time.Duration](v *T, def T) {
 	}
 }
 
-// DiskStore is the persistent tier of one cache zone: one file per entry in
+// Store is the persistent tier of one cache zone: one file per entry in
 // a folder, named from the MD5 of the key in nginx-like subfolders. It keeps
 // an in-memory index (a fixed-size record per entry, see diskIndex) that a
 // background loader rebuilds from the folder at start, and a background
@@ -112,19 +112,19 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // process crash never leaves a partial entry visible. They are not synced
 // to disk: after a power loss a file may be missing, empty, short, or hold
 // blocks that never reached the disk; the header checksum and the block
-// checksums, verified on every read (disk_blocks.go), make such a file a
+// checksums, verified on every read (blocks.go), make such a file a
 // miss, or a cut response, never a complete-looking wrong one. Every rename and unlink of an entry
 // file happens under mu, so that what the index says about a path can be
 // checked against the file system without races.
 //
-// A store is made (NewDiskStore) without touching the disk, so that a
+// A store is made (New) without touching the disk, so that a
 // configuration can be checked without side effects, and Open takes the
 // folder: it creates it, locks it against other processes and starts the
 // background work.
-type DiskStore struct {
+type Store struct {
 	dir  string
 	abs  string // absolute dir, the key of openDirs
-	opts DiskOptions
+	opts Options
 	now  func() time.Time // tests use a fake clock
 
 	mu      sync.Mutex
@@ -161,8 +161,8 @@ type DiskStore struct {
 	wg     sync.WaitGroup
 }
 
-// DiskStats are the counters of a DiskStore.
-type DiskStats struct {
+// Stats are the counters of a Store.
+type Stats struct {
 	Entries          int64
 	Bytes            int64 // file sizes rounded up to 4 KiB blocks
 	IndexBytes       int64 // heap taken by the index
@@ -196,9 +196,9 @@ const (
 	blockSize   = 4096
 )
 
-// OpenDiskStore makes and opens a store: NewDiskStore, then Open.
-func OpenDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
-	d, err := NewDiskStore(dir, opts)
+// Open makes and opens a store: New, then Open.
+func Open(dir string, opts Options) (*Store, error) {
+	d, err := New(dir, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -209,9 +209,9 @@ func OpenDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
 	return d, nil
 }
 
-// NewDiskStore makes a store of the zone folder dir without touching the
+// New makes a store of the zone folder dir without touching the
 // disk; Open opens it. Check whether the folder can be used with CheckDir.
-func NewDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
+func New(dir string, opts Options) (*Store, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, fmt.Errorf("disk cache %s: %w", dir, err)
 	}
@@ -219,7 +219,7 @@ func NewDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk cache: %w", err)
 	}
-	return &DiskStore{
+	return &Store{
 		abs:     abs,
 		dir:     dir,
 		opts:    opts,
@@ -238,7 +238,7 @@ func NewDiskStore(dir string, opts DiskOptions) (*DiskStore, error) {
 // the temporary files a crash left, and starts the index rebuild, the cache
 // manager and the flush watch. It returns at once; Get finds entries the
 // rebuild has not reached yet. Opening an open store does nothing.
-func (d *DiskStore) Open() error {
+func (d *Store) Open() error {
 	d.openMu.Lock()
 	defer d.openMu.Unlock()
 	if d.opened {
@@ -251,7 +251,7 @@ func (d *DiskStore) Open() error {
 	if openDirs[d.abs] {
 		openDirsMu.Unlock()
 		// Two stores would each evict by their own index and count.
-		return fmt.Errorf("disk cache %s: already open in this process; share the DiskStore (across config reloads too)", d.dir)
+		return fmt.Errorf("disk cache %s: already open in this process; share the Store (across config reloads too)", d.dir)
 	}
 	openDirs[d.abs] = true
 	openDirsMu.Unlock()
@@ -307,11 +307,11 @@ func (d *DiskStore) Open() error {
 
 // Loaded is closed when the background index rebuild has finished; from
 // then on Walk sees every entry on disk.
-func (d *DiskStore) Loaded() <-chan struct{} { return d.loaded }
+func (d *Store) Loaded() <-chan struct{} { return d.loaded }
 
 // Close stops the background work and releases the folder. Entries stay on
 // disk.
-func (d *DiskStore) Close() error {
+func (d *Store) Close() error {
 	d.openMu.Lock()
 	if d.closed {
 		d.openMu.Unlock()
@@ -336,7 +336,7 @@ func (d *DiskStore) Close() error {
 	return nil
 }
 
-func (d *DiskStore) unregister() {
+func (d *Store) unregister() {
 	openDirsMu.Lock()
 	delete(openDirs, d.abs)
 	openDirsMu.Unlock()
@@ -355,11 +355,13 @@ var processToken = func() string {
 	return hex.EncodeToString(b) + "-"
 }()
 
-func keyHash(key string) [md5.Size]byte { return md5.Sum([]byte(key)) }
+// KeyHash is the MD5 of key: it names the key's entry file, and WalkFrom
+// goes in its order.
+func KeyHash(key string) [md5.Size]byte { return md5.Sum([]byte(key)) }
 
 // relPath returns the path of an entry file relative to the zone folder:
 // levels 1:2 give c/29/b7f54b2df7773722d382f4809d65029c as nginx does.
-func (d *DiskStore) relPath(h [md5.Size]byte) string {
+func (d *Store) relPath(h [md5.Size]byte) string {
 	name := hex.EncodeToString(h[:])
 	parts := make([]string, 0, len(d.opts.Levels)+1)
 	end := len(name)
@@ -370,15 +372,14 @@ func (d *DiskStore) relPath(h [md5.Size]byte) string {
 	return filepath.Join(append(parts, name)...)
 }
 
-func (d *DiskStore) path(h [md5.Size]byte) string { return filepath.Join(d.dir, d.relPath(h)) }
+func (d *Store) path(h [md5.Size]byte) string { return filepath.Join(d.dir, d.relPath(h)) }
 
-// Get returns the entry stored for key, with File and BodyOffset set and
-// Body nil, or ErrNotFound. The header checksum is verified; a damaged,
+// Get returns the entry stored for key, its body on disk, or ErrNotFound. The header checksum is verified; a damaged,
 // truncated, unknown-version or colliding file is removed and is a miss.
 // Read the body with OpenBody (streaming, verified block by block) or
 // LoadBody.
-func (d *DiskStore) Get(key string) (*Entry, error) {
-	h := keyHash(key)
+func (d *Store) Get(key string) (*Entry, error) {
+	h := KeyHash(key)
 	path := d.path(h)
 	f, err := os.Open(path)
 	if err != nil {
@@ -406,7 +407,8 @@ func (d *DiskStore) Get(key string) (*Entry, error) {
 	if !d.touch(h, path, fi) {
 		return nil, ErrNotFound // removed or replaced meanwhile
 	}
-	return &Entry{Meta: fh.Meta, File: path, BodyOffset: int64(fh.HeaderLen), disk: d}, nil
+	fh.File = File{d: d, path: path, key: key, offset: int64(fh.HeaderLen), crc: fh.HeaderCRC}
+	return &fh.Entry, nil
 }
 
 // readErr marks an I/O error (as opposed to damaged content).
@@ -457,7 +459,7 @@ func accountedSize(fileSize int64) int64 { return (fileSize + blockSize - 1) / b
 // touch records an access to the file at path that was read as fi, adding
 // it to the index if it is not there yet. It reports false if the file is
 // no longer at path.
-func (d *DiskStore) touch(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
+func (d *Store) touch(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
 	now := d.now().UnixNano()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -477,13 +479,13 @@ func (d *DiskStore) touch(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
 }
 
 // insertLocked indexes the entry file of h, of the given size.
-func (d *DiskStore) insertLocked(h [md5.Size]byte, fileSize, access int64) {
+func (d *Store) insertLocked(h [md5.Size]byte, fileSize, access int64) {
 	d.idx.insert(h, fileSize, access)
 	d.countLocked()
 }
 
 // dropLocked forgets the record of h and reports whether there was one.
-func (d *DiskStore) dropLocked(h [md5.Size]byte) bool {
+func (d *Store) dropLocked(h [md5.Size]byte) bool {
 	r := d.idx.get(h)
 	if r == nil {
 		return false
@@ -494,14 +496,14 @@ func (d *DiskStore) dropLocked(h [md5.Size]byte) bool {
 }
 
 // countLocked publishes the index's size for Stats, which takes no lock.
-func (d *DiskStore) countLocked() {
+func (d *Store) countLocked() {
 	d.entries.Store(int64(d.idx.len()))
 	d.bytes.Store(d.idx.bytes)
 }
 
 // forgetMissing drops the index record of a file that is gone (the folder
 // was emptied behind our back).
-func (d *DiskStore) forgetMissing(h [md5.Size]byte, path string) {
+func (d *Store) forgetMissing(h [md5.Size]byte, path string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.idx.get(h) == nil {
@@ -515,7 +517,7 @@ func (d *DiskStore) forgetMissing(h [md5.Size]byte, path string) {
 
 // removeDamaged removes the damaged file at path if it is still the one
 // that was read (fi), and counts and logs it.
-func (d *DiskStore) removeDamaged(h [md5.Size]byte, path string, fi fs.FileInfo, cause error) {
+func (d *Store) removeDamaged(h [md5.Size]byte, path string, fi fs.FileInfo, cause error) {
 	d.mu.Lock()
 	cur, err := os.Stat(path)
 	if err != nil || fi == nil || !os.SameFile(cur, fi) {
@@ -537,7 +539,7 @@ func (d *DiskStore) removeDamaged(h [md5.Size]byte, path string, fi fs.FileInfo,
 	}
 }
 
-func (d *DiskStore) relOf(path string) string {
+func (d *Store) relOf(path string) string {
 	if rel, err := filepath.Rel(d.dir, path); err == nil {
 		return rel
 	}
@@ -546,8 +548,8 @@ func (d *DiskStore) relOf(path string) string {
 
 // Delete removes the entry for key and reports whether there was one: a
 // file on disk, indexed or not.
-func (d *DiskStore) Delete(key string) (bool, error) {
-	h := keyHash(key)
+func (d *Store) Delete(key string) (bool, error) {
+	h := KeyHash(key)
 	path := d.path(h)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -562,7 +564,7 @@ func (d *DiskStore) Delete(key string) (bool, error) {
 // Clear removes every entry and returns how many the index held. The level
 // folders are renamed away at once and deleted in the background, so a
 // flush of a large zone does not block.
-func (d *DiskStore) Clear() (int, error) {
+func (d *Store) Clear() (int, error) {
 	d.mu.Lock()
 	names, err := readDirNames(d.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -599,7 +601,7 @@ func (d *DiskStore) Clear() (int, error) {
 	return n, firstErr
 }
 
-func (d *DiskStore) removeTrash(names []string) {
+func (d *Store) removeTrash(names []string) {
 	for _, name := range names {
 		if err := os.RemoveAll(filepath.Join(d.dir, name)); err != nil {
 			d.log("trash", "disk cache: removing flushed entries", err)
@@ -612,7 +614,7 @@ func (d *DiskStore) removeTrash(names []string) {
 // header (one small read per entry), so it costs a pass over the zone, as
 // nginx's purge by wildcard does. Keys not yet found by the loader are
 // missing; wait for Loaded first to see them all. fn may call the store.
-func (d *DiskStore) Walk(fn func(key string) bool) {
+func (d *Store) Walk(fn func(key string) bool) {
 	d.mu.Lock()
 	hashes := d.idx.hashes()
 	d.mu.Unlock()
@@ -627,7 +629,7 @@ func (d *DiskStore) Walk(fn func(key string) bool) {
 // WalkFrom calls fn with the hash and key of every indexed entry whose
 // hash follows from (all if from is nil), in the order of the hashes, until
 // fn returns false. Keys are read from the entry files as fn asks for them.
-func (d *DiskStore) WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key string) bool) {
+func (d *Store) WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key string) bool) {
 	d.mu.Lock()
 	hashes := d.idx.hashes()
 	d.mu.Unlock()
@@ -648,14 +650,14 @@ func (d *DiskStore) WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key
 }
 
 // keyOf reads the key of the entry file of h.
-func (d *DiskStore) keyOf(h [md5.Size]byte) (string, bool) {
+func (d *Store) keyOf(h [md5.Size]byte) (string, bool) {
 	f, err := os.Open(d.path(h))
 	if err != nil {
 		return "", false // removed meanwhile
 	}
 	defer f.Close()
 	fh, _, err := readHeader(f)
-	if err != nil || keyHash(fh.Key) != h {
+	if err != nil || KeyHash(fh.Key) != h {
 		return "", false // Get and the loader deal with damaged files
 	}
 	return fh.Key, true
@@ -663,22 +665,22 @@ func (d *DiskStore) keyOf(h [md5.Size]byte) (string, bool) {
 
 // OnFlush registers fn to be called when the zone folder was found emptied
 // from outside (see watchFlush), so that the memory tier forgets too.
-func (d *DiskStore) OnFlush(fn func()) {
+func (d *Store) OnFlush(fn func()) {
 	d.mu.Lock()
 	d.onFlush = append(d.onFlush, fn)
 	d.mu.Unlock()
 }
 
 // IndexBytes estimates the heap the index takes, for the memory limit.
-func (d *DiskStore) IndexBytes() int64 {
+func (d *Store) IndexBytes() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.idx.sizeBytes()
 }
 
 // Stats returns the store's counters.
-func (d *DiskStore) Stats() DiskStats {
-	s := DiskStats{
+func (d *Store) Stats() Stats {
+	s := Stats{
 		Entries:          d.entries.Load(),
 		Bytes:            d.bytes.Load(),
 		IndexBytes:       d.IndexBytes(),
@@ -697,7 +699,7 @@ func (d *DiskStore) Stats() DiskStats {
 
 // log reports a failure of the given kind, at most once a minute per kind,
 // saying how many were left out since.
-func (d *DiskStore) log(kind, msg string, err error) {
+func (d *Store) log(kind, msg string, err error) {
 	if d.opts.Logger == nil {
 		return
 	}
@@ -742,9 +744,15 @@ func readDirNames(dir string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
+// Dir is the zone folder.
+func (d *Store) Dir() string { return d.dir }
+
+// MaxSize is the store's bound in bytes (0: none).
+func (d *Store) MaxSize() int64 { return d.opts.MaxSize }
+
 // Has reports whether the index holds an entry for key.
-func (d *DiskStore) Has(key string) bool {
-	h := keyHash(key)
+func (d *Store) Has(key string) bool {
+	h := KeyHash(key)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.idx.get(h) != nil

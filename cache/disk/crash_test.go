@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"bufio"
@@ -40,7 +40,7 @@ func TestDiskCrashHelper(t *testing.T) {
 		t.Skip("helper process for TestDiskKill9")
 	}
 	first, _ := strconv.Atoi(os.Getenv(crashHelperEnv + "_FIRST"))
-	d, err := OpenDiskStore(dir, DiskOptions{MaxSize: 8 << 20, ManagerSleep: time.Millisecond})
+	d, err := Open(dir, Options{MaxSize: 8 << 20, ManagerSleep: time.Millisecond})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -142,7 +142,7 @@ func TestDiskKill9(t *testing.T) {
 func checkCrashedZone(t *testing.T, dir string) int {
 	t.Helper()
 	hadTemp := len(tempFiles(t, dir))
-	d, err := OpenDiskStore(dir, DiskOptions{LoaderSleep: time.Millisecond})
+	d, err := Open(dir, Options{LoaderSleep: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func checkCrashedZone(t *testing.T, dir string) int {
 		if err != nil {
 			t.Fatalf("%s: bad version header %q", key, e.Header.Get("X-Version"))
 		}
-		body, err := d.LoadBody(e)
+		body, err := e.File.Load()
 		if err != nil {
 			t.Fatalf("LoadBody(%s) v%d: %v", key, v, err)
 		}

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"encoding/binary"
@@ -77,8 +77,7 @@ const tableChunk = 256
 // Read and WriteTo return ErrCorrupt: nothing of a damaged block is ever
 // returned. It implements io.ReadSeekCloser and io.WriterTo.
 type BodyReader struct {
-	d     *DiskStore
-	e     *Entry
+	file  File
 	f     *os.File
 	off   int64 // body offset in the file
 	size  int64 // body size
@@ -98,8 +97,8 @@ type BodyReader struct {
 }
 
 // newBodyReader makes a reader of the body of the open entry file f.
-func newBodyReader(d *DiskStore, e *Entry, f *os.File, fh *fileHeader) *BodyReader {
-	return &BodyReader{d: d, e: e, f: f, off: int64(fh.HeaderLen), size: fh.BodySize, bs: fh.BlockSize,
+func newBodyReader(file File, f *os.File, fh *fileHeader) *BodyReader {
+	return &BodyReader{file: file, f: f, off: int64(fh.HeaderLen), size: fh.BodySize, bs: fh.BlockSize,
 		limit: fh.BodySize, bufBlock: -1}
 }
 
@@ -177,7 +176,7 @@ func (r *BodyReader) fail(err error) error {
 		err = ErrCorrupt
 	}
 	if errors.Is(err, ErrCorrupt) {
-		r.d.removeDamagedFile(r.f, r.e, ErrCorrupt)
+		r.file.removeDamaged(r.f, ErrCorrupt)
 	}
 	r.err = err
 	return err

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"crypto/md5"
@@ -31,7 +31,7 @@ func liveHeap() uint64 {
 // BenchmarkDiskIndex1M fills a store's index with a million records, as
 // commits and the loader do, and reports the heap per entry.
 func BenchmarkDiskIndex1M(b *testing.B) {
-	d := openStore(b, b.TempDir(), DiskOptions{})
+	d := openStore(b, b.TempDir(), Options{})
 	var perEntry, estimate float64
 	for b.Loop() {
 		d.mu.Lock()
@@ -80,7 +80,7 @@ func BenchmarkDiskRebuild1M(b *testing.B) {
 	for b.Loop() {
 		before := liveHeap()
 		start := time.Now()
-		d := openStore(b, dir, DiskOptions{LoaderFiles: 1 << 30, LoaderThreshold: time.Hour})
+		d := openStore(b, dir, Options{LoaderFiles: 1 << 30, LoaderThreshold: time.Hour})
 		<-d.Loaded() // no deadline: a million files take minutes
 		took := time.Since(start)
 		if n := d.Stats().Entries; n != int64(entries) {
@@ -97,7 +97,7 @@ func BenchmarkDiskRebuild1M(b *testing.B) {
 // writeEntryFiles writes n entry files straight into dir (levels 1:2).
 func writeEntryFiles(b *testing.B, dir string, n int) {
 	b.Helper()
-	d, err := NewDiskStore(dir, DiskOptions{})
+	d, err := New(dir, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func writeEntryFiles(b *testing.B, dir string, n int) {
 				m := testMeta(fmt.Sprintf("/webclient/render_thumbnail/%d/?_=1700000000000", i), int64(len(body)))
 				header, err := encodeHeader(&m, int64(len(body)))
 				if err == nil {
-					path := d.path(keyHash(m.Key))
+					path := d.path(KeyHash(m.Key))
 					if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
 						err = os.WriteFile(path, append(header, file...), 0o644)
 					}

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"crypto/md5"
@@ -14,7 +14,7 @@ import (
 // bounded work per round like nginx's cache loader, then deletes what an
 // interrupted Clear left behind. Entries found by Get or written meanwhile
 // are already indexed and are skipped.
-func (d *DiskStore) load(trash []string) {
+func (d *Store) load(trash []string) {
 	defer d.wg.Done()
 	defer func() {
 		d.loading.Store(false)
@@ -28,7 +28,7 @@ func (d *DiskStore) load(trash []string) {
 }
 
 type loader struct {
-	d          *DiskStore
+	d          *Store
 	files      int
 	roundStart time.Time
 }
@@ -89,7 +89,7 @@ func (l *loader) loadFile(path, name string) {
 	}
 	fh, fi, err := readHeader(f)
 	f.Close()
-	if err == nil && keyHash(fh.Key) != h {
+	if err == nil && KeyHash(fh.Key) != h {
 		err = errors.New("key does not match the file name")
 	}
 	if err != nil {

@@ -1,8 +1,9 @@
-package cache
+package disk
 
 import (
 	"bufio"
 	"crypto/md5"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,12 +13,12 @@ import (
 	"syscall"
 )
 
-// DiskWriter streams one response into a temporary file of the zone folder.
+// Writer streams one response into a temporary file of the zone folder.
 // Commit makes it visible under its key; Abort throws it away. Memory use is
 // one 64 KiB buffer, and the block checksums (4 bytes per 64 KiB of body).
-// A DiskWriter is not safe for concurrent use.
-type DiskWriter struct {
-	d      *DiskStore
+// A Writer is not safe for concurrent use.
+type Writer struct {
+	d      *Store
 	meta   Meta
 	hash   [md5.Size]byte
 	f      *os.File
@@ -40,7 +41,7 @@ var errWriterDone = errors.New("cache: disk writer already committed or aborted"
 // body bytes were written. Errors (disk full, folder unwritable) are counted
 // by reason and logged at most once a minute; the caller just proxies
 // without storing.
-func (d *DiskStore) Create(m Meta) (*DiskWriter, error) {
+func (d *Store) Create(m Meta) (*Writer, error) {
 	if m.Key == "" {
 		return nil, errors.New("cache: empty key")
 	}
@@ -63,7 +64,7 @@ func (d *DiskStore) Create(m Meta) (*DiskWriter, error) {
 	if err != nil {
 		return nil, d.writeFailed(classifyWriteErr(err), err)
 	}
-	w := &DiskWriter{d: d, meta: m, hash: keyHash(m.Key), f: f, header: header}
+	w := &Writer{d: d, meta: m, hash: KeyHash(m.Key), f: f, header: header}
 	w.bw = writeBuffers.Get().(*bufio.Writer)
 	w.bw.Reset(f)
 	if _, err := w.bw.Write(header); err != nil {
@@ -75,7 +76,7 @@ func (d *DiskStore) Create(m Meta) (*DiskWriter, error) {
 }
 
 // Write appends body bytes, updating the block checksums.
-func (w *DiskWriter) Write(p []byte) (int, error) {
+func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -98,8 +99,8 @@ func (w *DiskWriter) Write(p []byte) (int, error) {
 }
 
 // Flush writes what the buffer holds to the file, for its readers
-// (openReader).
-func (w *DiskWriter) Flush() error {
+// (OpenReader).
+func (w *Writer) Flush() error {
 	if w.err != nil {
 		return w.err
 	}
@@ -112,10 +113,10 @@ func (w *DiskWriter) Flush() error {
 	return nil
 }
 
-// openReader opens the file being written for reading, with the offset of
+// OpenReader opens the file being written for reading, with the offset of
 // the body in it: the reader sees what Flush has written. The file stays
 // readable after Commit renames it and after Abort removes it.
-func (w *DiskWriter) openReader() (*os.File, int64, error) {
+func (w *Writer) OpenReader() (*os.File, int64, error) {
 	f, err := os.Open(w.f.Name())
 	if err != nil {
 		return nil, 0, err
@@ -127,7 +128,7 @@ func (w *DiskWriter) openReader() (*os.File, int64, error) {
 // readers see the old entry or the new one, never a mix. It fails if the
 // body length differs from Meta.BodySize (when that was known). The writer
 // is finished either way.
-func (w *DiskWriter) Commit() (*Entry, error) {
+func (w *Writer) Commit() (*Entry, error) {
 	if w.done {
 		return nil, errWriterDone
 	}
@@ -175,12 +176,12 @@ func (w *DiskWriter) Commit() (*Entry, error) {
 	if d.opts.MaxSize > 0 && d.bytes.Load() > d.opts.MaxSize {
 		d.kick()
 	}
-	return &Entry{Meta: w.meta, File: final, BodyOffset: int64(len(w.header)), disk: w.d}, nil
+	return &Entry{Meta: w.meta, File: File{d: d, path: final, key: w.meta.Key, offset: int64(len(w.header)), crc: binary.LittleEndian.Uint32(w.header[12:])}}, nil
 }
 
 // Abort discards the entry being written. It is safe to call more than
 // once and after Commit.
-func (w *DiskWriter) Abort() {
+func (w *Writer) Abort() {
 	if w.bw != nil {
 		w.bw.Reset(nil)
 		writeBuffers.Put(w.bw)
@@ -197,14 +198,14 @@ func (w *DiskWriter) Abort() {
 }
 
 // fail records the writer's first error, counting and logging it.
-func (w *DiskWriter) fail(reason writeReason, err error) error {
+func (w *Writer) fail(reason writeReason, err error) error {
 	if w.err == nil {
 		w.err = w.d.writeFailed(reason, err)
 	}
 	return w.err
 }
 
-func (d *DiskStore) writeFailed(reason writeReason, err error) error {
+func (d *Store) writeFailed(reason writeReason, err error) error {
 	d.werrs[reason].Add(1)
 	name := writeReasonNames[reason]
 	d.log("write:"+name, "disk cache: cannot store an entry ("+name+")", err)

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 const managerIdle = 10 * time.Second
 
 // kick wakes the manager, e.g. when a commit pushed the zone over MaxSize.
-func (d *DiskStore) kick() {
+func (d *Store) kick() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -21,7 +21,7 @@ func (d *DiskStore) kick() {
 // manage is the cache manager: it removes inactive entries and, least
 // recently used first, entries over MaxSize. Like nginx's, it does bounded
 // work per round and sleeps ManagerSleep between busy rounds.
-func (d *DiskStore) manage() {
+func (d *Store) manage() {
 	defer d.wg.Done()
 	for {
 		more, next := d.manageRound()
@@ -44,7 +44,7 @@ func (d *DiskStore) manage() {
 
 // manageRound removes up to ManagerFiles entries. It reports whether work
 // remains, and otherwise how long until the next entry becomes inactive.
-func (d *DiskStore) manageRound() (more bool, next time.Duration) {
+func (d *Store) manageRound() (more bool, next time.Duration) {
 	start := time.Now()
 	for i := 0; i < d.opts.ManagerFiles; i++ {
 		if i > 0 && time.Since(start) >= d.opts.ManagerThreshold {

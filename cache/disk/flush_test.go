@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"errors"
@@ -30,7 +30,7 @@ func removeContents(t *testing.T, dir string) {
 
 func TestDiskFlushMarker(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{FlushCheck: 10 * time.Millisecond})
+	d := openStore(t, dir, Options{FlushCheck: 10 * time.Millisecond})
 	var flushes atomic.Int64
 	d.OnFlush(func() { flushes.Add(1) })
 	marker := filepath.Join(dir, flushMarkerName)
@@ -67,7 +67,7 @@ func TestDiskFlushMarker(t *testing.T) {
 	// to empty, and the marker may go first) is not served.
 	stale := put(t, d, testMeta("stale", -1), []byte("old"))
 	old := time.Now().Add(-time.Minute)
-	if err := os.Chtimes(stale.File, old, old); err != nil {
+	if err := os.Chtimes(stale.File.path, old, old); err != nil {
 		t.Fatal(err)
 	}
 	d.mu.Lock()
@@ -76,7 +76,7 @@ func TestDiskFlushMarker(t *testing.T) {
 	if _, err := d.Get("stale"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a file from before the flush = %v", err)
 	}
-	if _, err := os.Stat(stale.File); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(stale.File.path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the file from before the flush is still there: %v", err)
 	}
 
@@ -103,9 +103,9 @@ func TestDiskFlushMarker(t *testing.T) {
 
 func TestDiskFolderLock(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
+	d := openStore(t, dir, Options{})
 	// Another store of this process.
-	if _, err := OpenDiskStore(dir, DiskOptions{}); err == nil || !strings.Contains(err.Error(), "already open") {
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "already open") {
 		t.Fatalf("second store in one process: %v", err)
 	}
 	// Another process: flock(2) locks belong to an open file description,
@@ -125,7 +125,7 @@ func TestDiskFolderLock(t *testing.T) {
 		t.Fatalf("lock after Close: %v", err)
 	}
 	l.release()
-	d2 := openStore(t, dir, DiskOptions{})
+	d2 := openStore(t, dir, Options{})
 	if _, err := d2.Create(testMeta("k", -1)); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestNewDiskStoreTouchesNothing(t *testing.T) {
 	}
 	missing := filepath.Join(root, "a", "b")
 	for _, dir := range []string{root, missing} {
-		d, err := NewDiskStore(dir, DiskOptions{})
+		d, err := New(dir, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

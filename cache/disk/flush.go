@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"crypto/md5"
@@ -66,7 +66,7 @@ func WriteFolderFile(path string, data []byte) error {
 
 // watchFlush looks for the marker every FlushCheck and flushes the zone
 // once each time it disappears.
-func (d *DiskStore) watchFlush() {
+func (d *Store) watchFlush() {
 	defer d.wg.Done()
 	t := time.NewTicker(d.opts.FlushCheck)
 	defer t.Stop()
@@ -87,7 +87,7 @@ func (d *DiskStore) watchFlush() {
 // flushed forgets every entry after the folder was emptied from outside,
 // tells the zone (OnFlush), re-creates what the store needs and indexes
 // what was written since.
-func (d *DiskStore) flushed() {
+func (d *Store) flushed() {
 	d.flushes.Add(1)
 	d.mu.Lock()
 	// A large folder takes a while to empty, and the marker may go first:
@@ -136,7 +136,7 @@ const mtimeSlack = 10 * time.Millisecond
 // flushedFile reports whether the entry file read as fi was written before
 // the last flush, and then removes it if it is still at path: a `rm -rf`
 // under way has not reached it yet, and it must not be served meanwhile.
-func (d *DiskStore) flushedFile(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
+func (d *Store) flushedFile(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
 	at := d.flushedAt.Load()
 	if at == 0 || fi.ModTime().UnixNano() >= at {
 		return false

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"bytes"
@@ -31,14 +31,14 @@ func newFakeClock() *fakeClock {
 	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func (c *fakeClock) Now() time.Time                     { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration)            { c.ns.Add(int64(d)) }
-func fastLoader(o DiskOptions) DiskOptions              { o.LoaderSleep = time.Millisecond; return o }
-func withClock(o DiskOptions, c *fakeClock) DiskOptions { o.now = c.Now; return o }
+func (c *fakeClock) Now() time.Time             { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration)    { c.ns.Add(int64(d)) }
+func fastLoader(o Options) Options              { o.LoaderSleep = time.Millisecond; return o }
+func withClock(o Options, c *fakeClock) Options { o.now = c.Now; return o }
 
-func openStore(t testing.TB, dir string, opts DiskOptions) *DiskStore {
+func openStore(t testing.TB, dir string, opts Options) *Store {
 	t.Helper()
-	d, err := OpenDiskStore(dir, opts)
+	d, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func testMeta(key string, size int64) Meta {
 }
 
 // put stores body under key, writing it in chunks.
-func put(t testing.TB, d *DiskStore, m Meta, body []byte) *Entry {
+func put(t testing.TB, d *Store, m Meta, body []byte) *Entry {
 	t.Helper()
 	w, err := d.Create(m)
 	if err != nil {
@@ -84,9 +84,9 @@ func put(t testing.TB, d *DiskStore, m Meta, body []byte) *Entry {
 	return e
 }
 
-func readAllBody(t testing.TB, d *DiskStore, e *Entry) []byte {
+func readAllBody(t testing.TB, d *Store, e *Entry) []byte {
 	t.Helper()
-	r, err := d.OpenBody(e)
+	r, err := e.File.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func readAllBody(t testing.TB, d *DiskStore, e *Entry) []byte {
 	return b
 }
 
-func waitLoaded(t testing.TB, d *DiskStore) {
+func waitLoaded(t testing.TB, d *Store) {
 	t.Helper()
 	select {
 	case <-d.Loaded():
@@ -116,7 +116,7 @@ func randomBody(seed uint64, n int) []byte {
 	return b
 }
 
-func fileOf(d *DiskStore, key string) string { return d.path(keyHash(key)) }
+func fileOf(d *Store, key string) string { return d.path(KeyHash(key)) }
 
 func exists(path string) bool { _, err := os.Stat(path); return err == nil }
 
@@ -137,7 +137,7 @@ func tempFiles(t testing.TB, dir string) []string {
 
 func TestDiskRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
+	d := openStore(t, dir, Options{})
 	bodies := map[string][]byte{
 		"empty": {},
 		"small": []byte("hello, tile"),
@@ -151,8 +151,8 @@ func TestDiskRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Get(%q): %v", key, err)
 		}
-		if e.Body != nil || e.File == "" || e.InMemory() {
-			t.Fatalf("disk entry should have File set and no Body: %+v", e)
+		if e.File.path == "" || e.File.IsZero() {
+			t.Fatalf("disk entry should have its File set: %+v", e)
 		}
 		if e.Key != key || e.Status != 200 || !e.StoredAt.Equal(m.StoredAt) || !e.ValidUntil.Equal(m.ValidUntil) ||
 			e.StaleWhileRevalidate != m.StaleWhileRevalidate || e.StaleIfError != m.StaleIfError ||
@@ -164,21 +164,11 @@ func TestDiskRoundTrip(t *testing.T) {
 				t.Errorf("header %s not clipped: len %d cap %d", name, len(vals), cap(vals))
 			}
 		}
-		if got, err := d.LoadBody(e); err != nil || !bytes.Equal(got, body) {
+		if got, err := e.File.Load(); err != nil || !bytes.Equal(got, body) {
 			t.Fatalf("LoadBody(%q) = %d bytes, %v", key, len(got), err)
 		}
 		if got := readAllBody(t, d, e); !bytes.Equal(got, body) {
 			t.Fatalf("OpenBody(%q) read %d bytes, want %d", key, len(got), len(body))
-		}
-		// Entry.OpenBody (entry.go) reads the same bytes.
-		r, err := e.OpenBody()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(r)
-		r.Close()
-		if !bytes.Equal(got, body) {
-			t.Fatalf("Entry.OpenBody(%q) read %d bytes, want %d", key, len(got), len(body))
 		}
 	}
 
@@ -186,8 +176,8 @@ func TestDiskRoundTrip(t *testing.T) {
 	sum := md5.Sum([]byte("small"))
 	h := hex.EncodeToString(sum[:])
 	want := filepath.Join(dir, h[31:], h[29:31], h)
-	if e, _ := d.Get("small"); e.File != want {
-		t.Fatalf("file path %s, want %s", e.File, want)
+	if e, _ := d.Get("small"); e.File.path != want {
+		t.Fatalf("file path %s, want %s", e.File.path, want)
 	}
 	// Nothing in the file ties it to this folder or host.
 	raw, _ := os.ReadFile(want)
@@ -209,7 +199,7 @@ func TestDiskRoundTrip(t *testing.T) {
 }
 
 func TestDiskUnknownBodySize(t *testing.T) {
-	d := openStore(t, t.TempDir(), DiskOptions{})
+	d := openStore(t, t.TempDir(), Options{})
 	body := randomBody(2, 100000)
 	e := put(t, d, testMeta("k", -1), body)
 	if e.BodySize != int64(len(body)) {
@@ -219,14 +209,14 @@ func TestDiskUnknownBodySize(t *testing.T) {
 	if err != nil || got.BodySize != int64(len(body)) {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
-	if b, err := d.LoadBody(got); err != nil || !bytes.Equal(b, body) {
+	if b, err := got.File.Load(); err != nil || !bytes.Equal(b, body) {
 		t.Fatalf("LoadBody: %v", err)
 	}
 }
 
 func TestDiskBodySizeMismatch(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
+	d := openStore(t, dir, Options{})
 
 	// Short: the backend closed early.
 	w, err := d.Create(testMeta("short", 10))
@@ -275,7 +265,7 @@ func TestDiskBodySizeMismatch(t *testing.T) {
 
 func TestDiskRestart(t *testing.T) {
 	dir := t.TempDir()
-	d, err := OpenDiskStore(dir, DiskOptions{})
+	d, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +282,7 @@ func TestDiskRestart(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, tempPrefix+"crashed"), []byte("half"), 0o644)
 
 	// Reopen with a loader that barely moves: Get must find entries on its own.
-	slow := openStore(t, dir, DiskOptions{LoaderFiles: 1, LoaderSleep: time.Hour})
+	slow := openStore(t, dir, Options{LoaderFiles: 1, LoaderSleep: time.Hour})
 	if tmp := tempFiles(t, dir); len(tmp) != 0 {
 		t.Fatalf("stale temporary files not cleaned at start: %v", tmp)
 	}
@@ -304,7 +294,7 @@ func TestDiskRestart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Get(%q) after restart: %v", key, err)
 		}
-		if got, err := slow.LoadBody(e); err != nil || !bytes.Equal(got, body) {
+		if got, err := e.File.Load(); err != nil || !bytes.Equal(got, body) {
 			t.Fatalf("LoadBody(%q) after restart: %v", key, err)
 		}
 	}
@@ -314,7 +304,7 @@ func TestDiskRestart(t *testing.T) {
 	slow.Close()
 
 	// Reopen with a normal loader: the index is rebuilt without any Get.
-	d2 := openStore(t, dir, fastLoader(DiskOptions{LoaderFiles: 7}))
+	d2 := openStore(t, dir, fastLoader(Options{LoaderFiles: 7}))
 	waitLoaded(t, d2)
 	if st := d2.Stats(); st.Entries != n || st.Bytes != want.Bytes || st.Loading || st.CorruptRemovals != 0 {
 		t.Fatalf("stats after rebuild: %+v, want %d entries, %d bytes", st, n, want.Bytes)
@@ -337,18 +327,18 @@ func TestDiskRestart(t *testing.T) {
 // TestDiskMovedFolder checks that a zone folder copied elsewhere works.
 func TestDiskMovedFolder(t *testing.T) {
 	base := t.TempDir()
-	d, _ := OpenDiskStore(filepath.Join(base, "a"), DiskOptions{})
+	d, _ := Open(filepath.Join(base, "a"), Options{})
 	put(t, d, testMeta("k", -1), []byte("body"))
 	d.Close()
 	if err := os.Rename(filepath.Join(base, "a"), filepath.Join(base, "b")); err != nil {
 		t.Fatal(err)
 	}
-	d2 := openStore(t, filepath.Join(base, "b"), DiskOptions{})
+	d2 := openStore(t, filepath.Join(base, "b"), Options{})
 	e, err := d2.Get("k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err := d2.LoadBody(e); err != nil || string(b) != "body" {
+	if b, err := e.File.Load(); err != nil || string(b) != "body" {
 		t.Fatalf("LoadBody = %q, %v", b, err)
 	}
 }
@@ -375,7 +365,7 @@ func TestDiskDamagedFiles(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := openStore(t, t.TempDir(), DiskOptions{})
+			d := openStore(t, t.TempDir(), Options{})
 			put(t, d, testMeta("k", -1), body)
 			path := fileOf(d, "k")
 			tc.damage(t, path)
@@ -385,7 +375,7 @@ func TestDiskDamagedFiles(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Get with intact header: %v", err)
 				}
-				if _, err := d.LoadBody(e); !errors.Is(err, ErrCorrupt) {
+				if _, err := e.File.Load(); !errors.Is(err, ErrCorrupt) {
 					t.Fatalf("LoadBody = %v, want ErrCorrupt", err)
 				}
 			} else if !errors.Is(err, ErrNotFound) {
@@ -409,14 +399,14 @@ func TestDiskDamagedFiles(t *testing.T) {
 // never returned, in part or whole, whether the body is read whole or in a
 // range; the file is removed at once.
 func TestDiskStreamDetectsCorruption(t *testing.T) {
-	d := openStore(t, t.TempDir(), DiskOptions{})
+	d := openStore(t, t.TempDir(), Options{})
 	body := randomBody(4, 5*bodyBlockSize+1000)
 	damaged := int64(2*bodyBlockSize + 100) // in the third block
 
 	// A whole read stops before the damaged block.
 	e := put(t, d, testMeta("k", -1), body)
-	flipByte(t, e.File, e.BodyOffset+damaged)
-	r, err := d.OpenBody(e)
+	flipByte(t, e.File.path, e.File.offset+damaged)
+	r, err := e.File.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,15 +419,15 @@ func TestDiskStreamDetectsCorruption(t *testing.T) {
 	if n != 2*bodyBlockSize || !bytes.Equal(got.Bytes(), body[:n]) {
 		t.Fatalf("%d bytes delivered, want the %d before the damaged block", n, 2*bodyBlockSize)
 	}
-	if exists(e.File) {
+	if exists(e.File.path) {
 		t.Fatal("damaged file not removed")
 	}
 
 	// A range inside the damaged block fails before returning anything,
 	// at Prepare (before a response is started); one elsewhere is served.
 	e = put(t, d, testMeta("k", -1), body)
-	flipByte(t, e.File, e.BodyOffset+damaged)
-	r, err = d.OpenBody(e)
+	flipByte(t, e.File.path, e.File.offset+damaged)
+	r, err = e.File.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,13 +448,13 @@ func TestDiskStreamDetectsCorruption(t *testing.T) {
 		t.Fatalf("Read after damage = %d, %v", k, err)
 	}
 	r.Close()
-	if exists(e.File) {
+	if exists(e.File.path) {
 		t.Fatal("damaged file not removed")
 	}
 
 	// Seeks and short reads across block boundaries give the body.
 	e = put(t, d, testMeta("k2", -1), body)
-	r2, err := d.OpenBody(e)
+	r2, err := e.File.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +475,7 @@ func TestDiskStreamDetectsCorruption(t *testing.T) {
 }
 
 func TestDiskKeyCollision(t *testing.T) {
-	d := openStore(t, t.TempDir(), DiskOptions{})
+	d := openStore(t, t.TempDir(), Options{})
 	put(t, d, testMeta("a", -1), []byte("A"))
 	// Pretend md5("b") == md5("a"): put a's file where b's belongs.
 	raw, _ := os.ReadFile(fileOf(d, "a"))
@@ -504,12 +494,12 @@ func TestDiskKeyCollision(t *testing.T) {
 
 func TestDiskLoaderRemovesDamaged(t *testing.T) {
 	dir := t.TempDir()
-	d, _ := OpenDiskStore(dir, DiskOptions{})
+	d, _ := Open(dir, Options{})
 	put(t, d, testMeta("good", -1), []byte("good"))
 	put(t, d, testMeta("bad", -1), []byte("bad"))
 	d.Close()
 	flipByte(t, fileOf(d, "bad"), 66)
-	d2 := openStore(t, dir, fastLoader(DiskOptions{}))
+	d2 := openStore(t, dir, fastLoader(Options{}))
 	waitLoaded(t, d2)
 	if st := d2.Stats(); st.Entries != 1 || st.CorruptRemovals != 1 {
 		t.Fatalf("stats after rebuild: %+v", st)
@@ -521,7 +511,7 @@ func TestDiskLoaderRemovesDamaged(t *testing.T) {
 
 func TestDiskDeleteAndClear(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
+	d := openStore(t, dir, Options{})
 	for i := range 20 {
 		put(t, d, testMeta(fmt.Sprint(i), -1), []byte("x"))
 	}
@@ -566,7 +556,7 @@ func TestDiskDeleteAndClear(t *testing.T) {
 func TestDiskEvictionLRU(t *testing.T) {
 	clock := newFakeClock()
 	const maxSize = 10 * blockSize
-	d := openStore(t, t.TempDir(), withClock(DiskOptions{MaxSize: maxSize}, clock))
+	d := openStore(t, t.TempDir(), withClock(Options{MaxSize: maxSize}, clock))
 	body := make([]byte, 3000) // one block with its header
 	for i := range 10 {
 		put(t, d, testMeta(fmt.Sprintf("k%d", i), -1), body)
@@ -604,7 +594,7 @@ func TestDiskEvictionLRU(t *testing.T) {
 func TestDiskMaxSizeBound(t *testing.T) {
 	dir := t.TempDir()
 	const maxSize = 1 << 20
-	d := openStore(t, dir, DiskOptions{MaxSize: maxSize, ManagerFiles: 5, ManagerSleep: time.Millisecond})
+	d := openStore(t, dir, Options{MaxSize: maxSize, ManagerFiles: 5, ManagerSleep: time.Millisecond})
 	for i := range 300 {
 		put(t, d, testMeta(fmt.Sprint(i), -1), randomBody(uint64(i), 1000+i*50))
 	}
@@ -649,7 +639,7 @@ func TestDiskMaxSizeBound(t *testing.T) {
 
 func TestDiskInactive(t *testing.T) {
 	clock := newFakeClock()
-	d := openStore(t, t.TempDir(), withClock(DiskOptions{Inactive: time.Hour}, clock))
+	d := openStore(t, t.TempDir(), withClock(Options{Inactive: time.Hour}, clock))
 	put(t, d, testMeta("read", -1), []byte("a"))
 	put(t, d, testMeta("unread", -1), []byte("b"))
 	clock.Advance(30 * time.Minute)
@@ -673,7 +663,7 @@ func TestDiskInactive(t *testing.T) {
 
 func TestDiskFolderEmptiedWhileRunning(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
+	d := openStore(t, dir, Options{})
 	for i := range 30 {
 		put(t, d, testMeta(fmt.Sprint(i), -1), []byte("x"))
 	}
@@ -693,7 +683,7 @@ func TestDiskFolderEmptiedWhileRunning(t *testing.T) {
 		put(t, d, testMeta(fmt.Sprint(i), -1), []byte("new"))
 		if e, err := d.Get(fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
-		} else if b, _ := d.LoadBody(e); string(b) != "new" {
+		} else if b, _ := e.File.Load(); string(b) != "new" {
 			t.Fatalf("body %q", b)
 		}
 	}
@@ -714,11 +704,11 @@ func TestDiskUnwritable(t *testing.T) {
 		n, _ := logs.LoadOrStore(msg, new(atomic.Int64))
 		n.(*atomic.Int64).Add(1)
 	}
-	d := openStore(t, dir, DiskOptions{Logger: logger})
+	d := openStore(t, dir, Options{Logger: logger})
 	// Tests run as root, so chmod does not stop us: put a file where the
 	// key's level-1 subfolder must go.
 	key := "blocked"
-	level1 := filepath.Join(dir, d.relPath(keyHash(key))[:1])
+	level1 := filepath.Join(dir, d.relPath(KeyHash(key))[:1])
 	if err := os.WriteFile(level1, []byte("in the way"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -752,7 +742,7 @@ func TestDiskUnwritable(t *testing.T) {
 	var other string
 	for i := 0; ; i++ {
 		other = fmt.Sprint("other", i)
-		if filepath.Join(dir, d.relPath(keyHash(other))[:1]) != level1 {
+		if filepath.Join(dir, d.relPath(KeyHash(other))[:1]) != level1 {
 			break
 		}
 	}
@@ -771,7 +761,7 @@ func TestDiskUnwritable(t *testing.T) {
 }
 
 func TestDiskConcurrentOverwrite(t *testing.T) {
-	d := openStore(t, t.TempDir(), DiskOptions{})
+	d := openStore(t, t.TempDir(), Options{})
 	version := func(v int) (Meta, []byte) {
 		m := testMeta("k", -1)
 		m.Header = http.Header{"X-Version": {fmt.Sprint(v)}}
@@ -782,7 +772,7 @@ func TestDiskConcurrentOverwrite(t *testing.T) {
 
 	// A reader that opened the body keeps the old version across an overwrite.
 	e, _ := d.Get("k")
-	r, err := d.OpenBody(e)
+	r, err := e.File.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,7 +785,7 @@ func TestDiskConcurrentOverwrite(t *testing.T) {
 	}
 	// An entry read before the overwrite but opened after is refused, not
 	// paired with the new body.
-	if _, err := d.OpenBody(e); !errors.Is(err, ErrNotFound) {
+	if _, err := e.File.Open(); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("OpenBody of a replaced entry = %v, want ErrNotFound", err)
 	}
 
@@ -814,7 +804,7 @@ func TestDiskConcurrentOverwrite(t *testing.T) {
 				var v int
 				fmt.Sscan(e.Header.Get("X-Version"), &v)
 				_, want := version(v)
-				r, err := d.OpenBody(e)
+				r, err := e.File.Open()
 				if errors.Is(err, ErrNotFound) {
 					replaced.Add(1)
 					continue
@@ -848,21 +838,21 @@ func TestDiskConcurrentOverwrite(t *testing.T) {
 func TestDiskLevels(t *testing.T) {
 	for _, levels := range [][]int{{1}, {2}, {1, 2}, {2, 2}, {1, 1, 2}} {
 		dir := t.TempDir()
-		d := openStore(t, dir, DiskOptions{Levels: levels})
+		d := openStore(t, dir, Options{Levels: levels})
 		put(t, d, testMeta("k", -1), []byte("v"))
 		rel, _ := filepath.Rel(dir, fileOf(d, "k"))
 		if parts := strings.Split(rel, string(filepath.Separator)); len(parts) != len(levels)+1 {
 			t.Fatalf("levels %v: path %s", levels, rel)
 		}
 		d.Close()
-		d2 := openStore(t, dir, fastLoader(DiskOptions{Levels: levels}))
+		d2 := openStore(t, dir, fastLoader(Options{Levels: levels}))
 		waitLoaded(t, d2)
 		if d2.Stats().Entries != 1 {
 			t.Fatalf("levels %v: not found by the loader", levels)
 		}
 	}
 	for _, bad := range [][]int{{3}, {0}, {1, 2, 2, 1}} {
-		if _, err := OpenDiskStore(t.TempDir(), DiskOptions{Levels: bad}); err == nil {
+		if _, err := Open(t.TempDir(), Options{Levels: bad}); err == nil {
 			t.Errorf("levels %v accepted", bad)
 		}
 	}
@@ -924,8 +914,8 @@ func rewrite(t *testing.T, path string, b []byte) {
 
 func TestDiskOpenTwice(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
-	if _, err := OpenDiskStore(dir+"/.", DiskOptions{}); err == nil {
+	d := openStore(t, dir, Options{})
+	if _, err := Open(dir+"/.", Options{}); err == nil {
 		t.Fatal("a zone folder was opened twice in one process")
 	}
 	// A writer in flight (this process's temporary file) survives another
@@ -936,7 +926,7 @@ func TestDiskOpenTwice(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, tempPrefix+"0123456789ab-crashed"), nil, 0o644)
 	d.Close()
-	d2 := openStore(t, dir, DiskOptions{})
+	d2 := openStore(t, dir, Options{})
 	if tmp := tempFiles(t, dir); len(tmp) != 1 || !strings.HasPrefix(tmp[0], tempPrefix+processToken) {
 		t.Fatalf("temporary files after start: %v", tmp)
 	}

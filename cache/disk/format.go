@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"encoding/binary"
@@ -10,7 +10,7 @@ import (
 )
 
 // An entry file is a header, the body, then the body's block checksums
-// (disk_blocks.go). The header starts with a fixed part so that the body
+// (blocks.go). The header starts with a fixed part so that the body
 // size, known only once the body is written, can be patched in place before
 // the file is renamed into view:
 //
@@ -69,7 +69,7 @@ var (
 
 // fileHeader is the decoded header of an entry file.
 type fileHeader struct {
-	Meta
+	Entry            // File is set by Get, which returns the Entry (one allocation)
 	HeaderLen int    // body offset
 	HeaderCRC uint32 // identifies this file version
 	BlockSize int64  // bytes per checksummed block
@@ -231,9 +231,6 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	h.Date = r.string()
 	if r.err != nil {
 		return nil, r.err
-	}
-	if h.VaryIndex {
-		h.VaryNames = VaryNames(h.Header["Vary"])
 	}
 	if len(r.b) != 0 {
 		return nil, errHeaderSyntax

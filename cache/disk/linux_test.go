@@ -1,6 +1,6 @@
 //go:build linux
 
-package cache
+package disk
 
 import (
 	"errors"
@@ -24,7 +24,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Unmount(mnt, 0) })
 	var logged atomic.Int64
-	d := openStore(t, mnt, DiskOptions{Logger: func(msg string, err error) {
+	d := openStore(t, mnt, Options{Logger: func(msg string, err error) {
 		if strings.Contains(msg, "no_space") && errors.Is(err, syscall.ENOSPC) {
 			logged.Add(1)
 		}

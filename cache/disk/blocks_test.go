@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"bytes"
@@ -40,11 +40,11 @@ func TestDiskPowerLossLeftovers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := openStore(t, t.TempDir(), DiskOptions{})
+			d := openStore(t, t.TempDir(), Options{})
 			e := put(t, d, testMeta("k", -1), body)
-			tc.damage(t, e.File, e.BodyOffset)
+			tc.damage(t, e.File.path, e.File.offset)
 
-			r, err := d.OpenBody(e)
+			r, err := e.File.Open()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,13 +54,13 @@ func TestDiskPowerLossLeftovers(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) || n != tc.good || !bytes.Equal(got.Bytes(), body[:n]) {
 				t.Fatalf("stream: %d bytes (want the %d good ones), %v", n, tc.good, err)
 			}
-			if exists(e.File) {
+			if exists(e.File.path) {
 				t.Fatal("damaged file not removed")
 			}
 
 			e = put(t, d, testMeta("k", -1), body)
-			tc.damage(t, e.File, e.BodyOffset)
-			if b, err := d.LoadBody(e); !errors.Is(err, ErrCorrupt) {
+			tc.damage(t, e.File.path, e.File.offset)
+			if b, err := e.File.Load(); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("LoadBody = %d bytes, %v; want ErrCorrupt", len(b), err)
 			}
 			if got := d.Stats().CorruptRemovals; got != 2 {
@@ -75,7 +75,7 @@ func TestDiskPowerLossLeftovers(t *testing.T) {
 // counted as damage.
 func TestDiskOlderFormat(t *testing.T) {
 	dir := t.TempDir()
-	d := openStore(t, dir, DiskOptions{})
+	d := openStore(t, dir, Options{})
 	put(t, d, testMeta("a", -1), []byte("A"))
 	put(t, d, testMeta("b", -1), []byte("B"))
 	setVersion(t, fileOf(d, "a"), 1)
@@ -88,7 +88,7 @@ func TestDiskOlderFormat(t *testing.T) {
 	}
 	d.Close()
 
-	d2 := openStore(t, dir, fastLoader(DiskOptions{}))
+	d2 := openStore(t, dir, fastLoader(Options{}))
 	waitLoaded(t, d2)
 	if exists(fileOf(d2, "b")) {
 		t.Fatal("the index rebuild kept a version 2 file")
