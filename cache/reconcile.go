@@ -88,13 +88,11 @@ func (z *Zone) version(key string) (v Version, ok, index bool) {
 	if e, _, inMem := z.mem.lookup(key); inMem {
 		v.StoredAt, found, index = e.StoredAt, true, e.VaryIndex
 	}
-	if z.disk != nil {
-		if e, err := z.disk.Get(key); err == nil {
-			if found && !e.StoredAt.Equal(v.StoredAt) {
-				return v, false, false
-			}
-			v.StoredAt, index = e.StoredAt, e.VaryIndex
+	if de := z.diskGet(key); de != nil {
+		if found && !de.StoredAt.Equal(v.StoredAt) {
+			return v, false, false
 		}
+		v.StoredAt, index = de.StoredAt, de.VaryIndex
 	}
 	return v, true, index
 }

@@ -5,13 +5,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgecache/edgecache/cache/disk"
 )
 
 // TestReconcile: the entries the proof says current stay, on disk and in
 // memory; the others go from both tiers; a failed proof drops its batch;
 // Vary indexes are kept.
 func TestReconcile(t *testing.T) {
-	d := openStore(t, t.TempDir(), DiskOptions{})
+	d := openStore(t, t.TempDir(), disk.Options{})
 	z, err := NewZone(ZoneConfig{Name: "rec", MemorySize: 1 << 20, Disk: d})
 	if err != nil {
 		t.Fatal(err)
