@@ -23,10 +23,17 @@ const reconcileBatch = 500
 // returned). Vary indexes, which hold no response, are kept: a variant
 // dropped is a miss under its index. It reports how many entries it kept
 // and dropped.
+//
+// From its first call until a pass ends, the entries stored before it are
+// not served (a look-up misses them): none is served before it is proven.
+// A call that finds the index loading (ErrIndexLoading) leaves them
+// hidden, for the caller to call again.
 func (z *Zone) Reconcile(current func([]Version) ([]bool, error)) (kept, dropped int, err error) {
+	z.unprovenBefore.CompareAndSwap(0, time.Now().UnixNano())
 	if !z.IndexReady() {
 		return 0, 0, ErrIndexLoading
 	}
+	defer z.unprovenBefore.Store(0)
 	seen := make(map[string]bool)
 	var batch []Version
 	flush := func() {
@@ -77,6 +84,13 @@ func (z *Zone) Reconcile(current func([]Version) ([]bool, error)) (kept, dropped
 	}
 	flush()
 	return kept, dropped, err
+}
+
+// unproven reports whether an entry stored at storedAt waits for a
+// Reconcile's proof.
+func (z *Zone) unproven(storedAt time.Time) bool {
+	t := z.unprovenBefore.Load()
+	return t != 0 && storedAt.UnixNano() < t
 }
 
 // version is the version of key's entry, read without promoting it nor
