@@ -5,31 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 func init() {
 	caddy.RegisterModule(adminAPI{})
 }
 
-// adminAPI serves purge and key listing on Caddy's admin endpoint, which
-// listens on localhost (or a socket) only: nothing of it is reachable from
-// the public listener.
-//
-//	POST /edge_cache/purge  {"zone": "<name or empty for every zone>", "key": "..." | "prefix": "..." | "all": true}
-//	                        -> {"purged": <n>, "shared": <values removed from Redis, in a fleet>}
-//	GET  /edge_cache/keys?zone=<name>&prefix=<p>&after=<key>&limit=<n>
-//	                        -> {"keys": [...], "next": "<key to pass as after, empty at the end>"}
-//	POST /edge_cache/drain  {"draining": true|false} -> the health state (health.go)
-//	GET  /edge_cache/drain  -> the health state
-//	GET  /edge_cache/fleet  -> {"members": [{"node", "version", "zones", "last_event", "behind", "seen"}...]}
-//
-// Keys, prefixes and cursors are in their text form (keytext.go): as they
-// are, or Go-quoted when they are not printable UTF-8 text.
+// adminAPI serves purge, key listing, drain and the fleet view on Caddy's
+// admin endpoint, which listens on localhost (or a socket) only: nothing
+// of it is reachable from the public listener. The routes, their bodies
+// and the text form of keys are package adminapi's (its doc lists them);
+// the import's are in admin_import.go.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -43,28 +34,26 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 // Routes implements caddy.AdminRouter.
 func (a adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
-		{Pattern: "/edge_cache/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)},
-		{Pattern: "/edge_cache/keys", Handler: caddy.AdminHandlerFunc(a.handleKeys)},
-		{Pattern: adminDrainPath, Handler: caddy.AdminHandlerFunc(a.handleDrain)},
-		{Pattern: adminFleetPath, Handler: caddy.AdminHandlerFunc(a.handleFleet)},
+		{Pattern: adminapi.PurgePath, Handler: caddy.AdminHandlerFunc(a.handlePurge)},
+		{Pattern: adminapi.KeysPath, Handler: caddy.AdminHandlerFunc(a.handleKeys)},
+		{Pattern: adminapi.DrainPath, Handler: caddy.AdminHandlerFunc(a.handleDrain)},
+		{Pattern: adminapi.FleetPath, Handler: caddy.AdminHandlerFunc(a.handleFleet)},
 	}
 }
-
-const maxKeysPage = 10000
 
 func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return adminError(http.StatusMethodNotAllowed, "method not allowed: use POST")
 	}
-	var req purgeRequest
+	var req adminapi.PurgeRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return adminError(http.StatusBadRequest, "bad purge request: %v", err)
 	}
 	var err error
-	if req.Key, err = parseKeyText(req.Key); err != nil {
+	if req.Key, err = adminapi.ParseKeyText(req.Key); err != nil {
 		return adminError(http.StatusBadRequest, "key: %v", err)
 	}
-	if req.Prefix, err = parseKeyText(req.Prefix); err != nil {
+	if req.Prefix, err = adminapi.ParseKeyText(req.Prefix); err != nil {
 		return adminError(http.StatusBadRequest, "prefix: %v", err)
 	}
 	kinds := 0
@@ -109,50 +98,44 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if fleetErr != nil {
 		return adminError(http.StatusServiceUnavailable, "purged %d entries on this proxy, but not from the fleet (Redis and the other proxies): %v; purge again once Redis answers", purged, fleetErr)
 	}
-	return writeJSON(w, purgeResponse{Purged: purged, Shared: shared})
+	return writeJSON(w, adminapi.PurgeResponse{Purged: purged, Shared: shared})
 }
 
 func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return adminError(http.StatusMethodNotAllowed, "method not allowed: use GET")
 	}
-	q := r.URL.Query()
-	if q.Get("zone") == "" {
-		return adminError(http.StatusBadRequest, "name a zone: ?zone=<name>")
+	q, err := adminapi.ParseKeysRequest(r.URL.Query())
+	if err != nil {
+		return adminError(http.StatusBadRequest, "%v", err)
 	}
-	zones, err := zonesNamed(q.Get("zone"))
+	zones, err := zonesNamed(q.Zone)
 	if err != nil {
 		return err
 	}
-	limit := 1000
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxKeysPage {
-			return adminError(http.StatusBadRequest, "limit: want a number from 1 to %d, not %q", maxKeysPage, v)
-		}
-	}
-	prefix, err := parseKeyText(q.Get("prefix"))
+	prefix, err := adminapi.ParseKeyText(q.Prefix)
 	if err != nil {
 		return adminError(http.StatusBadRequest, "prefix: %v", err)
 	}
-	after, err := parseKeyText(q.Get("after"))
+	after, err := adminapi.ParseKeyText(q.After)
 	if err != nil {
 		return adminError(http.StatusBadRequest, "after: %v", err)
 	}
-	keys, more, err := zones[0].Keys(prefix, after, limit)
+	keys, more, err := zones[0].Keys(prefix, after, q.Limit)
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "%v", err)
 	}
 	next := ""
 	if more && len(keys) > 0 {
-		next = keyText(keys[len(keys)-1])
+		next = adminapi.KeyText(keys[len(keys)-1])
 	}
 	for i, k := range keys {
-		keys[i] = keyText(k)
+		keys[i] = adminapi.KeyText(k)
 	}
 	if keys == nil {
 		keys = []string{}
 	}
-	return writeJSON(w, keysResponse{Keys: keys, Next: next})
+	return writeJSON(w, adminapi.KeysResponse{Keys: keys, Next: next})
 }
 
 // zonesNamed returns the named zone of the running config, or every zone

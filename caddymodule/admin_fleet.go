@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 // handleDrain switches draining on or off (POST {"draining": bool}) and
@@ -11,7 +13,7 @@ func (adminAPI) handleDrain(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodPost:
-		var req drainRequest
+		var req adminapi.DrainRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&req); err != nil {
 			return adminError(http.StatusBadRequest, `bad drain request: %v (want {"draining": true|false})`, err)
 		}
@@ -37,5 +39,5 @@ func (adminAPI) handleFleet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "%v", err)
 	}
-	return writeJSON(w, fleetResponse{Members: members})
+	return writeJSON(w, adminapi.FleetResponse{Members: members})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/fleet"
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
 
 // The operations side of a fleet, for an app with a shared block: the
@@ -316,7 +317,7 @@ const publishTimeout = time.Minute
 // publishPurge removes a purge's entries from Redis and tells the other
 // proxies; nothing when the zone does not take part. It returns the count
 // of Redis keys removed, or nil when there was nothing to do.
-func (a *App) publishPurge(ctx context.Context, req purgeRequest) (*int, error) {
+func (a *App) publishPurge(ctx context.Context, req adminapi.PurgeRequest) (*int, error) {
 	if a == nil || a.fleet == nil || (req.Zone != "" && !a.sharedZones[req.Zone]) {
 		return nil, nil
 	}

@@ -1,14 +1,12 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/fleet"
+	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -151,22 +150,21 @@ func TestFleetPurgePublishes(t *testing.T) {
 		out, _ := r.CLI("EXISTS", "edgecache:{thumbs:/t/1}")
 		return out == "1"
 	}))
-	var out bytes.Buffer
-	status, err := runPurge(context.Background(), parseFlags(t, purgeCommand, "--prefix", "/t/", "--address", admin), &out)
-	if err != nil || status != 0 {
-		t.Fatalf("purge: %d %v", status, err)
+	var purged adminapi.PurgeResponse
+	if err := adminCall(t, admin, http.MethodPost, adminapi.PurgePath, adminapi.PurgeRequest{Prefix: "/t/"}, &purged); err != nil {
+		t.Fatalf("purge: %v", err)
 	}
-	if want := "purged 1 entries from every zone, and 2 values from the fleet's Redis"; !strings.HasPrefix(out.String(), want) {
-		t.Errorf("purge printed %q, want %q…", out.String(), want)
+	if purged.Purged != 1 || purged.Shared == nil || *purged.Shared != 2 {
+		t.Errorf("purge answered %d entries and %v values from Redis, want 1 and 2", purged.Purged, purged.Shared)
 	}
 	for k, want := range map[string]string{"edgecache:{thumbs:/t/9}": "0", "edgecache:{thumbs:/t*}": "1", "edgecache:{thumbs:/u/1}": "1"} {
 		if got, _ := r.CLI("EXISTS", k); got != want {
 			t.Errorf("EXISTS %s = %s, want %s", k, got, want)
 		}
 	}
-	out.Reset()
-	if _, err := runPurge(context.Background(), parseFlags(t, purgeCommand, "--zone", "local", "--all", "--address", admin), &out); err != nil || strings.Contains(out.String(), "Redis") {
-		t.Errorf("purge of a zone out of the fleet: %q %v", out.String(), err)
+	purged = adminapi.PurgeResponse{}
+	if err := adminCall(t, admin, http.MethodPost, adminapi.PurgePath, adminapi.PurgeRequest{Zone: "local", All: true}, &purged); err != nil || purged.Shared != nil {
+		t.Errorf("purge of a zone out of the fleet: %+v %v", purged, err)
 	}
 	// An invalidation is published for a key some tier holds: /t/5 here,
 	// /t/moved (both POSTs' Location) in Redis, once; /t/6, held nowhere,
@@ -188,38 +186,29 @@ func TestFleetPurgePublishes(t *testing.T) {
 		return ""
 	})
 
-	// The fleet view lists this proxy, caught up, and its position is
-	// saved in the shared zone's folder.
-	var list bytes.Buffer
+	// The fleet view lists this proxy, caught up (after the events above,
+	// at the next heartbeat), and its position is saved in the shared
+	// zone's folder.
+	var resp adminapi.FleetResponse
 	testkit.Eventually(t, 5*time.Second, func() string {
-		list.Reset()
-		if status, err := runFleet(context.Background(), parseFlags(t, fleetCommand, "--address", admin), &list, time.Now()); err != nil || status != 0 {
-			return fmt.Sprintf("fleet: %d %v", status, err)
+		resp = adminapi.FleetResponse{}
+		if err := adminCall(t, admin, http.MethodGet, adminapi.FleetPath, nil, &resp); err != nil {
+			return fmt.Sprintf("GET %s: %v", adminapi.FleetPath, err)
 		}
-		// After the events above, at the next heartbeat: caught up.
-		if !strings.Contains(list.String(), "proxy-a") || !strings.Contains(list.String(), " thumbs ") || !caughtUp.MatchString(list.String()) {
-			return "fleet printed:\n" + list.String()
+		if len(resp.Members) != 1 || resp.Members[0].LastEvent == "" || resp.Members[0].Behind != 0 {
+			return fmt.Sprintf("GET %s: %+v", adminapi.FleetPath, resp)
 		}
 		return ""
 	})
-	lines := strings.Split(strings.TrimSpace(list.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "NODE") || !strings.Contains(lines[1], " 0 ") {
-		t.Errorf("fleet table:\n%s", list.String())
-	}
-	var resp fleetResponse
-	c, _ := newAdminClient(admin)
-	if err := c.do(context.Background(), http.MethodGet, adminFleetPath, nil, &resp); err != nil || len(resp.Members) != 1 {
-		t.Fatalf("GET %s: %+v %v", adminFleetPath, resp, err)
-	}
 	// The admin routes are on the admin listener only (localhost:2019 in
 	// production), never on a site's.
-	for _, path := range []string{adminFleetPath, adminDrainPath, adminPurgePath} {
+	for _, path := range []string{adminapi.FleetPath, adminapi.DrainPath, adminapi.PurgePath} {
 		if r := s.do(t, http.MethodGet, s.url("PUBLIC", path)); strings.Contains(r.Body, "members") || strings.Contains(r.Body, "draining") || strings.Contains(r.Body, "error") {
 			t.Errorf("the public site answers %s: %d %q", path, r.Status, r.Body)
 		}
 	}
-	var health healthStatus
-	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &health); err != nil || health.Node != "proxy-a" || health.Shared != "up" {
+	var health adminapi.HealthState
+	if err := adminCall(t, admin, http.MethodGet, adminapi.DrainPath, nil, &health); err != nil || health.Node != "proxy-a" || health.Shared != "up" {
 		t.Errorf("health in a fleet: %+v %v", health, err)
 	}
 	m := resp.Members[0]
@@ -236,9 +225,6 @@ func TestFleetPurgePublishes(t *testing.T) {
 	})
 }
 
-// caughtUp is a fleet table's row with a last event and 0 behind.
-var caughtUp = regexp.MustCompile(`\d+-\d+ +0 `)
-
 // TestFleetRefreshAnnounced: a fetch through the cache buster is
 // announced once the new entry is in Redis, so that the other proxies,
 // dropping their copies, find the new one there.
@@ -254,17 +240,6 @@ func TestFleetRefreshAnnounced(t *testing.T) {
 	})
 	if out, _ := r.CLI("EXISTS", "edgecache:{thumbs:/t/7}"); out != "1" {
 		t.Errorf("the refreshed entry is not in Redis when the refresh is announced: EXISTS %s", out)
-	}
-}
-
-// TestFleetViewWithoutFleet: the fleet endpoint says the proxy is in none.
-func TestFleetViewWithoutFleet(t *testing.T) {
-	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:$ADMIN", 1)
-	s := startCaddy(t, cf, nil, "ADMIN")
-	var out bytes.Buffer
-	status, err := runFleet(context.Background(), parseFlags(t, fleetCommand, "--address", "127.0.0.1:"+strconv.Itoa(s.ports["ADMIN"])), &out, time.Now())
-	if status != 1 || err == nil || !strings.Contains(err.Error(), "no shared block") {
-		t.Errorf("status %d, error %v", status, err)
 	}
 }
 

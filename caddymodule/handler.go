@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -122,10 +123,14 @@ type ValidConfig struct {
 	For    caddy.Duration `json:"for"`
 }
 
+// Defaults of the key and the status header, as nginx's.
+const (
+	DefaultKey          = "{http.request.uri}"
+	DefaultStatusHeader = "X-Cache-Status"
+)
+
 // Defaults, as nginx's.
 const (
-	defaultStatusHeader      = "X-Cache-Status"
-	defaultKey               = "{http.request.uri}"
 	defaultLockAge           = caddy.Duration(5 * time.Second)
 	defaultLockTimeout       = caddy.Duration(5 * time.Second)
 	defaultBackgroundTimeout = caddy.Duration(5 * time.Minute)
@@ -154,9 +159,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Zone = "default"
 	}
 	if h.Key == "" {
-		h.Key = defaultKey
+		h.Key = DefaultKey
 	}
-	h.defaultKey = h.Key == defaultKey
+	h.defaultKey = h.Key == DefaultKey
 	if len(h.Methods) == 0 {
 		h.Methods = []string{http.MethodGet, http.MethodHead}
 	}
@@ -180,7 +185,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if h.StatusHeader == "" {
-		h.StatusHeader = defaultStatusHeader
+		h.StatusHeader = DefaultStatusHeader
 	}
 	if h.StatusHeader == "off" {
 		h.StatusHeader = ""
@@ -370,15 +375,23 @@ func (u *undefinedZoneLog) seen(logger *zap.Logger, err error) {
 	}
 }
 
-func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string {
+// CacheKey returns the key the handler stores r under: its key template
+// (default DefaultKey) filled by repl, less the strip_query parameters.
+// It reads only Key and StripQuery, so a handler read from a config and
+// never provisioned keys requests as the live one does: import-nginx
+// stores nginx's entries under the keys their requests get here.
+func (h *Handler) CacheKey(r *http.Request, repl *caddy.Replacer) string {
 	var key string
-	if h.defaultKey && strings.HasPrefix(r.RequestURI, "/") {
+	if (h.Key == "" || h.Key == DefaultKey) && strings.HasPrefix(r.RequestURI, "/") {
 		key = r.RequestURI // what {http.request.uri} gives, without building it
 	} else {
-		key = repl.ReplaceAll(h.Key, "")
+		key = repl.ReplaceAll(cmp.Or(h.Key, DefaultKey), "")
 	}
 	return cache.StripQuery(key, h.StripQuery)
 }
+
+// keyFor is CacheKey under the name flow.go uses.
+func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string { return h.CacheKey(r, repl) }
 
 // setStatus announces the cache status in the header and the placeholder.
 func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache.Status) {

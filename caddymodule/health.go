@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/maintenance"
 )
 
@@ -29,7 +30,8 @@ func init() {
 // Health answers a load balancer's health check for this proxy: 200 while
 // it can serve, 503 while it is draining for a restart (edgecache drain)
 // or while maintenance is on for it (a maintenance handler of the running
-// config has its flag file). The body says which, as JSON:
+// config has its flag file). The body says which, as JSON
+// (adminapi.HealthState):
 //
 //	{"status": "ok" | "draining" | "maintenance", "node": "...", "draining": false, "maintenance": ["/flag/file"],
 //	 "shared": "up" | "down" (in a fleet: whether Redis answers)}
@@ -45,29 +47,10 @@ func init() {
 //	}
 type Health struct{}
 
-// draining is set by the admin API (POST /edge_cache/drain) until unset or
+// draining is set by the admin API (adminapi.DrainPath) until unset or
 // the process ends: a drain is for one restart, and the restarted process
 // starts healthy. It outlives config reloads.
 var draining atomic.Bool
-
-// Health states, in the body.
-const (
-	healthOK          = "ok"
-	healthDraining    = "draining"
-	healthMaintenance = "maintenance"
-)
-
-// healthStatus is the body of a health answer.
-type healthStatus struct {
-	Status      string   `json:"status"`
-	Node        string   `json:"node,omitempty"`
-	Draining    bool     `json:"draining"`
-	Maintenance []string `json:"maintenance"`
-	// Shared says, in a fleet, whether Redis answers ("up") or the
-	// breaker keeps requests off it ("down"): for the operator, not the
-	// load balancer (the proxy serves either way).
-	Shared string `json:"shared,omitempty"`
-}
 
 // CaddyModule returns the Caddy module information.
 func (Health) CaddyModule() caddy.ModuleInfo {
@@ -78,16 +61,16 @@ func (Health) CaddyModule() caddy.ModuleInfo {
 }
 
 // currentHealth is this proxy's state now.
-func currentHealth() healthStatus {
-	s := healthStatus{Status: healthOK, Draining: draining.Load(), Maintenance: maintenance.ActiveFlags()}
+func currentHealth() adminapi.HealthState {
+	s := adminapi.HealthState{Status: adminapi.HealthOK, Draining: draining.Load(), Maintenance: maintenance.ActiveFlags()}
 	if s.Maintenance == nil {
 		s.Maintenance = []string{}
 	}
 	switch {
 	case s.Draining:
-		s.Status = healthDraining
+		s.Status = adminapi.HealthDraining
 	case len(s.Maintenance) > 0:
-		s.Status = healthMaintenance
+		s.Status = adminapi.HealthMaintenance
 	}
 	s.Node = nodeName()
 	if app := runningApp(); app != nil && app.fleet != nil {
@@ -131,7 +114,7 @@ func (Health) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	code := http.StatusOK
-	if s.Status != healthOK {
+	if s.Status != adminapi.HealthOK {
 		code = http.StatusServiceUnavailable
 	}
 	w.WriteHeader(code)

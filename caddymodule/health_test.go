@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -14,11 +12,12 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
 // TestHealth follows a proxy's health as a load balancer sees it: ok, then
-// draining (edgecache drain) and back, then maintenance (its flag file),
+// draining (the admin API's drain, as edgecache drain asks it) and back, then maintenance (its flag file),
 // draining winning over maintenance. The check sits on the public site
 // under a top-level maintenance handler, whose page must not answer it.
 func TestHealth(t *testing.T) {
@@ -42,7 +41,7 @@ http://127.0.0.1:$PUBLIC {
 	check := func(what string, code int, status string, maint []string) {
 		t.Helper()
 		r := s.get(t, s.url("PUBLIC", "/healthz"))
-		var body healthStatus
+		var body adminapi.HealthState
 		if err := json.Unmarshal([]byte(r.Body), &body); err != nil {
 			t.Fatalf("%s: %d %q: %v", what, r.Status, r.Body, err)
 		}
@@ -59,24 +58,23 @@ http://127.0.0.1:$PUBLIC {
 			t.Errorf("%s: HEAD %d %q", what, head.Status, head.Body)
 		}
 	}
-	drain := func(args ...string) {
+	drain := func(on bool) {
 		t.Helper()
-		var out bytes.Buffer
-		status, err := runDrain(context.Background(), parseFlags(t, drainCommand, append(args, "--address", admin)...), &out)
-		if err != nil || status != 0 {
-			t.Fatalf("drain %v: %d %v", args, status, err)
+		var state adminapi.HealthState
+		if err := adminCall(t, admin, http.MethodPost, adminapi.DrainPath, adminapi.DrainRequest{Draining: on}, &state); err != nil || state.Draining != on {
+			t.Fatalf("drain %v: %+v %v", on, state, err)
 		}
 	}
 	t.Cleanup(func() { draining.Store(false) })
 
-	check("at start", 200, healthOK, nil)
-	drain()
-	check("draining", 503, healthDraining, nil)
+	check("at start", 200, adminapi.HealthOK, nil)
+	drain(true)
+	check("draining", 503, adminapi.HealthDraining, nil)
 	if r := s.get(t, s.url("PUBLIC", "/page")); r.Status != 200 || r.Body != "page" {
 		t.Errorf("a draining proxy must still serve: %d %q", r.Status, r.Body)
 	}
-	drain("--off")
-	check("drain --off", 200, healthOK, nil)
+	drain(false)
+	check("drain off", 200, adminapi.HealthOK, nil)
 
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -84,35 +82,32 @@ http://127.0.0.1:$PUBLIC {
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("the health check to see maintenance", func() bool {
 		return s.get(t, s.url("PUBLIC", "/healthz")).Status == 503
 	}))
-	check("maintenance", 503, healthMaintenance, []string{flag})
-	drain()
-	check("draining in maintenance", 503, healthDraining, []string{flag})
-	drain("--off")
+	check("maintenance", 503, adminapi.HealthMaintenance, []string{flag})
+	drain(true)
+	check("draining in maintenance", 503, adminapi.HealthDraining, []string{flag})
+	drain(false)
 	if err := os.Remove(flag); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("maintenance to end", func() bool {
 		return s.get(t, s.url("PUBLIC", "/healthz")).Status == 200
 	}))
-	check("after maintenance", 200, healthOK, nil)
+	check("after maintenance", 200, adminapi.HealthOK, nil)
 }
 
 // TestDrainRefusesBadRequests: the admin endpoint says what it wants.
 func TestDrainRefusesBadRequests(t *testing.T) {
 	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:$ADMIN", 1)
 	s := startCaddy(t, cf, nil, "ADMIN")
-	c, err := newAdminClient("127.0.0.1:" + strconv.Itoa(s.ports["ADMIN"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out healthStatus
-	if err := c.do(context.Background(), http.MethodPost, adminDrainPath, map[string]string{"draining": "yes"}, &out); err == nil || !strings.Contains(err.Error(), "bad drain request") {
+	admin := "127.0.0.1:" + strconv.Itoa(s.ports["ADMIN"])
+	var out adminapi.HealthState
+	if err := adminCall(t, admin, http.MethodPost, adminapi.DrainPath, map[string]string{"draining": "yes"}, &out); err == nil || !strings.Contains(err.Error(), "bad drain request") {
 		t.Errorf("a string for draining: %v", err)
 	}
-	if err := c.do(context.Background(), http.MethodDelete, adminDrainPath, nil, &out); err == nil || !strings.Contains(err.Error(), "405") {
+	if err := adminCall(t, admin, http.MethodDelete, adminapi.DrainPath, nil, &out); err == nil || !strings.Contains(err.Error(), "405") {
 		t.Errorf("DELETE: %v", err)
 	}
-	if err := c.do(context.Background(), http.MethodGet, adminDrainPath, nil, &out); err != nil || out.Status != healthOK {
+	if err := adminCall(t, admin, http.MethodGet, adminapi.DrainPath, nil, &out); err != nil || out.Status != adminapi.HealthOK {
 		t.Errorf("GET: %+v %v", out, err)
 	}
 }

@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
+	"github.com/edgecache/edgecache/internal/adminapi"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -199,4 +202,38 @@ func handlerJSON(t testing.TB, cfg []byte) map[string]any {
 func advance(t testing.TB, d time.Duration) {
 	t.Helper()
 	activeApp(t).Zone("default").Clock().Advance(d)
+}
+
+// adminCall sends a request to the admin API at addr, with body (if not
+// nil) as JSON, and decodes the answer into out. An error answer is the
+// error, with its status and message.
+func adminCall(t testing.TB, addr, method, uri string, body, out any) error {
+	t.Helper()
+	var reqBody io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+addr+uri, reqBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, uri, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, uri, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var e adminapi.Error
+		json.Unmarshal(data, &e)
+		return fmt.Errorf("HTTP %d: %s", res.StatusCode, e.Error)
+	}
+	return json.Unmarshal(data, out)
 }

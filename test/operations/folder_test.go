@@ -149,12 +149,13 @@ func TestValidateTouchesNothing(t *testing.T) {
 	}
 }
 
-// TestUsageNamesTheBinary: the subcommands' usage lines say edgecache, the
+// TestUsageNamesTheBinary: every subcommand is in the binary (package cli,
+// through the root package), and its usage line says edgecache, the
 // binary operators run, not caddy.
 func TestUsageNamesTheBinary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, sub := range []string{"warm", "purge", "cache-keys", "demo"} {
+	for _, sub := range []string{"demo", "drain", "fleet", "import-nginx", "purge", "cache-keys", "warm"} {
 		_, stdout, stderr := command(t, ctx, sub, "--help")
 		out := stdout + stderr
 		if !strings.Contains(out, "edgecache "+sub) || strings.Contains(out, "caddy "+sub) {

@@ -1,4 +1,4 @@
-package caddymodule
+package adminapi
 
 import (
 	"fmt"
@@ -16,8 +16,8 @@ import (
 // prefix and cursor) are read back the same way: one starting with a
 // double quote is a Go-quoted key.
 
-// keyText returns the text form of a key.
-func keyText(key string) string {
+// KeyText returns the text form of a key.
+func KeyText(key string) string {
 	if strings.HasPrefix(key, `"`) || !utf8.ValidString(key) {
 		return strconv.Quote(key)
 	}
@@ -29,8 +29,8 @@ func keyText(key string) string {
 	return key
 }
 
-// parseKeyText is the inverse of keyText.
-func parseKeyText(s string) (string, error) {
+// ParseKeyText is the inverse of KeyText.
+func ParseKeyText(s string) (string, error) {
 	if !strings.HasPrefix(s, `"`) {
 		return s, nil
 	}

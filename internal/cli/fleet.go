@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,10 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgecache/edgecache/fleet"
+	"github.com/edgecache/edgecache/internal/adminapi"
 )
-
-// adminFleetPath is the admin API's fleet view (admin.go).
-const adminFleetPath = "/edge_cache/fleet"
 
 func init() {
 	caddycmd.RegisterCommand(fleetCommand)
@@ -43,24 +40,14 @@ be told); and how long ago it announced itself.
 --json prints the admin API's answer as it is.
 
 Exit status: 0 listed, 1 the admin API or Redis could not be asked, or the
-instance has no shared block.
-
-The admin API is reached at --address, or at the admin address of the given
---config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+instance has no shared block.` + adminAddressHelp,
 	CobraFunc: func(cmd *cobra.Command) {
 		adminFlags(cmd)
 		cmd.Flags().Bool("json", false, "Print the admin API's JSON answer")
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdFleet)
+		cmd.RunE = adminRun(func(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {
+			return runFleet(ctx, fl, stdout, time.Now())
+		})
 	},
-}
-
-// fleetResponse is the body of GET /edge_cache/fleet.
-type fleetResponse struct {
-	Members []fleet.Member `json:"members"`
-}
-
-func cmdFleet(fl caddycmd.Flags) (int, error) {
-	return runFleet(context.Background(), fl, os.Stdout, time.Now())
 }
 
 func runFleet(ctx context.Context, fl caddycmd.Flags, stdout io.Writer, now time.Time) (int, error) {
@@ -68,8 +55,8 @@ func runFleet(ctx context.Context, fl caddycmd.Flags, stdout io.Writer, now time
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	var resp fleetResponse
-	if err := client.do(ctx, http.MethodGet, adminFleetPath, nil, &resp); err != nil {
+	var resp adminapi.FleetResponse
+	if err := client.do(ctx, http.MethodGet, adminapi.FleetPath, nil, &resp); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("listing the fleet: %v", err)
 	}
 	if fl.Bool("json") {

@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/edgecache/edgecache/caddymodule"
 	"github.com/edgecache/edgecache/internal/nginximport"
 )
 
@@ -18,7 +19,7 @@ var nginxKeyMap = regexp.MustCompile(`^(.+[\?\&])_=\d+(.*)$`)
 // TestImportKeyIsTheLiveKey checks that an imported entry lands under the
 // key the handler gives the request nginx stored it for.
 func TestImportKeyIsTheLiveKey(t *testing.T) {
-	h := Handler{Key: defaultKey, defaultKey: true, StripQuery: []string{"_"}}
+	h := caddymodule.Handler{StripQuery: []string{"_"}}
 	for _, uri := range []string{
 		"/x", "/x?_=1", "/x?a=1", "/x?a=1&_=2", "/x?_=1&a=2", "/x?a=1&_=2&b=3",
 		"/webgateway/render_image/1/0/0/?c=1|0:255$FF0000&_=1700000000000",
@@ -26,7 +27,7 @@ func TestImportKeyIsTheLiveKey(t *testing.T) {
 	} {
 		nginxKey := nginxKeyMap.ReplaceAllString(uri, "$1$2")
 		req := httptest.NewRequest("GET", uri, nil)
-		live := h.keyFor(req, caddyhttp.NewTestReplacer(req))
+		live := h.CacheKey(req, caddyhttp.NewTestReplacer(req))
 
 		for _, k := range []struct {
 			keyer importKeyer
@@ -55,19 +56,19 @@ func TestImportKeyIsTheLiveKey(t *testing.T) {
 		}
 	}
 	// Without strip_query, the nginx key is the key.
-	plain := importKeyer{handler: Handler{Key: defaultKey, defaultKey: true}}
+	plain := importKeyer{handler: caddymodule.Handler{}}
 	if got, _ := plain.key("/x?&a=1"); got != "/x?&a=1" {
 		t.Errorf("without strip_query: %q", got)
 	}
 	// A template with the host gets --key-prefix-strip's host.
-	withHost := importKeyer{handler: Handler{Key: "{http.request.host}{http.request.uri}"}, host: "idr.example.org"}
+	withHost := importKeyer{handler: caddymodule.Handler{Key: "{http.request.host}{http.request.uri}"}, host: "idr.example.org"}
 	if got, _ := withHost.key("httpsidr.example.org/y?b=1"); got != "idr.example.org/y?b=1" {
 		t.Errorf("host template: %q", got)
 	}
 }
 
 func TestImportTargetFromCaddyfileExample(t *testing.T) {
-	cfg, _, _, err := caddycmd.LoadConfig("../Caddyfile.example", "caddyfile")
+	cfg, _, _, err := caddycmd.LoadConfig("../../Caddyfile.example", "caddyfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestImportTargetFromCaddyfileExample(t *testing.T) {
 			t.Errorf("zone %s: %v", zone, err)
 		}
 	}
-	orig := importKeyer{handler: Handler{Key: "{http.request.orig_uri}", StripQuery: []string{"_"}}}
+	orig := importKeyer{handler: caddymodule.Handler{Key: "{http.request.orig_uri}", StripQuery: []string{"_"}}}
 	if got, err := orig.key("/grafana/d?"); err != nil || got != "/grafana/d" {
 		t.Errorf("orig_uri key: %q %v", got, err)
 	}

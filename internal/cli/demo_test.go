@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"io"
@@ -31,7 +31,7 @@ func TestDemo(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 
-	DemoFiles = os.DirFS("..") // the root package embeds the same files
+	DemoFiles = os.DirFS("../..") // the root package embeds the same files
 	text, err := fs.ReadFile(DemoFiles, "Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"bytes"
@@ -10,21 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/spf13/cobra"
 )
-
-// parseFlags returns the flags of a command parsed from args.
-func parseFlags(t *testing.T, c caddycmd.Command, args ...string) caddycmd.Flags {
-	t.Helper()
-	cmd := &cobra.Command{Use: c.Name}
-	c.CobraFunc(cmd)
-	if err := cmd.ParseFlags(args); err != nil {
-		t.Fatal(err)
-	}
-	return caddycmd.Flags{FlagSet: cmd.Flags()}
-}
 
 func writeURLList(t *testing.T, content string) string {
 	t.Helper()

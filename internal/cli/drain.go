@@ -1,19 +1,17 @@
-package caddymodule
+package cli
 
 import (
 	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-)
 
-// adminDrainPath is the admin API's drain switch (admin.go).
-const adminDrainPath = "/edge_cache/drain"
+	"github.com/edgecache/edgecache/internal/adminapi"
+)
 
 func init() {
 	caddycmd.RegisterCommand(drainCommand)
@@ -34,24 +32,12 @@ notice (its interval times its fall count), then restart.
 
 The state lives in the running process only: it survives config reloads,
 and a restarted process starts healthy (not draining). It prints the
-health state after the change.
-
-The admin API is reached at --address, or at the admin address of the given
---config, or at the default (localhost:2019, or $CADDY_ADMIN).`,
+health state after the change.` + adminAddressHelp,
 	CobraFunc: func(cmd *cobra.Command) {
 		adminFlags(cmd)
 		cmd.Flags().Bool("off", false, "Stop draining: the health check answers as before")
-		cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdDrain)
+		cmd.RunE = adminRun(runDrain)
 	},
-}
-
-// drainRequest is the body of POST /edge_cache/drain.
-type drainRequest struct {
-	Draining bool `json:"draining"`
-}
-
-func cmdDrain(fl caddycmd.Flags) (int, error) {
-	return runDrain(context.Background(), fl, os.Stdout)
 }
 
 func runDrain(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, error) {
@@ -59,8 +45,8 @@ func runDrain(ctx context.Context, fl caddycmd.Flags, stdout io.Writer) (int, er
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	var state healthStatus
-	if err := client.do(ctx, http.MethodPost, adminDrainPath, drainRequest{Draining: !fl.Bool("off")}, &state); err != nil {
+	var state adminapi.HealthState
+	if err := client.do(ctx, http.MethodPost, adminapi.DrainPath, adminapi.DrainRequest{Draining: !fl.Bool("off")}, &state); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("draining: %v", err)
 	}
 	fmt.Fprintf(stdout, "health: %s\n", state.Status)

@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"bufio"
@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,21 +16,51 @@ import (
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
-func TestKeyTextRoundTrip(t *testing.T) {
-	for _, key := range []string{"/a", "/a b", `/a\b`, "/a\xffb", "/é", `"/q"`, "/tab\there", "/nl\n", ""} {
-		text := keyText(key)
-		if strings.ContainsAny(text, "\n\t") || !strings.HasPrefix(text, `"`) && text != key {
-			t.Errorf("keyText(%q) = %q", key, text)
+func TestCacheKeysCommand(t *testing.T) {
+	f, addr := startFakeAdmin(t)
+	all := slices.Clone(f.zones["thumbnails"])
+	for _, c := range []struct {
+		args  []string
+		want  []string
+		pages int
+	}{
+		{args: []string{"--zone", "thumbnails"}, want: all, pages: 3},
+		{args: []string{"--zone", "thumbnails", "--limit", "1500"}, want: all[:1500], pages: 2},
+		{args: []string{"--zone", "thumbnails", "--prefix", "/webclient/render_thumbnail/24"}, want: all[2400:2500], pages: 3},
+		{args: []string{"--zone", "api", "--prefix", "/api/"}, want: []string{"/api/v0/m/projects/", "/api/v0/m/screens/"}, pages: 1},
+	} {
+		f.requests = nil
+		var out bytes.Buffer
+		status, err := runCacheKeys(context.Background(), parseFlags(t, cacheKeysCommand, append(c.args, "--address", addr)...), &out)
+		if err != nil || status != 0 {
+			t.Fatalf("%v: status %d, error %v", c.args, status, err)
 		}
-		if back, err := parseKeyText(text); err != nil || back != key {
-			t.Errorf("parseKeyText(%q) = %q, %v; want %q", text, back, err, key)
+		if got := strings.Join(c.want, "\n") + "\n"; out.String() != got {
+			t.Errorf("%v: %d lines out, want %d", c.args, strings.Count(out.String(), "\n"), len(c.want))
+		}
+		if len(f.requests) != c.pages {
+			t.Errorf("%v: requests %v, want %d pages", c.args, f.requests, c.pages)
 		}
 	}
-	if keyText("/webgateway/render_image/1/0/0/?c=1|0:255$FF0000") != "/webgateway/render_image/1/0/0/?c=1|0:255$FF0000" {
-		t.Error("a plain key is not printed as it is")
+	var out bytes.Buffer
+	_, err := runCacheKeys(context.Background(), parseFlags(t, cacheKeysCommand, "--zone", "nope", "--address", addr), &out)
+	if err == nil || err.Error() != `listing keys: unknown zone "nope" (HTTP 400)` {
+		t.Errorf("unknown zone: error %v", err)
 	}
-	if _, err := parseKeyText(`"/unterminated`); err == nil {
-		t.Error("a broken quoted key was accepted")
+}
+
+func TestCacheKeysStopsOnARepeatedPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"keys":["/a"],"next":"/a"}`))
+	}))
+	t.Cleanup(srv.Close)
+	var out bytes.Buffer
+	_, err := runCacheKeys(context.Background(), parseFlags(t, cacheKeysCommand, "--zone", "z", "--address", srv.Listener.Addr().String()), &out)
+	if err == nil || !strings.Contains(err.Error(), "same page again") {
+		t.Fatalf("error %v", err)
+	}
+	if out.String() != "/a\n/a\n" {
+		t.Errorf("output %q", out.String())
 	}
 }
 
@@ -41,22 +72,19 @@ func TestKeysThatAreNotText(t *testing.T) {
 	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		fmt.Fprintf(w, "v%d", n)
 	})
-	admin := testkit.FreePort(t)
-	cf := strings.Replace(globalOptions("zone default 16MiB"), "admin off", "admin 127.0.0.1:"+strconv.Itoa(admin), 1) + `
+	addr, ports := startProxy(t, "zone default 16MiB", `
 http://127.0.0.1:$PUBLIC {
 	edge_cache {
 		valid 200 1h
 	}
-	reverse_proxy $BACKEND
+	reverse_proxy `+be.Addr()+`
 }
-`
-	s := startCaddy(t, cf, be, "PUBLIC")
-	addr := "127.0.0.1:" + strconv.Itoa(admin)
+`, "PUBLIC")
 
 	// A raw request: a client library would escape the byte.
 	rawGet := func() string {
 		t.Helper()
-		conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.ports["PUBLIC"]))
+		conn, err := net.Dial("tcp", ports["PUBLIC"])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -80,12 +78,8 @@ Exit status: 0 all URLs warmed, 1 some failed, 2 the run could not be done
 }
 
 func cmdWarm(fl caddycmd.Flags) (int, error) {
-	// the first signal stops the run cleanly; a second one, with the
-	// default behaviour restored, ends the process at once
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := untilInterrupted()
 	defer stop()
-	go func() { <-ctx.Done(); stop() }()
-
 	return runWarm(ctx, fl, os.Stderr, term.IsTerminal(int(os.Stderr.Fd())))
 }
 
