@@ -165,14 +165,14 @@ func TestSoakFleet(t *testing.T) {
 		Timeout:   90 * time.Second, // over lock_timeout: a stuck request is counted, not a hung test
 	}
 	defer client.CloseIdleConnections()
+	started := time.Now()
 	check := func(start time.Time, what string) {
 		d := time.Since(start)
 		tally.took(d, what)
 		if d > fleetSoakBackend+fleetSoakSlack {
-			tally.fail(&tally.slow, "%s took %v", what, d.Round(time.Millisecond))
+			tally.fail(&tally.slow, "%s at %v took %v", what, start.Sub(started).Round(time.Millisecond), d.Round(time.Millisecond))
 		}
 	}
-	started := time.Now()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range fleetSoakGetters {
@@ -243,6 +243,7 @@ func TestSoakFleet(t *testing.T) {
 	}
 	// Redis stalls for 2 s every period, from the first period on.
 	pauses := 0
+	var pausedAt []string
 	wg.Go(func() {
 		timer := time.NewTimer(period)
 		defer timer.Stop()
@@ -254,6 +255,7 @@ func TestSoakFleet(t *testing.T) {
 			}
 			r.Pause()
 			pauses++
+			pausedAt = append(pausedAt, time.Since(started).Round(time.Millisecond).String())
 			select {
 			case <-done:
 			case <-time.After(fleetSoakPause):
@@ -305,7 +307,7 @@ func TestSoakFleet(t *testing.T) {
 		t.Errorf("%d requests waited longer than the backend's time plus %v", n, fleetSoakSlack)
 	}
 	if len(tally.failures) > 0 {
-		t.Errorf("first failures:\n%s", strings.Join(tally.failures, "\n"))
+		t.Errorf("first failures:\n%s\nRedis stalled at %s", strings.Join(tally.failures, "\n"), strings.Join(pausedAt, " "))
 	}
 	if pauses < 2 {
 		t.Errorf("Redis stalled %d times, want at least 2", pauses)
