@@ -265,6 +265,28 @@ func TestSoakFleet(t *testing.T) {
 		}
 	})
 
+	// The machine is shared: a stall of this process (the clients and the
+	// backend) shows as a late tick, and is reported beside the slow
+	// requests it may explain.
+	var stalls []string
+	wg.Go(func() {
+		const every = 50 * time.Millisecond
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				if late := now.Sub(last) - every; late > 300*time.Millisecond {
+					stalls = append(stalls, fmt.Sprintf("%v for %v", last.Sub(started).Round(time.Millisecond), late.Round(time.Millisecond)))
+				}
+				last = now
+			}
+		}
+	})
+
 	interval := min(5*time.Second, max(time.Second, duration/60))
 	samples := make([][]rssSample, len(ps))
 	ticker := time.NewTicker(interval)
@@ -291,6 +313,7 @@ func TestSoakFleet(t *testing.T) {
 		elapsed.Round(time.Second), pauses, fleetSoakPause, tally.requests.Load(), float64(tally.requests.Load())/elapsed.Seconds(),
 		tally.posts.Load(), backendRequests.Load())
 	t.Logf("longest request: %v (%s); backend time %v", tally.worst.Round(time.Millisecond), tally.worstWhat, fleetSoakBackend)
+	t.Logf("the test process (clients, backend) stalled over 300 ms %d times: %s", len(stalls), strings.Join(stalls, ", "))
 	for i, p := range ps {
 		var line strings.Builder
 		for _, s := range samples[i] {
