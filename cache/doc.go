@@ -2,7 +2,8 @@
 // policy (which responses are stored and for how long), fills (one backend
 // request per missed key, the others waiting for it), the memory tier and
 // purge. The disk tier is a package of its own (cache/disk), which this one
-// uses and which knows nothing of it. It knows nothing of Caddy; the
+// uses and which knows nothing of it; so is the tag index both tiers keep
+// (cache/tagindex). It knows nothing of Caddy; the
 // caddymodule package adapts it to Caddy's handler chain.
 //
 // The package, one concern per file:
@@ -15,6 +16,9 @@
 //	fill.go           fills: one backend request per missed key, the others wait    the flow
 //	stream.go         Stream: an entry's body readable while it is being written    the waiters of a fill
 //	invalidate.go     Invalidate (RFC 9111 §4.4), one key without a zone purge      unsafe methods
+//	tags.go           TagRules: the tags of a response (path, query, header rules)  the handler, import-nginx
+//	purgetag.go       PurgeTag(s), Tagged: purges by tag through the tag indexes    the admin API, the fleet
+//	softpurge.go      SoftPurge*: entries kept, marked expired                      the admin API, the fleet
 //	variants.go       variants of one URL (RFC 9111 §4.1), stored apart             Get, purges
 //	vary.go           the Vary names and a request's values for them                variants.go, the handler
 //	memory.go         the memory tier: ristretto and a recent FIFO                  zone.go
@@ -27,6 +31,8 @@
 //	shared.go         Shared: the interface of a tier shared by several proxies     fleet/, zone.go
 //	import.go         Import: entries from another cache (nginx's)                  internal/nginximport
 //	stats.go          a zone's counters                                             the metrics
+//	activity.go       Activity: a zone's last 5 minutes, fills under way, purges    the status page
+//	misstop.go        the most missed keys, in bounded memory (space-saving)        activity.go
 //	status.go         Status: a request's cache status (HIT, MISS, ...)             the flow
 //
 // The HTTP serving rules stay here though only the handler calls them:

@@ -158,12 +158,12 @@ func (ew *EntryWriter) Commit() (*Entry, bool) {
 		}
 		// The key index holds the memory tier's keys (the disk's are in
 		// the entry files).
-		z.keys.add(e.Key)
+		z.index(e)
 		z.mem.set(e)
 	case onDisk != nil:
 		// Too large for memory: the old version there must not outlive it.
 		z.mem.del(ew.meta.Key)
-		z.keys.remove(ew.meta.Key)
+		z.unindex(ew.meta.Key)
 		e = &Entry{Meta: onDisk.Meta, file: onDisk.File}
 	default:
 		ew.Abort()
@@ -221,6 +221,7 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 	e.ValidUntil = rv.Decision.ValidUntil
 	e.StaleWhileRevalidate = rv.Decision.StaleWhileRevalidate
 	e.StaleIfError = rv.Decision.StaleIfError
+	e.SoftPurged = false
 	z.promoteMu.RLock()
 	defer z.promoteMu.RUnlock()
 	if z.voided(rv.Mark, e.Key) {
@@ -230,7 +231,7 @@ func (z *Zone) Revalidate(old *Entry, rv Revalidation) *Entry {
 		z.rewriteOnDisk(old, e)
 	}
 	if e.InMemory() {
-		z.keys.add(e.Key)
+		z.index(e)
 		z.mem.set(e)
 	}
 	return e

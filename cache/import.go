@@ -47,8 +47,9 @@ func (z *Zone) Import(m Meta, body io.Reader) error {
 		if z.purgedSince(gen) {
 			return errors.New("cache: a purge ran during the import of this entry")
 		}
-		z.keys.add(m.Key)
-		z.mem.set(&Entry{Meta: m, Body: b})
+		e := &Entry{Meta: m, Body: b}
+		z.index(e)
+		z.mem.set(e)
 		return nil
 	}
 

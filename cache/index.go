@@ -33,6 +33,12 @@ func (x *keyIndex) remove(key string) {
 	x.mu.Unlock()
 }
 
+func (x *keyIndex) has(key string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.tree.Has(key)
+}
+
 func (x *keyIndex) len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()

@@ -23,7 +23,7 @@ func (z *Zone) Invalidate(key string) bool {
 			known = true
 		}
 	}
-	z.keys.remove(key)
+	z.unindex(key)
 	z.dropVariants(key, variants)
 	if known {
 		z.Stats.Invalidated.Add(1)

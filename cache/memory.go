@@ -74,6 +74,9 @@ func newMemoryTier(size, maxEntry int64, added, gone func(string)) (*memoryTier,
 
 func entryCost(e *Entry) int64 {
 	n := int64(len(e.Key)) + int64(len(e.Body)) + entryOverhead
+	for _, t := range e.Tags {
+		n += int64(len(t)) + 16
+	}
 	for k, vs := range e.Header {
 		n += int64(len(k))
 		for _, v := range vs {

@@ -316,3 +316,54 @@ func understoodStatus(status int) bool {
 	}
 	return false
 }
+
+// Uncacheable is how long a key whose fill stored nothing passes its
+// requests straight through (Zone.MarkUncacheable): ttl, but never longer
+// than the answer's own freshness lifetime (Cache-Control's max-age or
+// s-maxage, or Expires − Date, unless ignored), as a cache would keep the
+// answer itself no longer. h is nil when the backend gave no answer.
+func (p *Policy) Uncacheable(ttl time.Duration, h http.Header, now time.Time) time.Duration {
+	if h == nil || ttl <= 0 {
+		return ttl
+	}
+	if p.Ignore&IgnoreCacheControl == 0 {
+		if lines := h.Values("Cache-Control"); len(lines) > 0 {
+			if cc := parseCacheControl(lines); cc.lifetime() >= 0 {
+				return min(ttl, time.Duration(cc.lifetime())*time.Second)
+			}
+		}
+	}
+	if lines := h["Expires"]; p.Ignore&IgnoreExpires == 0 && len(lines) > 0 {
+		date, dated := dateOf(h, now)
+		if !dated {
+			date = now
+		}
+		exp, ok := ParseHTTPDate(lines[0], now)
+		if !ok || len(lines) > 1 {
+			return 0
+		}
+		return max(min(ttl, exp.Sub(date)), 0)
+	}
+	return ttl
+}
+
+// Collapsible reports whether an answer that is not stored may still go
+// to the requests that waited for its fill (hit-for-miss, instead of a
+// backend request each): a 5xx, which a backend gives whoever asks, that
+// no client-specific header shaped: no Set-Cookie (unless cookieHidden:
+// hidden from every client), no Cache-Control private or no-store, no
+// Vary: * (a Vary on named fields is matched per waiter).
+func Collapsible(status int, h http.Header, cookieHidden bool) bool {
+	if status < 500 || status > 599 || varyStar(h["Vary"]) {
+		return false
+	}
+	if len(h["Set-Cookie"]) > 0 && !cookieHidden {
+		return false
+	}
+	if lines := h.Values("Cache-Control"); len(lines) > 0 {
+		if cc := parseCacheControl(lines); cc.private || cc.noStore {
+			return false
+		}
+	}
+	return true
+}

@@ -5,10 +5,13 @@ import (
 )
 
 // Version names one version of an entry: the key it is stored under (a
-// variant's key included) and when it was stored.
+// variant's key included), when it was stored, and its freshness as a
+// soft purge leaves it (marked, fresh until then).
 type Version struct {
-	Key      string
-	StoredAt time.Time
+	Key        string
+	StoredAt   time.Time
+	ValidUntil time.Time
+	SoftPurged bool
 }
 
 // reconcileBatch is how many versions one call of Reconcile's proof takes.
@@ -100,13 +103,13 @@ func (z *Zone) version(key string) (v Version, ok, index bool) {
 	v.Key = key
 	found := false
 	if e, _, inMem := z.mem.lookup(key); inMem {
-		v.StoredAt, found, index = e.StoredAt, true, e.VaryIndex
+		v.StoredAt, v.ValidUntil, v.SoftPurged, found, index = e.StoredAt, e.ValidUntil, e.SoftPurged, true, e.VaryIndex
 	}
 	if de := z.diskGet(key); de != nil {
-		if found && !de.StoredAt.Equal(v.StoredAt) {
+		if found && (!de.StoredAt.Equal(v.StoredAt) || !de.ValidUntil.Equal(v.ValidUntil) || de.SoftPurged != v.SoftPurged) {
 			return v, false, false
 		}
-		v.StoredAt, index = de.StoredAt, de.VaryIndex
+		v.StoredAt, v.ValidUntil, v.SoftPurged, index = de.StoredAt, de.ValidUntil, de.SoftPurged, de.VaryIndex
 	}
 	return v, true, index
 }

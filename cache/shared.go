@@ -22,25 +22,34 @@ type Shared interface {
 	// the caller may Await it. ClaimUnavailable: the tier cannot say; the
 	// caller fetches on its own.
 	Claim(ctx context.Context, zone, key string, age time.Duration) (SharedClaim, ClaimResult)
-	// Await waits until another proxy's fill of the zone's key lands in
-	// the tier (then returns its entry for req, AwaitStored), ends without
-	// storing (AwaitEnded: the caller may Claim again) or deadline passes
-	// (AwaitTimeout). A value found in the tier as the wait begins counts
-	// only if usable says so (a fill may have landed just before; an old
-	// stale value may be there too); nil: any.
-	Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time, usable func(*Entry) bool) (*Entry, AwaitResult)
+	// Await waits for another proxy's fill of the zone's key, as
+	// Fill.Wait does for a local one: until its value lands in the tier
+	// (AwaitStored, with its entry for req), it ends without storing
+	// (AwaitUnstored, or AwaitAlone: stored in its proxy only), it is
+	// abandoned (AwaitAbandoned: its lock expired, its owner stopped
+	// renewing it, or the tier stopped answering: the caller may Claim
+	// again), or deadline passes (AwaitTimeout). A value found in the
+	// tier as the wait begins counts only if usable says so (a fill may
+	// have landed just before; an old stale value may be there too); nil:
+	// any. No wait outlasts the fill it waits for by more than the tier's
+	// timeout, whatever becomes of the fill's proxy.
+	Await(ctx context.Context, zone, key string, req http.Header, deadline time.Time, usable func(*Entry) bool) Awaited
 	// Store writes a committed entry to the tier in the background, so
 	// the client never waits on it, and then releases the job's claim
 	// (waking the proxies that wait for it). A job without an entry only
-	// releases its claim: the fill stored nothing.
+	// releases its claim: the fill stored nothing (job.Unstored).
 	Store(job SharedStore)
 }
 
 // SharedClaim is a fill lock held in the shared tier; nil when none is.
 type SharedClaim interface {
-	// Release gives the lock up and tells the waiters whether the value
-	// was stored. Store calls it; a caller that never stores calls it.
-	Release(stored bool)
+	// Release gives the lock up and tells the waiters how the fill
+	// ended, as a local fill's waiters hear it: AwaitStored (the value
+	// is in the tier), AwaitAlone (stored in its proxy only), or
+	// AwaitUnstored with how long the key passes requests straight
+	// through and the answer they may share. Store calls it; a caller
+	// that never stores calls it.
+	Release(end Awaited)
 }
 
 // ClaimResult is what a Claim found.
@@ -50,19 +59,6 @@ const (
 	ClaimUnavailable ClaimResult = iota // the tier failed, is down, or the key is too large for it
 	ClaimTaken                          // the caller holds the lock
 	ClaimHeld                           // another proxy holds it
-)
-
-// AwaitResult is how an Await ended.
-type AwaitResult uint8
-
-const (
-	AwaitTimeout AwaitResult = iota // the deadline passed, the context ended, or the tier failed
-	AwaitStored                     // the value landed: the entry is returned
-	AwaitEnded                      // the fill ended without storing, or the lock expired
-	// AwaitAlone: the fill stored its entry in its own tiers only (over
-	// the shared tier's size limit, or the write failed): each proxy
-	// fetches and stores for itself, without the lock.
-	AwaitAlone
 )
 
 // SharedStore is one entry going to the shared tier.
@@ -83,6 +79,10 @@ type SharedStore struct {
 	Current func() bool
 	// Claim, when set, is released once the entry is written (or not).
 	Claim SharedClaim
+	// Unstored, for a job without an entry, is what the other proxies'
+	// waiters hear (AwaitUnstored: for how long the key passes requests
+	// straight through, and the fill's answer they may share).
+	Unstored Awaited
 }
 
 // Tier is where a look-up found an entry: the placeholder

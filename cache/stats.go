@@ -20,8 +20,12 @@ type Stats struct {
 	Bypassed     [NumBypassReasons]atomic.Int64
 	LockWaits    atomic.Int64
 	LockTimeouts atomic.Int64
-	Purged       atomic.Int64
-	Invalidated  atomic.Int64 // keys removed by unsafe requests (RFC 9111 §4.4)
+	// CollapsedErrors counts waiters given their fill's 5xx answer
+	// instead of a backend request of their own (hit-for-miss).
+	CollapsedErrors atomic.Int64
+	Purged          atomic.Int64
+	Invalidated     atomic.Int64 // keys removed by unsafe requests (RFC 9111 §4.4)
+	SoftPurged      atomic.Int64 // entries marked expired by soft purges
 	// BackgroundUpdates counts background updates started.
 	BackgroundUpdates atomic.Int64
 	// FetchLatency is the time backend fetches take, to the end of the body.

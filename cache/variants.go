@@ -114,7 +114,7 @@ func (z *Zone) dropVariants(key string, indexed bool) {
 	prefix := key + variantSep
 	for _, k := range z.keys.withPrefix(prefix) {
 		z.mem.del(k)
-		z.keys.remove(k)
+		z.unindex(k)
 	}
 	if !indexed || z.disk == nil {
 		return

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/edgecache/edgecache/cache/tagindex"
 )
 
 // ZoneConfig sizes a zone's tiers.
@@ -40,6 +42,9 @@ type diskTier interface {
 	Walk(fn func(key string) bool)
 	WalkFrom(from *[md5.Size]byte, fn func(h [md5.Size]byte, key string) bool)
 	Stats() disk.Stats
+	// Tagged and TagIndexBytes are its tag index's (purges by tag).
+	Tagged(tag string) []string
+	TagIndexBytes() int64
 }
 
 var _ diskTier = (*disk.Store)(nil)
@@ -58,11 +63,14 @@ type Zone struct {
 	disk    diskTier // nil without one
 	diskMax int64    // the disk tier's max_size (0: none)
 	keys    *keyIndex
-	indexed <-chan struct{} // closed when the disk tier's index is complete
+	memTags *tagindex.Index[string] // the memory tier's entries by tag (cache/tagindex)
+	indexed <-chan struct{}         // closed when the disk tier's index is complete
 	fills   fills
 	uses    useCounter
 	clock   Clock
 	Stats   Stats
+	// activity is the recent history the status page shows (activity.go).
+	activity Activity
 
 	// A promotion to memory (from disk, or from the recent FIFO to
 	// ristretto) must not land after a purge of what it read. A promotion
@@ -90,11 +98,12 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 		cfg.MemoryEntryMax = DefaultMemoryEntryMax(cfg.MemorySize)
 	}
 	z := &Zone{name: cfg.Name, keys: newKeyIndex(), indexed: closedChan}
+	z.memTags = tagindex.New(strings.Compare, 16, z.keys.has)
 	z.Stats.declare()
 	// The key index holds the memory tier's keys; the disk tier's are in
 	// its entry files (see disk.Store.Walk), so that an entry on disk costs
 	// no string in memory.
-	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.add, z.keys.remove)
+	mem, err := newMemoryTier(cfg.MemorySize, cfg.MemoryEntryMax, z.keys.add, z.unindex)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s: %w", cfg.Name, err)
 	}
@@ -113,7 +122,22 @@ func NewZone(cfg ZoneConfig) (*Zone, error) {
 func (z *Zone) forget() {
 	defer z.beginPurge()()
 	z.keys.clear()
+	z.memTags.Clear()
 	z.mem.clear()
+}
+
+// index records e in the memory tier's indexes (of keys and tags), before
+// the tier holds it.
+func (z *Zone) index(e *Entry) {
+	z.keys.add(e.Key)
+	z.memTags.Add(e.Key, e.Tags)
+}
+
+// unindex forgets a key that left the memory tier. Its tag references go
+// lazily (tagindex.Index.Gone).
+func (z *Zone) unindex(key string) {
+	z.keys.remove(key)
+	z.memTags.Gone()
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -183,7 +207,7 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	hot.Body, hot.file = body, disk.File{}
 	z.promoteMu.RLock()
 	if !z.voided(at, key) {
-		z.keys.add(key)
+		z.index(hot)
 		z.mem.set(hot)
 	}
 	z.promoteMu.RUnlock()
@@ -264,7 +288,7 @@ func (z *Zone) Purge(key string) bool {
 func (z *Zone) purgeKey(key string) bool {
 	_, _, known := z.mem.lookup(key)
 	z.mem.del(key)
-	z.keys.remove(key)
+	z.unindex(key)
 	if z.disk != nil {
 		if existed, _ := z.disk.Delete(key); existed {
 			known = true
@@ -313,6 +337,7 @@ func (z *Zone) PurgePrefix(prefix string) (int, error) {
 func (z *Zone) PurgeAll() (int, error) {
 	defer z.beginPurge()()
 	n := 0
+	z.memTags.Clear()
 	for _, k := range z.keys.clear() {
 		// With a disk tier, a memory entry is normally a copy of a disk
 		// one, counted below.

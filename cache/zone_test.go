@@ -291,14 +291,13 @@ func TestFillCoalescing(t *testing.T) {
 	if _, leads := z.JoinFill("/other", time.Minute); !leads {
 		t.Fatal("another key is held back")
 	}
-	result := make(chan [2]bool)
+	result := make(chan AwaitResult)
 	go func() {
-		ended, stored, _ := waiter.Wait(context.Background(), 10*time.Second)
-		result <- [2]bool{ended, stored}
+		result <- waiter.Wait(context.Background(), z.Clock().Now().Add(10*time.Second)).Result
 	}()
-	fill.Finish(true)
-	if r := <-result; !r[0] || !r[1] {
-		t.Fatalf("waiter got ended=%v stored=%v", r[0], r[1])
+	fill.Finish(Awaited{Result: AwaitStored})
+	if r := <-result; r != AwaitStored {
+		t.Fatalf("waiter got %v, want stored", r)
 	}
 	// The key is free again.
 	if _, leads := z.JoinFill("/k", time.Minute); !leads {
@@ -309,9 +308,9 @@ func TestFillCoalescing(t *testing.T) {
 func TestFillWaitTimeoutAndContext(t *testing.T) {
 	z := newTestZone(t, 1<<20, 0)
 	fill, _ := z.JoinFill("/k", time.Minute)
-	defer fill.Finish(false)
+	defer fill.Finish(Awaited{Result: AwaitAbandoned})
 	waiter, _ := z.JoinFill("/k", time.Minute)
-	if ended, stored, _ := waiter.Wait(context.Background(), 20*time.Millisecond); ended || stored {
+	if got := waiter.Wait(context.Background(), z.Clock().Now().Add(20*time.Millisecond)); got.Result != AwaitTimeout {
 		t.Fatal("wait did not time out")
 	}
 	if z.Stats.LockTimeouts.Load() != 1 || z.Stats.LockWaits.Load() != 1 {
@@ -319,7 +318,7 @@ func TestFillWaitTimeoutAndContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if ended, _, _ := waiter.Wait(ctx, time.Minute); ended {
+	if got := waiter.Wait(ctx, z.Clock().Now().Add(time.Minute)); got.Result != AwaitTimeout {
 		t.Fatal("wait with a cancelled context reports an ended fill")
 	}
 }
@@ -338,12 +337,12 @@ func TestFillLockAge(t *testing.T) {
 		t.Fatal("no new leader after lock_age")
 	}
 	// The old fill ending must not free the key while the newer one runs.
-	old.Finish(false)
+	old.Finish(Awaited{Result: AwaitAbandoned})
 	clock.Advance(100 * time.Millisecond)
 	if _, leads := z.JoinFill("/k", time.Second); leads {
 		t.Fatal("the old fill's end released the newer fill's key")
 	}
-	newer.Finish(true)
+	newer.Finish(Awaited{Result: AwaitStored})
 	clock.Advance(100 * time.Millisecond)
 	if _, leads := z.JoinFill("/k", time.Second); !leads {
 		t.Fatal("key not released")
@@ -629,6 +628,57 @@ func TestZoneFlushedFolder(t *testing.T) {
 	zonePut(t, z, "/a", []byte("new"), true)
 	if e, ok := z.Get("/a"); !ok || string(e.Body) != "new" {
 		t.Fatal("the zone does not store after the flush")
+	}
+}
+
+// A key whose fill stored nothing is remembered for its time only, and a
+// fill that stores forgets it.
+func TestUncacheableMark(t *testing.T) {
+	z := newTestZone(t, 1<<20, 0)
+	z.MarkUncacheable("/k", 10*time.Second)
+	if !z.Uncacheable("/k") || z.Uncacheable("/other") {
+		t.Fatal("mark not kept, or kept for another key")
+	}
+	z.Clock().Advance(10 * time.Second)
+	if z.Uncacheable("/k") {
+		t.Error("mark outlived its time")
+	}
+	z.MarkUncacheable("/k", time.Minute)
+	z.MarkUncacheable("/k", 0)
+	if z.Uncacheable("/k") {
+		t.Error("mark not forgotten")
+	}
+	// Keys nobody asks for again are swept as others are added.
+	for i := range 5000 {
+		z.MarkUncacheable(fmt.Sprint("/old", i), time.Second)
+	}
+	z.Clock().Advance(2 * time.Second)
+	for i := range 5000 {
+		z.MarkUncacheable(fmt.Sprint("/new", i), time.Second)
+	}
+	if n := len(z.fills.uncacheable); n > 6000 {
+		t.Errorf("%d marks kept, the expired ones not swept", n)
+	}
+}
+
+// The mark never outlasts the answer's own freshness.
+func TestPolicyUncacheable(t *testing.T) {
+	p := &Policy{}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		header http.Header
+		want   time.Duration
+	}{
+		{nil, 10 * time.Second},
+		{http.Header{"Cache-Control": {"no-store"}}, 10 * time.Second},
+		{http.Header{"Cache-Control": {"private, max-age=3"}}, 3 * time.Second},
+		{http.Header{"Cache-Control": {"max-age=0"}}, 0},
+		{http.Header{"Date": {now.Format(http.TimeFormat)}, "Expires": {now.Add(4 * time.Second).Format(http.TimeFormat)}}, 4 * time.Second},
+		{http.Header{"Expires": {"0"}}, 0},
+	} {
+		if got := p.Uncacheable(10*time.Second, c.header, now); got != c.want {
+			t.Errorf("%v: %v, want %v", c.header, got, c.want)
+		}
 	}
 }
 

@@ -2,9 +2,10 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -49,56 +50,11 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return adminError(http.StatusBadRequest, "bad purge request: %v", err)
 	}
-	var err error
-	if req.Key, err = adminapi.ParseKeyText(req.Key); err != nil {
-		return adminError(http.StatusBadRequest, "key: %v", err)
-	}
-	if req.Prefix, err = adminapi.ParseKeyText(req.Prefix); err != nil {
-		return adminError(http.StatusBadRequest, "prefix: %v", err)
-	}
-	kinds := 0
-	for _, set := range []bool{req.Key != "", req.Prefix != "", req.All} {
-		if set {
-			kinds++
-		}
-	}
-	if kinds != 1 {
-		return adminError(http.StatusBadRequest, "a purge names exactly one of key, prefix (both non-empty) or all")
-	}
-	zones, err := zonesNamed(req.Zone)
+	resp, err := purge(r.Context(), req, requester(r))
 	if err != nil {
 		return err
 	}
-	// Redis first: a miss here or on another proxy after the local purge
-	// must not find the purged entry in the shared tier. Its failure does
-	// not keep this proxy's entries.
-	shared, fleetErr := runningApp().publishPurge(r.Context(), req)
-	purged := 0
-	for _, z := range zones {
-		var n int
-		var err error
-		switch {
-		case req.Key != "":
-			if z.Purge(req.Key) {
-				n = 1
-			}
-		case req.Prefix != "":
-			n, err = z.PurgePrefix(req.Prefix)
-		default:
-			n, err = z.PurgeAll()
-		}
-		if errors.Is(err, cache.ErrIndexLoading) {
-			return adminError(http.StatusServiceUnavailable, "zone %s: %v", z.Name(), err)
-		}
-		if err != nil {
-			return adminError(http.StatusInternalServerError, "zone %s: %v", z.Name(), err)
-		}
-		purged += n
-	}
-	if fleetErr != nil {
-		return adminError(http.StatusServiceUnavailable, "purged %d entries on this proxy, but not from the fleet (Redis and the other proxies): %v; purge again once Redis answers", purged, fleetErr)
-	}
-	return writeJSON(w, adminapi.PurgeResponse{Purged: purged, Shared: shared})
+	return writeJSON(w, resp)
 }
 
 func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
@@ -121,7 +77,13 @@ func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return adminError(http.StatusBadRequest, "after: %v", err)
 	}
-	keys, more, err := zones[0].Keys(prefix, after, q.Limit)
+	var keys []string
+	var more bool
+	if q.Tag != "" {
+		keys, more, err = taggedPage(zones, q.Tag, prefix, after, q.Limit)
+	} else {
+		keys, more, err = zones[0].Keys(prefix, after, q.Limit)
+	}
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "%v", err)
 	}
@@ -136,6 +98,29 @@ func (adminAPI) handleKeys(w http.ResponseWriter, r *http.Request) error {
 		keys = []string{}
 	}
 	return writeJSON(w, adminapi.KeysResponse{Keys: keys, Next: next})
+}
+
+// taggedPage is a page of the keys of the zones' entries that carry tag,
+// in order: a tag names few entries, so the list is made whole and cut.
+func taggedPage(zones []*cache.Zone, tag, prefix, after string, limit int) ([]string, bool, error) {
+	var all []string
+	for _, z := range zones {
+		keys, err := z.Tagged(tag)
+		if err != nil {
+			return nil, false, fmt.Errorf("zone %s: %v", z.Name(), err)
+		}
+		for _, k := range keys {
+			if strings.HasPrefix(k, prefix) && (after == "" || k > after) {
+				all = append(all, k)
+			}
+		}
+	}
+	slices.Sort(all)
+	all = slices.Compact(all)
+	if len(all) > limit {
+		return all[:limit], true, nil
+	}
+	return all, false, nil
 }
 
 // zonesNamed returns the named zone of the running config, or every zone

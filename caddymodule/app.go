@@ -378,6 +378,7 @@ func (a *App) Start() error {
 	applyMemoryLimit(a.zonesBytes(), a.logger)
 	a.stopMem = make(chan struct{})
 	go a.trackMemoryLimit(a.stopMem)
+	go a.sampleZones(a.stopMem)
 	a.startFleetEvents()
 	return nil
 }

@@ -346,10 +346,18 @@ func zoneList(names []string) string {
 //	    lock on|off                       # default on: one backend request per missing key
 //	    lock_age <dur>                    # default 5s: then one more request may go to the backend
 //	    lock_timeout <dur>                # default 5s: then a waiter fetches for itself, storing nothing
+//	    uncacheable_ttl <dur>|off         # default 10s: a key whose fill stored nothing sends its requests
+//	                                      # straight to the backend that long (hit-for-miss; at most the answer's
+//	                                      # own freshness); the fill's waiters share its 5xx or go together
 //	    min_uses <n>                      # store from the n-th request of a key on; default 1
 //	    refresh                           # the cache buster: never look up, fetch and overwrite
 //	    private_cookies <name>...         # login-session cookies: such requests bypass the cache
 //	    hide_headers <name>...            # proxy_hide_header: removed from every response through the handler
+//	    tags {                            # tag stored responses, for purges by tag:
+//	        path   <regexp> <template>... #   on the request path; $1..$9 are the captures
+//	        query  <param> <prefix> [<re>] #  one tag <prefix><value> per value of the parameter (on paths re matches)
+//	        header <response header>      #   space-separated tags the backend lists (e.g. Surrogate-Key),
+//	    }                                 #   removed before any client sees it
 //	    status_header <name>|off          # default X-Cache-Status
 //	    cache_status_header on|off        # RFC 9211 Cache-Status (member "edgecache"); default off
 //	    use_stale <condition>...|off      # error timeout invalid_header updating http_500 http_502
@@ -379,7 +387,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	var lookupLines []int
 	for d.NextBlock(0) {
 		switch d.Val() {
-		case "lock", "lock_age", "lock_timeout", "use_stale", "background_update", "background_timeout", "revalidate", "min_uses":
+		case "lock", "lock_age", "lock_timeout", "uncacheable_ttl", "use_stale", "background_update", "background_timeout", "revalidate", "min_uses":
 			lookupOnly = append(lookupOnly, d.Val())
 			lookupLines = append(lookupLines, d.Line())
 		}
@@ -461,19 +469,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Revalidate = on
 		case "heuristic_max":
-			if d.NextArg() && d.Val() == "off" {
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				h.HeuristicMax = -1
-				continue
-			}
-			d.Prev()
-			if err := durationArg(d, &h.HeuristicMax); err != nil {
+			if err := durationOrOffArg(d, &h.HeuristicMax); err != nil {
 				return err
-			}
-			if h.HeuristicMax == 0 {
-				return d.Errf("heuristic_max: want a positive duration, or off")
 			}
 		case "lock_age":
 			if err := durationArg(d, &h.LockAge); err != nil {
@@ -481,6 +478,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "lock_timeout":
 			if err := durationArg(d, &h.LockTimeout); err != nil {
+				return err
+			}
+		case "uncacheable_ttl":
+			if err := durationOrOffArg(d, &h.UncacheableTTL); err != nil {
 				return err
 			}
 		case "min_uses":
@@ -515,6 +516,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			h.HideHeaders = append(h.HideHeaders, args...)
+		case "tags":
+			if h.Tags == nil {
+				h.Tags = new(TagsConfig)
+			}
+			if err := parseTags(d, h.Tags); err != nil {
+				return err
+			}
 		case "status_header":
 			if err := oneArg(d, &h.StatusHeader); err != nil {
 				return err
@@ -609,6 +617,27 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 		return d.Errf("%s: bad duration %q: want a duration such as 5s or 1m", option, v)
 	}
 	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// durationOrOffArg reads an option's one argument: a positive duration,
+// or off (-1 in JSON).
+func durationOrOffArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	option := d.Val()
+	if d.NextArg() && d.Val() == "off" {
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		*dst = -1
+		return nil
+	}
+	d.Prev()
+	if err := durationArg(d, dst); err != nil {
+		return err
+	}
+	if *dst == 0 {
+		return d.Errf("%s: want a positive duration, or off", option)
+	}
 	return nil
 }
 

@@ -180,6 +180,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad heuristic_max", site("heuristic_max soon"), "soon", "bad duration"},
 		{"zero heuristic_max", site("heuristic_max 0s"), "0s", "positive duration, or off"},
 		{"heuristic_max off with more", site("heuristic_max off 1h"), "off 1h", "argument"},
+		{"bad uncacheable_ttl", site("uncacheable_ttl soon"), "soon", "bad duration"},
+		{"zero uncacheable_ttl", site("uncacheable_ttl 0s"), "0s", "positive duration, or off"},
 		{"unknown option", site("stale_while_revalidate 1m"), "stale_while", "unrecognized edge_cache option"},
 		{"ignore_headers Foo", site("ignore_headers Vary Foo"), "Foo", `"Foo" cannot be ignored`},
 		{"zone two args", site("zone a b"), "zone a b", "argument"},
@@ -593,11 +595,16 @@ http://127.0.0.1:$PUBLIC {
 	expect(t, "defined zone", s.get(t, s.url("PUBLIC", "/img/1")), http.StatusOK, "HIT", "body 3")
 }
 
-// RFC 9111 §4.2.2 lets a cache choose its heuristic; heuristic_max bounds it.
-func TestCaddyfileHeuristicMax(t *testing.T) {
+// The options that take a duration or off: heuristic_max (RFC 9111
+// §4.2.2 lets a cache choose its heuristic; it bounds it) and
+// uncacheable_ttl (how long a key whose fill stored nothing skips the
+// lock; off never remembers it).
+func TestCaddyfileDurationOrOff(t *testing.T) {
 	for src, want := range map[string]caddy.Duration{
-		"heuristic_max 2h":  caddy.Duration(2 * time.Hour),
-		"heuristic_max off": -1,
+		"heuristic_max 2h":    caddy.Duration(2 * time.Hour),
+		"heuristic_max off":   -1,
+		"uncacheable_ttl 30s": caddy.Duration(30 * time.Second),
+		"uncacheable_ttl off": -1,
 	} {
 		cfg := adapt(t, "{\n\tedge_cache {\n\t\tzone default 1MiB\n\t}\n}\n:8080 {\n\tedge_cache {\n\t\t"+src+"\n\t}\n\treverse_proxy 127.0.0.1:9\n}\n")
 		raw, _ := json.Marshal(handlerJSON(t, cfg))
@@ -605,8 +612,8 @@ func TestCaddyfileHeuristicMax(t *testing.T) {
 		if err := json.Unmarshal(raw, &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.HeuristicMax != want {
-			t.Errorf("%s: HeuristicMax = %v, want %v", src, got.HeuristicMax, want)
+		if v := map[string]caddy.Duration{"heuristic_max": got.HeuristicMax, "uncacheable_ttl": got.UncacheableTTL}[strings.Fields(src)[0]]; v != want {
+			t.Errorf("%s: %v, want %v", src, v, want)
 		}
 	}
 }

@@ -66,10 +66,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		// the panic goes on once the client's writer is ours again.
 		if !finished {
 			cw.abort()
-			if job.fill != nil {
-				job.fill.Finish(false)
+			end := h.unstored(job, cw, false)
+			h.storeShared(job, nil, end)
+			if job.fill != nil && !cw.fillEnded {
+				job.fill.Finish(end)
 			}
-			h.storeShared(job, nil)
 			cw.awaitDelivery()
 		}
 	}()
@@ -115,10 +116,14 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		}
 	}
 	var entry, stored *cache.Entry
+	refused := false // stored whole, but a purge since the mark voided it
 	switch result {
 	case outcomeStored:
+		refused = !cw.writer.Abandoned()
 		if stored = cw.commit(); stored == nil {
 			result = outcomeRelayed
+		} else {
+			refused = false
 		}
 	case outcomeRevalidated:
 		entry = job.zone.Revalidate(job.stale, *cw.revalidation)
@@ -127,11 +132,25 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		cw.abort()
 	}
 	finished = true
+	var end cache.Awaited
+	switch {
+	case stored != nil:
+		end.Result = cache.AwaitStored
+		job.zone.MarkUncacheable(job.key, 0) // cacheable again
+	case refused:
+		end.Result = cache.AwaitAbandoned
+	case result == outcomeStale:
+		// The stale entry answered (use_stale): its waiters, which hold
+		// it too, answer from it (collapse.go).
+		end = cache.Awaited{Result: cache.AwaitUnstored, Entry: job.stale}
+	default:
+		end = h.unstored(job, cw, err == nil)
+	}
 	// The shared store first: it only starts in the background, and the
 	// local waiters woken next would otherwise hold the processor.
-	h.storeShared(job, stored)
-	if job.fill != nil {
-		job.fill.Finish(result == outcomeStored || result == outcomeRevalidated)
+	h.storeShared(job, stored, end)
+	if job.fill != nil && !cw.fillEnded {
+		job.fill.Finish(end)
 	}
 	if !cw.awaitDelivery() && err == nil {
 		// The client went away, or the fill failed, before it had the

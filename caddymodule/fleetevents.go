@@ -162,37 +162,65 @@ func (a *App) sharedZonesNamed(name string) []*cache.Zone {
 // generation and would void every fill in flight in the zone, where only
 // this key's fills (which may carry the old version) must be refused.
 func (fe *fleetEvents) apply(ev fleet.Event) {
+	by := byFleet + ev.Node
 	for _, z := range fe.app.sharedZonesNamed(ev.Zone) {
 		switch ev.Kind {
 		case fleet.KindPurgeKey:
-			z.Purge(ev.Key)
+			n := 0
+			switch {
+			case ev.Soft:
+				n = z.SoftPurge(ev.Key)
+			case z.Purge(ev.Key):
+				n = 1
+			}
+			recordPurge(z, eventKind(cache.EventPurgeKey, ev.Soft), ev.Key, n, by)
 		case fleet.KindPurgePrefix:
-			fe.purgePrefix(z, ev)
+			recordPurge(z, eventKind(cache.EventPurgePrefix, ev.Soft), ev.Key, fe.purgeIndexed(z, ev), by)
+		case fleet.KindPurgeTag:
+			recordPurge(z, eventKind(cache.EventPurgeTag, ev.Soft), ev.Key, fe.purgeIndexed(z, ev), by)
 		case fleet.KindPurgeAll:
-			if _, err := z.PurgeAll(); err != nil {
+			purge := z.PurgeAll
+			if ev.Soft {
+				purge = z.SoftPurgeAll
+			}
+			n, err := purge()
+			if err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
 			}
-		case fleet.KindInvalidate, fleet.KindRefresh:
+			recordPurge(z, eventKind(cache.EventPurgeAll, ev.Soft), "", n, by)
+		case fleet.KindInvalidate:
 			z.Invalidate(ev.Key)
+		case fleet.KindRefresh:
+			z.Invalidate(ev.Key)
+			recordRefresh(z, ev.Key, by)
 		}
 	}
 }
 
-// purgePrefix waits for the zone's index (rebuilt after a start) before
-// purging by prefix: the events after this one wait meanwhile, as they
-// must apply in order.
-func (fe *fleetEvents) purgePrefix(z *cache.Zone, ev fleet.Event) {
+// purgeIndexed waits for the zone's index (rebuilt after a start) before
+// purging by prefix or tag: the events after this one wait meanwhile, as
+// they must apply in order. It returns how many entries it purged.
+func (fe *fleetEvents) purgeIndexed(z *cache.Zone, ev fleet.Event) int {
+	purge := z.PurgePrefix
+	switch {
+	case ev.Kind == fleet.KindPurgeTag && ev.Soft:
+		purge = z.SoftPurgeTag
+	case ev.Kind == fleet.KindPurgeTag:
+		purge = z.PurgeTag
+	case ev.Soft:
+		purge = z.SoftPurgePrefix
+	}
 	for {
-		_, err := z.PurgePrefix(ev.Key)
+		n, err := purge(ev.Key)
 		if !errors.Is(err, cache.ErrIndexLoading) {
 			if err != nil {
 				fe.log.Warn("applying another proxy's purge", zap.String("zone", z.Name()), zap.String("from", ev.Node), zap.Error(err))
 			}
-			return
+			return n
 		}
 		select {
 		case <-fe.done:
-			return
+			return 0
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -321,19 +349,32 @@ func (a *App) publishPurge(ctx context.Context, req adminapi.PurgeRequest) (*int
 	if a == nil || a.fleet == nil || (req.Zone != "" && !a.sharedZones[req.Zone]) {
 		return nil, nil
 	}
-	ev := fleet.Event{Zone: req.Zone, Key: req.Key}
+	events := []fleet.Event{{Zone: req.Zone, Key: req.Key, Soft: req.Soft}}
 	switch {
 	case req.Key != "":
-		ev.Kind = fleet.KindPurgeKey
+		events[0].Kind = fleet.KindPurgeKey
 	case req.Prefix != "":
-		ev.Kind, ev.Key = fleet.KindPurgePrefix, req.Prefix
+		events[0].Kind, events[0].Key = fleet.KindPurgePrefix, req.Prefix
+	case len(req.Tags) > 0:
+		// One event per tag: each reads its tag's set in Redis.
+		events = events[:0]
+		for _, t := range req.Tags {
+			events = append(events, fleet.Event{Zone: req.Zone, Kind: fleet.KindPurgeTag, Key: t, Soft: req.Soft})
+		}
 	default:
-		ev.Kind = fleet.KindPurgeAll
+		events[0].Kind = fleet.KindPurgeAll
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	n, err := a.fleet.Purge(ctx, ev, a.sharedZoneNames())
-	return &n, err
+	total := 0
+	for _, ev := range events {
+		n, err := a.fleet.Purge(ctx, ev, a.sharedZoneNames())
+		total += n
+		if err != nil {
+			return &total, err
+		}
+	}
+	return &total, nil
 }
 
 // publishInvalidation removes an invalidated key's entry from Redis and
@@ -433,9 +474,9 @@ type refreshAnnouncer struct {
 	zone, key string
 }
 
-func (r refreshAnnouncer) Release(stored bool) {
+func (r refreshAnnouncer) Release(end cache.Awaited) {
 	if r.inner != nil {
-		r.inner.Release(stored)
+		r.inner.Release(end)
 	}
-	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, stored)
+	_ = r.fleet.Refreshed(context.Background(), r.zone, r.key, end.Result == cache.AwaitStored)
 }

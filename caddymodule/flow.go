@@ -18,7 +18,8 @@ import (
 // (as Varnish's recv, lookup, hit, miss, pass, fetch, deliver). Every
 // step is a function of this file, and every cache status is assigned
 // here; the steps call out only to the fetch (fetch.go, responsewriter.go),
-// serve (serve.go) and cache layers.
+// serve (serve.go, and collapse.go for the answers of fills that store
+// nothing) and cache layers.
 //
 //	step         when                                        then                                  status
 //	----         ----                                        ----                                  ------
@@ -38,34 +39,45 @@ import (
 //	             its disk file gone since the look-up        lookup once more: hit, else miss
 //	miss         min_uses not reached, or lock off           shared look-up, else fetch            HIT (shared), MISS
 //	                                                         (min_uses: without storing)
+//	             the key's last fill stored nothing, less    shared look-up, else fetch, no lock   HIT (shared), MISS
+//	             than uncacheable_ttl ago (hit-for-miss)     (a stored answer ends it)
 //	             no fill under way for the key               fill leader: fleet (in a fleet), or
 //	                                                         fetch, store, wake                    MISS
 //	             ... one ended since the look-up, stored     deliver its entry                     HIT
-//	             a fill under way                            fill waiter: wait                     below
+//	             a fill under way                            fill waiter: waiter                   below
 //	fleet        the shared tier (Redis) holds a fresh entry copy it here; deliver                 HIT (shared)
 //	             no proxy fills the key                      take the fleet lock; fetch, store     MISS
-//	             another proxy fills it                      wait for its store (pub/sub wake-up)  HIT (shared)
-//	             its fill stored nothing, or its lock        look up again, take the lock          as above
-//	             expired
+//	             another proxy fills it                      wait for its store (pub/sub wake-up,  HIT (shared)
+//	                                                         its lock's heartbeat checked)
+//	             ... then as the waiter's wait ends (awaited), below
+//	             its lock lapsed (its proxy died, or its     look up again, take the lock          as above
+//	             release failed), or Redis stopped answering
 //	             its fill stored here only (over entry_max)  fetch, store here only                MISS
-//	             lock_timeout passed                         fetch without storing                 MISS
 //	             Redis unavailable (breaker open)            fetch, store here only                MISS
-//	  waiter     the fill stores (header in, body coming)    deliver the entry as it is written    HIT
+//	waiter       the fill stores (header in, body coming)    deliver the entry as it is written    HIT
 //	             ... but another variant, a Range or HEAD    wait for the end, as below
 //	             of an unknown length, or failed first
 //	             the fill failed mid-body after the answer   cut short (connection broken)         HIT
-//	             the fill stored                             deliver the stored entry              HIT
-//	             the fill stored nothing                     lead the next fill (in a fleet: the   MISS (EXPIRED)
-//	                                                         fleet step), or wait on
+//	  awaited    the fill stored                             deliver the stored entry              HIT
+//	             the fill stored nothing (an error, an       all its waiters at once: its answer,  MISS (EXPIRED)
+//	             uncacheable answer, a cut body)             if a 5xx no client header shaped
+//	                                                         (collapse.go), else fetch, no lock
+//	             ... it answered from the stale entry        deliver the stale entry               STALE
+//	             (use_stale)
+//	             the fill was abandoned (purged at once,     lead the next fill (in a fleet: the   MISS (EXPIRED)
+//	             its lock gone)                              fleet step), or wait on
 //	             lock_timeout passed first                   fetch without storing                 MISS (EXPIRED)
 //	expired      a fill under way, stale allowed (updating)  deliver the stale entry               UPDATING
 //	             a fill under way, else                      waiter (lock on), or fetch            as waiter, EXPIRED
+//	             fill leader, a fill ended since the look-up  deliver its entry                     HIT
+//	             and stored a fresh entry
 //	             fill leader, a fresh entry in the shared    copy it here; deliver                 HIT (shared)
 //	             tier (another proxy refreshed it)
 //	             fill leader, another proxy updating it      stale allowed (updating): deliver     UPDATING
 //	                                                         stale; else fleet (wait for it)       as fleet
 //	             fill leader in a fleet, else                take the fleet lock, then as below
 //	             fill leader, background_update allowed      background fetch; deliver stale       STALE
+//	             (or soft-purged, with use_stale updating)
 //	             fill leader, else                           fetch (with validators: revalidate)   EXPIRED
 //	             the stale entry's disk file gone since the  wait for the fill (UPDATING, STALE),  as waiter, EXPIRED
 //	             look-up                                     or fetch without storing (fleet)
@@ -90,7 +102,8 @@ import (
 // (the readers of the stream still get the whole body: it is the
 // backend's). In a fleet, what a fetch stores goes to Redis too, in the
 // background (fetch.go, shared.go), and only then is the fleet lock
-// released. A hit sets {http.edge_cache.tier} to the tier that answered
+// released, its message waking the other proxies' waiters with the fill's
+// outcome (stored, or stored nothing: hit-for-miss there too). A hit sets {http.edge_cache.tier} to the tier that answered
 // (memory, disk, shared); a miss leaves it empty.
 
 // lookupResult is what a look-up found for a request.
@@ -120,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if gate := maintenance.GateFrom(r.Context()); gate != nil {
-		return h.duringMaintenance(w, r, repl, gate)
+		return h.maintenance(w, r, repl, gate)
 	}
 	if reason := h.bypass(r); reason != cache.BypassNone {
 		return h.pass(w, r, repl, next, reason)
@@ -133,10 +146,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		undefinedZones.seen(h.logger, err)
 		return next.ServeHTTP(w, r)
 	}
-	key := h.keyFor(r, repl)
+	key := h.CacheKey(r, repl)
 	if h.Refresh {
-		repl.Set(tierPlaceholder, tierValues[cache.TierNone])
-		return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, cacheable: true, mark: zone.Mark()})
+		return h.refresh(w, r, repl, next, zone, key)
 	}
 	now := zone.Clock().Now()
 	switch result, entry, mark, tier := h.lookupTier(zone, key, r, now); result {
@@ -164,6 +176,14 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, repl *caddy.Repla
 		z.Stats.Bypassed[reason].Add(1)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// refresh is the refresh step (the cache buster): it never looks up, and
+// stores what the backend answers over the entry.
+func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler, zone *cache.Zone, key string) error {
+	recordRefresh(zone, key, byRefresh)
+	repl.Set(tierPlaceholder, tierValues[cache.TierNone])
+	return h.fetchAndDeliver(w, r, next, fetchJob{zone: zone, key: key, status: cache.StatusBypass, cacheable: true, mark: zone.Mark()})
 }
 
 // lookup finds the entry that may answer r under key, and whether it is
@@ -208,7 +228,9 @@ func (h *Handler) hit(w http.ResponseWriter, r *http.Request, repl *caddy.Replac
 
 // miss fetches the response for job (its zone, key and mark), storing it
 // unless min_uses is not reached yet. With the lock on, one request (the
-// fill's leader) fetches and the others wait for what it stores.
+// fill's leader) fetches and the others wait for what it stores; a key
+// whose last fill stored nothing goes straight to the backend
+// (hit-for-miss: collapse.go).
 func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob, now time.Time) error {
 	zone, key := job.zone, job.key
 	job.status, job.cacheable = cache.StatusMiss, true
@@ -216,7 +238,7 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		job.cacheable = false
 	}
 	shared := h.app.sharedFor(zone)
-	if !job.cacheable || !h.lock {
+	if !job.cacheable || !h.lock || zone.Uncacheable(key) {
 		if shared != nil {
 			if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok && e.Fresh(now) {
 				return h.sharedHit(w, r, job, e)
@@ -224,31 +246,39 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 		}
 		return h.fetchAndDeliver(w, r, next, job)
 	}
+	deadline := now.Add(time.Duration(h.LockTimeout))
 	fill, leader := zone.JoinFill(key, time.Duration(h.LockAge))
-	if leader {
-		// The look-up and the join are two steps: a fill that ended in
-		// between has stored its entry (before it ended), and is not
-		// fetched again. Its readers finish with the backend, before it
-		// commits, so the next requests come in just then.
-		if result, entry, _ := h.lookup(zone, key, r, zone.Clock().Now()); result == lookupHit {
-			fill.Finish(true)
-			return h.serveEntry(w, r, zone, entry, cache.StatusHit)
-		}
-		job.fill = fill
-		if shared != nil {
-			return h.fleet(w, r, next, job, shared, now.Add(time.Duration(h.LockTimeout)))
-		}
-		return h.fetchAndDeliver(w, r, next, job)
+	if !leader {
+		return h.waiter(w, r, next, fill, job, deadline)
 	}
-	return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+	// The look-up and the join are two steps: a fill that ended in
+	// between has stored its entry (before it ended), and is not fetched
+	// again. Its readers finish with the backend, before it commits, so
+	// the next requests come in just then.
+	if result, entry, _ := h.lookup(zone, key, r, zone.Clock().Now()); result == lookupHit {
+		fill.Finish(cache.Awaited{Result: cache.AwaitStored})
+		return h.serveEntry(w, r, zone, entry, cache.StatusHit)
+	}
+	job.fill = fill
+	return h.lead(w, r, next, job, deadline)
+}
+
+// lead fetches for the leader of a local fill: through the fleet step in
+// a zone that takes part in a fleet.
+func (h *Handler) lead(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob, deadline time.Time) error {
+	if shared := h.app.sharedFor(job.zone); shared != nil {
+		return h.fleet(w, r, next, job, shared, deadline)
+	}
+	return h.fetchAndDeliver(w, r, next, job)
 }
 
 // fleet is the fleet step of a local fill leader in a zone that takes
 // part in a fleet: the shared tier is looked up, then the fleet's fill
-// lock taken (fetch and store), or another proxy's fill waited for, woken
-// when its value lands. The local waiters wait for this request, as
-// always. An entry found stale in Redis is kept for the fetch
-// (use_stale, revalidate), as an expired local one is.
+// lock taken (fetch and store), or another proxy's fill waited for, as
+// the waiter step waits for a local one (the same loop: awaited). The
+// local waiters wait for this request, as always. An entry found stale in
+// Redis is kept for the fetch (use_stale, revalidate), as an expired
+// local one is.
 func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	job fetchJob, shared cache.Shared, deadline time.Time) error {
 	ctx, zone, clock := r.Context(), job.zone.Name(), job.zone.Clock()
@@ -270,18 +300,12 @@ func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		case cache.ClaimUnavailable:
 			return h.fetchAndDeliver(w, r, next, job)
 		}
-		e, waited := shared.Await(ctx, zone, job.key, r.Header, deadline, fresh)
-		switch {
-		case waited == cache.AwaitStored:
-			// Just stored: served as a hit even if already past its validity.
-			return h.sharedHit(w, r, job, e)
-		case waited == cache.AwaitAlone:
-			return h.fetchAndDeliver(w, r, next, job)
-		case waited == cache.AwaitTimeout, clock.Now().After(deadline):
-			job.cacheable = false
-			return h.fetchAndDeliver(w, r, next, job)
+		got := shared.Await(ctx, zone, job.key, r.Header, deadline, fresh)
+		if done, err := h.awaited(w, r, next, &job, got, deadline); done {
+			return err
 		}
-		// The other fill stored nothing, or its lock expired: again.
+		// Abandoned (its lock lapsed, Redis went): look up again, and
+		// take the lock.
 	}
 }
 
@@ -291,53 +315,80 @@ func (h *Handler) fleet(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 func (h *Handler) sharedHit(w http.ResponseWriter, r *http.Request, job fetchJob, e *cache.Entry) error {
 	e, stored := job.zone.Adopt(e, job.mark)
 	if job.fill != nil {
-		job.fill.Finish(stored)
+		end := cache.Awaited{Result: cache.AwaitAbandoned}
+		if stored {
+			end.Result = cache.AwaitStored
+		}
+		job.fill.Finish(end)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set(tierPlaceholder, tierValues[cache.TierShared])
 	return h.serveEntryWith(w, r, repl, job.zone, e, cache.StatusHit)
 }
 
-// awaitFill waits for the fill under way for job's key and delivers what it
-// stores: as it is written, once the fill has an answer it stores (a
-// streaming miss: the waiter is not held back by the fill's own client),
-// else once it is stored. One that ends without storing (a failed or
-// uncacheable response) hands the lock to one of its waiters, the others
-// waiting on, as nginx does: a failing backend is not stampeded. After
+// waiter is the waiter step: it waits for the local fill under way for
+// job's key and delivers what it stores: as it is written, once the fill
+// has an answer it stores (a streaming miss: the waiter is not held back
+// by the fill's own client), else once it is stored. A fill that ends
+// without storing wakes all its waiters at once (awaited). After
 // lock_timeout a waiter goes to the backend without storing, as nginx
 // does: the fill may still be running.
-func (h *Handler) awaitFill(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+func (h *Handler) waiter(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
 	fill *cache.Fill, job fetchJob, deadline time.Time) error {
-	clock := job.zone.Clock()
 	for {
-		ended, stored, stream := fill.Wait(r.Context(), deadline.Sub(clock.Now()))
-		if stream != nil {
+		got := fill.Wait(r.Context(), deadline)
+		if got.Result == cache.AwaitStreaming {
 			// Served as a hit, as the entry will be.
-			if err := h.serveStream(w, h.collapsed(r), job.zone, stream, cache.StatusHit); !errors.Is(err, errNotStreamed) {
+			if err := h.serveStream(w, h.collapsed(r), job.zone, got.Stream, cache.StatusHit); !errors.Is(err, errNotStreamed) {
 				return err
 			}
-			ended, stored = fill.WaitEnd(r.Context(), deadline.Sub(clock.Now()))
+			got = fill.WaitEnd(r.Context(), deadline)
 		}
-		if stored {
-			// Just stored: served as a hit even if already past its validity.
-			if result, entry, _, tier := h.lookupTier(job.zone, job.key, r, clock.Now()); result != lookupMiss {
-				r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set(tierPlaceholder, tierValues[tier])
-				return h.serveEntry(w, h.collapsed(r), job.zone, entry, cache.StatusHit)
-			}
+		if done, err := h.awaited(w, r, next, &job, got, deadline); done {
+			return err
 		}
-		if !ended || clock.Now().After(deadline) {
-			job.cacheable = false
-			return h.fetchAndDeliver(w, r, next, job)
-		}
+		// Abandoned: lead the next fill, or wait for the one who does.
 		var leader bool
 		if fill, leader = job.zone.JoinFill(job.key, time.Duration(h.LockAge)); leader {
 			job.fill = fill
-			if shared := h.app.sharedFor(job.zone); shared != nil {
-				return h.fleet(w, r, next, job, shared, deadline)
-			}
-			return h.fetchAndDeliver(w, r, next, job)
+			return h.lead(w, r, next, job, deadline)
 		}
 	}
+}
+
+// awaited answers a request after its wait for a fill, the waiter step's
+// (a local fill) or the fleet step's (another proxy's), alike: the entry
+// stored, the fill's answer or the backend at once when it stored nothing
+// (hit-for-miss: collapse.go), the backend without storing after
+// lock_timeout. done is false when the fill was abandoned with time left:
+// the caller leads the next one.
+func (h *Handler) awaited(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler,
+	job *fetchJob, got cache.Awaited, deadline time.Time) (done bool, err error) {
+	clock := job.zone.Clock()
+	switch got.Result {
+	case cache.AwaitStored:
+		// Just stored: served as a hit even if already past its validity.
+		if got.Entry != nil {
+			return true, h.sharedHit(w, r, *job, got.Entry)
+		}
+		if result, entry, _, tier := h.lookupTier(job.zone, job.key, r, clock.Now()); result != lookupMiss {
+			r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer).Set(tierPlaceholder, tierValues[tier])
+			return true, h.serveEntry(w, h.collapsed(r), job.zone, entry, cache.StatusHit)
+		}
+		// Gone since (purged, evicted), or another variant: as abandoned.
+	case cache.AwaitUnstored:
+		return true, h.unstoredFill(w, r, next, *job, got)
+	case cache.AwaitAlone:
+		return true, h.fetchAndDeliver(w, r, next, *job)
+	case cache.AwaitTimeout:
+		job.cacheable = false
+		return true, h.fetchAndDeliver(w, r, next, *job)
+	}
+	if clock.Now().After(deadline) {
+		job.cacheable = false
+		return true, h.fetchAndDeliver(w, r, next, *job)
+	}
+	return false, nil
 }
 
 // expired answers a request whose entry is stale: from the stale entry
@@ -353,7 +404,7 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if !leader {
 		waiter := func() error {
 			if h.lock {
-				return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+				return h.waiter(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
 			}
 			return h.fetchAndDeliver(w, r, next, job)
 		}
@@ -361,6 +412,13 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 			return h.serveStaleOr(w, r, zone, stale, cache.StatusUpdating, waiter)
 		}
 		return waiter()
+	}
+	// As in the miss step: a fill that ended between the look-up and the
+	// join has stored a fresh entry, which is not fetched again (under
+	// load, a second background update of a key just refreshed).
+	if result, entry, _ := h.lookup(zone, job.key, r, zone.Clock().Now()); result == lookupHit {
+		fill.Finish(cache.Awaited{Result: cache.AwaitStored})
+		return h.serveEntry(w, r, zone, entry, cache.StatusHit)
 	}
 	job.fill = fill
 	if shared := h.app.sharedFor(zone); shared != nil {
@@ -375,7 +433,7 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 			job.claim = claim
 		case result != cache.ClaimHeld:
 		case h.staleAllowed(staleUpdating, stale, now):
-			fill.Finish(false)
+			fill.Finish(cache.Awaited{Result: cache.AwaitAbandoned})
 			return h.serveStaleOr(w, r, zone, stale, cache.StatusUpdating, func() error {
 				job.fill, job.cacheable = nil, false
 				return h.fetchAndDeliver(w, r, next, job)
@@ -385,15 +443,17 @@ func (h *Handler) expired(w http.ResponseWriter, r *http.Request, next caddyhttp
 		}
 	}
 	// The backend's own stale-while-revalidate (RFC 5861 §3) asks for a
-	// background update; use_stale updating does with background_update.
+	// background update; use_stale updating does with background_update,
+	// or for an entry a soft purge expired (which must not cost its next
+	// visitor a wait).
 	backendSWR := now.Sub(stale.ValidUntil) < stale.StaleWhileRevalidate
-	if (h.backgroundUpdate || backendSWR) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
+	if (h.backgroundUpdate || backendSWR || stale.SoftPurged) && h.staleAllowed(staleUpdating, stale, now) && !stale.NoCache {
 		h.startBackgroundUpdate(r, next, job)
 		return h.serveStaleOr(w, r, zone, stale, cache.StatusStale, func() error {
 			// The update leads the fill (and holds the fleet's claim):
 			// this request waits for it as any other would.
 			job.fill, job.claim = nil, nil
-			return h.awaitFill(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
+			return h.waiter(w, r, next, fill, job, now.Add(time.Duration(h.LockTimeout)))
 		})
 	}
 	return h.fetchAndDeliver(w, r, next, job)
@@ -433,11 +493,16 @@ func (h *Handler) startBackgroundUpdate(r *http.Request, next caddyhttp.Handler,
 	}()
 }
 
-// fetchAndDeliver is the fetch step for a client, then the deliver step:
-// the backend's answer has reached the client as it streamed, unless the
-// fetch ended in a stale or revalidated entry, delivered here instead.
+// fetchAndDeliver is the fetch step for a client, then the deliver step.
 func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) error {
 	result, entry, err := h.fetch(w, r, next, job)
+	return h.deliver(w, r, job, result, entry, err)
+}
+
+// deliver is the deliver step: the backend's answer has reached the client
+// as it streamed, unless the fetch ended in a stale or revalidated entry,
+// delivered here instead.
+func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, job fetchJob, result outcome, entry *cache.Entry, err error) error {
 	switch result {
 	case outcomeRevalidated:
 		if job.stale.NoCache {
@@ -455,14 +520,14 @@ func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next c
 			h.setStatus(w, repl, job.status)
 		}
 	}
-	job.zone.Stats.Requests[job.status].Add(1)
+	job.zone.CountRequest(job.status, job.key)
 	return err
 }
 
-// duringMaintenance is the maintenance step: it answers from the cache, fresh or stale, and shows the
-// maintenance page for anything that would reach a backend (a maintenance
-// handler with serve_cached is in charge).
-func (h *Handler) duringMaintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
+// maintenance is the maintenance step: it answers from the cache, fresh
+// or stale, and shows the maintenance page for anything that would reach a
+// backend (a maintenance handler with serve_cached is in charge).
+func (h *Handler) maintenance(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, gate *maintenance.Gate) error {
 	if h.Refresh || h.bypass(r) != cache.BypassNone {
 		return gate.ServePage(w, r)
 	}
@@ -471,7 +536,7 @@ func (h *Handler) duringMaintenance(w http.ResponseWriter, r *http.Request, repl
 		undefinedZones.seen(h.logger, err)
 		return gate.ServePage(w, r)
 	}
-	key, now := h.keyFor(r, repl), zone.Clock().Now()
+	key, now := h.CacheKey(r, repl), zone.Clock().Now()
 	result, entry, mark := h.lookup(zone, key, r, now)
 	if shared := h.app.sharedFor(zone); result == lookupMiss && shared != nil {
 		if e, ok := shared.Get(r.Context(), zone.Name(), key, r.Header); ok {

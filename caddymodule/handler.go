@@ -60,6 +60,12 @@ type Handler struct {
 	// LockTimeout is how long a request waits for a fill before it goes to
 	// the backend itself, without storing. Default: 5s.
 	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
+	// UncacheableTTL is how long a key whose fill stored nothing (an
+	// uncacheable answer, a failure, a body cut short) sends its requests
+	// straight to the backend, without the lock (Varnish's hit-for-miss),
+	// and never longer than the answer's own freshness. Default: 10s;
+	// negative: never.
+	UncacheableTTL caddy.Duration `json:"uncacheable_ttl,omitempty"`
 	// MinUses is how many requests a key needs before its response is stored.
 	MinUses int `json:"min_uses,omitempty"`
 	// Refresh makes this handler never look up: every request goes to the
@@ -100,6 +106,9 @@ type Handler struct {
 	// explicit lifetime when no valid rule covers its status. Negative
 	// turns heuristics off. Default: 1d.
 	HeuristicMax caddy.Duration `json:"heuristic_max,omitempty"`
+	// Tags sets the rules that tag stored responses, for purges by tag
+	// (tags.go).
+	Tags *TagsConfig `json:"tags,omitempty"`
 
 	app              *App
 	zone             *cache.Zone // when Zone has no placeholder
@@ -111,7 +120,8 @@ type Handler struct {
 	useStale         staleCondition
 	backgroundUpdate bool
 	revalidate       bool
-	hide             []string // HideHeaders, canonical
+	hide             []string // HideHeaders and the tag headers, canonical
+	tags             *cache.TagRules
 	statusValues     [8][]string
 	statusAny        [8]any // the same, boxed once: Replacer.Set takes an any
 	logger           *zap.Logger
@@ -133,6 +143,7 @@ const (
 const (
 	defaultLockAge           = caddy.Duration(5 * time.Second)
 	defaultLockTimeout       = caddy.Duration(5 * time.Second)
+	defaultUncacheableTTL    = caddy.Duration(10 * time.Second)
 	defaultBackgroundTimeout = caddy.Duration(5 * time.Minute)
 )
 
@@ -177,6 +188,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.LockTimeout == 0 {
 		h.LockTimeout = defaultLockTimeout
 	}
+	if h.UncacheableTTL == 0 {
+		h.UncacheableTTL = defaultUncacheableTTL
+	}
 	if h.BackgroundTimeout == 0 {
 		h.BackgroundTimeout = defaultBackgroundTimeout
 	}
@@ -195,6 +209,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.hide = nil
 	for _, name := range h.HideHeaders {
 		h.hide = append(h.hide, http.CanonicalHeaderKey(name))
+	}
+	if h.tags, err = h.Tags.Compile(); err != nil {
+		return err
+	}
+	if h.tags != nil {
+		// The backend's tag list is the proxy's business: no client sees it.
+		h.hide = append(h.hide, h.tags.Header...)
 	}
 	for _, s := range cache.Statuses() {
 		h.statusValues[s] = []string{s.String()}
@@ -389,9 +410,6 @@ func (h *Handler) CacheKey(r *http.Request, repl *caddy.Replacer) string {
 	}
 	return cache.StripQuery(key, h.StripQuery)
 }
-
-// keyFor is CacheKey under the name flow.go uses.
-func (h *Handler) keyFor(r *http.Request, repl *caddy.Replacer) string { return h.CacheKey(r, repl) }
 
 // setStatus announces the cache status in the header and the placeholder.
 func (h *Handler) setStatus(w http.ResponseWriter, repl *caddy.Replacer, s cache.Status) {

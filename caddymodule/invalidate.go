@@ -43,7 +43,7 @@ func (h *Handler) invalidating(w http.ResponseWriter, r *http.Request, repl *cad
 		if code >= 400 {
 			return // an error changed nothing
 		}
-		key := h.keyFor(r, repl)
+		key := h.CacheKey(r, repl)
 		h.app.publishInvalidation(r.Context(), zone, key, zone.Invalidate(key))
 		for _, name := range [...]string{"Location", "Content-Location"} {
 			if key, ok := h.sameHostKey(r, header.Get(name)); ok {

@@ -83,12 +83,16 @@ func applyMemoryLimit(total int64, logger *zap.Logger) {
 // memoryLimitUpdate is how often the limit follows the disk indexes.
 const memoryLimitUpdate = 5 * time.Second
 
-// zonesBytes is what the zones take: their memory tiers and the disk
-// tiers' indexes.
+// zonesBytes is what the zones take: their memory tiers, their tag
+// indexes and the disk tiers' indexes.
 func (a *App) zonesBytes() int64 {
 	var total int64
 	for _, zc := range a.Zones {
 		total += zc.Memory
+	}
+	for _, z := range a.zones {
+		tags, _, _ := z.TagIndexBytes()
+		total += tags
 	}
 	for _, d := range a.disks {
 		total += d.IndexBytes()

@@ -49,6 +49,10 @@ var (
 		"Background updates started.", []string{"zone"}, nil)
 	descPurged = prometheus.NewDesc(metricsNamespace+"_purged_total",
 		"Entries purged through the admin API.", []string{"zone"}, nil)
+	descSoftPurged = prometheus.NewDesc(metricsNamespace+"_soft_purged_total",
+		"Entries marked expired by soft purges.", []string{"zone"}, nil)
+	descTagIndexBytes = prometheus.NewDesc(metricsNamespace+"_tag_index_bytes",
+		"Heap taken by the zone's tag index (counted in the Go memory limit).", []string{"zone"}, nil)
 	descUndefinedZone = prometheus.NewDesc(metricsNamespace+"_undefined_zone_requests_total",
 		"Requests whose zone placeholder named no defined zone: proxied uncached (BYPASS).", nil, nil)
 	descIndexBytes = prometheus.NewDesc(metricsNamespace+"_disk_index_bytes",
@@ -77,6 +81,10 @@ var (
 		"Fills waited for on another proxy of the fleet.", []string{"node"}, nil)
 	descSharedLockTimeouts = prometheus.NewDesc(metricsNamespace+"_shared_lock_timeouts_total",
 		"Waits for another proxy's fill that reached lock_timeout.", []string{"node"}, nil)
+	descSharedReleaseRetries = prometheus.NewDesc(metricsNamespace+"_shared_lock_release_retries_total",
+		"Fill locks whose release failed at first (Redis stalled or gone), then retried while their lease lasted.", []string{"node"}, nil)
+	descCollapsedErrors = prometheus.NewDesc(metricsNamespace+"_collapsed_errors_total",
+		"Waiters of a fill given its 5xx answer (stored nowhere; no client-specific header shaped it) instead of a backend request of their own.", []string{"zone"}, nil)
 	descSharedCalls = prometheus.NewDesc(metricsNamespace+"_shared_call_seconds",
 		"Time Redis calls take.", []string{"node"}, nil)
 	descSharedWakeUps = prometheus.NewDesc(metricsNamespace+"_shared_wakeup_seconds",
@@ -88,9 +96,10 @@ var (
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
 		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
-		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes,
+		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes, descSoftPurged, descTagIndexBytes,
 		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
-		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps} {
+		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps,
+		descSharedReleaseRetries, descCollapsedErrors} {
 		ch <- d
 	}
 }
@@ -121,6 +130,7 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSharedUndone, st.StoresUndone.Load(), node)
 		counter(descSharedLockWaits, st.LockWaits.Load(), node)
 		counter(descSharedLockTimeouts, st.LockTimeouts.Load(), node)
+		counter(descSharedReleaseRetries, st.ReleaseRetries.Load(), node)
 		buckets, count, sum := st.Calls.Snapshot()
 		ch <- prometheus.MustNewConstHistogram(descSharedCalls, count, sum, buckets, node)
 		buckets, count, sum = st.WakeUps.Snapshot()
@@ -149,8 +159,12 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(descLockWaits, st.LockWaits.Load(), name)
 		counter(descLockTimeouts, st.LockTimeouts.Load(), name)
+		counter(descCollapsedErrors, st.CollapsedErrors.Load(), name)
 		counter(descBackground, st.BackgroundUpdates.Load(), name)
 		counter(descPurged, st.Purged.Load(), name)
+		counter(descSoftPurged, st.SoftPurged.Load(), name)
+		tagBytes, _, _ := z.TagIndexBytes()
+		gauge(descTagIndexBytes, tagBytes, name)
 		buckets, count, sum := st.FetchLatency.Snapshot()
 		ch <- prometheus.MustNewConstHistogram(descFetch, count, sum, buckets, name)
 

@@ -35,6 +35,9 @@ func newHeldBackend(t *testing.T) *heldBackend {
 			return
 		}
 		if b.fail.Load() {
+			// For its client alone: a fill's waiters do not share it,
+			// and ask the backend themselves (collapse.go).
+			w.Header().Set("Cache-Control", "private")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}

@@ -63,6 +63,13 @@ type captureWriter struct {
 	delivered     chan struct{}
 	deliveryErr   error
 	deliveryPanic any
+	// uncacheable is how long the key passes requests straight through
+	// if this fill stores nothing (Handler.unstored), from the answer's
+	// freshness; answer is the fill's 5xx answer as it is relayed, for its
+	// waiters (collapse.go): nil when there is none they may have.
+	uncacheable time.Duration
+	answer      *cache.Entry
+	fillEnded   bool // the fill was finished at header time
 	// keep, on a fetch for a client: 0 until the body flows into the entry
 	// (keepFilling), then 1; or 2 once the client went away first, which
 	// cancelled the backend request.
@@ -144,6 +151,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 		}
 	}
 	cw.outcome = outcomeRelayed
+	cw.uncacheable = cw.h.policy.Uncacheable(time.Duration(cw.h.UncacheableTTL), hdr, now)
 	cs := cache.CacheStatus{Fwd: fwdReason(cw.job.status), FwdStatus: code}
 	if cw.job.cacheable {
 		d := cw.h.policy.DecideResponse(code, hdr, cw.requested, now)
@@ -162,6 +170,7 @@ func (cw *captureWriter) WriteHeader(code int) {
 				StaleWhileRevalidate: d.StaleWhileRevalidate,
 				StaleIfError:         d.StaleIfError,
 				BodySize:             contentLength(hdr),
+				Tags:                 cw.h.tags.Tags(cw.client.URL.Path, cw.client.URL.RawQuery, hdr),
 			}
 			if cw.h.policy.Ignore&cache.IgnoreVary == 0 {
 				// One variant among several (RFC 9111 §4.1).
@@ -172,6 +181,14 @@ func (cw *captureWriter) WriteHeader(code int) {
 			cw.stream = cw.writer.Stream()
 		} else {
 			cw.zone.Stats.CountSkip(d.Reason)
+		}
+	}
+	if cw.outcome == outcomeRelayed && cw.job.fill != nil {
+		if cw.answer = cw.h.collapsible(cw, code, hdr, now); cw.answer == nil {
+			// Nothing its waiters may share: they go to the backend now,
+			// not at the end of this body.
+			cw.job.fill.Finish(cw.h.unstored(cw.job, cw, false))
+			cw.fillEnded = true
 		}
 	}
 	// A stored response's cookie is never replayed from the cache, and is
@@ -260,6 +277,9 @@ func (cw *captureWriter) storedHeader(hdr http.Header) http.Header {
 			"Transfer-Encoding", "Te", "Trailer", "Upgrade", "Proxy-Authenticate", cw.h.StatusHeader:
 			continue
 		}
+		if cw.h.tags != nil && slices.Contains(cw.h.tags.Header, k) {
+			continue // stored as the entry's tags
+		}
 		stored[k] = append([]string(nil), v...)
 	}
 	return stored
@@ -296,6 +316,9 @@ func (cw *captureWriter) Write(p []byte) (int, error) {
 				return 0, cw.deliveryErr
 			}
 		}
+	}
+	if cw.answer != nil {
+		cw.keepAnswer(p)
 	}
 	pos := cw.pos
 	cw.pos += int64(len(p))

@@ -102,7 +102,7 @@ func entryWindow(r *http.Request, e *cache.Entry, size int64) (cache.ByteRange, 
 // made it a 304 or a 412, which have no body.
 func (h *Handler) writeEntryHeader(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, zone *cache.Zone,
 	e *cache.Entry, status cache.Status, window cache.ByteRange, answer cache.RangeAnswer, size int64) bool {
-	zone.Stats.Requests[status].Add(1)
+	zone.CountRequest(status, e.Key)
 	now := zone.Clock().Now()
 	copyEntryHeader(w.Header(), e, now)
 	h.setStatus(w, repl, status)

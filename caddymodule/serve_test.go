@@ -139,7 +139,7 @@ func TestExpiredEntryGoneWaitsForTheFill(t *testing.T) {
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("the request waits on the fill", func() bool {
 		return zone.Stats.LockWaits.Load() > 0
 	}))
-	fill.Finish(true) // the newer version ('b') is in the zone
+	fill.Finish(cache.Awaited{Result: cache.AwaitStored}) // the newer version ('b') is in the zone
 	if err := <-done; err != nil {
 		t.Fatalf("expired entry gone: %v, want the fill's entry", err)
 	}

@@ -20,12 +20,13 @@ var tierValues = func() (v [cache.TierShared + 1]any) {
 	return v
 }()
 
-// storeShared hands what a fetch stored (e; nil: nothing) to the zone's
+// storeShared hands what a fetch stored (e; nil: nothing, and the other
+// proxies' waiters hear unstored) to the zone's
 // shared tier, which writes it in the background and then releases the
 // job's fleet lock. Redis keeps it for the zone's inactive time, or its
 // validity and stale window, whichever is longer (fleet.TTL). A purge, or
 // an invalidation of its key, since the request began voids the write.
-func (h *Handler) storeShared(job fetchJob, e *cache.Entry) {
+func (h *Handler) storeShared(job fetchJob, e *cache.Entry, unstored cache.Awaited) {
 	if e == nil && job.claim == nil {
 		return
 	}
@@ -33,7 +34,7 @@ func (h *Handler) storeShared(job fetchJob, e *cache.Entry) {
 	if shared == nil {
 		return
 	}
-	st := cache.SharedStore{Zone: job.zone.Name(), Key: job.key, Claim: job.claim}
+	st := cache.SharedStore{Zone: job.zone.Name(), Key: job.key, Claim: job.claim, Unstored: unstored}
 	if e != nil {
 		st.Entry = e
 		st.TTL = fleet.TTL(e, job.zone.Clock().Now(), h.app.inactive(job.zone.Name()))

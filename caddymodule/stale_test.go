@@ -340,16 +340,13 @@ http://127.0.0.1:{PORT} {
 	})
 }
 
-// TestFailedFillHandsTheLockOn: when the fill fails, one waiter takes the
-// lock and the others keep waiting, so the backend is not stampeded.
-func TestFailedFillHandsTheLockOn(t *testing.T) {
-	var requests, inFlight, maxInFlight atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := requests.Add(1)
-		cur := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
-		}
+// TestFailedFillWakesItsWaitersAtOnce: when the fill fails with a 5xx no
+// client shaped, its waiters share that answer at once (hit-for-miss),
+// rather than take the lock one at a time; the key then passes requests
+// straight through, and an answer that is stored ends that.
+func TestFailedFillWakesItsWaitersAtOnce(t *testing.T) {
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
 		time.Sleep(200 * time.Millisecond) // a slow backend
 		if n == 1 {
 			w.WriteHeader(http.StatusBadGateway)
@@ -358,41 +355,84 @@ func TestFailedFillHandsTheLockOn(t *testing.T) {
 		io.WriteString(w, "fine")
 	}))
 	t.Cleanup(srv.Close)
-	base := loadCaddyfile(t, `{
-	admin off
-	persist_config off
-	edge_cache {
-		zone default 16MiB
+	base := loadCaddyfile(t, fmt.Sprintf(lockSite, ""), srv.URL)
+	answers := together(10, base+"/k")
+	if n := requests.Load(); n != 1 {
+		t.Errorf("backend requests %d, want 1 (the failed fill, its answer shared)", n)
 	}
-}
-http://127.0.0.1:{PORT} {
-	edge_cache {
-		valid 200 1h
-		lock_timeout 10s
-	}
-	reverse_proxy {BACKEND}
-}`, srv.URL)
-	var wg sync.WaitGroup
-	answers := make([]answer, 10)
-	for i := range answers {
-		wg.Add(1)
-		go func() { defer wg.Done(); answers[i] = get(base + "/k") }()
-	}
-	wg.Wait()
-	if n := requests.Load(); n != 2 {
-		t.Errorf("backend requests %d, want 2 (the failed fill, then one more)", n)
-	}
-	if m := maxInFlight.Load(); m != 1 {
-		t.Errorf("%d backend requests at once, want 1", m)
-	}
-	hits := 0
 	for _, a := range answers {
-		if a.status == "HIT" && a.body == "fine" {
-			hits++
+		if a.code != http.StatusBadGateway || a.status != "MISS" {
+			t.Errorf("%+v, want the fill's 502, MISS", a)
 		}
 	}
-	if hits != 8 {
-		t.Errorf("%d HITs, want 8 (10 clients less the failed leader and the second): %+v", hits, answers)
+	if n := activeApp(t).Zone("default").Stats.CollapsedErrors.Load(); n != 9 {
+		t.Errorf("collapsed errors %d, want 9", n)
+	}
+	// Uncacheable for now: no wait, and a stored answer ends it.
+	if a := get(base + "/k"); a.status != "MISS" || a.body != "fine" {
+		t.Errorf("after the failure: %+v, want MISS fine", a)
+	}
+	if a := get(base + "/k"); a.status != "HIT" || a.body != "fine" {
+		t.Errorf("after the stored answer: %+v, want HIT fine", a)
+	}
+}
+
+// TestUncacheableFillWakesItsWaitersTogether: the waiters of a fill whose
+// answer is not stored (no-store), and not theirs to share, go to the
+// backend together, at once; the next request goes straight through.
+func TestUncacheableFillWakesItsWaitersTogether(t *testing.T) {
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
+		time.Sleep(200 * time.Millisecond) // a slow backend
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "yours")
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, fmt.Sprintf(lockSite, "uncacheable_ttl 1h"), srv.URL)
+	answers := together(10, base+"/k")
+	for _, a := range answers {
+		if a.code != http.StatusOK || a.body != "yours" || a.status != "MISS" {
+			t.Errorf("%+v, want 200 yours, MISS", a)
+		}
+	}
+	if n, m := requests.Load(), maxInFlight.Load(); n != 10 || m != 9 {
+		t.Errorf("%d backend requests, %d at most at once; want 10, the 9 waiters together", n, m)
+	}
+	zone := activeApp(t).Zone("default")
+	waits := zone.Stats.LockWaits.Load()
+	maxInFlight.Store(0)
+	together(10, base+"/k")
+	if n := zone.Stats.LockWaits.Load(); n != waits {
+		t.Errorf("%d requests waited for a fill of an uncacheable key, want none", n-waits)
+	}
+}
+
+// TestLargeFailureIsNotShared: a 5xx page larger than the waiters may
+// share (64 KiB), of unknown length: the waiters go to the backend
+// together as soon as it outgrows it, each for its own whole answer.
+func TestLargeFailureIsNotShared(t *testing.T) {
+	page := strings.Repeat("e", 100<<10)
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
+		time.Sleep(200 * time.Millisecond) // a slow backend
+		w.WriteHeader(http.StatusInternalServerError)
+		for i := 0; i < len(page); i += 4 << 10 {
+			io.WriteString(w, page[i:i+4<<10])
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, fmt.Sprintf(lockSite, ""), srv.URL)
+	for _, a := range together(10, base+"/k") {
+		if a.err != nil || a.code != http.StatusInternalServerError || a.body != page {
+			t.Errorf("%d, %d bytes, %v; want the whole 500", a.code, len(a.body), a.err)
+		}
+	}
+	if n, m := requests.Load(), maxInFlight.Load(); n != 10 || m < 9 {
+		t.Errorf("%d backend requests, %d at most at once; want 10, the 9 waiters together", n, m)
+	}
+	if n := activeApp(t).Zone("default").Stats.CollapsedErrors.Load(); n != 0 {
+		t.Errorf("collapsed errors %d, want 0", n)
 	}
 }
 
@@ -423,16 +463,11 @@ func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 	}
 }
 
-// TestFailedRefillOfExpiredHandsTheLockOn: the same for an expired entry
-// without use_stale: one waiter takes over a failed fill, the rest wait.
-func TestFailedRefillOfExpiredHandsTheLockOn(t *testing.T) {
-	var requests, inFlight, maxInFlight atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := requests.Add(1)
-		cur := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
-		}
+// TestFailedRefillOfExpiredWakesItsWaiters: the same for an expired entry
+// without use_stale: the failed refill's waiters share its 502.
+func TestFailedRefillOfExpiredWakesItsWaiters(t *testing.T) {
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if n > 1 {
 			time.Sleep(200 * time.Millisecond) // a slow backend
 		}
@@ -455,10 +490,82 @@ func TestFailedRefillOfExpiredHandsTheLockOn(t *testing.T) {
 		go func() { defer wg.Done(); get(base + "/k") }()
 	}
 	wg.Wait()
-	if n := requests.Load(); n != 3 {
-		t.Errorf("backend requests %d, want 3 (the first fill, the failed refill, one more)", n)
+	if n := requests.Load(); n != 2 {
+		t.Errorf("backend requests %d, want 2 (the first fill, the failed refill)", n)
 	}
 	if m := maxInFlight.Load(); m != 1 {
 		t.Errorf("%d backend requests at once, want 1", m)
+	}
+}
+
+// TestFailedRefillServesItsWaitersStale: the waiters of a refill that
+// failed and answered from the stale entry (use_stale, without updating)
+// answer from it too, at once, without a backend request each.
+func TestFailedRefillServesItsWaitersStale(t *testing.T) {
+	var requests, maxInFlight atomic.Int64
+	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 1 {
+			io.WriteString(w, "v1")
+			return
+		}
+		time.Sleep(200 * time.Millisecond) // a slow, failing backend
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	t.Cleanup(srv.Close)
+	base := loadCaddyfile(t, fmt.Sprintf(staleSite, "lock_timeout 10s\n\t\tuse_stale http_502"), srv.URL)
+	if a := get(base + "/k"); a.status != "MISS" {
+		t.Fatalf("first: %+v", a)
+	}
+	advance(t, 400*time.Millisecond)
+	for _, a := range together(10, base+"/k") {
+		if a.code != http.StatusOK || a.status != "STALE" || a.body != "v1" {
+			t.Errorf("%+v, want 200 STALE v1", a)
+		}
+	}
+	if n := requests.Load(); n != 2 {
+		t.Errorf("backend requests %d, want 2 (the first fill, the failed refill)", n)
+	}
+}
+
+// lockSite is a site with the lock on (lock_timeout 10s) and the lines
+// given (%s) in its edge_cache block.
+const lockSite = `{
+	admin off
+	persist_config off
+	edge_cache {
+		zone default 16MiB
+	}
+}
+http://127.0.0.1:{PORT} {
+	edge_cache {
+		valid 200 1h
+		lock_timeout 10s
+		%s
+	}
+	reverse_proxy {BACKEND}
+}`
+
+// together sends n requests for url at once and returns their answers.
+func together(n int, url string) []answer {
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() { answers[i] = get(url) })
+	}
+	wg.Wait()
+	return answers
+}
+
+// countInFlight is a backend handler that numbers its requests (from 1)
+// and keeps the most that ran at once.
+func countInFlight(requests, maxInFlight *atomic.Int64, handle func(w http.ResponseWriter, r *http.Request, n int64)) http.HandlerFunc {
+	var inFlight atomic.Int64
+	return func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		cur := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := maxInFlight.Load(); cur > m && !maxInFlight.CompareAndSwap(m, cur); m = maxInFlight.Load() {
+		}
+		handle(w, r, n)
 	}
 }

@@ -12,10 +12,11 @@ import (
 )
 
 // Current reports, for each local entry, whether Redis holds the same
-// version of it (a value stored at the same instant, to the nanosecond).
-// Such an entry is current even if events were lost (Loss.ValuesKept):
-// a purge, an invalidation or a refresh removes or replaces the value in
-// Redis before it is published. An entry Redis does not hold (evicted,
+// version of it (a value stored at the same instant, to the nanosecond,
+// fresh until the same instant, soft-purged or not). Such an entry is
+// current even if events were lost (Loss.ValuesKept): a purge, an
+// invalidation or a refresh removes or replaces the value in Redis before
+// it is published, and a soft purge rewrites it marked expired. An entry Redis does not hold (evicted,
 // expired, over entry_max, stored while Redis was down) cannot be proven
 // current. Only the values' metadata is read (GETRANGE), pipelined.
 func (f *Fleet) Current(ctx context.Context, zone string, vs []cache.Version) ([]bool, error) {
@@ -44,7 +45,9 @@ func (f *Fleet) Current(ctx context.Context, zone string, vs []cache.Version) ([
 	for i, h := range heads {
 		w, ok := peekMeta(h)
 		key, _, _ := cache.SplitVariantKey(vs[i].Key)
-		current[i] = ok && w.Key == key && w.StoredAt == vs[i].StoredAt.UnixNano()
+		v := vs[i]
+		current[i] = ok && w.Key == key && w.StoredAt == v.StoredAt.UnixNano() &&
+			w.ValidUntil == v.ValidUntil.UnixNano() && w.SoftPurged == v.SoftPurged
 	}
 	return current, nil
 }

@@ -29,18 +29,29 @@ func TestCurrent(t *testing.T) {
 	v.VaryNames, v.Variant = []string{"Accept-Language"}, cache.VariantOf([]string{"Accept-Language"}, http.Header{"Accept-Language": {"fr"}})
 	store(t, f, "z", "/v", v)
 
+	soft := entry("/soft", []byte("v"))
+	store(t, f, "z", "/soft", soft)
+	if _, err := f.Purge(context.Background(), Event{Zone: "z", Kind: KindPurgeKey, Key: "/soft", Soft: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	version := func(key string, e *cache.Entry) cache.Version {
+		return cache.Version{Key: key, StoredAt: e.StoredAt, ValidUntil: e.ValidUntil, SoftPurged: e.SoftPurged}
+	}
+	older := version("/other", other)
+	older.StoredAt = older.StoredAt.Add(-time.Second) // an older local copy
 	vs := []cache.Version{
-		{Key: "/same", StoredAt: same.StoredAt},
-		{Key: "/other", StoredAt: other.StoredAt.Add(-time.Second)}, // an older local copy
-		{Key: "/missing", StoredAt: same.StoredAt},
-		{Key: "/big", StoredAt: big.StoredAt},
-		{Key: cache.VariantKey("/v", v.Variant), StoredAt: v.StoredAt},
+		version("/same", same),
+		older,
+		version("/missing", same),
+		version("/big", big),
+		version(cache.VariantKey("/v", v.Variant), v),
+		version("/soft", soft), // the copy of a proxy that missed the soft purge
 	}
 	got, err := f.Current(context.Background(), "z", vs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []bool{true, false, false, true, true}
+	want := []bool{true, false, false, true, true, false}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("%s: current %v, want %v", vs[i].Key, got[i], want[i])

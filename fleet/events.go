@@ -29,6 +29,8 @@ const (
 	KindPurgeKey    EventKind = "purge_key"
 	KindPurgePrefix EventKind = "purge_prefix"
 	KindPurgeAll    EventKind = "purge_all"
+	// KindPurgeTag is a purge of the entries that carry a tag.
+	KindPurgeTag EventKind = "purge_tag"
 	// KindInvalidate is an unsafe request (POST, PUT, DELETE…) that
 	// succeeded: the proxies drop their copies of the key.
 	KindInvalidate EventKind = "invalidate"
@@ -40,7 +42,7 @@ const (
 
 func (k EventKind) valid() bool {
 	switch k {
-	case KindPurgeKey, KindPurgePrefix, KindPurgeAll, KindInvalidate, KindRefresh:
+	case KindPurgeKey, KindPurgePrefix, KindPurgeAll, KindPurgeTag, KindInvalidate, KindRefresh:
 		return true
 	}
 	return false
@@ -55,9 +57,12 @@ type Event struct {
 	// Zone is the zone concerned; empty for a purge of every zone.
 	Zone string
 	Kind EventKind
-	// Key is the cache key (purge_key, invalidate, refresh) or the key
-	// prefix (purge_prefix); empty for purge_all.
+	// Key is the cache key (purge_key, invalidate, refresh), the key
+	// prefix (purge_prefix) or the tag (purge_tag); empty for purge_all.
 	Key string
+	// Soft makes a purge a soft purge: the entries are kept, marked
+	// expired (cache/softpurge.go).
+	Soft bool
 }
 
 // DefaultEventRetention is how long the log keeps an event: a proxy cut
@@ -75,6 +80,7 @@ const (
 	fieldZone = "zone"
 	fieldKind = "kind"
 	fieldKey  = "key"
+	fieldSoft = "soft"
 )
 
 // Publish appends ev, from this node, to the log. It does not touch the
@@ -95,7 +101,7 @@ func (f *Fleet) publish(ctx context.Context, ev Event) (id string, err error) {
 		// time (approximate trimming, as cheap as MAXLEN ~).
 		MinID:  strconv.FormatInt(time.Now().Add(-f.cfg.EventRetention).UnixMilli(), 10),
 		Approx: true,
-		Values: []string{fieldNode, f.cfg.Node, fieldZone, ev.Zone, fieldKind, string(ev.Kind), fieldKey, ev.Key},
+		Values: values(f.cfg.Node, ev),
 	}).Result()
 	if err != nil {
 		f.events.unpublished.Add(1)
@@ -103,6 +109,16 @@ func (f *Fleet) publish(ctx context.Context, ev Event) (id string, err error) {
 	}
 	f.events.published.Add(1)
 	return id, nil
+}
+
+// values are ev's stream fields; soft only on a soft purge, which a
+// proxy of an older version applies as a purge.
+func values(node string, ev Event) []string {
+	v := []string{fieldNode, node, fieldZone, ev.Zone, fieldKind, string(ev.Kind), fieldKey, ev.Key}
+	if ev.Soft {
+		v = append(v, fieldSoft, "1")
+	}
+	return v
 }
 
 // forRequest runs a request's part of an event (Invalidate, Refreshed)
@@ -146,15 +162,22 @@ func (f *Fleet) Purge(ctx context.Context, ev Event, zones []string) (removed in
 	}
 	for _, zone := range zones {
 		var n int
-		switch ev.Kind {
-		case KindPurgeKey:
+		switch {
+		case ev.Soft:
+			n, err = f.expire(ctx, zone, ev)
+		case ev.Kind == KindPurgeTag:
+			n, err = f.unlinkTagged(ctx, zone, ev.Key)
+		case ev.Kind == KindPurgeKey:
 			cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 			n, _, err = f.unlinkKey(cctx, zone, ev.Key)
 			cancel()
-		case KindPurgePrefix:
+		case ev.Kind == KindPurgePrefix:
 			n, err = f.unlinkMatching(ctx, f.keys.entryPattern(zone, ev.Key))
-		case KindPurgeAll:
+		case ev.Kind == KindPurgeAll:
 			n, err = f.unlinkMatching(ctx, f.keys.entryPattern(zone, ""))
+			if err == nil {
+				_, err = f.unlinkMatching(ctx, f.keys.tagPattern(zone))
+			}
 		default:
 			return removed, fmt.Errorf("fleet: %s is not a purge", ev.Kind)
 		}
@@ -232,7 +255,27 @@ const scanBatch = 1000
 // one command must share a slot, and entries of a zone do not.
 func (f *Fleet) unlinkMatching(ctx context.Context, pattern string) (int, error) {
 	var removed atomic.Int64
-	err := f.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+	err := f.scan(ctx, pattern, func(ctx context.Context, node *redis.Client, keys []string) error {
+		pipe := node.Pipeline()
+		for _, k := range keys {
+			pipe.Unlink(ctx, k)
+		}
+		cmds, err := f.boundedExec(ctx, pipe)
+		if err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			removed.Add(c.(*redis.IntCmd).Val())
+		}
+		return nil
+	})
+	return int(removed.Load()), err
+}
+
+// scan calls fn with each batch of the keys that match pattern, on every
+// master (fn runs for several masters at once).
+func (f *Fleet) scan(ctx context.Context, pattern string, fn func(ctx context.Context, node *redis.Client, keys []string) error) error {
+	return f.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		var cursor uint64
 		for {
 			keys, next, err := f.bounded(ctx, func(ctx context.Context) ([]string, uint64, error) {
@@ -242,16 +285,8 @@ func (f *Fleet) unlinkMatching(ctx context.Context, pattern string) (int, error)
 				return err
 			}
 			if len(keys) > 0 {
-				pipe := node.Pipeline()
-				for _, k := range keys {
-					pipe.Unlink(ctx, k)
-				}
-				cmds, err := f.boundedExec(ctx, pipe)
-				if err != nil {
+				if err := fn(ctx, node, keys); err != nil {
 					return err
-				}
-				for _, c := range cmds {
-					removed.Add(c.(*redis.IntCmd).Val())
 				}
 			}
 			if cursor = next; cursor == 0 {
@@ -259,7 +294,6 @@ func (f *Fleet) unlinkMatching(ctx context.Context, pattern string) (int, error)
 			}
 		}
 	})
-	return int(removed.Load()), err
 }
 
 func (f *Fleet) bounded(ctx context.Context, call func(context.Context) ([]string, uint64, error)) ([]string, uint64, error) {
@@ -291,7 +325,8 @@ func (f *Fleet) forEachMaster(ctx context.Context, fn func(context.Context, *red
 // (written by something else) decodes to false.
 func eventFrom(m redis.XMessage) (Event, bool) {
 	str := func(name string) string { s, _ := m.Values[name].(string); return s }
-	ev := Event{ID: m.ID, Node: str(fieldNode), Zone: str(fieldZone), Kind: EventKind(str(fieldKind)), Key: str(fieldKey)}
+	ev := Event{ID: m.ID, Node: str(fieldNode), Zone: str(fieldZone), Kind: EventKind(str(fieldKind)), Key: str(fieldKey),
+		Soft: str(fieldSoft) == "1"}
 	return ev, ev.Kind.valid() && ev.Node != ""
 }
 

@@ -50,7 +50,11 @@ func (r *recorder) seen() []string {
 	defer r.mu.Unlock()
 	var s []string
 	for _, ev := range r.events {
-		s = append(s, fmt.Sprintf("%s %s %s", ev.Kind, ev.Zone, ev.Key))
+		line := fmt.Sprintf("%s %s %s", ev.Kind, ev.Zone, ev.Key)
+		if ev.Soft {
+			line += " soft"
+		}
+		s = append(s, line)
 	}
 	return s
 }

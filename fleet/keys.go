@@ -22,6 +22,8 @@ import (
 //	{prefix}{zone:key}\x01      the set of the key's variants (their var)
 //	{prefix}lock:{zone:key}     the fill lock, expiring after lock_age
 //	{prefix}filled:{zone:key}   the pub/sub channel a fill's end is announced on
+//	{prefix}tag:{zone:tag}      the set of the cache keys of a zone's entries that carry
+//	                            the tag, expiring with the last of them (purge by tag)
 //	{prefix}events              the stream of purges and refreshes (one slot)
 //	{prefix}{members}:node      a proxy's heartbeat; {members} one slot for all
 type keys struct{ prefix string }
@@ -33,6 +35,7 @@ func (k keys) variant(zone, key, variant string) string {
 func (k keys) variants(zone, key string) string { return k.entry(zone, key) + variantsSuffix }
 func (k keys) lock(zone, key string) string     { return k.prefix + "lock:{" + zone + ":" + key + "}" }
 func (k keys) filled(zone, key string) string   { return k.prefix + "filled:{" + zone + ":" + key + "}" }
+func (k keys) tag(zone, tag string) string      { return k.prefix + "tag:{" + zone + ":" + tag + "}" }
 func (k keys) events() string                   { return k.prefix + "events" }
 func (k keys) member(node string) string        { return k.prefix + "{members}:" + node }
 func (k keys) members() string                  { return k.prefix + "{members}:*" }
@@ -54,11 +57,30 @@ func (k keys) stored(zone, localKey string) string {
 	return k.entry(zone, localKey)
 }
 
+// cacheKeyOf is the cache key whose value (or variant's value) redisKey
+// holds in zone: for a variant, its primary key, which its value's
+// metadata names. A set of variants, or a key of another kind, is not ok.
+func (k keys) cacheKeyOf(zone, redisKey string) (string, bool) {
+	rest, ok := strings.CutPrefix(redisKey, k.prefix+"{"+zone+":")
+	if !ok {
+		return "", false
+	}
+	if i := strings.Index(rest, "}"+variantSep); i >= 0 {
+		return rest[:i], true
+	}
+	return strings.CutSuffix(rest, "}")
+}
+
 // entryPattern is SCAN's MATCH for the entries of zone whose key starts
 // with keyPrefix: the zone and the key prefix are escaped, as they may
 // hold the pattern's special characters (a key ending in "*" or "?").
 func (k keys) entryPattern(zone, keyPrefix string) string {
 	return k.prefix + "{" + globEscape(zone) + ":" + globEscape(keyPrefix) + "*"
+}
+
+// tagPattern is SCAN's MATCH for the tag sets of zone.
+func (k keys) tagPattern(zone string) string {
+	return k.prefix + "tag:{" + globEscape(zone) + ":*"
 }
 
 // globEscape makes s match itself in a Redis glob pattern, byte by byte

@@ -103,17 +103,19 @@ func (f *Fleet) Store(job cache.SharedStore) {
 	}()
 }
 
-// released ends a store: it releases the job's claim, telling the
-// waiters whether the value is in Redis, or (an entry kept here only)
-// that each proxy fetches for itself.
+// released ends a store: it releases the job's claim (once: nothing if
+// the store's script released it), telling the waiters whether the value
+// is in Redis, or (an entry kept here only) that each proxy fetches for
+// itself, or that the fill stored nothing.
 func (f *Fleet) released(job cache.SharedStore, stored bool) {
-	c, own := job.Claim.(*claim)
 	switch {
 	case job.Claim == nil:
-	case own && job.Entry != nil && !stored:
-		c.release(msgLocal)
+	case stored:
+		job.Claim.Release(cache.Awaited{Result: cache.AwaitStored})
+	case job.Entry != nil:
+		job.Claim.Release(cache.Awaited{Result: cache.AwaitAlone})
 	default:
-		job.Claim.Release(stored) // once: nothing if store released it
+		job.Claim.Release(job.Unstored)
 	}
 }
 
@@ -169,7 +171,7 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 			if err == nil {
 				// Released by the script; a failed one (after the SET,
 				// say) is released apart, so the waiters never hang.
-				c.released.Store(true)
+				c.markReleased()
 			}
 			return err
 		}
@@ -197,6 +199,18 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 				f.Stats.StoresUndone.Add(1)
 			}
 		})
+	}
+	if len(meta.Tags) > 0 {
+		member := job.Key
+		if variant {
+			member = cache.VariantKey(job.Key, meta.Variant)
+		}
+		if err := f.indexTags(ctx, job.Zone, member, meta.Tags, job.TTL); err != nil {
+			// Untagged in Redis, it would outlive a purge by tag there.
+			f.unstore(redisKey, sumOf(v))
+			f.Stats.StoresDropped.Add(1)
+			return false
+		}
 	}
 	if variant {
 		index := cache.Meta{Key: job.Key, Status: http.StatusOK, StoredAt: meta.StoredAt, ValidUntil: meta.StoredAt,

@@ -282,15 +282,14 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 		t.Fatalf("second claim: %v, want held", res)
 	}
 	var woke time.Time
-	var got *cache.Entry
-	var result cache.AwaitResult
+	var got cache.Awaited
 	var wg sync.WaitGroup
 	waiting := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		close(waiting)
-		got, result = b.Await(ctx, "z", "/k", nil, time.Now().Add(5*time.Second), nil)
+		got = b.Await(ctx, "z", "/k", nil, time.Now().Add(5*time.Second), nil)
 		woke = time.Now()
 	}()
 	<-waiting
@@ -299,12 +298,12 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	time.Sleep(20 * time.Millisecond) // a fill that takes a while (the waiter checked the value before)
 	store(t, a, "z", "/k", entry("/k", []byte("filled")))
 	stored := time.Now()
-	claim.Release(true)
+	claim.Release(cache.Awaited{Result: cache.AwaitStored})
 	wg.Wait()
 	latency := woke.Sub(stored)
 	t.Logf("wake-up after the store: %v", latency)
-	if result != cache.AwaitStored || string(got.Body) != "filled" {
-		t.Fatalf("await: %v %+v", result, got)
+	if got.Result != cache.AwaitStored || string(got.Entry.Body) != "filled" {
+		t.Fatalf("await: %+v", got)
 	}
 	if latency > 50*time.Millisecond {
 		t.Errorf("woken %v after the store, over 50 ms", latency)
@@ -320,18 +319,20 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 		t.Errorf("the lock is still held after the release")
 	}
 
-	// A fill that stores nothing ends the wait: the waiter may claim.
+	// A fill that stores nothing ends the wait with that news, and how
+	// long the key passes requests through (hit-for-miss).
 	claim, _ = a.Claim(ctx, "z", "/n", 5*time.Second)
-	done := make(chan cache.AwaitResult)
-	go func() {
-		_, res := b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second), nil)
-		done <- res
-	}()
+	unstored := make(chan cache.Awaited)
+	go func() { unstored <- b.Await(ctx, "z", "/n", nil, time.Now().Add(5*time.Second), nil) }()
 	listening(t, b)
-	claim.Release(false)
-	if res := <-done; res != cache.AwaitEnded {
-		t.Errorf("after a fill that stored nothing: %v, want ended", res)
+	answer := entry("/n", []byte("render failed"))
+	answer.Status = 500
+	claim.Release(cache.Awaited{Result: cache.AwaitUnstored, Uncacheable: 7 * time.Second, Entry: answer})
+	if got := <-unstored; got.Result != cache.AwaitUnstored || got.Uncacheable != 7*time.Second ||
+		got.Entry == nil || got.Entry.Status != 500 || string(got.Entry.Body) != "render failed" {
+		t.Errorf("after a fill that stored nothing: %+v, want unstored for 7s, with its 500", got)
 	}
+	done := make(chan cache.AwaitResult)
 	if _, res := b.Claim(ctx, "z", "/n", time.Second); res != cache.ClaimTaken {
 		t.Errorf("the lock was not free after the release: %v", res)
 	}
@@ -340,8 +341,7 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	// fetch for themselves at once, without waiting for the lock in turn.
 	claim, _ = a.Claim(ctx, "z", "/big", 5*time.Second)
 	go func() {
-		_, res := b.Await(ctx, "z", "/big", nil, time.Now().Add(5*time.Second), nil)
-		done <- res
+		done <- b.Await(ctx, "z", "/big", nil, time.Now().Add(5*time.Second), nil).Result
 	}()
 	listening(t, b)
 	big := entry("/big", make([]byte, a.cfg.EntryMax+1))
@@ -353,14 +353,14 @@ func lockWakeUp(t *testing.T, ctx context.Context, a, b *Fleet, cli func(...stri
 	// A holder that dies: its lock expires, and the wait ends with it.
 	a.Claim(ctx, "z", "/d", 300*time.Millisecond)
 	start := time.Now()
-	_, ended := b.Await(ctx, "z", "/d", nil, time.Now().Add(5*time.Second), nil)
-	if waited := time.Since(start); ended != cache.AwaitEnded || waited > time.Second {
-		t.Errorf("expired lock: %v after %v, want ended within its age", ended, waited)
+	ended := b.Await(ctx, "z", "/d", nil, time.Now().Add(5*time.Second), nil).Result
+	if waited := time.Since(start); ended != cache.AwaitAbandoned || waited > time.Second {
+		t.Errorf("expired lock: %v after %v, want abandoned within its age", ended, waited)
 	}
 	// And lock_timeout bounds a wait.
 	a.Claim(ctx, "z", "/t", 10*time.Second)
 	start = time.Now()
-	if _, res := b.Await(ctx, "z", "/t", nil, time.Now().Add(200*time.Millisecond), nil); res != cache.AwaitTimeout || time.Since(start) > time.Second {
+	if res := b.Await(ctx, "z", "/t", nil, time.Now().Add(200*time.Millisecond), nil).Result; res != cache.AwaitTimeout || time.Since(start) > time.Second {
 		t.Errorf("deadline: %v after %v", res, time.Since(start))
 	}
 }
@@ -378,8 +378,7 @@ func TestAwaitEndsWhenRedisDies(t *testing.T) {
 	}
 	done := make(chan cache.AwaitResult)
 	go func() {
-		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil)
-		done <- res
+		done <- b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil).Result
 	}()
 	listening(t, b)
 	r.Kill()
@@ -387,8 +386,8 @@ func TestAwaitEndsWhenRedisDies(t *testing.T) {
 	b.Get(ctx, "z", "/other", nil) // a request finds Redis gone: the breaker opens
 	select {
 	case res := <-done:
-		if res != cache.AwaitEnded {
-			t.Errorf("await: %v, want ended", res)
+		if res != cache.AwaitAbandoned {
+			t.Errorf("await: %v, want abandoned", res)
 		}
 		t.Logf("the wait ended %v after Redis died", time.Since(start))
 	case <-time.After(2 * time.Second):
@@ -407,8 +406,7 @@ func TestRefusedStoreReleases(t *testing.T) {
 	claim, _ := a.Claim(ctx, "z", "/k", 10*time.Second)
 	done := make(chan cache.AwaitResult)
 	go func() {
-		_, res := b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil)
-		done <- res
+		done <- b.Await(ctx, "z", "/k", nil, time.Now().Add(10*time.Second), nil).Result
 	}()
 	listening(t, b)
 	a.Store(cache.SharedStore{Zone: "z", Key: "/k", Entry: entry("/k", make([]byte, 4<<20)), TTL: time.Minute, Claim: claim})
@@ -474,4 +472,44 @@ func listening(t *testing.T, f *Fleet) {
 		}
 		return ""
 	})
+}
+
+// The fill lock is a lease its owner renews while the fill runs: a fill
+// longer than the lease keeps its waiters, and an owner that stops (its
+// proxy died) holds them back a lease at most, not the lock's lock_age.
+func TestLockLeaseRenewed(t *testing.T) {
+	r := testkit.StartRedis(t)
+	a := open(t, Config{Addrs: []string{r.Addr}, Node: "a", Timeout: 250 * time.Millisecond})
+	b := open(t, Config{Addrs: []string{r.Addr}, Node: "b", Timeout: 250 * time.Millisecond})
+	ctx := context.Background()
+	held, res := a.Claim(ctx, "z", "/k", time.Minute)
+	if res != cache.ClaimTaken {
+		t.Fatalf("claim: %v", res)
+	}
+	c := held.(*claim)
+	lease := leaseBeats * a.heartbeat()
+	done := make(chan cache.Awaited, 1)
+	go func() { done <- b.Await(ctx, "z", "/k", nil, time.Now().Add(time.Minute), nil) }()
+	listening(t, b)
+	first := c.lapses.Load()
+	testkit.Eventually(t, 3*lease, testkit.Holds("the lease renewed past its first end", func() bool {
+		return time.Now().UnixNano() > first && c.lapses.Load() > first
+	}))
+	select {
+	case got := <-done:
+		t.Fatalf("the wait ended while the owner renewed its lease: %+v", got)
+	default:
+	}
+	a.Close() // the owner stops renewing, and never releases
+	stopped := time.Now()
+	select {
+	case got := <-done:
+		waited := time.Since(stopped)
+		t.Logf("the wait ended %v after the owner stopped (lease %v)", waited, lease)
+		if got.Result != cache.AwaitAbandoned || waited > lease+a.heartbeat()+time.Second {
+			t.Errorf("%+v after %v, want abandoned within the lease", got, waited)
+		}
+	case <-time.After(lease + 5*time.Second):
+		t.Fatal("the wait outlived the lease of an owner that stopped")
+	}
 }

@@ -20,9 +20,12 @@ type Stats struct {
 	// StoresUndone counts values removed from Redis after they were
 	// written: a purge made on another proxy while their fill ran.
 	StoresUndone atomic.Int64
-	LockWaits    atomic.Int64    // fills waited for on another proxy
-	LockTimeouts atomic.Int64    // waits that reached lock_timeout
-	Calls        cache.Histogram // time each Redis call takes (CallBuckets)
+	LockWaits    atomic.Int64 // fills waited for on another proxy
+	LockTimeouts atomic.Int64 // waits that reached lock_timeout
+	// ReleaseRetries counts fill locks whose release failed at first
+	// (Redis stalled or gone), then retried while their lease lasted.
+	ReleaseRetries atomic.Int64
+	Calls          cache.Histogram // time each Redis call takes (CallBuckets)
 	// WakeUps is the time from a value being sent to Redis (the storing
 	// proxy's clock) to a proxy that waited for it holding it.
 	WakeUps cache.Histogram

@@ -47,6 +47,8 @@ type wireMeta struct {
 	Variant    string      `json:"var,omitempty"`
 	VaryNames  []string    `json:"vn,omitempty"`
 	VaryIndex  bool        `json:"vi,omitempty"`
+	Tags       []string    `json:"tg,omitempty"`
+	SoftPurged bool        `json:"sp,omitempty"`
 }
 
 // encodeValue makes the value of an entry with meta and body, to be
@@ -58,6 +60,7 @@ func encodeValue(redisKey string, m cache.Meta, body []byte) ([]byte, error) {
 		ValidUntil: m.ValidUntil.UnixNano(), NoCache: m.NoCache,
 		SWR: int64(m.StaleWhileRevalidate), SIE: int64(m.StaleIfError),
 		BodySize: int64(len(body)), Variant: m.Variant, VaryNames: m.VaryNames, VaryIndex: m.VaryIndex,
+		Tags: m.Tags, SoftPurged: m.SoftPurged,
 	})
 	if err != nil {
 		return nil, err
@@ -115,6 +118,7 @@ func decodeValue(redisKey, key string, v []byte) (*cache.Entry, error) {
 			ValidUntil: time.Unix(0, w.ValidUntil), NoCache: w.NoCache,
 			StaleWhileRevalidate: time.Duration(w.SWR), StaleIfError: time.Duration(w.SIE),
 			BodySize: w.BodySize, Variant: w.Variant, VaryNames: w.VaryNames, VaryIndex: w.VaryIndex,
+			Tags: w.Tags, SoftPurged: w.SoftPurged,
 		},
 		Body: body[:len(body):len(body)],
 	}, nil

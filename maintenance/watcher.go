@@ -29,6 +29,7 @@ type watcher struct {
 	logger   *zap.Logger
 
 	active atomic.Bool
+	since  atomic.Int64 // UnixNano of active's last change, or of the first check
 	body   atomic.Pointer[[]byte]
 
 	// pageStat identifies the page last read (or the last failure), so
@@ -89,7 +90,7 @@ func (w *watcher) close() {
 func (w *watcher) page() []byte { return *w.body.Load() }
 
 func (w *watcher) check() {
-	_, err := os.Stat(w.flagFile)
+	fi, err := os.Stat(w.flagFile)
 	on := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// Cannot tell (permissions?): keep the current state rather than
@@ -102,7 +103,17 @@ func (w *watcher) check() {
 	} else {
 		w.flagErr = ""
 	}
-	if was := w.active.Swap(on); was != on {
+	first := w.since.Load() == 0
+	was := w.active.Swap(on)
+	if was != on || first {
+		since := time.Now()
+		if first && on {
+			// A flag file there at the start says when maintenance began.
+			since = fi.ModTime()
+		}
+		w.since.Store(since.UnixNano())
+	}
+	if was != on {
 		if on {
 			w.logger.Info("maintenance started", zap.String("flag_file", w.flagFile))
 		} else {

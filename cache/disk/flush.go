@@ -89,6 +89,7 @@ func (d *Store) watchFlush() {
 // what was written since.
 func (d *Store) flushed() {
 	d.flushes.Add(1)
+	d.tags.Clear() // first, as Clear does
 	d.mu.Lock()
 	// A large folder takes a while to empty, and the marker may go first:
 	// the files still there are as good as gone (see flushedFile).

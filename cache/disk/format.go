@@ -16,7 +16,8 @@ import (
 //
 //	 0 magic "EDGC"
 //	 4 version      uint16
-//	 6 flags        uint16 (bit 0: NoCache, bit 1: VaryIndex)
+//	 6 flags        uint16 (bit 0: NoCache, bit 1: VaryIndex, bit 2: SoftPurged,
+//	                bit 3: tags follow the date)
 //	 8 headerLen    uint32 (whole header, body starts here)
 //	12 headerCRC    uint32 (CRC-32C of the header without these 4 bytes)
 //	16 bodySize     int64
@@ -31,6 +32,7 @@ import (
 //	   len key, key, nNames, { len name, name, nValues, { len value, value } },
 //	   len variant, variant
 //	   initialAge (uvarint, ns), len date, date
+//	   with flag 3: nTags, { len tag, tag }
 //
 // After the body, one CRC-32C per block of blockSize bytes (the last block
 // may be shorter), 4 bytes each: every block a response reads is verified
@@ -50,6 +52,8 @@ const (
 	entryVersion    = 3
 	flagNoCache     = 1 << 0
 	flagVaryIndex   = 1 << 1
+	flagSoftPurged  = 1 << 2
+	flagTags        = 1 << 3 // added within version 3: older files have none
 	fixedHeaderLen  = 64
 	maxEntryHeader  = 1 << 20 // largest header we write or accept
 	headerPrefixLen = 16      // enough to learn version and headerLen
@@ -89,6 +93,12 @@ func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 		}
 	}
 	n += stringLen(m.Variant) + uvarintLen(uint64(max(m.InitialAge, 0))) + stringLen(m.Date)
+	if len(m.Tags) > 0 {
+		n += uvarintLen(uint64(len(m.Tags)))
+		for _, t := range m.Tags {
+			n += stringLen(t)
+		}
+	}
 	if n > maxEntryHeader {
 		return nil, errHeaderLarge
 	}
@@ -103,6 +113,12 @@ func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 	}
 	if m.VaryIndex {
 		flags |= flagVaryIndex
+	}
+	if m.SoftPurged {
+		flags |= flagSoftPurged
+	}
+	if len(m.Tags) > 0 {
+		flags |= flagTags
 	}
 	le.PutUint16(b[6:], flags)
 	le.PutUint16(b[28:], uint16(m.Status))
@@ -122,6 +138,12 @@ func encodeHeader(m *Meta, bodySize int64) ([]byte, error) {
 	b = appendString(b, m.Variant)
 	b = binary.AppendUvarint(b, uint64(max(m.InitialAge, 0)))
 	b = appendString(b, m.Date)
+	if len(m.Tags) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(m.Tags)))
+		for _, t := range m.Tags {
+			b = appendString(b, t)
+		}
+	}
 	le.PutUint32(b[8:], uint32(len(b)))
 	patchHeader(b, bodySize)
 	return b, nil
@@ -202,6 +224,7 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	h.Status = int(le.Uint16(b[28:]))
 	h.NoCache = le.Uint16(b[6:])&flagNoCache != 0
 	h.VaryIndex = le.Uint16(b[6:])&flagVaryIndex != 0
+	h.SoftPurged = le.Uint16(b[6:])&flagSoftPurged != 0
 	h.StoredAt = nanosToTime(int64(le.Uint64(b[32:])))
 	h.ValidUntil = nanosToTime(int64(le.Uint64(b[40:])))
 	h.StaleWhileRevalidate = time.Duration(le.Uint64(b[48:]))
@@ -229,6 +252,15 @@ func decodeHeader(b []byte) (*fileHeader, error) {
 	h.Variant = r.string()
 	h.InitialAge = time.Duration(min(r.uvarint(), math.MaxInt64))
 	h.Date = r.string()
+	if le.Uint16(b[6:])&flagTags != 0 {
+		tags := r.count(2) // a tag takes at least 2 bytes
+		if r.err == nil {
+			h.Tags = make([]string, tags)
+			for i := range h.Tags {
+				h.Tags[i] = r.string()
+			}
+		}
+	}
 	if r.err != nil {
 		return nil, r.err
 	}

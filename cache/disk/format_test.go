@@ -147,3 +147,36 @@ func TestHeaderAgeAndNoCache(t *testing.T) {
 		t.Fatalf("decoded age %v no-cache %v variant %q", h.InitialAge, h.NoCache, h.Variant)
 	}
 }
+
+// Tags and the soft purge mark travel in the header; a header without
+// them (written before tags existed) decodes as it did.
+func TestHeaderTagsAndSoftPurged(t *testing.T) {
+	m := testMeta("/webgateway/render_image/1/", 0)
+	m.Tags = []string{"dataset:3", "image:1"}
+	m.SoftPurged = true
+	b, err := encodeHeader(&m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := decodeHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(h.Tags, m.Tags) || !h.SoftPurged {
+		t.Errorf("decoded tags %q, soft-purged %v", h.Tags, h.SoftPurged)
+	}
+	m.Tags, m.SoftPurged = nil, false
+	plain, _ := encodeHeader(&m, 0)
+	if h, err := decodeHeader(plain); err != nil || h.Tags != nil || h.SoftPurged {
+		t.Errorf("untagged: %v, %q, %v", err, h.Tags, h.SoftPurged)
+	}
+	// A tag count beyond the bytes is refused, not allocated.
+	bad := append([]byte(nil), plain...)
+	bad = binary.AppendUvarint(bad, 1<<40)
+	binary.LittleEndian.PutUint16(bad[6:], binary.LittleEndian.Uint16(bad[6:])|flagTags)
+	binary.LittleEndian.PutUint32(bad[8:], uint32(len(bad)))
+	patchHeader(bad, 0)
+	if _, err := decodeHeader(bad); err == nil {
+		t.Error("a hostile tag count decoded")
+	}
+}

@@ -75,7 +75,7 @@ func BenchmarkDiskRebuild1M(b *testing.B) {
 		entries = n
 	}
 	dir := b.TempDir()
-	writeEntryFiles(b, dir, entries)
+	writeEntryFiles(b, dir, entries, nil)
 	var perEntry float64
 	for b.Loop() {
 		before := liveHeap()
@@ -94,8 +94,9 @@ func BenchmarkDiskRebuild1M(b *testing.B) {
 	b.ReportMetric(perEntry, "heap-bytes/entry")
 }
 
-// writeEntryFiles writes n entry files straight into dir (levels 1:2).
-func writeEntryFiles(b *testing.B, dir string, n int) {
+// writeEntryFiles writes n entry files straight into dir (levels 1:2),
+// with the tags tags(i) gives entry i (nil: none).
+func writeEntryFiles(b *testing.B, dir string, n int, tags func(i int) []string) {
 	b.Helper()
 	d, err := New(dir, Options{})
 	if err != nil {
@@ -113,6 +114,9 @@ func writeEntryFiles(b *testing.B, dir string, n int) {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
 				m := testMeta(fmt.Sprintf("/webclient/render_thumbnail/%d/?_=1700000000000", i), int64(len(body)))
+				if tags != nil {
+					m.Tags = tags(i)
+				}
 				header, err := encodeHeader(&m, int64(len(body)))
 				if err == nil {
 					path := d.path(KeyHash(m.Key))

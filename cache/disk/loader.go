@@ -104,14 +104,17 @@ func (l *loader) loadFile(path, name string) {
 		return
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.idx.get(h) != nil {
+		d.mu.Unlock()
 		return
 	}
 	if cur, err := os.Stat(path); err != nil || !os.SameFile(cur, fi) {
+		d.mu.Unlock()
 		return // replaced or removed while we read it
 	}
 	d.insertLocked(h, fi.Size(), fileAccessTime(fi).UnixNano())
+	d.mu.Unlock()
+	d.tags.Add(h, fh.Tags)
 }
 
 // pace ends a round after LoaderFiles files or LoaderThreshold and sleeps

@@ -46,4 +46,10 @@ type Meta struct {
 	// VaryIndex marks a primary key's index of variants: no response, a
 	// Vary header of the names, no body.
 	VaryIndex bool
+	// Tags name the objects the response is about (cache/tags.go),
+	// sorted: purges by tag find the entry through them.
+	Tags []string
+	// SoftPurged: expired by a soft purge rather than by age, so that a
+	// zone serving stale while updating refreshes it in the background.
+	SoftPurged bool
 }

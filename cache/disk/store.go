@@ -1,6 +1,8 @@
 package disk
 
 import (
+	"github.com/edgecache/edgecache/cache/tagindex"
+
 	"bytes"
 	"crypto/md5"
 	"crypto/rand"
@@ -130,6 +132,9 @@ type Store struct {
 	mu      sync.Mutex
 	idx     *diskIndex
 	onFlush []func()
+	// tags maps a tag to the MD5s of the entries that carry it (tags.go).
+	// Its methods are never called under mu, which its sweep takes.
+	tags *tagindex.Index[[md5.Size]byte]
 
 	entries atomic.Int64
 	bytes   atomic.Int64
@@ -219,7 +224,7 @@ func New(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk cache: %w", err)
 	}
-	return &Store{
+	d := &Store{
 		abs:     abs,
 		dir:     dir,
 		opts:    opts,
@@ -230,7 +235,9 @@ func New(dir string, opts Options) (*Store, error) {
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		loaded:  make(chan struct{}),
-	}, nil
+	}
+	d.tags = tagindex.New(compareHash, md5.Size, d.indexed)
+	return d, nil
 }
 
 // Open creates the zone folder if needed and takes it: it locks the folder
@@ -404,8 +411,12 @@ func (d *Store) Get(key string) (*Entry, error) {
 	if d.flushedFile(h, path, fi) {
 		return nil, ErrNotFound
 	}
-	if !d.touch(h, path, fi) {
+	ok, inserted := d.touch(h, path, fi)
+	if !ok {
 		return nil, ErrNotFound // removed or replaced meanwhile
+	}
+	if inserted {
+		d.tags.Add(h, fh.Tags)
 	}
 	fh.File = File{d: d, path: path, key: key, offset: int64(fh.HeaderLen), crc: fh.HeaderCRC}
 	return &fh.Entry, nil
@@ -457,25 +468,25 @@ func readHeader(f *os.File) (*fileHeader, fs.FileInfo, error) {
 func accountedSize(fileSize int64) int64 { return (fileSize + blockSize - 1) / blockSize * blockSize }
 
 // touch records an access to the file at path that was read as fi, adding
-// it to the index if it is not there yet. It reports false if the file is
-// no longer at path.
-func (d *Store) touch(h [md5.Size]byte, path string, fi fs.FileInfo) bool {
+// it to the index if it is not there yet (inserted). It reports false if
+// the file is no longer at path.
+func (d *Store) touch(h [md5.Size]byte, path string, fi fs.FileInfo) (ok, inserted bool) {
 	now := d.now().UnixNano()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if r := d.idx.get(h); r != nil {
 		d.idx.touch(r, now)
-		return true
+		return true, false
 	}
 	// Not indexed: the loader has not reached it yet, or it was removed
 	// after we opened it. Renames and unlinks happen under mu, so this
 	// check is exact.
 	cur, err := os.Stat(path)
 	if err != nil || !os.SameFile(cur, fi) {
-		return false
+		return false, false
 	}
 	d.insertLocked(h, fi.Size(), now)
-	return true
+	return true, true
 }
 
 // insertLocked indexes the entry file of h, of the given size.
@@ -492,6 +503,7 @@ func (d *Store) dropLocked(h [md5.Size]byte) bool {
 	}
 	d.idx.remove(r)
 	d.countLocked()
+	d.tags.Gone()
 	return true
 }
 
@@ -565,6 +577,11 @@ func (d *Store) Delete(key string) (bool, error) {
 // folders are renamed away at once and deleted in the background, so a
 // flush of a large zone does not block.
 func (d *Store) Clear() (int, error) {
+	// The tags first: a reference added meanwhile, to an entry the clear
+	// then removes, is only stale (purges check, sweeps drop it), where
+	// one cleared after an entry written just after the clear would lose
+	// that entry's tags.
+	d.tags.Clear()
 	d.mu.Lock()
 	names, err := readDirNames(d.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -172,6 +172,7 @@ func (w *Writer) Commit() (*Entry, error) {
 	if err != nil {
 		return nil, w.fail(classifyWriteErr(err), err)
 	}
+	d.tags.Add(w.hash, w.meta.Tags)
 	w.done = true
 	if d.opts.MaxSize > 0 && d.bytes.Load() > d.opts.MaxSize {
 		d.kick()

@@ -17,18 +17,24 @@ const (
 	ImportPath = "/edge_cache/import"
 )
 
-// PurgeRequest is the body of POST PurgePath: exactly one of Key, Prefix
-// (both in text form) and All.
+// PurgeRequest is the body of POST PurgePath (and of a POST to the
+// edge_cache_purge handler): exactly one of Key, Prefix (both in text
+// form), Tags and All. Soft keeps the entries, marked expired.
 type PurgeRequest struct {
-	Zone   string `json:"zone,omitempty"` // empty: every zone
-	Key    string `json:"key,omitempty"`
-	Prefix string `json:"prefix,omitempty"`
-	All    bool   `json:"all,omitempty"`
+	Zone   string   `json:"zone,omitempty"` // empty: every zone
+	Key    string   `json:"key,omitempty"`
+	Prefix string   `json:"prefix,omitempty"`
+	Tags   []string `json:"tags,omitempty"`
+	All    bool     `json:"all,omitempty"`
+	Soft   bool     `json:"soft,omitempty"`
 }
 
 // PurgeResponse is the answer to a purge.
 type PurgeResponse struct {
 	Purged int `json:"purged"`
+	// Marked is how many entries a soft purge marked expired; absent for
+	// a purge.
+	Marked *int `json:"marked,omitempty"`
 	// Shared is how many values the purge removed from the fleet's Redis;
 	// absent when the proxy has no shared block or the zone is not shared.
 	Shared *int `json:"shared,omitempty"`
@@ -42,17 +48,25 @@ const (
 
 // KeysRequest is the query of GET KeysPath: a page of a zone's keys, in
 // text form, after After (the Next of the previous page), starting with
-// Prefix.
+// Prefix. With Tag, the keys of the entries that carry the tag, of Zone
+// or of every zone when Zone is empty, in order.
 type KeysRequest struct {
 	Zone   string
 	Prefix string
+	Tag    string
 	After  string
 	Limit  int // 0: DefaultKeysLimit
 }
 
 // URI is the request's path and query.
 func (q KeysRequest) URI() string {
-	v := url.Values{"zone": {q.Zone}}
+	v := url.Values{}
+	if q.Zone != "" {
+		v.Set("zone", q.Zone)
+	}
+	if q.Tag != "" {
+		v.Set("tag", q.Tag)
+	}
 	if q.Prefix != "" {
 		v.Set("prefix", q.Prefix)
 	}
@@ -68,9 +82,9 @@ func (q KeysRequest) URI() string {
 // ParseKeysRequest reads the query of GET KeysPath. Prefix and After stay
 // in text form.
 func ParseKeysRequest(v url.Values) (KeysRequest, error) {
-	q := KeysRequest{Zone: v.Get("zone"), Prefix: v.Get("prefix"), After: v.Get("after"), Limit: DefaultKeysLimit}
-	if q.Zone == "" {
-		return q, fmt.Errorf("name a zone: ?zone=<name>")
+	q := KeysRequest{Zone: v.Get("zone"), Prefix: v.Get("prefix"), Tag: v.Get("tag"), After: v.Get("after"), Limit: DefaultKeysLimit}
+	if q.Zone == "" && q.Tag == "" {
+		return q, fmt.Errorf("name a zone: ?zone=<name> (or a tag: ?tag=<tag>)")
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)

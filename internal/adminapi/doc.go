@@ -14,6 +14,9 @@
 //	GET  /edge_cache/drain  -> the health state: {"status": "ok" | "draining" | "maintenance", "node", "draining",
 //	                           "maintenance": [flag files], "shared": "up" | "down" (in a fleet)}
 //	GET  /edge_cache/fleet  -> {"members": [{"node", "version", "zones", "last_event", "behind", "seen"}...]}
+//	GET  /edge_cache/status -> the status page (HTML); the edge_cache_status handler serves it to browsers
+//	GET  /edge_cache/status.json
+//	                        -> Status (status.go): zones, backends, maintenance, fleet, purges and refreshes, process
 //	GET  /edge_cache/import?zone=<name>
 //	                        -> {"disk": bool, "disk_bytes": n, "max_size": n, "loading": bool}
 //	POST /edge_cache/import?zone=<name>

@@ -30,20 +30,21 @@ type ImportMeta struct {
 	StaleIfError         int64       `json:"stale_if_error_ns,omitempty"`
 	BodySize             int64       `json:"body_size"`
 	Variant              string      `json:"variant,omitempty"`
+	Tags                 []string    `json:"tags,omitempty"`
 }
 
 // ImportMetaOf is m on the wire.
 func ImportMetaOf(m cache.Meta) ImportMeta {
 	return ImportMeta{Key: m.Key, Status: m.Status, Header: m.Header, StoredAt: m.StoredAt, ValidUntil: m.ValidUntil,
 		StaleWhileRevalidate: int64(m.StaleWhileRevalidate), StaleIfError: int64(m.StaleIfError),
-		BodySize: m.BodySize, Variant: m.Variant}
+		BodySize: m.BodySize, Variant: m.Variant, Tags: m.Tags}
 }
 
 // Meta is the entry's metadata as the zone stores it.
 func (im ImportMeta) Meta() cache.Meta {
 	return cache.Meta{Key: im.Key, Status: im.Status, Header: im.Header, StoredAt: im.StoredAt, ValidUntil: im.ValidUntil,
 		StaleWhileRevalidate: time.Duration(im.StaleWhileRevalidate), StaleIfError: time.Duration(im.StaleIfError),
-		BodySize: im.BodySize, Variant: im.Variant}
+		BodySize: im.BodySize, Variant: im.Variant, Tags: im.Tags}
 }
 
 // ImportInfo is the answer of GET ImportPath: the zone's disk tier, if it

@@ -125,6 +125,8 @@ func (c *adminClient) newRequest(ctx context.Context, method, uri string, body i
 	if err != nil {
 		return nil, err
 	}
+	// The status page says who purged: the CLI, by this.
+	req.Header.Set("User-Agent", adminapi.CLIUserAgent)
 	if c.tcp {
 		// the admin API checks the origin of requests
 		req.Header.Set("Origin", c.origin)

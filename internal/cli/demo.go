@@ -35,8 +35,9 @@ func init() {
 Starts two read-only and one read-write stand-in OMERO.web servers on free
 ports of 127.0.0.1, then runs the embedded Caddyfile.example against them:
 the public site on --listen (default :8080), the cache buster on
-127.0.0.1:9000 and the long-timeout port on 127.0.0.1:8009 (change them
-with EDGECACHE_REFRESH_PORT and EDGECACHE_LONG_PORT). The static pages and
+127.0.0.1:9000, the long-timeout port on 127.0.0.1:8009 and the status
+page on 127.0.0.1:2020 (change them with EDGECACHE_REFRESH_PORT,
+EDGECACHE_LONG_PORT and EDGECACHE_STATUS_PORT). The static pages and
 the maintenance flag live in a temporary folder, removed on exit.
 
 The stand-in servers answer like OMERO.web (session cookies and Vary: Cookie
@@ -93,6 +94,7 @@ type demo struct {
 	public   string // host:port to reach the public site
 	refresh  string // host:port of the cache buster
 	long     string // host:port of the long-timeout port
+	status   string // host:port of the status page
 }
 
 // The environment variables of Caddyfile.example that the demo sets.
@@ -102,6 +104,7 @@ const (
 	envPrivateBind = "EDGECACHE_PRIVATE_BIND"
 	envRefreshPort = "EDGECACHE_REFRESH_PORT"
 	envLongPort    = "EDGECACHE_LONG_PORT"
+	envStatusPort  = "EDGECACHE_STATUS_PORT"
 	envReadOnly    = "OMERO_READONLY"
 	envReadWrite   = "OMERO_READWRITE"
 	envWWW         = "EDGECACHE_WWW"
@@ -170,6 +173,7 @@ func startDemo(cfg demoConfig) (_ *demo, err error) {
 	privateHost := envOr(envPrivateBind, "127.0.0.1")
 	d.refresh = net.JoinHostPort(privateHost, envOr(envRefreshPort, "9000"))
 	d.long = net.JoinHostPort(privateHost, envOr(envLongPort, "8009"))
+	d.status = net.JoinHostPort(privateHost, envOr(envStatusPort, "2020"))
 
 	cfgJSON, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(caddyfileText, map[string]any{"filename": "Caddyfile.example"})
 	if err != nil {
@@ -230,8 +234,9 @@ Try:
   curl -sI http://%[4]s/webgateway/render_thumbnail/2/
 
 Static pages: http://%[1]s/about/
+What the proxy is doing, refreshed every 2 s: http://%[5]s/
 Ctrl-C stops the demo.
-`, d.public, d.refresh, d.flagFile, d.long)
+`, d.public, d.refresh, d.flagFile, d.long, d.status)
 }
 
 // splitListen accepts "8080", ":8080" or "host:8080".

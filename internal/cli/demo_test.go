@@ -19,7 +19,7 @@ import (
 // stand-ins, and checks the production behaviours that do not depend on
 // the cache, and that a repeated request does not reach a backend.
 func TestDemo(t *testing.T) {
-	for _, name := range []string{envPublic, envPublicBind, envPrivateBind, envRefreshPort, envLongPort,
+	for _, name := range []string{envPublic, envPublicBind, envPrivateBind, envRefreshPort, envLongPort, envStatusPort,
 		envReadOnly, envReadWrite, envWWW, envFlag, envCacheDir} {
 		t.Setenv(name, os.Getenv(name)) // restored after the test
 		os.Unsetenv(name)
@@ -28,6 +28,7 @@ func TestDemo(t *testing.T) {
 	t.Setenv(envPrivateBind, "127.0.0.1")
 	t.Setenv(envRefreshPort, strconv.Itoa(testkit.FreePort(t)))
 	t.Setenv(envLongPort, strconv.Itoa(testkit.FreePort(t)))
+	t.Setenv(envStatusPort, strconv.Itoa(testkit.FreePort(t)))
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 

@@ -155,6 +155,9 @@ func runImportNginx(ctx context.Context, fl caddycmd.Flags, stdout, stderr io.Wr
 		}
 		sink = local
 	}
+	if target.tags != nil {
+		sink = taggingSink{Sink: sink, rules: target.tags}
+	}
 	sum, err := nginximport.Run(ctx, opts, sink)
 	if err != nil {
 		return importExitCannotRun, err

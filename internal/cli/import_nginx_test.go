@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"io"
 	"net/http/httptest"
 	"regexp"
+	"strings"
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/caddymodule"
 	"github.com/edgecache/edgecache/internal/nginximport"
 )
@@ -94,7 +98,21 @@ func TestImportTargetFromCaddyfileExample(t *testing.T) {
 	if _, err := importTargetFromConfig(cfg, "nosuchzone"); err == nil {
 		t.Error("an unknown zone was accepted")
 	}
+	// An imported entry gets the tags the handlers' rules give its key.
+	var got cache.Meta
+	sink := taggingSink{Sink: sinkFunc(func(m cache.Meta) { got = m }), rules: target.tags}
+	if err := sink.Import(context.Background(), cache.Meta{Key: "/webgateway/get_thumbnails/?id=7&id=8"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Tags, " ") != "image:7 image:8" {
+		t.Errorf("imported entry's tags: %q", got.Tags)
+	}
 }
+
+// sinkFunc is a Sink that records the metadata it is given.
+type sinkFunc func(m cache.Meta)
+
+func (f sinkFunc) Import(_ context.Context, m cache.Meta, _ io.Reader) error { f(m); return nil }
 
 func TestImportTargetHandlersMustAgree(t *testing.T) {
 	cfg := []byte(`{"apps":{"edge_cache":{"zones":{"z":{}}},"http":{"servers":{"a":{"routes":[

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -22,6 +23,7 @@ import (
 type importTarget struct {
 	zone         *caddymodule.ZoneConfig
 	handler      caddymodule.Handler // key and strip_query of the zone's handlers
+	tags         *cache.TagRules     // their tags block: an entry gets the tags its key gives
 	honourVary   bool
 	statusHeader string
 	warnings     []string
@@ -94,6 +96,10 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 			}
 		}
 	}
+	var err error
+	if t.tags, err = t.handler.Tags.Compile(); err != nil {
+		return nil, err
+	}
 	switch t.handler.StatusHeader {
 	case "off":
 	case "":
@@ -102,6 +108,18 @@ func importTargetFromConfig(cfgJSON []byte, zoneName string) (*importTarget, err
 		t.statusHeader = http.CanonicalHeaderKey(t.handler.StatusHeader)
 	}
 	return t, nil
+}
+
+// taggingSink gives each imported entry the tags the handlers' path and
+// query rules give its key (the backend's header is not there to read).
+type taggingSink struct {
+	nginximport.Sink
+	rules *cache.TagRules
+}
+
+func (s taggingSink) Import(ctx context.Context, m cache.Meta, body io.Reader) error {
+	m.Tags = s.rules.KeyTags(m.Key)
+	return s.Sink.Import(ctx, m, body)
 }
 
 // importKeyTemplate is a handler's key template as the import sees it:

@@ -85,3 +85,27 @@ func TestPurgeOverUnixSocket(t *testing.T) {
 		t.Fatalf("status %d, error %v, output %q", status, err, out.String())
 	}
 }
+
+// --tag and --tags-from (a file, or - for standard input) give the tags,
+// checked one by one with their line.
+func TestTagsFromFlags(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "tags.txt")
+	if err := os.WriteFile(list, []byte("# the study's images\nimage:1\n\n  image:2  \nimage:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fl := parseFlags(t, purgeCommand, "--tag", "dataset:3", "--tags-from", list)
+	tags, err := tagsFromFlags(fl, strings.NewReader(""))
+	if err != nil || strings.Join(tags, " ") != "dataset:3 image:1 image:2 image:1" {
+		t.Errorf("tags %q, %v", tags, err)
+	}
+	fl = parseFlags(t, purgeCommand, "--tags-from", "-")
+	if tags, err := tagsFromFlags(fl, strings.NewReader("image:7\nimage:8\n")); err != nil || strings.Join(tags, " ") != "image:7 image:8" {
+		t.Errorf("from stdin: %q, %v", tags, err)
+	}
+	if _, err := tagsFromFlags(fl, strings.NewReader("image:7\nimage 8\n")); err == nil || !strings.Contains(err.Error(), "-:2") {
+		t.Errorf("a tag of two words: %v, want an error at -:2", err)
+	}
+	if _, err := tagsFromFlags(fl, strings.NewReader("# nothing\n")); err == nil {
+		t.Error("an empty list was accepted")
+	}
+}

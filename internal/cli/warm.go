@@ -98,30 +98,42 @@ func runWarm(ctx context.Context, fl caddycmd.Flags, stderr io.Writer, interacti
 		fmt.Fprintf(stderr, "no URL in %s\n", opts.URLsFile)
 		return warmExitDone, nil
 	}
+	return warmOutcome(stderr, sum, err, "URLs")
+}
+
+// warmOutcome prints a run's summary and gives its exit status and error;
+// what names the lines (URLs, keys).
+func warmOutcome(stderr io.Writer, sum warm.Summary, err error, what string) (int, error) {
 	printWarmSummary(stderr, sum)
 	if err != nil {
 		return warmExitCannotRun, err
 	}
 	switch {
 	case sum.Interrupted:
-		return warmExitInterrupted, fmt.Errorf("interrupted with %d of %d URLs left; run the same command again to resume", sum.Remaining(), sum.Total)
+		return warmExitInterrupted, fmt.Errorf("interrupted with %d of %d %s left; run the same command again to resume", sum.Remaining(), sum.Total, what)
 	case len(sum.Failed) > 0:
-		return warmExitFailed, fmt.Errorf("%d of %d URLs failed; they are listed in %s", len(sum.Failed), sum.Total, sum.FailedFile)
+		return warmExitFailed, fmt.Errorf("%d of %d %s failed; they are listed in %s", len(sum.Failed), sum.Total, what, sum.FailedFile)
 	}
 	return warmExitDone, nil
 }
 
 // warmOptions reads the flags.
 func warmOptions(fl caddycmd.Flags) (warm.Options, error) {
+	if fl.String("from") == "" {
+		return warm.Options{}, errors.New("no URL list: give one with --from")
+	}
+	return requestOptions(fl, fl.String("from"))
+}
+
+// requestOptions reads the flags warm and refresh share, for the URL list
+// at list.
+func requestOptions(fl caddycmd.Flags, list string) (warm.Options, error) {
 	opts := warm.Options{
-		URLsFile:  fl.String("from"),
+		URLsFile:  list,
 		Via:       fl.String("via"),
 		Host:      fl.String("host"),
 		StateFile: fl.String("state"),
 		Restart:   fl.Bool("restart"),
-	}
-	if opts.URLsFile == "" {
-		return opts, errors.New("no URL list: give one with --from")
 	}
 	var err error
 	if opts.Concurrency, err = fl.GetInt("concurrency"); err != nil {

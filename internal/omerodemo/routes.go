@@ -21,7 +21,17 @@ func (s *Server) routes() *http.ServeMux {
 		for _, p := range []string{"{id}/{$}", "{id}/{size}/{$}"} {
 			m.HandleFunc("GET /"+app+"/render_thumbnail/"+p, s.thumbnail)
 		}
+		// A region (?region=x,y,w,h or ?tile=) and the split channels
+		// are other renderings of the plane.
+		for _, kind := range []string{"render_image_region", "render_split_channel"} {
+			m.HandleFunc("GET /"+app+"/"+kind+"/{id}/{z}/{t}/{$}", s.renderImage)
+		}
+		m.HandleFunc("GET /"+app+"/render_birds_eye_view/{id}/{$}", s.thumbnail)
+		m.HandleFunc("GET /"+app+"/imgData/{id}/{$}", s.apiImage)
 	}
+	m.HandleFunc("GET /webgateway/get_thumbnail/{id}/{$}", s.thumbnail)
+	m.HandleFunc("GET /webclient/metadata_acquisition/{type}/{id}/{$}", s.metadata)
+	m.HandleFunc("GET /iviewer/image_data/{id}/{$}", s.apiImage)
 	m.HandleFunc("GET /webclient/get_thumbnail/{id}/{$}", s.thumbnail)
 	m.HandleFunc("GET /webclient/get_thumbnail/{id}/{size}/{$}", s.thumbnail)
 	m.HandleFunc("GET /webgateway/get_thumbnails/{$}", s.thumbnails)

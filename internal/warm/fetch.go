@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"golang.org/x/time/rate"
 )
 
 // statusError is a response that is not a success (2xx or 3xx).
@@ -47,6 +49,7 @@ type fetcher struct {
 	retryWait    time.Duration
 	maxRetryWait time.Duration
 	bytes        func(n int64)
+	limiter      *rate.Limiter // nil: no bound on the rate
 }
 
 // fetch gets target, reading and discarding the body so that the proxy
@@ -61,6 +64,11 @@ func (f *fetcher) fetch(ctx context.Context, target string) (attempts int, err e
 	policy.RandomizationFactor = 0.5
 
 	attempt := func() (struct{}, error) {
+		if f.limiter != nil {
+			if err := f.limiter.Wait(ctx); err != nil {
+				return struct{}{}, backoff.Permanent(ctx.Err())
+			}
+		}
 		attempts++
 		err := f.once(ctx, target)
 		if err == nil {

@@ -42,6 +42,11 @@ type Options struct {
 	// Concurrency is the number of requests in flight at most.
 	Concurrency int
 
+	// Rate, when positive, is the most requests started per second
+	// (retries included), so that a refresh does not load the backend
+	// more than it can take beside the visitors.
+	Rate float64
+
 	// Retries is how many times a URL is retried after a connection error,
 	// a timeout, a 5xx or a 429 response; zero means never (unlike the
 	// other fields, zero is not replaced by a default: use DefaultRetries).
@@ -103,6 +108,9 @@ func (o Options) withDefaults() (Options, *url.URL, error) {
 	via.RawPath = strings.TrimSuffix(via.RawPath, "/")
 	if o.Concurrency == 0 {
 		o.Concurrency = DefaultConcurrency
+	}
+	if o.Rate < 0 {
+		return o, nil, fmt.Errorf("rate %g: must not be negative", o.Rate)
 	}
 	if o.Concurrency < 0 {
 		return o, nil, fmt.Errorf("concurrency %d: must be at least 1", o.Concurrency)

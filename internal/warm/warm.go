@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/bits-and-blooms/bitset"
+
+	"golang.org/x/time/rate"
 )
 
 // outcome is what became of one URL.
@@ -58,7 +60,11 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	defer cancel()
 
 	var bytes atomic.Int64
-	f := &fetcher{
+	var limiter *rate.Limiter
+	if opts.Rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(opts.Rate), 1)
+	}
+	f := &fetcher{limiter: limiter,
 		client: opts.Client, host: opts.Host, timeout: opts.Timeout, retries: opts.Retries,
 		retryWait: opts.RetryWait, maxRetryWait: opts.MaxRetryWait,
 		bytes: func(n int64) { bytes.Add(n) },

@@ -525,3 +525,33 @@ func TestRunStoresRedirectsWithoutFollowing(t *testing.T) {
 		return true
 	})
 }
+
+// Rate spaces the requests: 11 at 50 per second are released over 200
+// ms; the backend sees them over at least 150 ms (the first one's
+// connection set-up may delay it; unbounded, they take a few ms).
+func TestRunHonoursRate(t *testing.T) {
+	b := newBackend(t, nil)
+	opts := testOptions(writeList(t, paths(11)...), b.URL)
+	opts.Rate = 50
+	sum, err := Run(context.Background(), opts)
+	if err != nil || sum.Succeeded != 11 {
+		t.Fatalf("summary %+v, %v", sum, err)
+	}
+	seen := b.Seen()
+	first, last := seen[0].At, seen[0].At
+	for _, r := range seen {
+		if r.At.Before(first) {
+			first = r.At
+		}
+		if r.At.After(last) {
+			last = r.At
+		}
+	}
+	if d := last.Sub(first); d < 150*time.Millisecond {
+		t.Errorf("11 requests at 50/s took %s from first to last, want at least 200ms", d)
+	}
+	opts.Rate = -1
+	if _, err := Run(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "rate") {
+		t.Errorf("a negative rate: %v", err)
+	}
+}

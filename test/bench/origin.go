@@ -44,6 +44,8 @@ type origin struct {
 
 	mu   sync.Mutex
 	slow map[string]*slowStat
+	// hot counts the requests for /hot/<n> (10 KiB, the tags part).
+	hot atomic.Int64
 }
 
 // slowStat records the backend side of one stampede: how many requests
@@ -71,6 +73,10 @@ func startOrigin(slowDelay time.Duration) (*origin, error) {
 	mux.HandleFunc("/1m", o.serve(o.body1m))
 	mux.HandleFunc("/fill/1m/", o.serve(o.body1m))
 	mux.HandleFunc("/slow/", o.serveSlow)
+	mux.HandleFunc("/hot/", func(w http.ResponseWriter, r *http.Request) {
+		o.hot.Add(1)
+		o.writeBody(w, strconv.Itoa(len(o.body10k)), o.body10k)
+	})
 	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go o.srv.Serve(ln)
 	return o, nil

@@ -21,17 +21,21 @@ type wrkResult struct {
 	Non2xx    int64  // wrk's "Non-2xx or 3xx responses"
 }
 
-// runWrk runs wrk with --latency against url.
-func runWrk(ctx context.Context, url string, threads, connections int, duration time.Duration, nice int) (wrkResult, string, error) {
+// runWrk runs wrk with --latency against url, and the Lua script of
+// script's path, if any.
+func runWrk(ctx context.Context, url string, threads, connections int, duration time.Duration, nice int, script ...string) (wrkResult, string, error) {
 	argv := []string{"wrk"}
 	if nice != 0 {
 		argv = []string{"nice", "-n", strconv.Itoa(nice), "wrk"}
 	}
-	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:],
+	args := append(argv[1:],
 		"-t"+strconv.Itoa(threads),
 		"-c"+strconv.Itoa(connections),
-		"-d"+strconv.Itoa(int(duration.Round(time.Second)/time.Second))+"s",
-		"--latency", url)...)
+		"-d"+strconv.Itoa(int(duration.Round(time.Second)/time.Second))+"s")
+	if len(script) > 0 {
+		args = append(args, "-s", script[0])
+	}
+	cmd := exec.CommandContext(ctx, argv[0], append(args, "--latency", url)...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out

@@ -282,3 +282,46 @@ func TestInvalidationReachesFleet(t *testing.T) {
 	serves(t, b, o, path)
 	t.Logf("B serves the changed resource %s after the POST on A", time.Since(start))
 }
+
+// TestTagPurgeReachesFleet: a purge by tag on proxy C removes the tag's
+// entries from Redis (read from the tag's set, no SCAN) and from A and
+// B's own tiers through the event log, and nothing of another tag.
+func TestTagPurgeReachesFleet(t *testing.T) {
+	r := testkit.StartRedis(t)
+	o := newOrigin(t, 0)
+	ps := startFleet(t, 3, []string{r.Addr}, fleetOptions{Origin: o.Addr(), Zones: diskZone,
+		Handler: "tags {\n\t\t\tpath ^/img/(\\d+)/ image:$1\n\t\t}"})
+	tagged, other := []string{"/img/1/a", "/img/1/b"}, "/img/2/a"
+	for _, p := range ps[:2] {
+		for _, path := range append(tagged, other) {
+			p.mustGet(t, path)
+			if r := p.mustGet(t, path); r.cache != "HIT" {
+				t.Fatalf("%s %s: %s", p.Name, path, r.cache)
+			}
+		}
+	}
+	for _, path := range tagged {
+		if n, _ := r.CLI("EXISTS", "edgecache:{default:"+path+"}"); n != "1" {
+			t.Fatalf("%s is not in Redis: EXISTS %s", path, n)
+		}
+	}
+	old := string(o.body(other))
+	o.bump()
+	out := ps[2].edgecache(t, "purge", "--tag", "image:1")
+	if !strings.Contains(out, "and 2 values from the fleet's Redis") {
+		t.Errorf("edgecache purge --tag printed %q", out)
+	}
+	for _, path := range tagged {
+		if n, _ := r.CLI("EXISTS", "edgecache:{default:"+path+"}"); n != "0" {
+			t.Errorf("%s is still in Redis after the purge of its tag", path)
+		}
+	}
+	for _, p := range ps[:2] {
+		for _, path := range tagged {
+			serves(t, p, o, path)
+		}
+		if r := p.mustGet(t, other); r.cache != "HIT" || string(r.body) != old {
+			t.Errorf("%s %s after the purge of another tag: %s %.20q", p.Name, other, r.cache, r.body)
+		}
+	}
+}

@@ -155,7 +155,7 @@ func TestValidateTouchesNothing(t *testing.T) {
 func TestUsageNamesTheBinary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, sub := range []string{"demo", "drain", "fleet", "import-nginx", "purge", "cache-keys", "warm"} {
+	for _, sub := range []string{"demo", "drain", "fleet", "import-nginx", "purge", "cache-keys", "status", "warm"} {
 		_, stdout, stderr := command(t, ctx, sub, "--help")
 		out := stdout + stderr
 		if !strings.Contains(out, "edgecache "+sub) || strings.Contains(out, "caddy "+sub) {

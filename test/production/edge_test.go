@@ -44,10 +44,10 @@ type edgeConfig struct {
 // edge is a running edgecache process with its OMERO nodes.
 type edge struct {
 	Cluster *omerodemo.Cluster
-	// Public, Refresh, Long and Admin are the host:port of the public
-	// site, the cache buster, the long-timeout port and Caddy's admin
-	// endpoint.
-	Public, Refresh, Long, Admin string
+	// Public, Refresh, Long, Status and Admin are the host:port of the
+	// public site, the cache buster, the long-timeout port, the status
+	// page and Caddy's admin endpoint.
+	Public, Refresh, Long, Status, Admin string
 	// Flag is the maintenance flag file (absent at start).
 	Flag string
 
@@ -68,7 +68,7 @@ type edge struct {
 // into the instance.
 var caddyfileEnv = []string{
 	"EDGECACHE_PUBLIC", "EDGECACHE_PUBLIC_BIND", "EDGECACHE_PRIVATE_BIND",
-	"EDGECACHE_REFRESH_PORT", "EDGECACHE_LONG_PORT", "EDGECACHE_ADMIN",
+	"EDGECACHE_REFRESH_PORT", "EDGECACHE_LONG_PORT", "EDGECACHE_STATUS_PORT", "EDGECACHE_ADMIN",
 	"OMERO_READONLY", "OMERO_READONLY_TIMEOUT", "OMERO_READWRITE",
 	"OMERO_WEBSOCKETS", "GRAFANA", "PROMETHEUS", "SEARCHENGINE",
 	"EDGECACHE_WWW", "EDGECACHE_MAINTENANCE_FLAG", "EDGECACHE_CACHE_DIR",
@@ -103,8 +103,10 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 	if cfg.ReadOnly == 0 {
 		cfg.ReadOnly = 2
 	}
+	listen := func(e *edge) []string { return []string{e.Public, e.Refresh, e.Long, e.Admin} }
 	if cfg.Caddyfile == "" {
 		cfg.Caddyfile = filepath.Join(repoRoot, "Caddyfile.example")
+		listen = func(e *edge) []string { return []string{e.Public, e.Refresh, e.Long, e.Status, e.Admin} }
 	}
 	for _, sub := range []string{"cache", "data", "config"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, sub), 0o755); err != nil {
@@ -128,7 +130,7 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 		}
 		e.ownsCluster = true
 	}
-	for _, addr := range []*string{&e.Public, &e.Refresh, &e.Long, &e.Admin} {
+	for _, addr := range []*string{&e.Public, &e.Refresh, &e.Long, &e.Status, &e.Admin} {
 		if *addr, err = testkit.FreeAddr(); err != nil {
 			return nil, err
 		}
@@ -145,6 +147,7 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 		"EDGECACHE_PUBLIC_BIND":      "127.0.0.1",
 		"EDGECACHE_REFRESH_PORT":     port(e.Refresh),
 		"EDGECACHE_LONG_PORT":        port(e.Long),
+		"EDGECACHE_STATUS_PORT":      port(e.Status),
 		"EDGECACHE_ADMIN":            e.Admin,
 		"OMERO_READONLY":             strings.Join(e.Cluster.ReadOnlyAddrs(), " "),
 		"OMERO_READWRITE":            e.Cluster.ReadWrite.Addr,
@@ -172,7 +175,7 @@ func startEdge(cfg edgeConfig) (_ *edge, err error) {
 		Dir:    cfg.Dir,
 		Env:    processEnv(env),
 		Output: e.logFile,
-		Listen: []string{e.Public, e.Refresh, e.Long, e.Admin},
+		Listen: listen(e),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%v\n%s", err, e.logTail(0, 40))
