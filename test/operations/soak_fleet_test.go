@@ -336,16 +336,7 @@ func TestSoakFleet(t *testing.T) {
 		t.Errorf("Redis stalled %d times, want at least 2", pauses)
 	}
 	for i, s := range samples {
-		var before, after int64
-		for _, x := range s {
-			switch {
-			case x.at >= duration*3/10 && x.at < duration/2:
-				before = max(before, x.rss)
-			case x.at >= duration/2:
-				after = max(after, x.rss)
-			}
-		}
-		rise := float64(after-before) / float64(before)
+		before, after, rise := rssRise(s, duration)
 		t.Logf("p%d RSS: %.1f MiB before the middle, at most %.1f MiB after (%+.1f %%)", i+1, float64(before)/(1<<20), float64(after)/(1<<20), 100*rise)
 		if rise > maxRSSRise {
 			t.Errorf("p%d's RSS rose by %.1f %% over the second half, want at most %.0f %%", i+1, 100*rise, 100*maxRSSRise)
