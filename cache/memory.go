@@ -27,6 +27,9 @@ type memoryTier struct {
 	// when a Set is accepted, taken off whenever a value leaves (OnExit:
 	// replaced, evicted, rejected, deleted).
 	entries, bytes atomic.Int64
+	// evictions counts entries ristretto's policy pushed out to make room
+	// (not deletions, replacements or rejected writes).
+	evictions atomic.Int64
 	// added and gone, when set, are told of a key that the tier holds (once
 	// ristretto has applied the write) and of one that left it for good
 	// (evicted, or pushed out of the recent FIFO without being admitted),
@@ -60,6 +63,7 @@ func newMemoryTier(size, maxEntry int64, added, gone func(string)) (*memoryTier,
 			}
 		},
 		OnEvict: func(item *ristretto.Item[*Entry]) {
+			m.evictions.Add(1)
 			if m.gone != nil && item.Value != nil && !m.recent.has(item.Value.Key) {
 				m.gone(item.Value.Key)
 			}

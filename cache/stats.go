@@ -107,12 +107,13 @@ func (s *Stats) CountSkip(reason string) {
 // Tiers reports what each tier holds.
 type Tiers struct {
 	MemoryEntries, MemoryBytes int64
+	MemoryEvictions            int64       // since start, to make room
 	Disk                       *disk.Stats // nil without a disk tier
 }
 
 // Tiers measures the zone's tiers.
 func (z *Zone) Tiers() Tiers {
-	t := Tiers{MemoryEntries: z.mem.entries.Load(), MemoryBytes: z.mem.bytes.Load()}
+	t := Tiers{MemoryEntries: z.mem.entries.Load(), MemoryBytes: z.mem.bytes.Load(), MemoryEvictions: z.mem.evictions.Load()}
 	if z.disk != nil {
 		ds := z.disk.Stats()
 		t.Disk = &ds

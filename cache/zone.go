@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/edgecache/edgecache/cache/disk"
-	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,13 +187,6 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 		return nil, TierNone
 	}
 	e := &de.Meta
-	if _, ok := e.Header["Content-Length"]; !ok {
-		// The header was written before a chunked body's length was known.
-		if e.Header == nil {
-			e.Header = make(http.Header, 1)
-		}
-		e.Header["Content-Length"] = []string{strconv.FormatInt(e.BodySize, 10)}
-	}
 	if e.BodySize > z.mem.maxEntry {
 		return fromDisk(de), TierDisk
 	}

@@ -719,3 +719,24 @@ func TestRevalidateKeepsDiskBody(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryEvictionsCounted: entries pushed out of a full memory tier
+// are counted (the status page and edgecache_memory_evictions_total);
+// purges are not evictions.
+func TestMemoryEvictionsCounted(t *testing.T) {
+	z := newTestZone(t, 1<<20, 64<<10)
+	body := bytes.Repeat([]byte("x"), 32<<10)
+	z.Purge("/none")
+	for i := range 200 {
+		zonePut(t, z, fmt.Sprintf("/e/%d", i), body, true)
+	}
+	testkit.Eventually(t, 5*time.Second, func() string {
+		if n := z.Tiers().MemoryEvictions; n == 0 {
+			return "evictions from a 1 MiB tier given 6 MiB"
+		}
+		return ""
+	})
+	if got := z.Tiers().MemoryEvictions; got > 200 {
+		t.Errorf("MemoryEvictions = %d for 200 writes", got)
+	}
+}

@@ -184,6 +184,7 @@ func (a *App) zoneStatus(z *cache.Zone) adminapi.Zone {
 	}
 	tiers := z.Tiers()
 	zs.Tiers = append(zs.Tiers, adminapi.Tier{Name: "memory", Entries: tiers.MemoryEntries, Bytes: tiers.MemoryBytes, MaxBytes: entryBudget(memMax)})
+	zs.Evictions["memory"] = tiers.MemoryEvictions
 	if d := tiers.Disk; d != nil {
 		var maxSize int64
 		if zc := a.Zones[z.Name()]; zc != nil {

@@ -110,11 +110,23 @@ type ZoneConfig struct {
 	Inactive caddy.Duration `json:"inactive,omitempty"`
 	// Levels are the subfolder levels, as nginx's levels=1:2. Default: [1, 2].
 	Levels []int `json:"levels,omitempty"`
+	// Verify says when a disk entry's block checksums are checked: "once"
+	// (the default) on the first read of each entry file the zone keeps
+	// open, after which its hits are sent with sendfile, unread; "always"
+	// on every read. Bit rot after the first read is found with "always"
+	// only (nginx never verifies); see docs/performance.md.
+	Verify string `json:"verify,omitempty"`
 	// Shared false keeps the zone out of the fleet (shared off): its
 	// entries stay in this proxy. Default: the zone takes part when the
 	// app has a shared block.
 	Shared *bool `json:"shared,omitempty"`
 }
+
+// The values of ZoneConfig.Verify.
+const (
+	VerifyOnce   = "once"
+	VerifyAlways = "always"
+)
 
 // DefaultInactive is how long an unread disk entry is kept, as in nginx.
 const DefaultInactive = caddy.Duration(10 * time.Minute)
@@ -297,6 +309,12 @@ func (zc *ZoneConfig) validate(name string) error {
 	if zc.Path == "" && (zc.MaxSize != 0 || zc.Inactive != 0 || len(zc.Levels) != 0) {
 		return fmt.Errorf("zone %s: max_size, inactive and levels need a disk path", name)
 	}
+	if zc.Path == "" && zc.Verify != "" {
+		return fmt.Errorf("zone %s: verify needs a disk path", name)
+	}
+	if zc.Verify != "" && zc.Verify != VerifyOnce && zc.Verify != VerifyAlways {
+		return fmt.Errorf("zone %s: verify must be %s or %s, not %q", name, VerifyOnce, VerifyAlways, zc.Verify)
+	}
 	if zc.MaxSize < 0 || zc.Inactive < 0 {
 		return fmt.Errorf("zone %s: max_size and inactive must not be negative", name)
 	}
@@ -336,10 +354,11 @@ func (a *App) diskStore(name string, zc *ZoneConfig) (*disk.Store, error) {
 	logger := a.logger.With(zap.String("zone", name), zap.String("path", dir))
 	val, _, err := diskPool.LoadOrNew(dir, func() (caddy.Destructor, error) {
 		d, err := disk.New(dir, disk.Options{
-			MaxSize:  zc.MaxSize,
-			Inactive: time.Duration(zc.Inactive),
-			Levels:   zc.Levels,
-			Logger:   func(msg string, err error) { logger.Warn(msg, zap.Error(err)) },
+			MaxSize:      zc.MaxSize,
+			Inactive:     time.Duration(zc.Inactive),
+			Levels:       zc.Levels,
+			VerifyAlways: zc.Verify == VerifyAlways,
+			Logger:       func(msg string, err error) { logger.Warn(msg, zap.Error(err)) },
 		})
 		if err != nil {
 			return nil, err
@@ -350,7 +369,10 @@ func (a *App) diskStore(name string, zc *ZoneConfig) (*disk.Store, error) {
 		return nil, err
 	}
 	a.diskKeys = append(a.diskKeys, dir)
-	return val.(pooledDisk).Store, nil
+	store := val.(pooledDisk).Store
+	// The store outlives a reload; its verify setting follows the config.
+	store.SetVerifyAlways(zc.Verify == VerifyAlways)
+	return store, nil
 }
 
 // Zone returns the named zone, or nil.

@@ -41,6 +41,7 @@ func init() {
 //	            max_size         <size>   # disk tier bound, least recently used first; default unlimited
 //	            inactive         <dur>    # remove disk entries unread this long; default 10m
 //	            levels           <n>[:<n>[:<n>]]   # subfolder levels of 1 or 2 characters, as nginx's; default 1:2
+//	            verify           once|always       # check disk bodies' checksums on an open file's first read, then send with sendfile; or on every read; default once
 //	            shared           on|off   # off: kept out of the fleet's shared tier; default on
 //	        }
 //	        shared {                      # join a fleet of proxies sharing one cache through Redis
@@ -115,6 +116,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					}
 				case "inactive":
 					if err := durationArg(d, &zc.Inactive); err != nil {
+						return nil, err
+					}
+				case "verify":
+					if err := oneArg(d, &zc.Verify); err != nil {
 						return nil, err
 					}
 				case "shared":

@@ -195,6 +195,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"entry max above memory", global("zone default {\n\t\t\tmemory 1MiB\n\t\t\tmemory_entry_max 2MiB\n\t\t}"), "=}", "memory_entry_max"},
 		{"entry max in the headroom", global("zone default {\n\t\t\tmemory 1MiB\n\t\t\tmemory_entry_max 1MiB\n\t\t}"), "=}", "three quarters"},
 		{"unknown zone option", global("zone default {\n\t\t\tdisk /var/cache\n\t\t}"), "disk", "unrecognized zone option"},
+		{"bad verify", global("zone default {\n\t\t\tpath /var/cache\n\t\t\tverify sometimes\n\t\t}"), "=}", "verify must be once or always"},
+		{"verify without path", global("zone default {\n\t\t\tverify always\n\t\t}"), "=}", "verify needs a disk path"},
 		{"zone twice", global("zone a 1MiB\n\t\tzone a 2MiB"), "zone a 2MiB", "defined twice"},
 		{"zone without name", global("zone"), "=zone", "argument"},
 		{"unknown global option", global("store /tmp"), "store", "unrecognized edge_cache option"},

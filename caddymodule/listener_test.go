@@ -71,6 +71,13 @@ func countCoalesced(t *testing.T) *atomic.Int64 {
 	return &n
 }
 
+func countSendfile(t *testing.T) *atomic.Int64 {
+	var n atomic.Int64
+	testHookSendfile = func(sent int64) { n.Add(sent) }
+	t.Cleanup(func() { testHookSendfile = nil })
+	return &n
+}
+
 func TestCoalescingConnHoldsOneWrite(t *testing.T) {
 	coalesced := countCoalesced(t)
 	server, client := connPair(t)
@@ -172,9 +179,12 @@ func TestListenerWrapperLeavesTLS(t *testing.T) {
 
 // TestListenerWrapperHits serves hits of sizes around net/http's 4 KiB
 // buffer through the wrapper, from memory and from disk, on one keep-alive
-// connection, and checks every response byte and its framing.
+// connection, and checks every response byte and its framing. A disk
+// hit's first read verifies the body as it sends it, the headers in the
+// same write; the later ones go out with sendfile.
 func TestListenerWrapperHits(t *testing.T) {
 	coalesced := countCoalesced(t)
+	sendfiles := countSendfile(t)
 	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
 		w.Header().Set("Content-Length", strconv.Itoa(size))
@@ -231,7 +241,7 @@ func TestListenerWrapperHits(t *testing.T) {
 	}
 
 	sizes := []int{100, 3000, 3900, 4096, 4200, 8191, 10240, 100 << 10, 1 << 20}
-	wantCoalesced := int64(0)
+	wantCoalesced, wantSendfile := int64(0), int64(0)
 	for _, size := range sizes {
 		path := "/" + strconv.Itoa(size)
 		want := sizedBody(size)
@@ -243,6 +253,12 @@ func TestListenerWrapperHits(t *testing.T) {
 		}
 		if size > 4<<10 && size <= 64<<10 { // in memory
 			wantCoalesced += 2
+		}
+		if size > 64<<10 { // on disk: verified by the first hit, sent by the second and the range
+			// net/http copies the first 512 bytes (its sniffing length)
+			// and sends them with the headers before it calls ReadFrom.
+			wantCoalesced++
+			wantSendfile += int64(size-512) + int64(size-10-512)
 		}
 		res, body := roundTrip("HEAD", path, "")
 		if res.Header.Get("Content-Length") != strconv.Itoa(size) || len(body) != 0 {
@@ -265,6 +281,9 @@ func TestListenerWrapperHits(t *testing.T) {
 	if got := coalesced.Load(); got != wantCoalesced {
 		t.Errorf("%d hits sent in one write, want %d", got, wantCoalesced)
 	}
+	if got := sendfiles.Load(); got != wantSendfile {
+		t.Errorf("%d bytes sent with sendfile, want %d", got, wantSendfile)
+	}
 }
 
 // sizedBody is size bytes that differ from position to position.
@@ -274,4 +293,87 @@ func sizedBody(size int) []byte {
 		b[i] = byte('a' + i*7%26)
 	}
 	return b
+}
+
+// TestDiskHitsOnceVerified serves disk hits (the memory tier keeps no
+// body) of a small and a large body, whole, in ranges and as HEAD, with and
+// without the listener wrapper and with verify always: the first hit of an
+// entry verifies its blocks; the later ones are sent unread, the small in
+// one write with the headers and the large with sendfile where the
+// listener wrapper gives the connection.
+func TestDiskHitsOnceVerified(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		wrapper bool
+		verify  string
+	}{
+		{"wrapper", true, ""},
+		{"no wrapper", false, ""},
+		{"verify always", true, "always"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sendfiles := countSendfile(t)
+			be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+				size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+				w.Header().Set("Content-Length", strconv.Itoa(size))
+				w.Write(sizedBody(size))
+			})
+			servers := ""
+			if tc.wrapper {
+				servers = "servers {\n\t\tlistener_wrappers {\n\t\t\tedge_cache\n\t\t}\n\t}"
+			}
+			verify := ""
+			if tc.verify != "" {
+				verify = "verify " + tc.verify
+			}
+			s := startCaddy(t, `{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log {
+		output discard
+	}
+	`+servers+`
+	edge_cache {
+		zone default {
+			memory 64MiB
+			memory_entry_max 1B
+			path `+t.TempDir()+`
+			`+verify+`
+		}
+	}
+}
+:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
+`, be, "PUBLIC")
+			for _, size := range []int{10 << 10, 300 << 10} {
+				u := s.url("PUBLIC", "/"+strconv.Itoa(size))
+				want := string(sizedBody(size))
+				for i, status := range []string{"MISS", "HIT", "HIT", "HIT"} {
+					expect(t, fmt.Sprintf("GET %d #%d", size, i), s.get(t, u), 200, status, want)
+				}
+				r := s.get(t, u, "Range", "bytes=100-")
+				if r.Status != http.StatusPartialContent || r.Body != want[100:] {
+					t.Errorf("range of %d: %d, %d bytes", size, r.Status, len(r.Body))
+				}
+				r = s.get(t, u, "Range", "bytes=5-9")
+				if r.Status != http.StatusPartialContent || r.Body != want[5:10] {
+					t.Errorf("small range of %d: %d, %q", size, r.Status, r.Body)
+				}
+				r = s.do(t, http.MethodHead, u)
+				if r.Header.Get("Content-Length") != strconv.Itoa(size) || r.Body != "" {
+					t.Errorf("HEAD %d: Content-Length %q", size, r.Header.Get("Content-Length"))
+				}
+			}
+			got := sendfiles.Load()
+			if sent := tc.wrapper && tc.verify == ""; sent != (got > 0) {
+				t.Errorf("%d bytes sent with sendfile", got)
+			}
+		})
+	}
 }

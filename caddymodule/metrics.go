@@ -37,6 +37,8 @@ var (
 		"Bytes held, by tier (disk: file sizes in 4 KiB blocks).", []string{"zone", "tier"}, nil)
 	descEvictions = prometheus.NewDesc(metricsNamespace+"_disk_evictions_total",
 		"Disk entries removed, by reason (max_size, inactive, corrupt).", []string{"zone", "reason"}, nil)
+	descMemoryEvictions = prometheus.NewDesc(metricsNamespace+"_memory_evictions_total",
+		"Entries pushed out of the memory tier to make room (a disk tier may still hold them).", []string{"zone"}, nil)
 	descDiskWriteErrors = prometheus.NewDesc(metricsNamespace+"_disk_write_errors_total",
 		"Disk tier write failures, by reason.", []string{"zone", "reason"}, nil)
 	descDiskLoading = prometheus.NewDesc(metricsNamespace+"_disk_loading",
@@ -95,7 +97,7 @@ var (
 
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
-		descBypassed, descEntries, descBytes, descEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
+		descBypassed, descEntries, descBytes, descEvictions, descMemoryEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
 		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes, descSoftPurged, descTagIndexBytes,
 		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
 		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps,
@@ -171,6 +173,7 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		tiers := z.Tiers()
 		gauge(descEntries, tiers.MemoryEntries, name, "memory")
 		gauge(descBytes, tiers.MemoryBytes, name, "memory")
+		counter(descMemoryEvictions, tiers.MemoryEvictions, name)
 		if d := tiers.Disk; d != nil {
 			gauge(descEntries, d.Entries, name, "disk")
 			gauge(descBytes, d.Bytes, name, "disk")

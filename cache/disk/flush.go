@@ -99,6 +99,7 @@ func (d *Store) flushed() {
 	// dropped as the flush's leftover.
 	d.flushedAt.Store(time.Now().Add(-mtimeSlack).UnixNano())
 	d.idx = newDiskIndex()
+	d.closeOpenLocked()
 	d.countLocked()
 	fns := d.onFlush
 	d.mu.Unlock()

@@ -21,8 +21,9 @@ type File struct {
 	d      *Store
 	path   string
 	key    string
-	offset int64  // where the body starts
-	crc    uint32 // the header's checksum
+	offset int64     // where the body starts
+	crc    uint32    // the header's checksum
+	of     *openFile // the file kept open by the store, if it was (openfiles.go)
 }
 
 // openChecked opens the entry file and checks that it is still the version
@@ -62,11 +63,20 @@ func (f File) openChecked() (*os.File, *fileHeader, error) {
 // match is removed and ErrCorrupt returned; a file replaced or removed
 // since it was read is ErrNotFound.
 func (f File) Load() ([]byte, error) {
+	if f.of != nil && f.of.acquire() {
+		defer f.of.release()
+		return f.load(f.of.f, f.of.fh)
+	}
 	file, fh, err := f.openChecked()
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
+	return f.load(file, fh)
+}
+
+// load is Load's read of the open file.
+func (f File) load(file *os.File, fh *fileHeader) ([]byte, error) {
 	// The body and its table in one read. The sizes were checked against
 	// the file's size, so a hostile header cannot make this allocate more
 	// than the file holds.
@@ -90,6 +100,9 @@ func (f File) Load() ([]byte, error) {
 
 // removeDamaged removes the entry file, open as file, if it is still there.
 func (f File) removeDamaged(file *os.File, cause error) {
+	if f.of != nil {
+		f.d.forgetOpen(KeyHash(f.key), f.of)
+	}
 	fi, err := file.Stat()
 	if err != nil {
 		return
@@ -102,6 +115,14 @@ func (f File) removeDamaged(file *os.File, cause error) {
 // stays readable after a concurrent overwrite (rename) or purge (unlink),
 // so a reader gets the old or the new body, never a mix.
 func (f File) Open() (*BodyReader, error) {
+	if f.of != nil && f.of.acquire() {
+		// The file the entry was read from, still open: no open, no
+		// header to read again.
+		r := newBodyReader(f, f.of.f, f.of.fh)
+		r.of = f.of
+		r.trusted = f.of.verified.Load() && !f.d.verifyAlways.Load()
+		return r, nil
+	}
 	file, fh, err := f.openChecked()
 	if err != nil {
 		return nil, err

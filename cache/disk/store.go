@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +56,16 @@ type Options struct {
 	// FlushCheck is how often the folder's flush marker is looked for
 	// (see watchFlush). Default 1s.
 	FlushCheck time.Duration
+	// OpenFiles is how many entry files, with their parsed headers, are
+	// kept open for the next hits (see openfiles.go): default 512, -1 for
+	// none.
+	OpenFiles int
+	// VerifyAlways makes every read of a body verify its block checksums.
+	// By default an entry file kept open whose blocks were all verified
+	// once is sent from then on without reading it (sendfile): bit rot
+	// after that first read goes unnoticed until the file is opened
+	// again, as nginx never verifies at all.
+	VerifyAlways bool
 
 	now func() time.Time // clock for last access; tests set a fake one
 }
@@ -95,6 +107,9 @@ func (o *Options) setDefaults() error {
 	setDefault(&o.LoaderThreshold, 200*time.Millisecond)
 	setDefault(&o.LoaderSleep, 50*time.Millisecond)
 	setDefault(&o.FlushCheck, defaultFlushCheck)
+	if o.OpenFiles == 0 {
+		o.OpenFiles = defaultOpenFiles
+	}
 	return nil
 }
 
@@ -132,6 +147,12 @@ type Store struct {
 	mu      sync.Mutex
 	idx     *diskIndex
 	onFlush []func()
+	// open is the open-file cache (openfiles.go), under mu; closedFiles:
+	// the store is closed and keeps nothing open.
+	open        map[[md5.Size]byte]*openFile
+	closedFiles bool
+	// verifyAlways is Options.VerifyAlways, changed by SetVerifyAlways.
+	verifyAlways atomic.Bool
 	// tags maps a tag to the MD5s of the entries that carry it (tags.go).
 	// Its methods are never called under mu, which its sweep takes.
 	tags *tagindex.Index[[md5.Size]byte]
@@ -230,15 +251,21 @@ func New(dir string, opts Options) (*Store, error) {
 		opts:    opts,
 		now:     opts.now,
 		idx:     newDiskIndex(),
+		open:    make(map[[md5.Size]byte]*openFile),
 		logLast: make(map[string]time.Time),
 		logSkip: make(map[string]int),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		loaded:  make(chan struct{}),
 	}
+	d.verifyAlways.Store(opts.VerifyAlways)
 	d.tags = tagindex.New(compareHash, md5.Size, d.indexed)
 	return d, nil
 }
+
+// SetVerifyAlways changes Options.VerifyAlways of a store in use (a config
+// reload keeps the store): readers opened from then on follow it.
+func (d *Store) SetVerifyAlways(always bool) { d.verifyAlways.Store(always) }
 
 // Open creates the zone folder if needed and takes it: it locks the folder
 // against other processes (the error names the one holding it), removes
@@ -333,6 +360,10 @@ func (d *Store) Close() error {
 	}
 	d.openMu.Unlock()
 	d.wg.Wait()
+	d.mu.Lock()
+	d.closeOpenLocked()
+	d.closedFiles = true
+	d.mu.Unlock()
 	if opened {
 		d.openMu.Lock()
 		d.lock.release()
@@ -364,7 +395,15 @@ var processToken = func() string {
 
 // KeyHash is the MD5 of key: it names the key's entry file, and WalkFrom
 // goes in its order.
-func KeyHash(key string) [md5.Size]byte { return md5.Sum([]byte(key)) }
+func KeyHash(key string) [md5.Size]byte {
+	// Keys are short: a copy on the stack spares the conversion's
+	// allocation on every look-up.
+	var buf [512]byte
+	if len(key) <= len(buf) {
+		return md5.Sum(append(buf[:0], key...))
+	}
+	return md5.Sum([]byte(key))
+}
 
 // relPath returns the path of an entry file relative to the zone folder:
 // levels 1:2 give c/29/b7f54b2df7773722d382f4809d65029c as nginx does.
@@ -381,12 +420,21 @@ func (d *Store) relPath(h [md5.Size]byte) string {
 
 func (d *Store) path(h [md5.Size]byte) string { return filepath.Join(d.dir, d.relPath(h)) }
 
-// Get returns the entry stored for key, its body on disk, or ErrNotFound. The header checksum is verified; a damaged,
+// Get returns the entry stored for key, its body on disk, or ErrNotFound.
+// Its Header has the body's Content-Length, which a header written before
+// the body lacks. The header checksum is verified; a damaged,
 // truncated, unknown-version or colliding file is removed and is a miss.
 // Read the body with OpenBody (streaming, verified block by block) or
 // LoadBody.
 func (d *Store) Get(key string) (*Entry, error) {
 	h := KeyHash(key)
+	now := d.now().UnixNano()
+	d.mu.Lock()
+	e := d.cachedLocked(h, key, now)
+	d.mu.Unlock()
+	if e != nil {
+		return e, nil
+	}
 	path := d.path(h)
 	f, err := os.Open(path)
 	if err != nil {
@@ -396,7 +444,12 @@ func (d *Store) Get(key string) (*Entry, error) {
 		}
 		return nil, err
 	}
-	defer f.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
 	fh, fi, err := readHeader(f)
 	if err == nil && fh.Key != key {
 		err = errors.New("key mismatch (md5 collision)")
@@ -419,6 +472,23 @@ func (d *Store) Get(key string) (*Entry, error) {
 		d.tags.Add(h, fh.Tags)
 	}
 	fh.File = File{d: d, path: path, key: key, offset: int64(fh.HeaderLen), crc: fh.HeaderCRC}
+	if _, ok := fh.Header["Content-Length"]; !ok {
+		// The header was written before the body, whose length it could
+		// not give: it is known now. Added once here, not on each hit, as
+		// the map is shared by every hit of the open file.
+		if fh.Header == nil {
+			fh.Header = make(http.Header, 1)
+		}
+		fh.Header["Content-Length"] = []string{strconv.FormatInt(fh.BodySize, 10)}
+	}
+	if of := d.keepOpen(h, path, f, fh, fi); of != nil {
+		keep = true
+		// The cache's copy is shared by every later hit: the caller gets
+		// its own, reading through the open file.
+		e := fh.Entry
+		e.File.of = of
+		return &e, nil
+	}
 	return &fh.Entry, nil
 }
 
@@ -491,12 +561,14 @@ func (d *Store) touch(h [md5.Size]byte, path string, fi fs.FileInfo) (ok, insert
 
 // insertLocked indexes the entry file of h, of the given size.
 func (d *Store) insertLocked(h [md5.Size]byte, fileSize, access int64) {
+	d.forgetOpenLocked(h)
 	d.idx.insert(h, fileSize, access)
 	d.countLocked()
 }
 
 // dropLocked forgets the record of h and reports whether there was one.
 func (d *Store) dropLocked(h [md5.Size]byte) bool {
+	d.forgetOpenLocked(h)
 	r := d.idx.get(h)
 	if r == nil {
 		return false
@@ -606,6 +678,7 @@ func (d *Store) Clear() (int, error) {
 	}
 	n := d.idx.len()
 	d.idx = newDiskIndex()
+	d.closeOpenLocked()
 	d.countLocked()
 	d.mu.Unlock()
 	if len(trash) > 0 {

@@ -99,8 +99,9 @@ type Zone struct {
 	// first, one per RateStepSeconds, as far back as the history goes.
 	Rates           []float64 `json:"rates"`
 	RateStepSeconds float64   `json:"rate_step_seconds"`
-	// Evictions counts disk entries removed since start, by reason
-	// (max_size, inactive, corrupt).
+	// Evictions counts entries removed since start to make room or as
+	// damaged, by reason: memory (pushed out of the memory tier, perhaps
+	// still on disk), and for the disk tier max_size, inactive, corrupt.
 	Evictions  map[string]int64 `json:"evictions"`
 	TopMisses  []KeyCount       `json:"top_misses"`
 	Fills      []Fill           `json:"fills"`

@@ -70,8 +70,10 @@ func Write(w io.Writer, s adminapi.Status, width int) error {
 		t.row("backend errors", count(z.LastMinute.BackendErrors), count(z.SinceStart.BackendErrors))
 		t.flush()
 		t.line("req/s, 5 min %s now %.1f, peak %.1f", spark(z.Rates, z.RateStepSeconds), last(z.Rates), peak(z.Rates))
-		if len(z.Evictions) > 0 {
-			t.line("evictions: max_size %d, inactive %d, corrupt %d", z.Evictions["max_size"], z.Evictions["inactive"], z.Evictions["corrupt"])
+		if _, disk := z.Evictions["max_size"]; disk {
+			t.line("evictions: memory %d, disk max_size %d, inactive %d, corrupt %d", z.Evictions["memory"], z.Evictions["max_size"], z.Evictions["inactive"], z.Evictions["corrupt"])
+		} else {
+			t.line("evictions: memory %d", z.Evictions["memory"])
 		}
 		t.line("top missed keys, 5 min: %s", noneIf(len(z.TopMisses)))
 		for i, k := range z.TopMisses {

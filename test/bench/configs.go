@@ -23,6 +23,10 @@ type configData struct {
 	Redis          string
 	Node           string
 	MemoryEntryMax string
+
+	// Path gives the zone a disk tier in this folder (the load parts'
+	// disk zone, whose MemoryEntryMax makes every hit a disk hit).
+	Path string
 }
 
 // nginxConf is the proxy_cache setup of the production nginx proxy in front
@@ -118,6 +122,9 @@ var edgecacheCaddyfile = template.Must(template.New("edgecache").Parse(`# genera
 			memory {{.MemorySize}}
 {{- if .MemoryEntryMax}}
 			memory_entry_max {{.MemoryEntryMax}}
+{{- end}}
+{{- if .Path}}
+			path {{.Path}}
 {{- end}}
 		}
 	}

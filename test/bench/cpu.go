@@ -49,6 +49,53 @@ func (b *bench) sampleCPU() (cpuSample, error) {
 	}
 	b.ps.mu.Unlock()
 	self := os.Getpid()
+	for _, p := range procStats() {
+		if !groups[p.pgrp] {
+			continue
+		}
+		s.ours += p.cpu
+		if p.pid == self {
+			// wrk has been waited for: its time is in our children's.
+			s.ours += p.children
+		}
+	}
+	return s, nil
+}
+
+// clockTicks is the unit of /proc's CPU times (USER_HZ: 100 on every
+// Linux architecture Go supports).
+const clockTicks = 100
+
+// cpuTicks is the CPU time (user and system, in clock ticks) used so far by
+// the target's processes: its process group (nginx's master and workers),
+// or this process for the in-process origin (wrk, a child, is counted
+// apart until it is waited for). Divided by the requests of a run, it is
+// the CPU per request, which other processes on the machine disturb less
+// than req/s.
+func (t *target) cpuTicks() uint64 {
+	pgrp := os.Getpid()
+	if t.proc != nil {
+		pgrp = t.proc.cmd.Process.Pid
+	}
+	var ticks uint64
+	for _, p := range procStats() {
+		if (t.proc != nil && p.pgrp == pgrp) || (t.proc == nil && p.pid == pgrp) {
+			ticks += p.cpu
+		}
+	}
+	return ticks
+}
+
+// procStat is what the harness reads of a process's /proc/<pid>/stat: its
+// group, and its CPU time and its waited-for children's, in clock ticks.
+type procStat struct {
+	pid, pgrp     int
+	cpu, children uint64
+}
+
+// procStats reads every process's stat.
+func procStats() []procStat {
+	var out []procStat
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
 		data, err := os.ReadFile(path)
@@ -64,22 +111,17 @@ func (b *bench) sampleCPU() (cpuSample, error) {
 		if len(f) < 15 {
 			continue
 		}
-		pid, _ := strconv.Atoi(strings.TrimSuffix(filepath.Base(filepath.Dir(path)), "/"))
-		pgrp, _ := strconv.Atoi(f[2])
-		if !groups[pgrp] {
-			continue
-		}
+		var p procStat
+		p.pid, _ = strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		p.pgrp, _ = strconv.Atoi(f[2])
 		utime, _ := strconv.ParseUint(f[11], 10, 64)
 		stime, _ := strconv.ParseUint(f[12], 10, 64)
-		s.ours += utime + stime
-		if pid == self {
-			// wrk has been waited for: its time is in our children's.
-			cutime, _ := strconv.ParseUint(f[13], 10, 64)
-			cstime, _ := strconv.ParseUint(f[14], 10, 64)
-			s.ours += cutime + cstime
-		}
+		cutime, _ := strconv.ParseUint(f[13], 10, 64)
+		cstime, _ := strconv.ParseUint(f[14], 10, 64)
+		p.cpu, p.children = utime+stime, cutime+cstime
+		out = append(out, p)
 	}
-	return s, nil
+	return out
 }
 
 // foreignShare is the share of the machine's CPU (0..1) that other processes

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -22,6 +24,7 @@ type loadRun struct {
 	wrkResult
 	originRequests int64   // requests that reached the origin during the run
 	foreignCPU     float64 // share of the CPU used by other processes meanwhile
+	cpuPerRequest  float64 // µs of CPU the target used per request (0: unknown)
 }
 
 // startLoadTargets starts nginx, the ceiling and edgecache (the origin runs
@@ -44,8 +47,17 @@ func (b *bench) startLoadTargets(ctx context.Context) ([]*target, error) {
 		return nil, err
 	}
 	edge.caches = true
+	// The same with a disk tier whose memory tier keeps no body of these
+	// sizes: every hit is read from the zone folder (from the page cache,
+	// as nginx's are).
+	disk, err := b.startCaddyWith(ctx, nameEdgeDisk, "edgecache (disk zone, every hit from disk)", edgecacheCaddyfile,
+		configData{MemorySize: b.opt.loadZone, MemoryEntryMax: "4KiB", Path: filepath.Join(b.dir, nameEdgeDisk, "cache")})
+	if err != nil {
+		return nil, err
+	}
+	disk.caches = true
 	b.nginx, b.edge = nginx, edge
-	targets := []*target{nginx, edge, ceiling, b.originTarget()}
+	targets := []*target{nginx, edge, disk, ceiling, b.originTarget()}
 
 	paths := map[string]int{}
 	for _, s := range loadSizes {
@@ -90,7 +102,7 @@ func (b *bench) loadParts(ctx context.Context) error {
 				if t.unavailable != "" {
 					continue
 				}
-				profile := b.opt.pprofPath != "" && round == 1 && s.part == "10k" && t.name == nameEdgecache
+				profile := b.opt.pprofPath != "" && round == 1 && s.part == "10k" && (t.name == nameEdgecache || t.name == nameEdgeDisk)
 				run, err := b.quietWrkRun(ctx, t, s.path, profile)
 				if err != nil {
 					return err
@@ -140,7 +152,7 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 		if seconds < 1 {
 			seconds = 1
 		}
-		go func() { profileDone <- b.cpuProfile(ctx, t, seconds) }()
+		go func() { profileDone <- b.cpuProfile(ctx, t, profilePath(b.opt.pprofPath, t.name), seconds) }()
 	}
 	if err := b.waitIdle(ctx); err != nil {
 		return loadRun{}, err
@@ -150,10 +162,12 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 	if err != nil {
 		return loadRun{}, err
 	}
+	ticksBefore := t.cpuTicks()
 	res, _, err := runWrk(ctx, t.base+path, b.opt.threads, b.opt.connections, b.opt.duration, b.opt.nice)
 	if err != nil {
 		return loadRun{}, fmt.Errorf("%s %s: %w", t.name, path, err)
 	}
+	ticksAfter := t.cpuTicks()
 	cpuAfter, err := b.sampleCPU()
 	if err != nil {
 		return loadRun{}, err
@@ -163,18 +177,33 @@ func (b *bench) wrkRun(ctx context.Context, t *target, path string, profile bool
 		originRequests: b.origin.requests.Load() - before,
 		foreignCPU:     foreignShare(cpuBefore, cpuAfter),
 	}
+	if res.Requests > 0 && ticksAfter > ticksBefore {
+		run.cpuPerRequest = float64(ticksAfter-ticksBefore) * 1e6 / clockTicks / float64(res.Requests)
+	}
 	if profileDone != nil {
 		if err := <-profileDone; err != nil {
 			b.logf("warning: CPU profile: %v", err)
 		} else {
-			b.logf("CPU profile of edgecache's 10 KiB run written to %s (go tool pprof -top %s %s)", b.opt.pprofPath, b.bin, b.opt.pprofPath)
+			path := profilePath(b.opt.pprofPath, t.name)
+			b.logf("CPU profile of %s's 10 KiB run written to %s (go tool pprof -top %s %s)", t.name, path, b.bin, path)
 		}
 	}
 	return run, nil
 }
 
+// profilePath is where -pprof's profile of the named target goes: the
+// memory zone's at the path given, the disk zone's beside it (cpu.out,
+// cpu-disk.out).
+func profilePath(path, target string) string {
+	if target != nameEdgeDisk {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-disk" + ext
+}
+
 // cpuProfile fetches a CPU profile from Caddy's admin endpoint.
-func (b *bench) cpuProfile(ctx context.Context, t *target, seconds int) error {
+func (b *bench) cpuProfile(ctx context.Context, t *target, path string, seconds int) error {
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, seconds)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -189,7 +218,7 @@ func (b *bench) cpuProfile(ctx context.Context, t *target, seconds int) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
-	f, err := os.Create(b.opt.pprofPath)
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}

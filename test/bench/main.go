@@ -32,6 +32,7 @@
 //	-duration 5s -rounds 1 -connections 50 -threads 2
 //	-log                 access logs with the cache status on nginx and edgecache
 //	-pprof cpu.out       CPU profile of edgecache during its first 10 KiB run
+//	                     (and cpu-disk.out, of the disk zone's)
 //	-keep                keep the temporary folder (configs, logs, nginx cache)
 //	-bin path            use this edgecache binary instead of building one
 //	-env GOGC=50         extra environment for edgecache (GC tuning)
@@ -92,7 +93,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&only, "only", strings.Join(allParts, ","), "parts to run, comma-separated: "+strings.Join(allParts, ", "))
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
 	flag.BoolVar(&o.accessLog, "log", false, "access logs with the cache status on nginx and edgecache")
-	flag.StringVar(&o.pprofPath, "pprof", "", "write a CPU profile of edgecache during its first 10 KiB run to this file")
+	flag.StringVar(&o.pprofPath, "pprof", "", "write a CPU profile of edgecache during its first 10 KiB run to this file, and of the disk zone's beside it (name-disk.ext)")
 	flag.StringVar(&o.bin, "bin", "", "edgecache binary to use (default: go build ./cmd/edgecache)")
 	flag.StringVar(&o.loadZone, "load-zone", "2GiB", "edgecache memory zone size for the 10k, 1m and stampede parts")
 	flag.StringVar(&o.memoryZone, "memory-zone", "256MiB", "edgecache memory zone size for the memory part")

@@ -42,6 +42,7 @@ type target struct {
 const (
 	nameNginx     = "nginx"
 	nameEdgecache = "edgecache"
+	nameEdgeDisk  = "edgecache-disk"
 	nameCeiling   = "ceiling"
 	nameOrigin    = "origin"
 )
