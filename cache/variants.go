@@ -21,6 +21,12 @@ const variantSep = "\x00"
 // VariantKey is the key a variant is stored under.
 func VariantKey(key, variant string) string { return key + variantSep + variant }
 
+// SplitVariantKey is VariantKey's inverse: ok is false for a key that is
+// not a variant's.
+func SplitVariantKey(k string) (key, variant string, ok bool) {
+	return strings.Cut(k, variantSep)
+}
+
 // Lookup returns the stored response for key that matches a request with
 // header req: through the key's index of variants when it has one; an
 // entry stored by the earlier one-variant scheme (Meta.Variant under the

@@ -81,6 +81,10 @@ type Zone struct {
 	// invalidated refuses, per key, stores and promotions that began
 	// before an invalidation of their key (see Invalidate).
 	invalidated invalidations
+	// unprovenBefore, while a Reconcile runs, hides the entries stored
+	// before it (Unix nanoseconds; 0: none): they may be ones a lost event
+	// purged, until the pass proves them current.
+	unprovenBefore atomic.Int64
 }
 
 // NewZone makes a zone from its configuration.
@@ -168,7 +172,7 @@ func (z *Zone) Get(key string) (*Entry, bool) {
 // get is Get, saying which tier held the entry (TierNone: neither).
 func (z *Zone) get(key string) (*Entry, Tier) {
 	at := z.Mark()
-	if e, recent, ok := z.mem.lookup(key); ok {
+	if e, recent, ok := z.mem.lookup(key); ok && !z.unproven(e.StoredAt) {
 		if recent {
 			z.promoteMu.RLock()
 			if !z.voided(at, key) {
@@ -179,7 +183,7 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 		return e, TierMemory
 	}
 	de := z.diskGet(key)
-	if de == nil {
+	if de == nil || z.unproven(de.StoredAt) {
 		return nil, TierNone
 	}
 	e := &de.Meta

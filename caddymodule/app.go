@@ -83,6 +83,10 @@ type SharedConfig struct {
 	// Node is this proxy's name in logs, metrics and the fleet list.
 	// Default: the host name.
 	Node string `json:"node,omitempty"`
+	// EventRetention is how long the fleet's event log (purges,
+	// invalidations, refreshes) keeps an event: a proxy away for longer
+	// keeps only the entries Redis proves current. Default 1h.
+	EventRetention caddy.Duration `json:"event_retention,omitempty"`
 }
 
 // ZoneConfig defines one cache zone.
@@ -267,10 +271,11 @@ func (sc *SharedConfig) fleetConfig(repl *caddy.Replacer) (fleet.Config, error) 
 			return cfg, err
 		}
 	}
-	if sc.Timeout < 0 || sc.EntryMax < 0 {
-		return cfg, fmt.Errorf("timeout and entry_max must not be negative")
+	if sc.Timeout < 0 || sc.EntryMax < 0 || sc.EventRetention < 0 {
+		return cfg, fmt.Errorf("timeout, entry_max and event_retention must not be negative")
 	}
 	cfg.TLS, cfg.Timeout, cfg.EntryMax = sc.TLS, time.Duration(sc.Timeout), sc.EntryMax
+	cfg.EventRetention = time.Duration(sc.EventRetention)
 	cfg = cfg.WithDefaults()
 	return cfg, cfg.Validate()
 }

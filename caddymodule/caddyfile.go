@@ -53,6 +53,7 @@ func init() {
 //	            timeout   <dur>           # bound on each Redis call; slower counts as a miss; default 100ms
 //	            entry_max <size>          # larger bodies stay in this proxy's tiers; default 8MiB
 //	            node      <name>          # this proxy's name in logs, metrics and the fleet; default the host name
+//	            event_retention <dur>     # how long the log of purges and invalidations keeps an event; default 1h
 //	        }
 //	    }
 //	}
@@ -223,6 +224,13 @@ func parseShared(d *caddyfile.Dispenser) (*SharedConfig, error) {
 			if err := oneArg(d, &sc.Node); err != nil {
 				return nil, err
 			}
+		case "event_retention":
+			if err := durationArg(d, &sc.EventRetention); err != nil {
+				return nil, err
+			}
+			if sc.EventRetention <= 0 {
+				return nil, d.Errf("event_retention: want a positive duration such as 1h")
+			}
 		default:
 			return nil, d.Errf("unrecognized shared option %q", d.Val())
 		}
@@ -338,6 +346,8 @@ func zoneList(names []string) string {
 //	    valid [<status>...|any] <dur>     # as proxy_cache_valid; repeatable; a bare duration means 200 301 302
 //	    ignore_headers <name>...          # of Cache-Control Expires Set-Cookie Vary X-Accel-Expires
 //	    methods GET [HEAD]                # default GET HEAD; HEAD shares the GET entry
+//	    invalidate_unsafe on|off          # an unsafe method answered 2xx/3xx drops its URL (RFC 9111 §4.4);
+//	                                      # default on; off for a site read-only to its visitors (as nginx)
 //	    lock on|off                       # default on: one backend request per missing key
 //	    lock_age <dur>                    # default 5s: then one more request may go to the backend
 //	    lock_timeout <dur>                # default 5s: then a waiter fetches for itself, storing nothing
@@ -426,6 +436,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.Methods = append(h.Methods, strings.ToUpper(m))
 			}
+		case "invalidate_unsafe":
+			on, err := onOffArg(d)
+			if err != nil {
+				return err
+			}
+			h.InvalidateUnsafe = &on
 		case "lock":
 			on, err := onOffArg(d)
 			if err != nil {

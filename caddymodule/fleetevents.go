@@ -226,15 +226,49 @@ func (fe *fleetEvents) purgeIndexed(z *cache.Zone, ev fleet.Event) int {
 	}
 }
 
-// drop empties the shared zones: events this proxy had not applied are
-// lost, and any entry may be one they purged.
-func (fe *fleetEvents) drop(reason string) {
+// drop handles lost events: the shared zones drop the entries that may be
+// ones they purged. When Redis kept its values (the log was trimmed while
+// this proxy was away), an entry of which Redis holds the same version is
+// current and stays (fleet.Current); the others go. When Redis began
+// again, nothing can be proven, and the zones are emptied. Each zone's
+// figures are logged.
+func (fe *fleetEvents) drop(loss fleet.Loss) {
 	for _, z := range fe.app.sharedZonesNamed("") {
-		n, err := z.PurgeAll()
-		fe.log.Warn("dropped the zone's entries: fleet events it had not applied are lost",
-			zap.String("zone", z.Name()), zap.Int("entries", n), zap.String("reason", reason), zap.Error(err))
+		if !loss.ValuesKept {
+			n, err := z.PurgeAll()
+			fe.log.Warn("dropped the zone's entries: fleet events it had not applied are lost, and Redis's values cannot prove any entry current",
+				zap.String("zone", z.Name()), zap.Int("entries", n), zap.String("reason", loss.Reason), zap.Error(err))
+			continue
+		}
+		kept, dropped, err := fe.reconcile(z)
+		fe.log.Warn("dropped the zone's entries that Redis does not prove current: fleet events it had not applied are lost",
+			zap.String("zone", z.Name()), zap.Int("kept", kept), zap.Int("dropped", dropped), zap.String("reason", loss.Reason), zap.Error(err))
 	}
 }
+
+// reconcile keeps a zone's entries that Redis holds in the same version,
+// waiting for the zone's index (rebuilt after a start) first; the events
+// after the loss wait meanwhile, as they must apply in order.
+func (fe *fleetEvents) reconcile(z *cache.Zone) (kept, dropped int, err error) {
+	for {
+		kept, dropped, err = z.Reconcile(func(vs []cache.Version) ([]bool, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), reconcileTimeout)
+			defer cancel()
+			return fe.app.fleet.Current(ctx, z.Name(), vs)
+		})
+		if !errors.Is(err, cache.ErrIndexLoading) {
+			return kept, dropped, err
+		}
+		select {
+		case <-fe.done:
+			return 0, 0, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// reconcileTimeout bounds one batch of reconcile's reads from Redis.
+const reconcileTimeout = 5 * time.Second
 
 // savedPosition is the oldest position in this fleet's log saved in the
 // shared disk zones' folders, or nil when none has one: the reader then
@@ -345,14 +379,16 @@ func (a *App) publishPurge(ctx context.Context, req adminapi.PurgeRequest) (*int
 
 // publishInvalidation removes an invalidated key's entry from Redis and
 // tells the other proxies, while the unsafe request's answer waits (a
-// client that asks another proxy next must not get the old version). It
-// adds nothing while Redis is known to be down (the breaker is open):
-// the invalidation then reaches only this proxy, and is counted.
-func (a *App) publishInvalidation(ctx context.Context, zone *cache.Zone, key string) {
+// client that asks another proxy next must not get the old version):
+// only when some tier held the key, this proxy's (heldHere) or Redis's
+// (fleet.Invalidate). It adds nothing while Redis is known to be down
+// (the breaker is open): the invalidation then reaches only this proxy,
+// and is counted.
+func (a *App) publishInvalidation(ctx context.Context, zone *cache.Zone, key string, heldHere bool) {
 	if a.fleet == nil || !a.sharedZones[zone.Name()] {
 		return
 	}
-	if err := a.fleet.Invalidate(context.WithoutCancel(ctx), zone.Name(), key); err != nil {
+	if _, err := a.fleet.Invalidate(context.WithoutCancel(ctx), zone.Name(), key, heldHere); err != nil {
 		a.logger.Debug("an invalidation did not reach the fleet", zap.String("zone", zone.Name()), zap.String("key", key), zap.Error(err))
 	}
 }
@@ -389,10 +425,12 @@ var (
 		"Purges, invalidations and refreshes this proxy appended to the fleet's event log.", nil, nil)
 	descEventsUnpublished = prometheus.NewDesc(metricsNamespace+"_fleet_events_unpublished_total",
 		"Events this proxy could not append (Redis down or failing): they reached this proxy only.", nil, nil)
+	descEventsUnheld = prometheus.NewDesc(metricsNamespace+"_fleet_invalidations_unheld_total",
+		"Invalidations (unsafe requests answered 2xx/3xx) not published: no tier held the key, so no proxy had anything to drop.", nil, nil)
 	descEventsApplied = prometheus.NewDesc(metricsNamespace+"_fleet_events_applied_total",
 		"Other proxies' events this proxy applied to its zones.", nil, nil)
 	descEventDrops = prometheus.NewDesc(metricsNamespace+"_fleet_event_drops_total",
-		"Times this proxy dropped its shared zones' entries because events it had not applied were lost (trimmed log, Redis restarted empty).", nil, nil)
+		"Times this proxy dropped the shared zones' entries it could not prove current because events it had not applied were lost (trimmed log, Redis restarted empty).", nil, nil)
 	descEventLag = prometheus.NewDesc(metricsNamespace+"_fleet_event_lag_seconds",
 		"From the last applied event's addition to the log to its application here.", nil, nil)
 )
@@ -402,7 +440,7 @@ var (
 type fleetEventsCollector struct{ app *App }
 
 func (fleetEventsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEventsPublished, descEventsUnpublished, descEventsApplied, descEventDrops, descEventLag} {
+	for _, d := range []*prometheus.Desc{descEventsPublished, descEventsUnpublished, descEventsUnheld, descEventsApplied, descEventDrops, descEventLag} {
 		ch <- d
 	}
 }
@@ -416,7 +454,7 @@ func (c fleetEventsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range []struct {
 		d *prometheus.Desc
 		v int64
-	}{{descEventsPublished, s.Published}, {descEventsUnpublished, s.Unpublished}, {descEventsApplied, s.Applied}, {descEventDrops, s.Drops}} {
+	}{{descEventsPublished, s.Published}, {descEventsUnpublished, s.Unpublished}, {descEventsUnheld, s.Unheld}, {descEventsApplied, s.Applied}, {descEventDrops, s.Drops}} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
 	}
 	ch <- prometheus.MustNewConstMetric(descEventLag, prometheus.GaugeValue, s.Lag.Seconds())

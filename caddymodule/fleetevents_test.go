@@ -80,7 +80,7 @@ http://127.0.0.1:$REFRESH {
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, fmt.Sprintf("%s %s %s %s", ev.Node, ev.Kind, ev.Zone, ev.Key))
-	}, func(string) {})
+	}, func(fleet.Loss) {})
 	t.Cleanup(fo.Stop)
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("the other member to follow the log", func() bool { return fo.Position().ID != "" }))
 	seen = func() []string {
@@ -166,10 +166,19 @@ func TestFleetPurgePublishes(t *testing.T) {
 	if err := adminCall(t, admin, http.MethodPost, adminapi.PurgePath, adminapi.PurgeRequest{Zone: "local", All: true}, &purged); err != nil || purged.Shared != nil {
 		t.Errorf("purge of a zone out of the fleet: %+v %v", purged, err)
 	}
-	if r := s.do(t, http.MethodPost, s.url("PUBLIC", "/t/5")); r.Status != 200 {
-		t.Fatalf("POST: %d", r.Status)
+	// An invalidation is published for a key some tier holds: /t/5 here,
+	// /t/moved (both POSTs' Location) in Redis, once; /t/6, held nowhere,
+	// publishes nothing.
+	expect(t, "fill", s.get(t, s.url("PUBLIC", "/t/5")), 200, "MISS", "body of /t/5")
+	if out, err := r.CLI("SET", "edgecache:{thumbs:/t/moved}", "x"); err != nil || out != "OK" {
+		t.Fatalf("SET: %s %v", out, err)
 	}
-	want := []string{"proxy-a purge_prefix  /t/", "proxy-a invalidate thumbs /t/5", "proxy-a invalidate thumbs /t/moved"}
+	for _, p := range []string{"/t/6", "/t/5"} {
+		if r := s.do(t, http.MethodPost, s.url("PUBLIC", p)); r.Status != 200 {
+			t.Fatalf("POST: %d", r.Status)
+		}
+	}
+	want := []string{"proxy-a purge_prefix  /t/", "proxy-a invalidate thumbs /t/moved", "proxy-a invalidate thumbs /t/5"}
 	testkit.Eventually(t, time.Second, func() string {
 		if got := seen(); !slices.Equal(got, want) {
 			return fmt.Sprintf("the other member saw %q, want %q", got, want)

@@ -43,6 +43,14 @@ type Handler struct {
 	IgnoreHeaders []string `json:"ignore_headers,omitempty"`
 	// Methods that are cached. Default: GET and HEAD (HEAD shares the GET entry).
 	Methods []string `json:"methods,omitempty"`
+	// InvalidateUnsafe makes a request of an unsafe method (POST, PUT,
+	// DELETE…) answered 2xx or 3xx drop the stored responses of its URL,
+	// and of a same-host Location and Content-Location, as RFC 9111 §4.4
+	// asks (in a fleet, on every proxy). Off suits a site whose visitors
+	// cannot change what it serves, as a public archive: nginx never
+	// invalidates, and anonymous POSTs then cannot empty the cache.
+	// Default: on.
+	InvalidateUnsafe *bool `json:"invalidate_unsafe,omitempty"`
 	// Lock makes concurrent misses for one key wait for a single backend
 	// request. Default: on.
 	Lock *bool `json:"lock,omitempty"`
@@ -108,6 +116,7 @@ type Handler struct {
 	defaultKey       bool
 	methods          map[string]bool
 	lock             bool
+	invalidateUnsafe bool
 	useStale         staleCondition
 	backgroundUpdate bool
 	revalidate       bool
@@ -172,6 +181,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.methods[strings.ToUpper(m)] = true
 	}
 	h.lock = h.Lock == nil || *h.Lock
+	h.invalidateUnsafe = h.InvalidateUnsafe == nil || *h.InvalidateUnsafe
 	if h.LockAge == 0 {
 		h.LockAge = defaultLockAge
 	}

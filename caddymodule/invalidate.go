@@ -28,8 +28,13 @@ func safeMethod(m string) bool {
 // header is written, before the client can see it and ask again. Only the
 // key (with its variants) goes: fills of other keys are not disturbed.
 // In a fleet, the key's shared entry goes too, and the other proxies are
-// told (fleetevents.go).
+// told when some tier held it (fleetevents.go). With invalidate_unsafe
+// off (an archive read-only to its visitors, as nginx, which never
+// invalidates), the request only passes.
 func (h *Handler) invalidating(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	if !h.invalidateUnsafe {
+		return next.ServeHTTP(w, r)
+	}
 	zone, err := h.zoneFor(repl)
 	if err != nil {
 		return next.ServeHTTP(w, r)
@@ -39,12 +44,10 @@ func (h *Handler) invalidating(w http.ResponseWriter, r *http.Request, repl *cad
 			return // an error changed nothing
 		}
 		key := h.CacheKey(r, repl)
-		zone.Invalidate(key)
-		h.app.publishInvalidation(r.Context(), zone, key)
+		h.app.publishInvalidation(r.Context(), zone, key, zone.Invalidate(key))
 		for _, name := range [...]string{"Location", "Content-Location"} {
 			if key, ok := h.sameHostKey(r, header.Get(name)); ok {
-				zone.Invalidate(key)
-				h.app.publishInvalidation(r.Context(), zone, key)
+				h.app.publishInvalidation(r.Context(), zone, key, zone.Invalidate(key))
 			}
 		}
 	}}, r)

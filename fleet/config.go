@@ -29,6 +29,9 @@ type Config struct {
 	// Node is this proxy's name in logs, metrics and the fleet list.
 	// Default: the host name.
 	Node string
+	// EventRetention is how long the event log keeps an event. Default
+	// DefaultEventRetention.
+	EventRetention time.Duration
 }
 
 // Defaults of Config.
@@ -51,6 +54,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Node == "" {
 		c.Node, _ = os.Hostname()
+	}
+	if c.EventRetention <= 0 {
+		c.EventRetention = DefaultEventRetention
 	}
 	return c
 }

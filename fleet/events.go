@@ -11,8 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-
-	"github.com/edgecache/edgecache/cache"
 )
 
 // The event log: every purge, invalidation and refresh made on one proxy
@@ -67,11 +65,14 @@ type Event struct {
 	Soft bool
 }
 
-// MaxEvents is about how many events the stream keeps (XADD MAXLEN ~):
-// a proxy cut off for longer than it takes the fleet to make this many
-// purges and refreshes drops its local entries when it reconnects. An
-// event takes about 100 bytes, so the log stays under about 10 MB.
-const MaxEvents = 100_000
+// DefaultEventRetention is how long the log keeps an event: a proxy cut
+// off, or stopped, for longer drops what it cannot prove current when it
+// reads the log again (Follower). Retention counts time, not entries, so
+// that no amount of traffic pushes a purge out before its time; the
+// volume is bounded by what is published: purges, refreshes and only the
+// invalidations of keys some tier held (Invalidate). An event takes about
+// 150 bytes of Redis's memory.
+const DefaultEventRetention = time.Hour
 
 // Event field names in the stream.
 const (
@@ -96,7 +97,9 @@ func (f *Fleet) publish(ctx context.Context, ev Event) (id string, err error) {
 	}
 	id, err = f.rdb.XAdd(ctx, &redis.XAddArgs{
 		Stream: f.keys.events(),
-		MaxLen: f.maxEvents,
+		// Entries older than the retention go, a whole macro node at a
+		// time (approximate trimming, as cheap as MAXLEN ~).
+		MinID:  strconv.FormatInt(time.Now().Add(-f.cfg.EventRetention).UnixMilli(), 10),
 		Approx: true,
 		Values: values(f.cfg.Node, ev),
 	}).Result()
@@ -120,36 +123,32 @@ func values(node string, ev Event) []string {
 
 // forRequest runs a request's part of an event (Invalidate, Refreshed)
 // through the breaker: nothing while Redis is known to be down, and a
-// failure opens it. unlink says whether the event's key leaves Redis
-// first. What is skipped is counted as unpublished.
-func (f *Fleet) forRequest(ctx context.Context, unlink bool, ev Event) error {
-	varies := false
-	err := f.Do(ctx, func(ctx context.Context) error {
+// failure opens it. unlink says whether the event's key (with its
+// variants) leaves Redis first; publish, given whether Redis held the key
+// or a fill of it was under way, whether the event is then appended.
+// What is skipped for Redis's failure is counted as unpublished.
+func (f *Fleet) forRequest(ctx context.Context, unlink bool, ev Event, publish func(heldInRedis bool) bool) (published bool, err error) {
+	held := false
+	err = f.Do(ctx, func(ctx context.Context) error {
 		if !unlink {
 			return nil
 		}
-		var err error
-		_, varies, err = f.unlinkEntry(ctx, ev.Zone, ev.Key)
+		n, filling, err := f.unlinkKey(ctx, ev.Zone, ev.Key)
+		held = n > 0 || filling
 		return err
 	})
 	if err != nil {
 		f.events.unpublished.Add(1)
-		return err
+		return false, err
 	}
-	var variantsErr error
-	if varies {
-		vctx, cancel := context.WithTimeout(ctx, variantsBudget)
-		if _, err := f.unlinkVariants(vctx, ev.Zone, ev.Key); err != nil {
-			variantsErr = fmt.Errorf("fleet: removing the variants of %q from Redis: %w", ev.Key, err)
-		}
-		cancel()
+	if !publish(held) {
+		return false, nil
 	}
-	// The others drop their copies even if some variants stay in Redis.
 	err = f.Do(ctx, func(ctx context.Context) error {
 		_, err := f.publish(ctx, ev)
 		return err
 	})
-	return errors.Join(variantsErr, err)
+	return err == nil, err
 }
 
 // Purge removes the entries a purge event names from the shared tier,
@@ -169,12 +168,9 @@ func (f *Fleet) Purge(ctx context.Context, ev Event, zones []string) (removed in
 		case ev.Kind == KindPurgeTag:
 			n, err = f.unlinkTagged(ctx, zone, ev.Key)
 		case ev.Kind == KindPurgeKey:
-			var varies bool
-			if n, varies, err = f.unlinkEntry(ctx, zone, ev.Key); err == nil && varies {
-				var v int
-				v, err = f.unlinkVariants(ctx, zone, ev.Key)
-				n += v
-			}
+			cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+			n, _, err = f.unlinkKey(cctx, zone, ev.Key)
+			cancel()
 		case ev.Kind == KindPurgePrefix:
 			n, err = f.unlinkMatching(ctx, f.keys.entryPattern(zone, ev.Key))
 		case ev.Kind == KindPurgeAll:
@@ -194,11 +190,22 @@ func (f *Fleet) Purge(ctx context.Context, ev Event, zones []string) (removed in
 	return removed, err
 }
 
-// Invalidate removes a key's entry from the shared tier and tells the
-// other proxies to drop theirs (an unsafe request changed the resource).
-// It goes through the breaker, as it runs for a request.
-func (f *Fleet) Invalidate(ctx context.Context, zone, key string) error {
-	return f.forRequest(ctx, true, Event{Zone: zone, Kind: KindInvalidate, Key: key})
+// Invalidate removes a key's entry and its variants from the shared tier
+// and tells the other proxies to drop theirs (an unsafe request changed
+// the resource), but only when some tier held the key: this proxy's
+// (heldHere), Redis's, or a fill under way (its fleet lock). A key no tier
+// holds has nothing to drop: an anonymous flood of POSTs to URLs nobody
+// cached appends nothing to the log, and so many invalidations of one key
+// between two fills publish one event. It reports whether it published,
+// and goes through the breaker, as it runs for a request.
+func (f *Fleet) Invalidate(ctx context.Context, zone, key string, heldHere bool) (published bool, err error) {
+	return f.forRequest(ctx, true, Event{Zone: zone, Kind: KindInvalidate, Key: key}, func(heldInRedis bool) bool {
+		if heldHere || heldInRedis {
+			return true
+		}
+		f.events.unheld.Add(1)
+		return false
+	})
 }
 
 // Refreshed tells the other proxies that this one fetched key anew
@@ -208,46 +215,35 @@ func (f *Fleet) Invalidate(ctx context.Context, zone, key string) error {
 // that no proxy takes the old version from Redis. It goes through the
 // breaker, as it runs for a request.
 func (f *Fleet) Refreshed(ctx context.Context, zone, key string, stored bool) error {
-	return f.forRequest(ctx, !stored, Event{Zone: zone, Kind: KindRefresh, Key: key})
+	_, err := f.forRequest(ctx, !stored, Event{Zone: zone, Kind: KindRefresh, Key: key}, func(bool) bool { return true })
+	return err
 }
 
-// unlinkEntry removes a key's value from Redis, in one round trip, and
-// reports whether it was a response's index of variants: then its
-// variants must go too (unlinkVariants), or a new index, written by the
-// next fill, would lead to the old variants again.
-func (f *Fleet) unlinkEntry(ctx context.Context, zone, key string) (n int, varies bool, err error) {
-	redisKey := f.keys.entry(zone, key)
-	var get *redis.StringCmd
-	var unlink *redis.IntCmd
-	cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
-	defer cancel()
-	_, err = f.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
-		get = p.Get(cctx, redisKey)
-		unlink = p.Unlink(cctx, redisKey)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+// unlinkKey removes a key's value and its variants' (listed in their set,
+// under the same hash slot) in one script: O(variants), never a pass
+// over the keyspace. It reports how many values it removed and whether a
+// fill of the key holds the fleet lock.
+func (f *Fleet) unlinkKey(ctx context.Context, zone, key string) (n int, filling bool, err error) {
+	res, err := unlinkKeyScript.Run(ctx, f.rdb,
+		[]string{f.keys.entry(zone, key), f.keys.variants(zone, key), f.keys.lock(zone, key)}, variantSep).Int64Slice()
+	if err != nil || len(res) != 2 {
 		return 0, false, err
 	}
-	if v, err := get.Bytes(); err == nil {
-		e, err := decodeValue(redisKey, key, v)
-		varies = err == nil && e.VaryIndex
-	}
-	return int(unlink.Val()), varies, nil
+	return int(res[0]), res[1] == 1, nil
 }
 
-// unlinkVariants removes the values of a key's variants. They hash to
-// other slots than the key, so they are found by SCAN, a pass over the
-// keys: only keys whose responses vary pay it.
-func (f *Fleet) unlinkVariants(ctx context.Context, zone, key string) (int, error) {
-	return f.unlinkMatching(ctx, f.keys.entryPattern(zone, cache.VariantKey(key, "")))
-}
-
-// variantsBudget bounds the removal of a key's variants for a request
-// (an invalidation, a refresh not stored), outside the breaker: a pass
-// over a large Redis may take longer than one call's timeout without
-// Redis failing.
-const variantsBudget = 2 * time.Second
+// unlinkKeyScript: KEYS[1] the entry, KEYS[2] its set of variants, KEYS[3]
+// its fill lock, ARGV[1] the variant separator. The variants' keys are
+// not declared, as they are known only from the set; they share the
+// entry's hash slot, which a Redis Cluster allows.
+var unlinkKeyScript = redis.NewScript(`
+local n = redis.call("UNLINK", KEYS[1])
+for _, v in ipairs(redis.call("SMEMBERS", KEYS[2])) do
+	n = n + redis.call("UNLINK", KEYS[1] .. ARGV[1] .. v)
+end
+redis.call("UNLINK", KEYS[2])
+return {n, redis.call("EXISTS", KEYS[3])}
+`)
 
 // scanBatch is SCAN's COUNT hint for purges by prefix: a few hundred
 // microseconds of Redis's time per call.
@@ -365,6 +361,7 @@ func eventTime(id string) (time.Time, bool) {
 type eventStats struct {
 	published   atomic.Int64
 	unpublished atomic.Int64
+	unheld      atomic.Int64
 	applied     atomic.Int64
 	drops       atomic.Int64
 	lagMillis   atomic.Int64 // from the last applied event's addition to its application
@@ -377,6 +374,8 @@ type EventStats struct {
 	// Unpublished: events this proxy could not append (Redis down or
 	// failing): they reached this proxy only.
 	Unpublished int64
+	// Unheld: invalidations not published, as no tier held the key.
+	Unheld int64
 	// Applied: other proxies' events this proxy applied.
 	Applied int64
 	// Drops: times this proxy dropped its local entries because events
@@ -392,6 +391,7 @@ func (f *Fleet) EventStats() EventStats {
 	return EventStats{
 		Published:   f.events.published.Load(),
 		Unpublished: f.events.unpublished.Load(),
+		Unheld:      f.events.unheld.Load(),
 		Applied:     f.events.applied.Load(),
 		Drops:       f.events.drops.Load(),
 		Lag:         time.Duration(f.events.lagMillis.Load()) * time.Millisecond,

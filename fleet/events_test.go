@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -32,10 +33,15 @@ func (r *recorder) apply(ev Event) {
 	r.events = append(r.events, ev)
 }
 
-func (r *recorder) drop(reason string) {
+// drop records the loss's reason, with " (values kept)" when Redis kept
+// its values.
+func (r *recorder) drop(l Loss) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.drops = append(r.drops, reason)
+	if l.ValuesKept {
+		l.Reason += " (values kept)"
+	}
+	r.drops = append(r.drops, l.Reason)
 }
 
 // keys are the keys of the events applied, as "kind zone key".
@@ -108,7 +114,7 @@ func TestEventsReachOthers(t *testing.T) {
 	if _, err := a.Purge(ctx, Event{Zone: "thumbs", Kind: KindPurgePrefix, Key: "/webclient/"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Invalidate(ctx, "api", "/api/v0/m/projects/"); err != nil {
+	if _, err := a.Invalidate(ctx, "api", "/api/v0/m/projects/", true); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Refreshed(ctx, "thumbs", "/render/1", true); err != nil {
@@ -150,10 +156,10 @@ func TestEventsPrefixIsolation(t *testing.T) {
 	_, recY := follow(t, y, nil)
 	_, recX2 := follow(t, x2, nil)
 	ctx := context.Background()
-	if err := x.Invalidate(ctx, "z", "/from-x"); err != nil {
+	if _, err := x.Invalidate(ctx, "z", "/from-x", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := y.Invalidate(ctx, "z", "/from-y"); err != nil {
+	if _, err := y.Invalidate(ctx, "z", "/from-y", true); err != nil {
 		t.Fatal(err)
 	}
 	recX2.waitSeen(t, 2*time.Second, "invalidate z /from-x")
@@ -303,10 +309,10 @@ func TestTrimmedLogDrops(t *testing.T) {
 	}
 	proxy.Restore()
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("b to drop its entries", func() bool { return len(rec.dropped()) == 1 }))
-	if d := rec.dropped()[0]; !strings.Contains(d, "trimmed") {
+	if d := rec.dropped()[0]; !strings.Contains(d, "trimmed") || !strings.Contains(d, "(values kept)") {
 		t.Errorf("drop reason %q", d)
 	}
-	if logs.FilterMessageSnippet("dropping its local entries").FilterField(zap.String("position", saved.ID)).Len() != 1 {
+	if logs.FilterMessageSnippet("had not applied are lost").FilterField(zap.String("position", saved.ID)).Len() != 1 {
 		t.Errorf("the drop was not logged with the position: %v", logs.All())
 	}
 	// The events left in the log were lost with the others: not applied
@@ -359,7 +365,7 @@ func TestLostLogDrops(t *testing.T) {
 		return ""
 	})
 	testkit.Eventually(t, 5*time.Second, testkit.Holds("b to drop its entries", func() bool { return len(rec.dropped()) == 1 }))
-	if d := rec.dropped()[0]; !strings.Contains(d, "began again") {
+	if d := rec.dropped()[0]; !strings.Contains(d, "began again") || strings.Contains(d, "(values kept)") {
 		t.Errorf("drop reason %q", d)
 	}
 }
@@ -475,7 +481,7 @@ func testPurgeRemovesVariants(t *testing.T, addrs []string) {
 		t.Helper()
 		n := int64(0)
 		for _, lang := range []string{"en", "fr"} {
-			k := f.keys.entry("z", cache.VariantKey(key, cache.VariantOf([]string{"Accept-Language"}, http.Header{"Accept-Language": {lang}})))
+			k := f.keys.variant("z", key, cache.VariantOf([]string{"Accept-Language"}, http.Header{"Accept-Language": {lang}}))
 			c, err := f.rdb.Exists(ctx, k).Result()
 			if err != nil {
 				t.Fatal(err)
@@ -499,11 +505,88 @@ func testPurgeRemovesVariants(t *testing.T, addrs []string) {
 		t.Error("the purge removed another key that starts alike")
 	}
 	storeVariants("/w")
-	if err := f.Invalidate(ctx, "z", "/w"); err != nil {
-		t.Fatal(err)
+	if published, err := f.Invalidate(ctx, "z", "/w", false); err != nil || !published {
+		t.Fatalf("invalidation of a key Redis held: published %v, %v", published, err)
 	}
 	if left := variantsLeft("/w"); left != 0 || has("/w", "en") {
 		t.Errorf("%d variants left after an invalidation", left)
+	}
+	if n, _ := f.rdb.Exists(ctx, f.keys.variants("z", "/w")).Result(); n != 0 {
+		t.Error("the set of variants is left after an invalidation")
+	}
+}
+
+// TestInvalidateOnlyHeld: an invalidation is published only when some
+// tier held the key: this proxy's (the caller says), Redis's value, or a
+// fill under way (the fleet lock). Others are counted as unheld, and a
+// second invalidation of a key between two fills publishes nothing.
+func TestInvalidateOnlyHeld(t *testing.T) {
+	r := testkit.StartRedis(t)
+	f := openFleet(t, Config{Addrs: []string{r.Addr}, Node: "a"}, nil)
+	ctx := context.Background()
+	invalidate := func(key string, heldHere bool) bool {
+		t.Helper()
+		published, err := f.Invalidate(ctx, "z", key, heldHere)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return published
+	}
+	for i := range 50 {
+		if invalidate("/nobody/"+strconv.Itoa(i), false) {
+			t.Fatalf("published an invalidation of a key no tier held")
+		}
+	}
+	store(t, f, "z", "/held", entry("/held", []byte("v1")))
+	if !invalidate("/held", false) {
+		t.Error("an invalidation of a key Redis held was not published")
+	}
+	if invalidate("/held", false) {
+		t.Error("a second invalidation, with no fill between, was published")
+	}
+	if !invalidate("/here", true) {
+		t.Error("an invalidation of a key this proxy held was not published")
+	}
+	if err := f.rdb.Set(ctx, f.keys.lock("z", "/filling"), "token", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !invalidate("/filling", false) {
+		t.Error("an invalidation of a key being filled was not published")
+	}
+	if s := f.EventStats(); s.Published != 3 || s.Unheld != 51 {
+		t.Errorf("stats %+v, want 3 published and 51 unheld", s)
+	}
+	if n, _ := f.rdb.XLen(ctx, f.keys.events()).Result(); n != 3 {
+		t.Errorf("the log holds %d events, want 3", n)
+	}
+}
+
+// TestEventRetention: the log keeps events for the retention's time,
+// however many there are: an event older than it is trimmed when the
+// next is added, a younger one stays.
+func TestEventRetention(t *testing.T) {
+	// Small stream nodes: approximate trimming removes whole nodes.
+	r := testkit.StartRedis(t, testkit.RedisArgs("--stream-node-max-entries", "2"))
+	f := openFleet(t, Config{Addrs: []string{r.Addr}, Node: "a", EventRetention: time.Hour}, nil)
+	ctx := context.Background()
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range 4 {
+		if err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: f.keys.events(), ID: fmt.Sprintf("%d-%d", old, i),
+			Values: []string{fieldNode, "b", fieldKind, string(KindPurgeKey), fieldKey, "/old"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2000 {
+		if _, err := f.Publish(ctx, Event{Zone: "z", Kind: KindPurgeKey, Key: "/k"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := f.rdb.XLen(ctx, f.keys.events()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2000 {
+		t.Errorf("the log holds %d events, want the 2000 of the last hour (and none of 2 hours ago)", n)
 	}
 }
 
@@ -512,7 +595,7 @@ func testPurgeRemovesVariants(t *testing.T, addrs []string) {
 // can settles when it has caught up.
 func TestFollowerSettles(t *testing.T) {
 	f := openFleet(t, Config{Addrs: []string{"127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}, Node: "a"}, nil)
-	fo := f.Follow(&Position{ID: "5-0", Added: 1}, func(Event) {}, func(string) {})
+	fo := f.Follow(&Position{ID: "5-0", Added: 1}, func(Event) {}, func(Loss) {})
 	defer fo.Stop()
 	select {
 	case <-fo.Settled():

@@ -29,8 +29,6 @@ type Fleet struct {
 	Stats        Stats
 
 	events eventStats // the event log's counters (events.go)
-	// maxEvents is about how many events the log keeps (default MaxEvents).
-	maxEvents int64
 }
 
 // Open checks cfg and connects. It does not wait for Redis: a proxy starts
@@ -47,7 +45,7 @@ func Open(cfg Config, log *zap.Logger) (*Fleet, error) {
 		log = zap.NewNop()
 	}
 	f := &Fleet{cfg: cfg, rdb: newClient(cfg), keys: keys{cfg.Prefix}, log: log.With(zap.String("node", cfg.Node)),
-		queue: make(chan struct{}, maxQueuedStores), maxEvents: MaxEvents, recheckAfter: recheckAfter}
+		queue: make(chan struct{}, maxQueuedStores), recheckAfter: recheckAfter}
 	f.Stats.Calls.Bounds, f.Stats.WakeUps.Bounds = CallBuckets, CallBuckets
 	clientLog.Store(f.log.Named("redis"))
 	f.br = newBreaker(f.Ping, probeInterval, f.log)

@@ -29,9 +29,9 @@ var start = Position{ID: "0-0"}
 // proxy's event to its apply function, in order, within about a second
 // of its publication. When it finds that events it had not read are lost
 // (the log was trimmed past its position, or Redis lost the log), it
-// calls drop once with the reason, and goes on from the log's end: the
-// caller then drops its local entries rather than serve what may have
-// been purged.
+// calls drop once with the Loss, and goes on from the log's end: the
+// caller then drops the local entries it cannot prove current (Current)
+// rather than serve what may have been purged.
 //
 // While Redis cannot be reached it retries, and when it can again it
 // first reads what it missed (its position is kept in memory, and
@@ -39,7 +39,7 @@ var start = Position{ID: "0-0"}
 type Follower struct {
 	f     *Fleet
 	apply func(Event)
-	drop  func(reason string)
+	drop  func(Loss)
 
 	mu     sync.Mutex
 	pos    Position
@@ -70,7 +70,7 @@ const (
 // that earlier events could concern). apply is called for the events of
 // other nodes; drop when events were lost. Both are called from the
 // reader's goroutine, one at a time. Stop ends it.
-func (f *Fleet) Follow(from *Position, apply func(Event), drop func(reason string)) *Follower {
+func (f *Fleet) Follow(from *Position, apply func(Event), drop func(Loss)) *Follower {
 	ctx, cancel := context.WithCancel(context.Background())
 	fo := &Follower{f: f, apply: apply, drop: drop, cancel: cancel, done: make(chan struct{}), caughtUp: make(chan struct{}), settled: make(chan struct{})}
 	if from != nil && from.ID != "" {
@@ -245,18 +245,32 @@ func (fo *Follower) check(ctx context.Context) error {
 		return nil
 	}
 	was := fo.pos
-	reason := state.lostAfter(was)
-	if reason != "" {
+	loss := state.lostAfter(was)
+	if loss.Reason != "" {
 		fo.pos = end
 	}
 	fo.mu.Unlock()
-	if reason != "" {
-		fo.f.eventLog().Warn("events this proxy had not applied are lost: dropping its local entries rather than serve purged ones",
-			zap.String("reason", reason), zap.String("position", was.ID), zap.String("log_end", end.ID))
+	if loss.Reason != "" {
+		fo.f.eventLog().Warn("events this proxy had not applied are lost: dropping the local entries it cannot prove current rather than serve purged ones",
+			zap.String("reason", loss.Reason), zap.Bool("redis_values_kept", loss.ValuesKept),
+			zap.String("position", was.ID), zap.String("log_end", end.ID))
 		fo.f.events.drops.Add(1)
-		fo.drop(reason)
+		fo.drop(loss)
 	}
 	return nil
+}
+
+// Loss is why events a proxy had not applied are lost.
+type Loss struct {
+	Reason string
+	// ValuesKept says that Redis kept its values meanwhile (the log was
+	// trimmed, or events deleted from it): every purge, invalidation and
+	// refresh removes or replaces the value in Redis before it is
+	// published, so a local entry of which Redis holds the same version is
+	// current (Current). False when Redis began again, or went back in
+	// time (restarted without its data, a failover lost writes): then no
+	// local entry can be proven current.
+	ValuesKept bool
 }
 
 // logState is what XINFO STREAM says of the log.
@@ -273,36 +287,38 @@ const (
 	lostReset   = "the event log began again (Redis restarted without its data, or a failover lost events)"
 )
 
-// lostAfter says why events after pos are lost, or "" when none is.
+// lostAfter says why events after pos are lost (a zero Loss when none
+// is).
 // Trimming removes the oldest entries: when the log holds nothing at or
 // before pos, it must hold every event added after it, added - pos.Added
 // of them; fewer means some were trimmed, more that the log is not the
 // one pos was in. When it still holds pos, nothing after it was trimmed,
 // and at its end it must have added as many as pos counts.
-func (s logState) lostAfter(pos Position) string {
+func (s logState) lostAfter(pos Position) Loss {
 	p, err := parseStreamID(pos.ID)
 	if err != nil {
-		return "the saved position is not a stream ID"
+		return Loss{Reason: "the saved position is not a stream ID"}
 	}
 	last, _ := parseStreamID(cmp.Or(s.last, "0-0"))
 	deleted, _ := parseStreamID(cmp.Or(s.maxDeleted, "0-0"))
 	first, _ := parseStreamID(cmp.Or(s.first, "0-0"))
+	reset := Loss{Reason: lostReset}
 	switch after := s.added - pos.Added; {
 	case p.less(deleted):
-		return "events after this proxy's position were deleted from the event log (XDEL)"
+		return Loss{Reason: "events after this proxy's position were deleted from the event log (XDEL)", ValuesKept: true}
 	case last.less(p):
-		return lostReset
+		return reset
 	case s.length == 0 || p.less(first):
 		if after > s.length {
-			return lostTrimmed
+			return Loss{Reason: lostTrimmed, ValuesKept: true}
 		}
 		if after < s.length {
-			return lostReset
+			return reset
 		}
 	case last == p && s.added != pos.Added:
-		return lostReset
+		return reset
 	}
-	return ""
+	return Loss{}
 }
 
 func isNoSuchKey(err error) bool {

@@ -24,7 +24,7 @@ import (
 func (f *Fleet) Get(ctx context.Context, zone, key string, req http.Header) (*cache.Entry, bool) {
 	e, ok := f.get(ctx, f.keys.entry(zone, key), key)
 	if ok && e.VaryIndex {
-		e, ok = f.get(ctx, f.keys.entry(zone, cache.VariantKey(key, cache.VariantOf(e.VaryNames, req))), key)
+		e, ok = f.get(ctx, f.keys.variant(zone, key, cache.VariantOf(e.VaryNames, req)), key)
 		if ok && e.VaryIndex {
 			f.Stats.Corrupt.Add(1)
 			ok = false
@@ -143,7 +143,7 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 	redisKey := f.keys.entry(job.Zone, job.Key)
 	variant := len(meta.VaryNames) > 0
 	if variant {
-		redisKey = f.keys.entry(job.Zone, cache.VariantKey(job.Key, meta.Variant))
+		redisKey = f.keys.variant(job.Zone, job.Key, meta.Variant)
 	}
 	v, err := encodeValue(redisKey, meta, body)
 	if err != nil {
@@ -152,6 +152,14 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 	}
 	ctx := context.Background()
 	set := func(ctx context.Context) error { return f.rdb.Set(ctx, redisKey, v, job.TTL).Err() }
+	if variant {
+		// The variant joins its key's set, so that an invalidation finds
+		// it without a pass over the keyspace (events.go).
+		setKey := f.keys.variants(job.Zone, job.Key)
+		set = func(ctx context.Context) error {
+			return storeVariantScript.Run(ctx, f.rdb, []string{redisKey, setKey}, v, job.TTL.Milliseconds(), meta.Variant).Err()
+		}
+	}
 	if c, ok := job.Claim.(*claim); ok && c.f == f && !variant {
 		// The value, the lock's release and the wake-up in one script:
 		// the waiters hear of the value the moment it lands.
@@ -220,6 +228,16 @@ func (f *Fleet) store(job cache.SharedStore) bool {
 	f.Stats.Stores.Add(1)
 	return true
 }
+
+// storeVariantScript writes a variant's value (KEYS[1]) and adds it to
+// its key's set of variants (KEYS[2]), whose life is the longest of its
+// variants': one script, so that no variant is ever out of the set.
+var storeVariantScript = redis.NewScript(`
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+redis.call("SADD", KEYS[2], ARGV[3])
+if redis.call("PTTL", KEYS[2]) < tonumber(ARGV[2]) then redis.call("PEXPIRE", KEYS[2], ARGV[2]) end
+return 1
+`)
 
 // unstoreScript deletes a value if it is still the one written (its
 // checksum, bytes 4 to 7, says so): a newer fill's stays.

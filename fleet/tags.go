@@ -3,13 +3,10 @@ package fleet
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/edgecache/edgecache/cache"
 )
 
 // Purges by tag in Redis: a set per zone and tag ({prefix}tag:{zone:tag})
@@ -54,7 +51,7 @@ func (f *Fleet) unlinkTagged(ctx context.Context, zone, tag string) (int, error)
 	pipe := f.rdb.Pipeline()
 	unlinks := make([]*redis.IntCmd, len(members))
 	for i, m := range members {
-		unlinks[i] = pipe.Unlink(ctx, f.keys.entry(zone, m))
+		unlinks[i] = pipe.Unlink(ctx, f.keys.stored(zone, m))
 	}
 	pipe.Unlink(ctx, f.keys.tag(zone, tag))
 	if _, err := f.boundedExec(ctx, pipe); err != nil {
@@ -75,14 +72,15 @@ func (f *Fleet) expire(ctx context.Context, zone string, ev Event) (int, error) 
 	switch ev.Kind {
 	case KindPurgeKey:
 		redisKeys = []string{f.keys.entry(zone, ev.Key)}
-		if f.varies(ctx, zone, ev.Key) {
-			// Its variants, found by SCAN as a hard purge finds them:
-			// only keys whose responses vary pay it.
-			variants, err := f.matching(ctx, f.keys.entryPattern(zone, cache.VariantKey(ev.Key, "")))
-			if err != nil {
-				return 0, err
-			}
-			redisKeys = append(redisKeys, variants...)
+		// Its variants, listed in their set under the key's hash slot.
+		cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+		variants, err := f.rdb.SMembers(cctx, f.keys.variants(zone, ev.Key)).Result()
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		for _, v := range variants {
+			redisKeys = append(redisKeys, f.keys.variant(zone, ev.Key, v))
 		}
 	case KindPurgeTag:
 		members, err := f.tagged(ctx, zone, ev.Key)
@@ -90,7 +88,7 @@ func (f *Fleet) expire(ctx context.Context, zone string, ev Event) (int, error) 
 			return 0, err
 		}
 		for _, m := range members {
-			redisKeys = append(redisKeys, f.keys.entry(zone, m))
+			redisKeys = append(redisKeys, f.keys.stored(zone, m))
 		}
 	case KindPurgePrefix, KindPurgeAll:
 		var err error
@@ -111,19 +109,6 @@ func (f *Fleet) expire(ctx context.Context, zone string, ev Event) (int, error) 
 		}
 	}
 	return n, nil
-}
-
-// varies reports whether key's value is an index of variants.
-func (f *Fleet) varies(ctx context.Context, zone, key string) bool {
-	redisKey := f.keys.entry(zone, key)
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
-	defer cancel()
-	v, err := f.rdb.Get(ctx, redisKey).Bytes()
-	if err != nil {
-		return false
-	}
-	e, err := decodeValue(redisKey, key, v)
-	return err == nil && e.VaryIndex
 }
 
 // matching lists the keys that match pattern on every master.
@@ -149,11 +134,10 @@ return false
 // expireValue marks the value under redisKey expired now and reports
 // whether there was an entry there (marked now, or before).
 func (f *Fleet) expireValue(ctx context.Context, zone, redisKey string) (bool, error) {
-	key, ok := strings.CutPrefix(redisKey, f.keys.prefix+"{"+zone+":")
-	if !ok || !strings.HasSuffix(key, "}") {
+	key, ok := f.keys.cacheKeyOf(zone, redisKey)
+	if !ok {
 		return false, nil
 	}
-	key = key[:len(key)-1]
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
 	v, err := f.rdb.Get(cctx, redisKey).Bytes()

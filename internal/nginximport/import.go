@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +39,8 @@ const (
 	ReasonNewerInZone  = "already imported (the zone holds it, as new or newer)"
 	ReasonBodyTooLarge = "body over the zone's max_size"
 	ReasonMisplaced    = "misplaced (file name is neither its key's MD5 nor its variant's: nginx never serves it)"
+	ReasonStatus       = "status outside 100-599"
+	ReasonChunked      = "body still chunk-framed (nginx stores bodies decoded: the file is not nginx's)"
 )
 
 // KeyError is returned by Options.Key for an nginx key that has no
@@ -198,7 +202,13 @@ func importFile(ctx context.Context, opts *Options, sink Sink, path string) (rea
 	if name := filepath.Base(path); name != hexHash(nginxcache.KeyHash(e.Key)) && (!e.IsVariant() || name != hexHash(e.Variant)) {
 		return ReasonMisplaced, 0, nil
 	}
+	if e.Status > 599 {
+		return ReasonStatus, 0, nil
+	}
 	bodySize := fi.Size() - int64(e.BodyStart)
+	if _, chunked := e.Header["Transfer-Encoding"]; chunked && chunkFramed(f, int64(e.BodyStart), bodySize) {
+		return ReasonChunked, 0, nil
+	}
 	if cl := e.Header.Get("Content-Length"); cl != "" {
 		if want, err := strconv.ParseInt(cl, 10, 64); err == nil && want != bodySize {
 			return ReasonTruncated, 0, nil
@@ -259,7 +269,9 @@ func storedAt(e *nginxcache.Entry, mtime time.Time) time.Time {
 }
 
 // storedHeader is what edgecache would have stored of the upstream header:
-// no session (Set-Cookie, which nginx stored but hid), nothing hop-by-hop,
+// no session (Set-Cookie, which nginx stored but hid), nothing hop-by-hop
+// (the fields RFC 9110 §7.6.1 names, and those the Connection field
+// names), no framing (Transfer-Encoding: nginx stored the body decoded),
 // no Date or Content-Length (set when served).
 func storedHeader(h http.Header, statusHeader string) http.Header {
 	out := make(http.Header, len(h))
@@ -271,7 +283,26 @@ func storedHeader(h http.Header, statusHeader string) http.Header {
 		}
 		out[k] = v
 	}
+	for _, v := range h["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				delete(out, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
 	return out
+}
+
+// chunkFramed reports whether the body of size bytes at off in f is a
+// whole chunked message body (RFC 9112 §7.1: chunks, then the last, empty
+// one). nginx decodes a chunked upstream body before it stores it, and
+// keeps the Transfer-Encoding field in the stored header: a body that
+// still carries the framing was not written by nginx, and would be served
+// framing and all. A decoded body that happened to parse as chunks, to
+// the last one, is not a thing real content does.
+func chunkFramed(f io.ReaderAt, off, size int64) bool {
+	_, err := io.Copy(io.Discard, httputil.NewChunkedReader(io.NewSectionReader(f, off, size)))
+	return err == nil
 }
 
 // maxVaryCombinations bounds the request values tried for one variant.

@@ -193,3 +193,27 @@ func TestRunInterrupted(t *testing.T) {
 		t.Fatalf("resumed run: %+v %v", sum, err)
 	}
 }
+
+func TestStoredHeaderDropsHopByHop(t *testing.T) {
+	h := http.Header{"Connection": {"X-Secret, close", "X-Other"}, "X-Secret": {"s"}, "X-Other": {"o"},
+		"Transfer-Encoding": {"chunked"}, "Keep-Alive": {"timeout=5"}, "Content-Type": {"text/plain"}, "X-Cache-Status": {"HIT"}}
+	got := storedHeader(h, "X-Cache-Status")
+	if len(got) != 1 || got.Get("Content-Type") != "text/plain" {
+		t.Errorf("stored header %v, want Content-Type alone", got)
+	}
+}
+
+func TestChunkFramed(t *testing.T) {
+	for body, want := range map[string]bool{
+		"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n": true,
+		"5;ext=1\r\nhello\r\n0\r\n\r\n":          true,
+		"hello world":                            false,
+		"cafe\r\nmenu":                           false, // a body that merely starts like a chunk
+		"5\r\nhello\r\n":                         false, // no last chunk: not a whole framing
+		"":                                       false,
+	} {
+		if got := chunkFramed(strings.NewReader(body), 0, int64(len(body))); got != want {
+			t.Errorf("chunkFramed(%q) = %v, want %v", body, got, want)
+		}
+	}
+}

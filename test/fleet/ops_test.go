@@ -181,7 +181,7 @@ func TestCutOffProxyCatchesUp(t *testing.T) {
 	if !strings.Contains(b.log.String(), "reading the fleet's event log again") {
 		t.Error("B did not log that it reads the log again")
 	}
-	if strings.Contains(b.log.String(), "dropping its local entries") {
+	if strings.Contains(b.log.String(), "had not applied are lost") {
 		t.Error("B dropped its entries: it should have caught up")
 	}
 }
@@ -219,23 +219,41 @@ func TestRestartedProxyCatchesUp(t *testing.T) {
 		t.Error("B did not start from its saved position")
 	}
 
+	// /r/3: B holds it, and Redis loses its value (as an eviction would).
+	b.mustGet(t, "/r/3")
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("/r/3 to be in Redis", func() bool {
+		out, _ := r.CLI("EXISTS", "edgecache:{default:/r/3}")
+		return out == "1"
+	}))
 	b.stop(t)
 	o.bump()
 	a.edgecache(t, "purge", "--key", "/r/1")
+	if out, err := r.CLI("DEL", "edgecache:{default:/r/3}"); err != nil {
+		t.Fatalf("DEL: %s %v", out, err)
+	}
 	if out, err := r.CLI("XTRIM", "edgecache:events", "MAXLEN", "0"); err != nil {
 		t.Fatalf("XTRIM: %s %v", out, err)
 	}
+	files := b.zoneFiles(t)
 	if err := b.start(); err != nil {
 		t.Fatal(err)
 	}
+	// The purge is lost with the log: B drops what Redis does not prove
+	// current (/r/1, purged; /r/3, gone from Redis), and keeps /r/2, of
+	// which Redis holds the same version, in its own tiers.
 	serves(t, b, o, "/r/1")
-	// /r/2 was not purged: Redis still has it, B's own copy is gone.
-	if got := b.mustGet(t, "/r/2"); got.tier != "shared" || string(got.body) != kept {
-		t.Errorf("B /r/2 after dropping its entries: %s %s %.20q, want a hit from Redis", got.cache, got.tier, got.body)
+	if got := b.mustGet(t, "/r/2"); got.cache != "HIT" || got.tier == "shared" || string(got.body) != kept {
+		t.Errorf("B /r/2 after the lost events: %s %s %.20q, want a hit from its own tiers", got.cache, got.tier, got.body)
 	}
-	if !strings.Contains(b.log.String(), "was trimmed past this proxy's position") || !strings.Contains(b.log.String(), "dropped the zone's entries") {
-		t.Error("B did not log that it dropped its entries")
+	if got := b.mustGet(t, "/r/3"); got.tier == "disk" || got.tier == "memory" {
+		t.Errorf("B kept /r/3, which Redis no longer proves current: %s %s", got.cache, got.tier)
 	}
+	log := b.log.String()
+	if !strings.Contains(log, "was trimmed past this proxy's position") || !strings.Contains(log, "dropped the zone's entries that Redis does not prove current") ||
+		!strings.Contains(log, `"kept":1,"dropped":2`) {
+		t.Error("B did not log what it kept and dropped")
+	}
+	t.Logf("B's disk zone held %d files; after the lost events it kept the 1 Redis proves current and dropped 2", files)
 }
 
 // TestInvalidationReachesFleet: a POST answered 2xx on A changes the
