@@ -2,8 +2,10 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,6 +92,16 @@ func TestPurgeHandler(t *testing.T) {
 	code, _ = s.send(t, http.MethodGet, s.url("PURGE", "/"), "", "Authorization", "Bearer s3cret")
 	if code != http.StatusMethodNotAllowed {
 		t.Errorf("GET: %d, want 405", code)
+	}
+	// The status page says what each purge was and who made it; the
+	// refused ones are not there.
+	var got []string
+	for _, ev := range activeApp(t).Zone("default").Activity().Events() {
+		got = append(got, fmt.Sprintf("%s %s %d %s", ev.Kind, ev.Target, ev.Count, ev.By))
+	}
+	want := []string{"purge tag image:2 1 purge endpoint", "soft purge tag image:1 2 purge endpoint", "purge key /img/1/a 1 purge endpoint"}
+	if !slices.Equal(got, want) {
+		t.Errorf("recorded purges:\n%q\nwant\n%q", got, want)
 	}
 }
 
