@@ -133,15 +133,33 @@ func TestMetricsSurviveReload(t *testing.T) {
 			t.Fatalf("load: %v", err)
 		}
 		t.Cleanup(func() { _ = caddy.Stop() })
-		get(base + "/a")
-		get(base + "/a")
+		// A connection the old config's server accepted as it shut down
+		// ends with EOF and no answer, uncounted (seen on the code before
+		// this test was made strict too): the client tries again, as a
+		// browser does for a GET.
+		http.DefaultClient.CloseIdleConnections()
+		for range 2 {
+			a := get(base + "/a")
+			if a.err != nil {
+				a = get(base + "/a")
+			}
+			if a.err != nil || a.code != http.StatusOK {
+				t.Fatalf("GET /a: %d %v", a.code, a.err)
+			}
+		}
 	}
 	// A request is counted once its answer is written: the client may
 	// have the last byte a moment before.
 	testkit.Eventually(t, 5*time.Second, func() string {
 		m := scrape(t, base)
 		if got := m[`edgecache_requests_total{cache_status="HIT",zone="default"}`]; got != "3" {
-			return fmt.Sprintf("HIT count after reload 3, carried on (have %q)", got)
+			var all []string
+			for k, v := range m {
+				if strings.HasPrefix(k, "edgecache_requests_total") && v != "0" {
+					all = append(all, k+" "+v)
+				}
+			}
+			return fmt.Sprintf("HIT count after reload 3, carried on (have %q; %v)", got, all)
 		}
 		return ""
 	})
