@@ -236,7 +236,13 @@ http://127.0.0.1:$PUBLIC {
 	}
 	without, with := allocs(""), allocs("hide_headers Set-Cookie X-Powered-By")
 	t.Logf("allocations per hit: %.1f without hide_headers, %.1f with", without, with)
-	if with-without >= 0.5 {
+	// Under the race detector sync.Pool drops pooled wrappers at random,
+	// which shows as up to a few allocations either way.
+	limit := 0.5
+	if raceEnabled {
+		limit = 2.5
+	}
+	if with-without >= limit {
 		t.Errorf("hide_headers adds %.1f allocations per hit", with-without)
 	}
 }

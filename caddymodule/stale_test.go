@@ -347,7 +347,7 @@ http://127.0.0.1:{PORT} {
 func TestFailedFillWakesItsWaitersAtOnce(t *testing.T) {
 	var requests, maxInFlight atomic.Int64
 	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(200 * time.Millisecond) // a slow backend
+		untilWaiting(9)
 		if n == 1 {
 			w.WriteHeader(http.StatusBadGateway)
 			return
@@ -383,7 +383,7 @@ func TestFailedFillWakesItsWaitersAtOnce(t *testing.T) {
 func TestUncacheableFillWakesItsWaitersTogether(t *testing.T) {
 	var requests, maxInFlight atomic.Int64
 	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(200 * time.Millisecond) // a slow backend
+		heldTogether(n, &requests)
 		w.Header().Set("Cache-Control", "no-store")
 		io.WriteString(w, "yours")
 	}))
@@ -414,7 +414,7 @@ func TestLargeFailureIsNotShared(t *testing.T) {
 	page := strings.Repeat("e", 100<<10)
 	var requests, maxInFlight atomic.Int64
 	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(200 * time.Millisecond) // a slow backend
+		heldTogether(n, &requests)
 		w.WriteHeader(http.StatusInternalServerError)
 		for i := 0; i < len(page); i += 4 << 10 {
 			io.WriteString(w, page[i:i+4<<10])
@@ -468,10 +468,8 @@ func TestFailedBackgroundUpdateCountsNothing(t *testing.T) {
 func TestFailedRefillOfExpiredWakesItsWaiters(t *testing.T) {
 	var requests, maxInFlight atomic.Int64
 	srv := httptest.NewServer(countInFlight(&requests, &maxInFlight, func(w http.ResponseWriter, r *http.Request, n int64) {
-		if n > 1 {
-			time.Sleep(200 * time.Millisecond) // a slow backend
-		}
 		if n == 2 {
+			untilWaiting(9)
 			w.WriteHeader(http.StatusBadGateway)
 			return
 		}
@@ -508,7 +506,7 @@ func TestFailedRefillServesItsWaitersStale(t *testing.T) {
 			io.WriteString(w, "v1")
 			return
 		}
-		time.Sleep(200 * time.Millisecond) // a slow, failing backend
+		untilWaiting(9) // the refill fails once its waiters wait
 		w.WriteHeader(http.StatusBadGateway)
 	}))
 	t.Cleanup(srv.Close)
@@ -554,6 +552,37 @@ func together(n int, url string) []answer {
 	}
 	wg.Wait()
 	return answers
+}
+
+// untilWaiting holds a fill's backend request until n requests wait for
+// it (the zone's lock waits), so that they are its waiters however loaded
+// the machine, rather than after a fixed time; after 10 s it gives up and
+// the test's own checks say what happened.
+func untilWaiting(n int64) {
+	testkit.Wait(10*time.Second, func() string {
+		if a, err := caddy.ActiveContext().App("edge_cache"); err == nil {
+			if z := a.(*App).Zone("default"); z != nil && z.Stats.LockWaits.Load() >= n {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%d requests waiting for the fill", n)
+	})
+}
+
+// heldTogether holds backend request n: the first, a fill, until its 9
+// waiters wait; the next 9, the waiters sent on together, until all 9
+// have arrived, so that they run at once. Later ones pass.
+func heldTogether(n int64, requests *atomic.Int64) {
+	if n == 1 {
+		untilWaiting(9)
+		return
+	}
+	testkit.Wait(10*time.Second, func() string {
+		if requests.Load() >= 10 {
+			return ""
+		}
+		return "the waiters' 9 requests"
+	})
 }
 
 // countInFlight is a backend handler that numbers its requests (from 1)
