@@ -5,15 +5,30 @@ import "strings"
 // StripQuery removes the named parameters from the query of a request URI,
 // keeping the order of the others, so that cache-busting parameters such as
 // jQuery's `_=<timestamp>` do not split one resource into many keys. It
-// returns uri itself (no allocation) when nothing is removed.
+// returns uri itself, or a prefix of it (no allocation), when nothing is
+// removed or only what ends the query is, as jQuery appends its `_`.
 func StripQuery(uri string, params []string) string {
 	q := strings.IndexByte(uri, '?')
 	if q < 0 || len(params) == 0 {
 		return uri
 	}
 	query := uri[q+1:]
-	if !hasAnyParam(query, params) {
-		return uri
+	end, removed, prefix := q, false, true // uri[:end]: the key so far, while prefix
+	for part := range strings.SplitSeq(query, "&") {
+		switch {
+		case part == "" || isParam(part, params):
+			removed = true
+		case removed:
+			prefix = false
+		default:
+			end += 1 + len(part)
+		}
+	}
+	switch {
+	case !removed || !hasAnyParam(query, params):
+		return uri // empty parts alone are left as sent
+	case prefix:
+		return uri[:end]
 	}
 	var b strings.Builder
 	b.Grow(len(uri))

@@ -113,3 +113,12 @@ func FuzzStripQuery(f *testing.F) {
 		}
 	})
 }
+
+// jQuery appends its `_` last: the key is then a prefix of the URI.
+func TestStripQueryNoAllocWhenTrailingStripped(t *testing.T) {
+	uri := "/webgateway/render_image/123/0/0/?c=1|100:200$FF0000&m=g&_=1712345678"
+	allocs := testing.AllocsPerRun(100, func() { _ = StripQuery(uri, []string{"_"}) })
+	if allocs != 0 {
+		t.Errorf("%v allocations, want 0", allocs)
+	}
+}
