@@ -53,9 +53,26 @@ func (e *Entry) OpenRange(start, end int64) (*disk.BodyReader, error) {
 	return e.file.OpenRange(start, end)
 }
 
-// fromDisk is the zone's entry for one the disk tier read. An index of
-// variants records their names in its Vary header.
+// fromDisk is the zone's entry for one the disk tier read: while the store
+// keeps its file open, the one made for the file's first hit (entries are
+// immutable, and every hit of a memory entry shares it too), which also
+// keeps its Age string from one hit to the next.
 func fromDisk(de *disk.Entry) *Entry {
+	memo := de.Memo()
+	if memo == nil {
+		return newFromDisk(de)
+	}
+	if e, ok := memo.Load().(*Entry); ok {
+		return e
+	}
+	e := newFromDisk(de)
+	memo.Store(e)
+	return e
+}
+
+// newFromDisk makes the zone's entry for one the disk tier read, its own.
+// An index of variants records their names in its Vary header.
+func newFromDisk(de *disk.Entry) *Entry {
 	e := &Entry{Meta: de.Meta, file: de.File}
 	if e.VaryIndex {
 		e.VaryNames = VaryNames(e.Header["Vary"])

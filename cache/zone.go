@@ -194,7 +194,7 @@ func (z *Zone) get(key string) (*Entry, Tier) {
 	if err != nil {
 		return nil, TierNone
 	}
-	hot := fromDisk(de)
+	hot := newFromDisk(de)
 	hot.Body, hot.file = body, disk.File{}
 	z.promoteMu.RLock()
 	if !z.voided(at, key) {

@@ -740,3 +740,44 @@ func TestMemoryEvictionsCounted(t *testing.T) {
 		t.Errorf("MemoryEvictions = %d for 200 writes", got)
 	}
 }
+
+// A look-up of a disk entry whose file the store keeps open allocates
+// nothing: every hit of the file shares the store's entry and the zone's
+// (its Age string too).
+func TestDiskHitLookupAllocations(t *testing.T) {
+	d := openStore(t, t.TempDir(), disk.Options{})
+	z, err := NewZone(ZoneConfig{Name: "z", MemorySize: 1 << 20, MemoryEntryMax: 1, Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { z.Close() })
+	body := []byte("a disk entry's body")
+	w := z.NewEntryWriter(testMeta("/k", int64(len(body))), z.Mark())
+	w.Write(body)
+	if _, ok := w.Commit(); !ok {
+		t.Fatal("store refused")
+	}
+	first, tier := z.LookupTier("/k", nil)
+	if tier != TierDisk {
+		t.Fatalf("tier %v, want disk", tier)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		e, tier := z.LookupTier("/k", nil)
+		if tier != TierDisk || e != first {
+			t.Fatalf("tier %v, entry %p; want disk, %p", tier, e, first)
+		}
+		_ = e.AgeValue(time.Now())
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per look-up, want 0", allocs)
+	}
+	// An overwrite drops the open file, and its entry with it.
+	w = z.NewEntryWriter(testMeta("/k", int64(len(body))), z.Mark())
+	w.Write(body)
+	if _, ok := w.Commit(); !ok {
+		t.Fatal("store refused")
+	}
+	if e, _ := z.LookupTier("/k", nil); e == first {
+		t.Error("the overwritten version's entry is still served")
+	}
+}

@@ -34,7 +34,11 @@ type openFile struct {
 	path string // where it was found
 	fh   *fileHeader
 	fi   fs.FileInfo
-	refs atomic.Int32
+	// entry is fh's entry reading through this open file: what Get
+	// returns for every hit of it. memo is Entry.Memo's.
+	entry Entry
+	memo  atomic.Value
+	refs  atomic.Int32
 	// dropped: the cache let go of it (the entry was overwritten,
 	// removed or evicted from the cache): no new reader takes it, as a
 	// reopen of the path would not find this version either.
@@ -75,8 +79,8 @@ func (o *openFile) release() {
 	}
 }
 
-// cachedLocked returns a copy of the entry of key from the open-file
-// cache, touched in the index, or nil.
+// cachedLocked returns the entry of key from the open-file cache, touched
+// in the index, or nil.
 func (d *Store) cachedLocked(h [md5.Size]byte, key string, now int64) *Entry {
 	of := d.open[h]
 	if of == nil || of.fh.Key != key {
@@ -87,9 +91,7 @@ func (d *Store) cachedLocked(h [md5.Size]byte, key string, now int64) *Entry {
 		return nil // not indexed: dropLocked has dropped it already
 	}
 	d.idx.touch(r, now)
-	e := of.fh.Entry
-	e.File = File{d: d, path: of.path, key: key, offset: int64(of.fh.HeaderLen), crc: of.fh.HeaderCRC, of: of}
-	return &e
+	return &of.entry
 }
 
 // keepOpen adds the file f, read as fh and fi and found at path, to the
@@ -123,6 +125,8 @@ func (d *Store) keepOpen(h [md5.Size]byte, path string, f *os.File, fh *fileHead
 		of.drop()
 	}
 	of := &openFile{f: f, fd: int(f.Fd()), path: path, fh: fh, fi: fi}
+	of.entry = fh.Entry
+	of.entry.File = File{d: d, path: path, key: fh.Key, offset: int64(fh.HeaderLen), crc: fh.HeaderCRC, of: of}
 	of.refs.Store(1)
 	d.open[h] = of
 	return of

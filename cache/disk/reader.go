@@ -5,13 +5,27 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync/atomic"
 )
 
 // Entry is an entry as its file holds it: the response's Meta, and where
-// its body is.
+// its body is. One from Store.Get is read-only: while the store keeps its
+// file open, every hit of the file shares it.
 type Entry struct {
 	Meta
 	File File
+}
+
+// Memo is a place for what the store's user makes of the entry (the zone's
+// own entry), kept with the open file for its later hits to share, as the
+// parsed header is; nil when the store did not keep the file open. What is
+// stored there must stay valid for this version of the file: it goes when
+// the file does.
+func (e *Entry) Memo() *atomic.Value {
+	if e.File.of == nil {
+		return nil
+	}
+	return &e.File.of.memo
 }
 
 // File is where an entry's body is: the entry file, and the checksum of

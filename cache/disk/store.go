@@ -425,7 +425,8 @@ func (d *Store) path(h [md5.Size]byte) string { return filepath.Join(d.dir, d.re
 // the body lacks. The header checksum is verified; a damaged,
 // truncated, unknown-version or colliding file is removed and is a miss.
 // Read the body with OpenBody (streaming, verified block by block) or
-// LoadBody.
+// LoadBody. The entry is read-only: a file kept open (openfiles.go) gives
+// every hit the same one.
 func (d *Store) Get(key string) (*Entry, error) {
 	h := KeyHash(key)
 	now := d.now().UnixNano()
@@ -483,11 +484,7 @@ func (d *Store) Get(key string) (*Entry, error) {
 	}
 	if of := d.keepOpen(h, path, f, fh, fi); of != nil {
 		keep = true
-		// The cache's copy is shared by every later hit: the caller gets
-		// its own, reading through the open file.
-		e := fh.Entry
-		e.File.of = of
-		return &e, nil
+		return &of.entry, nil
 	}
 	return &fh.Entry, nil
 }
