@@ -68,6 +68,10 @@ func (b *blockHasher) finish() []byte {
 // blockBuffers hold one block each, for readers of the usual block size.
 var blockBuffers = sync.Pool{New: func() any { b := make([]byte, bodyBlockSize); return &b }}
 
+// crcTables hold the part of a block table a verifying reader has read:
+// a trusted reader (the common hit) needs none, and is the smaller for it.
+var crcTables = sync.Pool{New: func() any { return new([tableChunk]uint32) }}
+
 // tableChunk is how many checksums a reader fetches from the table at once:
 // one read covers 16 MiB of body.
 const tableChunk = 256
@@ -90,9 +94,9 @@ type BodyReader struct {
 	bufBlock int64   // index of the block in buf; -1 for none
 	bufLen   int64
 
-	crcs     [tableChunk]uint32
-	crcFirst int64 // block index of crcs[0]
-	crcN     int64 // valid entries in crcs
+	crcs     *[tableChunk]uint32 // from crcTables, for a reader that verifies
+	crcFirst int64               // block index of crcs[0]
+	crcN     int64               // valid entries in crcs
 
 	// of is the store's open file the reader reads (nil: a file of its
 	// own). trusted: of's blocks were all verified before, so this reader
@@ -171,6 +175,9 @@ func (r *BodyReader) block(i int64) ([]byte, error) {
 // checksum returns the stored checksum of block i, reading the table a
 // chunk at a time.
 func (r *BodyReader) checksum(i int64) (uint32, error) {
+	if r.crcs == nil {
+		r.crcs, r.crcN = crcTables.Get().(*[tableChunk]uint32), 0
+	}
 	if i < r.crcFirst || i >= r.crcFirst+r.crcN {
 		n := min(int64(tableChunk), blockCount(r.size, r.bs)-i)
 		var raw [4 * tableChunk]byte
@@ -305,6 +312,10 @@ func (r *BodyReader) Close() error {
 		blockBuffers.Put(r.buf)
 	}
 	r.buf, r.bufBlock = nil, -1
+	if r.crcs != nil {
+		crcTables.Put(r.crcs)
+		r.crcs, r.crcN = nil, 0
+	}
 	if r.of != nil {
 		r.of.release()
 		r.of = nil
