@@ -237,3 +237,31 @@ func adminCall(t testing.TB, addr, method, uri string, body, out any) error {
 	}
 	return json.Unmarshal(data, out)
 }
+
+// hitAllocations starts Caddy with the Caddyfile cf (its site on $PUBLIC),
+// requests path twice (a miss, then a hit, whose whole read verifies a
+// disk body), and returns the allocations per hit of the server's handler,
+// called as net/http's server calls it. It stops Caddy.
+func hitAllocations(t *testing.T, cf string, be *testkit.Backend, path string) float64 {
+	t.Helper()
+	s := startCaddy(t, cf, be, "PUBLIC")
+	u := s.url("PUBLIC", path)
+	s.get(t, u)
+	if r := s.get(t, u); r.cacheStatus() != "HIT" {
+		t.Fatalf("not a hit: %s", r.cacheStatus())
+	}
+	srv := activeServer(t)
+	req := serverRequest(u)
+	w := &countingWriter{}
+	n := testing.AllocsPerRun(200, func() {
+		w.header = make(http.Header)
+		srv.ServeHTTP(w, req)
+	})
+	if w.header.Get("X-Cache-Status") != "HIT" {
+		t.Fatalf("X-Cache-Status %q", w.header.Get("X-Cache-Status"))
+	}
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/edgecache/edgecache/internal/testkit"
@@ -213,26 +211,7 @@ http://127.0.0.1:$PUBLIC {
 	reverse_proxy $BACKEND
 }
 `
-		s := startCaddy(t, cf, be, "PUBLIC")
-		u := s.url("PUBLIC", "/alloc")
-		s.get(t, u)
-		if r := s.get(t, u); r.cacheStatus() != "HIT" {
-			t.Fatalf("not a hit: %s", r.cacheStatus())
-		}
-		srv := activeServer(t)
-		req := httptest.NewRequest(http.MethodGet, u, nil)
-		w := &countingWriter{header: make(http.Header)}
-		n := testing.AllocsPerRun(200, func() {
-			clear(w.header)
-			srv.ServeHTTP(w, req)
-		})
-		if w.header.Get("X-Cache-Status") != "HIT" {
-			t.Fatalf("X-Cache-Status %q", w.header.Get("X-Cache-Status"))
-		}
-		if err := caddy.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		return n
+		return hitAllocations(t, cf, be, "/alloc")
 	}
 	without, with := allocs(""), allocs("hide_headers Set-Cookie X-Powered-By")
 	t.Logf("allocations per hit: %.1f without hide_headers, %.1f with", without, with)

@@ -155,31 +155,14 @@ func TestExpiredEntryGoneWaitsForTheFill(t *testing.T) {
 func TestDiskHitAllocations(t *testing.T) {
 	be := testkit.NewBackend(t, versioned)
 	allocs := func(zone string) float64 {
-		s := startCaddy(t, globalOptions(zone)+`
+		return hitAllocations(t, globalOptions(zone)+`
 http://127.0.0.1:$PUBLIC {
 	edge_cache {
 		valid 200 1h
 	}
 	reverse_proxy $BACKEND
 }
-`, be, "PUBLIC")
-		u := s.url("PUBLIC", "/alloc")
-		s.get(t, u)
-		s.get(t, u) // the first whole read verifies a disk body; later ones are trusted
-		srv := activeServer(t)
-		req := serverRequest(u)
-		w := &countingWriter{}
-		n := testing.AllocsPerRun(200, func() {
-			w.header = make(http.Header)
-			srv.ServeHTTP(w, req)
-		})
-		if w.header.Get("X-Cache-Status") != "HIT" {
-			t.Fatalf("X-Cache-Status %q", w.header.Get("X-Cache-Status"))
-		}
-		if err := caddy.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		return n
+`, be, "/alloc")
 	}
 	memory := allocs("zone default 64MiB")
 	disk := allocs("zone default {\n\t\tmemory 64MiB\n\t\tmemory_entry_max 1B\n\t\tpath " + t.TempDir() + "\n\t}")
