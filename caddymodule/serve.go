@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +70,7 @@ func (h *Handler) serveEntryWith(w http.ResponseWriter, r *http.Request, repl *c
 	if body == nil {
 		part := e.Body[window.Start:window.End]
 		holdFirstWrite(r, len(part))
-		n, _ := w.Write(part)
+		n, _ := writeMemoryBody(w, r, part)
 		zone.Stats.BytesServed.Add(int64(n))
 		return nil
 	}
@@ -255,6 +256,30 @@ func holdFirstWrite(r *http.Request, bodySize int) {
 	if c, ok := r.Context().Value(coalescingConnKey{}).(*coalescingConn); ok {
 		c.holdNextWrite(bodySize)
 	}
+}
+
+// writeMemoryBody writes a memory hit's body. One of more than one of Caddy's
+// write chunks goes out whole on a connection the edge_cache listener
+// wrapper made (see wholeWrite): Caddy's idle-timeout writer hands it in one
+// piece and the connection keeps write_idle per chunk itself. Elsewhere,
+// or with a minimum write rate (counted by Caddy's writer), it is a plain
+// Write.
+func writeMemoryBody(w http.ResponseWriter, r *http.Request, p []byte) (int, error) {
+	_, iw := caddyhttp.IdleTimeoutsFromContext(r.Context())
+	if iw == nil || iw.Deadline.MinRate > 0 || iw.ClearBetweenWrites || r.TLS != nil || r.ProtoMajor != 1 {
+		return w.Write(p)
+	}
+	chunk := cmp.Or(iw.MaxChunk, caddyhttp.DefaultMaxWriteChunk)
+	if len(p) <= chunk {
+		return w.Write(p)
+	}
+	c, ok := r.Context().Value(coalescingConnKey{}).(*coalescingConn)
+	if !ok || !c.writeWholes(iw.Deadline.Timeout, chunk, iw.Deadline.HardDeadline) {
+		return w.Write(p)
+	}
+	defer c.endWholeWrites()
+	defer iw.Override(iw.Deadline.Timeout, 0, len(p))()
+	return w.Write(p)
 }
 
 // copyEntryHeader puts the stored header values into the response header,

@@ -1,0 +1,201 @@
+//go:build linux
+
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgecache/edgecache/cache"
+	"github.com/edgecache/edgecache/internal/testkit"
+)
+
+// wholeWriteSite is a site with the listener wrapper and a memory zone
+// holding bodies up to 16 MiB, whose backend answers /<size> with size bytes.
+func wholeWriteSite(t *testing.T, timeouts string) *site {
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(sizedBody(size))
+	})
+	return startCaddy(t, `{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log {
+		output discard
+	}
+	servers {
+		listener_wrappers {
+			edge_cache
+		}
+		`+timeouts+`
+	}
+	edge_cache {
+		zone default {
+			memory 64MiB
+			memory_entry_max 16MiB
+		}
+	}
+}
+:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
+`, be, "PUBLIC")
+}
+
+// slowClient dials s with a small receive buffer.
+func slowClient(t *testing.T, s *site) *net.TCPConn {
+	t.Helper()
+	conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.ports["PUBLIC"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tc := conn.(*net.TCPConn)
+	if err := tc.SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	return tc
+}
+
+// A hit from memory larger than Caddy's 64 KiB write chunk goes out whole:
+// its deadline moves forward as the client takes it, and the client gets
+// every byte, whole, in ranges and as HEAD, on one kept-alive connection.
+func TestWholeWriteHits(t *testing.T) {
+	var wholes, moves atomic.Int64
+	testHookWholeStart = func() { wholes.Add(1) } // before the client can have it all
+	testHookWholeProgress = func() { moves.Add(1) }
+	t.Cleanup(func() { testHookWholeStart, testHookWholeProgress = nil, nil })
+	s := wholeWriteSite(t, "")
+	conn := slowClient(t, s)
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(conn)
+	roundTrip := func(method, path, extra string) (*http.Response, []byte) {
+		t.Helper()
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: edge\r\n%s\r\n", method, path, extra)
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatalf("%s %s: body: %v", method, path, err)
+		}
+		return res, body
+	}
+	for _, size := range []int{64 << 10, 64<<10 + 1, 1 << 20, 8 << 20} {
+		path := "/" + strconv.Itoa(size)
+		want := sizedBody(size)
+		if r := s.get(t, s.url("PUBLIC", path)); r.cacheStatus() != "MISS" || len(r.Body) != size {
+			t.Fatalf("priming %s: %s, %d bytes", path, r.cacheStatus(), len(r.Body))
+		}
+		// Stored, not still streaming from the fill (serveStream).
+		zone := activeApp(t).Zone("default")
+		testkit.Eventually(t, 5*time.Second, testkit.Holds(path+" stored in memory", func() bool {
+			_, tier := zone.LookupTier(path, nil)
+			return tier == cache.TierMemory
+		}))
+		wholesBefore, movesBefore := wholes.Load(), moves.Load()
+		res, body := roundTrip("GET", path, "")
+		if got := res.Header.Get("X-Cache-Status"); got != "HIT" || !bytes.Equal(body, want) {
+			t.Fatalf("GET %s: %s, %d bytes, equal %v", path, got, len(body), bytes.Equal(body, want))
+		}
+		whole, moved := wholes.Load()-wholesBefore, moves.Load()-movesBefore
+		switch {
+		case size <= 64<<10 && whole != 0:
+			t.Errorf("GET %s: written whole; want Caddy's write", path)
+		case size > 64<<10 && whole == 0:
+			t.Errorf("GET %s: not written whole", path)
+		case moved > int64(size/(64<<10)):
+			t.Errorf("GET %s: the deadline moved %d times, more than once per 64 KiB chunk", path, moved)
+		case size > 4<<20 && moved == 0:
+			// More than the largest send buffer Linux gives a socket:
+			// more than one write, and the deadline moved in between.
+			t.Errorf("GET %s: the deadline never moved", path)
+		}
+		res, body = roundTrip("GET", path, "Range: bytes=10-\r\n")
+		if res.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want[10:]) {
+			t.Errorf("range of %s: %d, %d bytes", path, res.StatusCode, len(body))
+		}
+		res, body = roundTrip("HEAD", path, "")
+		if res.Header.Get("Content-Length") != strconv.Itoa(size) || len(body) != 0 {
+			t.Errorf("HEAD %s: Content-Length %q, %d body bytes", path, res.Header.Get("Content-Length"), len(body))
+		}
+	}
+}
+
+// A client that stops reading is cut off after write_idle, as with Caddy's
+// own chunks: a whole write moves its deadline only when the client has
+// taken another chunk.
+func TestWholeWriteStalledClient(t *testing.T) {
+	s := wholeWriteSite(t, "timeouts {\n\t\t\twrite_idle 300ms\n\t\t}")
+	const size = 8 << 20
+	path := "/" + strconv.Itoa(size)
+	if r := s.get(t, s.url("PUBLIC", path)); r.cacheStatus() != "MISS" || len(r.Body) != size {
+		t.Fatalf("priming: %s, %d bytes", r.cacheStatus(), len(r.Body))
+	}
+	errs := make(chan error, 1)
+	testHookWholeDone = func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	t.Cleanup(func() { testHookWholeDone = nil })
+	conn := slowClient(t, s)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: edge\r\n\r\n", path)
+	select {
+	case err := <-errs:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the write ended with %v, want its deadline exceeded", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the write to a client that reads nothing did not time out")
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	n, _ := io.Copy(io.Discard, conn)
+	if n >= size {
+		t.Errorf("the stalled client got %d bytes, all of the body", n)
+	}
+}
+
+func TestWholeWriteDeadline(t *testing.T) {
+	now := time.Now()
+	w := wholeWrite{idle: time.Minute}
+	if got := w.deadline(now); !got.Equal(now.Add(time.Minute)) {
+		t.Errorf("no ceiling: %v, want now + idle", got.Sub(now))
+	}
+	w.ceiling = now.Add(time.Second)
+	if got := w.deadline(now); !got.Equal(w.ceiling) {
+		t.Errorf("ceiling: %v, want the ceiling", got.Sub(now))
+	}
+	c := &coalescingConn{whole: wholeWrite{idle: time.Minute, chunk: 64 << 10}}
+	c.writeDeadline = now.Add(time.Minute - time.Millisecond) // write_idle's own, set a moment ago
+	if got := c.wholeFor(now); !got.ceiling.IsZero() {
+		t.Errorf("write_idle's deadline taken for a ceiling: %v", got.ceiling.Sub(now))
+	}
+	c.writeDeadline = now.Add(10 * time.Second) // a handler's, or the write timeout's
+	if got := c.wholeFor(now); !got.ceiling.Equal(c.writeDeadline) {
+		t.Errorf("ceiling %v, want the deadline set before the write", got.ceiling.Sub(now))
+	}
+	c.whole.ceiling = now.Add(time.Second) // the write timeout, earlier still
+	if got := c.wholeFor(now); !got.ceiling.Equal(c.whole.ceiling) {
+		t.Errorf("ceiling %v, want the write timeout", got.ceiling.Sub(now))
+	}
+}
