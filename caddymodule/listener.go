@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -99,7 +100,7 @@ func (l coalescingListener) Accept() (net.Conn, error) {
 		return conn, nil
 	}
 	c := &coalescingConn{Conn: conn, addr: addr}
-	if sc, ok := conn.(syscall.Conn); ok && wholeWritesSupported {
+	if sc, ok := conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
 	pendingConns.Store(addr, c)
@@ -143,7 +144,7 @@ var heldWrites = sync.Pool{New: func() any { b := make([]byte, 0, heldWriteSize)
 type coalescingConn struct {
 	net.Conn
 	addr *net.TCPAddr
-	raw  syscall.RawConn // the socket, for whole writes; nil if not one
+	raw  syscall.RawConn // the socket, for whole writes and sendfile; nil if not one
 
 	mu        sync.Mutex
 	holdBelow int     // hold the next write if it is shorter than this
@@ -182,21 +183,20 @@ func (w wholeWrite) deadline(now time.Time) time.Time {
 	return d
 }
 
-// testHookWholeProgress, if set, is called each time a whole write moved
-// its deadline forward.
-var testHookWholeProgress func()
-
-// testHookWholeStart and testHookWholeDone, if set, are called as each
-// whole write starts, and with its outcome.
+// Test hooks, read atomically: the connections of a server being stopped
+// may still run. testHookWholeProgress is called each time a whole write
+// moved its deadline forward; testHookWholeStart and testHookWholeDone as
+// each whole write starts, and with its outcome.
 var (
-	testHookWholeStart func()
-	testHookWholeDone  func(error)
+	testHookWholeProgress atomic.Pointer[func()]
+	testHookWholeStart    atomic.Pointer[func()]
+	testHookWholeDone     atomic.Pointer[func(error)]
 )
 
 // writeWholes makes c write whole (writeWhole) until endWholeWrites; false,
 // and nothing changed, when c cannot (not a socket, or not on Linux).
 func (c *coalescingConn) writeWholes(idle time.Duration, chunk int, ceiling time.Time) bool {
-	if c.raw == nil || idle <= 0 || chunk <= 0 {
+	if !wholeWritesSupported || c.raw == nil || idle <= 0 || chunk <= 0 {
 		return false
 	}
 	c.mu.Lock()
@@ -362,19 +362,18 @@ func (c *coalescingConn) ReadFrom(r io.Reader) (int64, error) {
 	if limited {
 		src, limit = lr.R, lr.N
 	}
-	if s, ok := src.(sender); ok {
-		if sc, ok := c.Conn.(syscall.Conn); ok {
-			if raw, err := sc.SyscallConn(); err == nil {
-				if n, handled, err := s.SendTo(raw, limit); handled {
-					if testHookSendfile != nil {
-						testHookSendfile(n)
-					}
-					if limited {
-						lr.N -= n
-					}
-					return n, err
-				}
+	if s, ok := src.(sender); ok && c.raw != nil {
+		c.mu.Lock()
+		whole := c.wholeFor(time.Now())
+		c.mu.Unlock()
+		if n, handled, err := s.SendTo(c.raw, limit, c.sendProgress(whole)); handled {
+			if hook := testHookSendfile.Load(); hook != nil {
+				(*hook)(n)
 			}
+			if limited {
+				lr.N -= n
+			}
+			return n, err
 		}
 	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
@@ -383,12 +382,14 @@ func (c *coalescingConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(c.Conn, r)
 }
 
-// testHookSendfile, if set, is called with the bytes of each sendfile.
-var testHookSendfile func(sent int64)
+// testHookSendfile, if set, is called with the bytes of each sendfile
+// loop.
+var testHookSendfile atomic.Pointer[func(sent int64)]
 
-// sender is a body that can send itself to a socket (disk.BodyReader).
+// sender is a body that can send itself to a socket (disk.BodyReader),
+// calling progress, if not nil, between its system calls.
 type sender interface {
-	SendTo(dst syscall.RawConn, n int64) (written int64, handled bool, err error)
+	SendTo(dst syscall.RawConn, n int64, progress func(sent int64) error) (written int64, handled bool, err error)
 }
 
 // NetConn returns the wrapped connection, as crypto/tls's Conn does.

@@ -73,8 +73,7 @@ func countCoalesced(t *testing.T) *atomic.Int64 {
 
 func countSendfile(t *testing.T) *atomic.Int64 {
 	var n atomic.Int64
-	testHookSendfile = func(sent int64) { n.Add(sent) }
-	t.Cleanup(func() { testHookSendfile = nil })
+	setHook(t, &testHookSendfile, func(sent int64) { n.Add(sent) })
 	return &n
 }
 
@@ -376,4 +375,10 @@ func TestDiskHitsOnceVerified(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setHook sets a test hook until the end of the test.
+func setHook[F any](t *testing.T, hook *atomic.Pointer[F], f F) {
+	hook.Store(&f)
+	t.Cleanup(func() { hook.Store(nil) })
 }

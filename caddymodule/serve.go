@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -113,6 +114,9 @@ func sendBody(w http.ResponseWriter, r *http.Request, body *disk.BodyReader) (in
 	}
 	if _, wrapped := r.Context().Value(coalescingConnKey{}).(*coalescingConn); wrapped && r.TLS == nil && r.ProtoMajor == 1 {
 		if rf, ok := w.(io.ReaderFrom); ok {
+			if done := sendWhole(r, size); done != nil {
+				defer done()
+			}
 			return rf.ReadFrom(body)
 		}
 	}
@@ -265,21 +269,40 @@ func holdFirstWrite(r *http.Request, bodySize int) {
 // or with a minimum write rate (counted by Caddy's writer), it is a plain
 // Write.
 func writeMemoryBody(w http.ResponseWriter, r *http.Request, p []byte) (int, error) {
+	if done := sendWhole(r, int64(len(p))); done != nil {
+		defer done()
+	}
+	return w.Write(p)
+}
+
+// sendWhole readies r's connection, when the edge_cache listener wrapper
+// made it, to send a body of size bytes whole rather than in Caddy's write
+// chunks (see wholeWrite), and returns the function that ends it; nil
+// when it does not apply: a body of one chunk, TLS, HTTP/2, a minimum
+// write rate (Caddy's writer counts it), no wrapper, or not on Linux.
+func sendWhole(r *http.Request, size int64) (done func()) {
+	if r.TLS != nil || r.ProtoMajor != 1 {
+		return nil
+	}
 	_, iw := caddyhttp.IdleTimeoutsFromContext(r.Context())
-	if iw == nil || iw.Deadline.MinRate > 0 || iw.ClearBetweenWrites || r.TLS != nil || r.ProtoMajor != 1 {
-		return w.Write(p)
+	if iw == nil || iw.Deadline.MinRate > 0 || iw.ClearBetweenWrites {
+		return nil
 	}
 	chunk := cmp.Or(iw.MaxChunk, caddyhttp.DefaultMaxWriteChunk)
-	if len(p) <= chunk {
-		return w.Write(p)
+	if size <= int64(chunk) {
+		return nil
 	}
 	c, ok := r.Context().Value(coalescingConnKey{}).(*coalescingConn)
 	if !ok || !c.writeWholes(iw.Deadline.Timeout, chunk, iw.Deadline.HardDeadline) {
-		return w.Write(p)
+		return nil
 	}
-	defer c.endWholeWrites()
-	defer iw.Override(iw.Deadline.Timeout, 0, len(p))()
-	return w.Write(p)
+	// One byte more than the body: Caddy's ReadFrom loop ends on a short
+	// read, not a full chunk.
+	restore := iw.Override(iw.Deadline.Timeout, 0, int(min(size+1, math.MaxInt32)))
+	return func() {
+		restore()
+		c.endWholeWrites()
+	}
 }
 
 // copyEntryHeader puts the stored header values into the response header,

@@ -11,15 +11,16 @@ import (
 // wholeWriter is a connection's state for writeWhole, made on its first
 // whole write and kept, so that a whole write allocates nothing.
 type wholeWriter struct {
-	c       *coalescingConn
-	step    func(fd uintptr) bool // c.ww.write, bound once
-	bufs    [2][]byte
-	n       int // bufs in use, from the first not yet written
-	iov     [2]unix.Iovec
-	w       wholeWrite
-	written int64
-	taken   int64 // bytes taken since the deadline last moved
-	err     error
+	c        *coalescingConn
+	step     func(fd uintptr) bool // ww.write, bound once
+	progress func(int64) error     // ww.sent, bound once
+	bufs     [2][]byte
+	n        int // bufs in use, from the first not yet written
+	iov      [2]unix.Iovec
+	w        wholeWrite
+	written  int64
+	taken    int64 // bytes taken since the deadline last moved
+	err      error
 }
 
 // writeWhole writes p (after held, if any) to c's socket in as few system
@@ -27,15 +28,10 @@ type wholeWriter struct {
 // deadline forward by w.idle (never past w.ceiling) each time the socket
 // has taken another w.chunk bytes. It reports the bytes written.
 func (c *coalescingConn) writeWhole(held, p []byte, w wholeWrite) (int64, error) {
-	if testHookWholeStart != nil {
-		testHookWholeStart()
+	if hook := testHookWholeStart.Load(); hook != nil {
+		(*hook)()
 	}
-	ww := c.ww
-	if ww == nil {
-		ww = &wholeWriter{c: c}
-		ww.step = ww.write
-		c.ww = ww
-	}
+	ww := c.wholeWriter()
 	ww.bufs, ww.n = [2][]byte{held, p}, 2
 	if len(held) == 0 {
 		ww.bufs, ww.n = [2][]byte{p}, 1
@@ -45,13 +41,49 @@ func (c *coalescingConn) writeWhole(held, p []byte, w wholeWrite) (int64, error)
 	if err == nil {
 		err = ww.err
 	}
-	if testHookWholeDone != nil {
-		testHookWholeDone(err)
+	if hook := testHookWholeDone.Load(); hook != nil {
+		(*hook)(err)
 	}
 	n := ww.written
 	// Nothing of the body stays reachable from the connection.
 	ww.bufs, ww.iov, ww.err = [2][]byte{}, [2]unix.Iovec{}, nil
 	return n, err
+}
+
+// sendProgress is the progress function of a sendfile (disk.BodyReader's
+// SendTo) under the whole write w, which moves the deadline as writeWhole
+// does; nil when w is none (Caddy's chunks and deadlines).
+func (c *coalescingConn) sendProgress(w wholeWrite) func(int64) error {
+	if w.idle <= 0 {
+		return nil
+	}
+	ww := c.wholeWriter()
+	ww.w, ww.taken = w, 0
+	return ww.progress
+}
+
+// sent moves the deadline once the socket has taken another chunk.
+func (ww *wholeWriter) sent(n int64) error {
+	if ww.taken += n; ww.taken < ww.w.chunk {
+		return nil
+	}
+	ww.taken %= ww.w.chunk
+	if err := ww.c.Conn.SetWriteDeadline(ww.w.deadline(time.Now())); err != nil {
+		return err
+	}
+	if hook := testHookWholeProgress.Load(); hook != nil {
+		(*hook)()
+	}
+	return nil
+}
+
+// wholeWriter returns c's, made on first use.
+func (c *coalescingConn) wholeWriter() *wholeWriter {
+	if c.ww == nil {
+		c.ww = &wholeWriter{c: c}
+		c.ww.step, c.ww.progress = c.ww.write, c.ww.sent
+	}
+	return c.ww
 }
 
 // write is the raw connection's write step: false to wait for room.
@@ -79,14 +111,8 @@ func (ww *wholeWriter) write(fd uintptr) bool {
 					ww.n--
 				}
 			}
-			if ww.taken += int64(r); ww.taken >= ww.w.chunk {
-				ww.taken %= ww.w.chunk
-				if ww.err = ww.c.Conn.SetWriteDeadline(ww.w.deadline(time.Now())); ww.err != nil {
-					return true
-				}
-				if testHookWholeProgress != nil {
-					testHookWholeProgress()
-				}
+			if ww.err = ww.sent(int64(r)); ww.err != nil {
+				return true
 			}
 		}
 		switch e {

@@ -12,3 +12,6 @@ func (c *coalescingConn) writeWhole(held, p []byte, w wholeWrite) (int64, error)
 
 // wholeWritesSupported: a hit's body goes out in Caddy's chunks here.
 const wholeWritesSupported = false
+
+// sendProgress: no whole writes here, so sendfile keeps Caddy's chunks.
+func (c *coalescingConn) sendProgress(w wholeWrite) func(int64) error { return nil }

@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,8 +24,13 @@ import (
 )
 
 // wholeWriteSite is a site with the listener wrapper and a memory zone
-// holding bodies up to 16 MiB, whose backend answers /<size> with size bytes.
-func wholeWriteSite(t *testing.T, timeouts string) *site {
+// holding bodies up to 16 MiB (or the zone given), whose backend answers
+// /<size> with size bytes.
+func wholeWriteSite(t *testing.T, timeouts string, zone ...string) *site {
+	z := "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 16MiB\n\t\t}"
+	if len(zone) > 0 {
+		z = zone[0]
+	}
 	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
 		w.Header().Set("Content-Length", strconv.Itoa(size))
@@ -44,10 +51,7 @@ func wholeWriteSite(t *testing.T, timeouts string) *site {
 		`+timeouts+`
 	}
 	edge_cache {
-		zone default {
-			memory 64MiB
-			memory_entry_max 16MiB
-		}
+		`+z+`
 	}
 }
 :$PUBLIC {
@@ -79,9 +83,8 @@ func slowClient(t *testing.T, s *site) *net.TCPConn {
 // every byte, whole, in ranges and as HEAD, on one kept-alive connection.
 func TestWholeWriteHits(t *testing.T) {
 	var wholes, moves atomic.Int64
-	testHookWholeStart = func() { wholes.Add(1) } // before the client can have it all
-	testHookWholeProgress = func() { moves.Add(1) }
-	t.Cleanup(func() { testHookWholeStart, testHookWholeProgress = nil, nil })
+	setHook(t, &testHookWholeStart, func() { wholes.Add(1) }) // before the client can have it all
+	setHook(t, &testHookWholeProgress, func() { moves.Add(1) })
 	s := wholeWriteSite(t, "")
 	conn := slowClient(t, s)
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
@@ -140,38 +143,111 @@ func TestWholeWriteHits(t *testing.T) {
 	}
 }
 
+// A disk hit larger than Caddy's 64 KiB write chunk, once verified, goes
+// out with one sendfile loop, not one per chunk, its deadline moving as
+// the client takes it.
+func TestWholeWriteDiskHits(t *testing.T) {
+	const size = 8 << 20
+	var moves atomic.Int64
+	var mu sync.Mutex
+	var sendfiles []int64 // of the last hit
+	setHook(t, &testHookWholeProgress, func() { moves.Add(1) })
+	setHook(t, &testHookSendfile, func(n int64) {
+		mu.Lock()
+		sendfiles = append(sendfiles, n)
+		mu.Unlock()
+	})
+	s := wholeWriteSite(t, "", "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 1B\n\t\t\tpath "+t.TempDir()+"\n\t\t}")
+	u := s.url("PUBLIC", "/"+strconv.Itoa(size))
+	want := sizedBody(size)
+	for i, status := range []string{"MISS", "HIT", "HIT"} { // the first hit verifies the file
+		if r := s.get(t, u); r.cacheStatus() != status || r.Body != string(want) {
+			t.Fatalf("GET #%d: %s, %d bytes; want %s, the body", i, r.cacheStatus(), len(r.Body), status)
+		}
+	}
+	// net/http sends the first 512 bytes (its sniffing length) with the
+	// headers before it calls ReadFrom. The server may record the last
+	// sendfile after the client has read all.
+	var got []int64
+	testkit.Eventually(t, 5*time.Second, testkit.Holds("the hit's sendfile recorded", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		got = slices.Clone(sendfiles)
+		var sum int64
+		for _, n := range got {
+			sum += n
+		}
+		return sum >= size-512
+	}))
+	if len(got) != 1 || got[0] != size-512 {
+		t.Errorf("sendfile loops of %v bytes, want one of %d", got, size-512)
+	}
+	if moves.Load() == 0 {
+		t.Error("the deadline never moved")
+	}
+}
+
 // A client that stops reading is cut off after write_idle, as with Caddy's
-// own chunks: a whole write moves its deadline only when the client has
-// taken another chunk.
+// own chunks: a whole write, or sendfile loop, moves its deadline only
+// when the client has taken another chunk.
 func TestWholeWriteStalledClient(t *testing.T) {
-	s := wholeWriteSite(t, "timeouts {\n\t\t\twrite_idle 300ms\n\t\t}")
 	const size = 8 << 20
 	path := "/" + strconv.Itoa(size)
-	if r := s.get(t, s.url("PUBLIC", path)); r.cacheStatus() != "MISS" || len(r.Body) != size {
-		t.Fatalf("priming: %s, %d bytes", r.cacheStatus(), len(r.Body))
-	}
-	errs := make(chan error, 1)
-	testHookWholeDone = func(err error) {
-		select {
-		case errs <- err:
-		default:
-		}
-	}
-	t.Cleanup(func() { testHookWholeDone = nil })
-	conn := slowClient(t, s)
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: edge\r\n\r\n", path)
-	select {
-	case err := <-errs:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("the write ended with %v, want its deadline exceeded", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the write to a client that reads nothing did not time out")
-	}
-	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	n, _ := io.Copy(io.Discard, conn)
-	if n >= size {
-		t.Errorf("the stalled client got %d bytes, all of the body", n)
+	for _, tc := range []struct {
+		name, zone string
+		tier       cache.Tier
+	}{
+		{"memory", "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 16MiB\n\t\t}", cache.TierMemory},
+		{"disk", "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 1B\n\t\t\tpath " + t.TempDir() + "\n\t\t}", cache.TierDisk},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Only a write cut short counts: the hits before may end after
+			// their client has read all.
+			ended := make(chan error, 1)
+			end := func(err error) {
+				select {
+				case ended <- err:
+				default:
+				}
+			}
+			setHook(t, &testHookWholeDone, func(err error) {
+				if err != nil {
+					end(err)
+				}
+			})
+			setHook(t, &testHookSendfile, func(n int64) {
+				if n < size-512 {
+					end(fmt.Errorf("sendfile ended after %d bytes", n))
+				}
+			})
+			s := wholeWriteSite(t, "timeouts {\n\t\t\twrite_idle 300ms\n\t\t}", tc.zone)
+			if r := s.get(t, s.url("PUBLIC", path)); r.cacheStatus() != "MISS" || len(r.Body) != size {
+				t.Fatalf("priming: %s, %d bytes", r.cacheStatus(), len(r.Body))
+			}
+			zone := activeApp(t).Zone("default")
+			testkit.Eventually(t, 5*time.Second, testkit.Holds(path+" stored", func() bool {
+				_, tier := zone.LookupTier(path, nil)
+				return tier == tc.tier
+			}))
+			if r := s.get(t, s.url("PUBLIC", path)); r.cacheStatus() != "HIT" || len(r.Body) != size {
+				t.Fatalf("first hit (which verifies a disk body): %s, %d bytes", r.cacheStatus(), len(r.Body))
+			}
+			conn := slowClient(t, s)
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: edge\r\n\r\n", path)
+			select {
+			case err := <-ended:
+				if tc.tier == cache.TierMemory && !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("the write ended with %v, want its deadline exceeded", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the write to a client that reads nothing did not time out")
+			}
+			conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+			n, _ := io.Copy(io.Discard, conn)
+			if n >= size {
+				t.Errorf("the stalled client got %d bytes, all of the body", n)
+			}
+		})
 	}
 }
 

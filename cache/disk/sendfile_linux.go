@@ -12,7 +12,10 @@ import (
 // the store's open file is shared by concurrent readers, so its own
 // offset is never used. handled is false, and nothing sent, for a reader
 // that verifies what it sends (not Trusted): the caller copies then.
-func (r *BodyReader) SendTo(dst syscall.RawConn, n int64) (written int64, handled bool, err error) {
+// progress, if not nil, is called after each sendfile that sent bytes,
+// before the next waits for room (the caller moves its write deadline);
+// an error from it ends the send.
+func (r *BodyReader) SendTo(dst syscall.RawConn, n int64, progress func(sent int64) error) (written int64, handled bool, err error) {
 	if !r.trusted || r.of == nil {
 		return 0, false, nil
 	}
@@ -28,6 +31,9 @@ func (r *BodyReader) SendTo(dst syscall.RawConn, n int64) (written int64, handle
 		if sent > 0 {
 			r.pos += int64(sent)
 			written += int64(sent)
+			if err == nil && serr == nil && progress != nil {
+				err = progress(int64(sent))
+			}
 		}
 		if err == nil {
 			err = serr
