@@ -20,10 +20,10 @@ import (
 // it leaves the cache, as nginx does; a flush of the folder is seen
 // (watchFlush) and drops them all.
 
-// defaultOpenFiles is the open-file cache's size when Options.OpenFiles is
+// DefaultOpenFiles is the open-file cache's size when Options.OpenFiles is
 // 0: a few hundred hot files cost a few hundred descriptors and their
 // headers' heap (a few KiB each, counted: see openFileBytes).
-const defaultOpenFiles = 512
+const DefaultOpenFiles = 512
 
 // openFile is an entry file kept open with its parsed header. refs counts
 // the cache's own reference (until it drops the file) and one per reader;
@@ -152,7 +152,7 @@ func (d *Store) dropOpenLocked(h [md5.Size]byte) {
 // negative size all of them.
 func (d *Store) SetOpenFiles(n int) {
 	if n == 0 {
-		n = defaultOpenFiles
+		n = DefaultOpenFiles
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

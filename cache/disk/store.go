@@ -108,7 +108,7 @@ func (o *Options) setDefaults() error {
 	setDefault(&o.LoaderSleep, 50*time.Millisecond)
 	setDefault(&o.FlushCheck, defaultFlushCheck)
 	if o.OpenFiles == 0 {
-		o.OpenFiles = defaultOpenFiles
+		o.OpenFiles = DefaultOpenFiles
 	}
 	return nil
 }
