@@ -8,7 +8,10 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/edgecache/edgecache/cache/disk"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -121,5 +124,32 @@ func TestOpenFilesNeedsPath(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "zone mem: open_files needs a disk path") {
 		t.Fatalf("Provision: %v", err)
+	}
+}
+
+// Zones whose open files may take more than half the process's file
+// descriptors get a warning at load; the default does not.
+func TestOpenFilesWarnsNearTheLimit(t *testing.T) {
+	limit := maxOpenFiles()
+	if limit <= 0 || limit > 1<<30 {
+		t.Skipf("RLIMIT_NOFILE is %d here", limit)
+	}
+	for _, tc := range []struct {
+		openFiles int
+		warns     bool
+	}{
+		{0, limit < 2*disk.DefaultOpenFiles},
+		{-1, false},
+		{int(limit/2) + 1, true},
+	} {
+		core, logs := observer.New(zap.WarnLevel)
+		a := App{logger: zap.New(core), Zones: map[string]*ZoneConfig{
+			"disk": {Path: "/var/cache/x", OpenFiles: tc.openFiles},
+			"mem":  {},
+		}}
+		a.checkOpenFiles()
+		if warned := logs.FilterMessageSnippet("open_files").Len() == 1; warned != tc.warns {
+			t.Errorf("open_files %d with RLIMIT_NOFILE %d: warned %v", tc.openFiles, limit, warned)
+		}
 	}
 }
