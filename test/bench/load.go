@@ -57,7 +57,11 @@ func (b *bench) startLoadTargets(ctx context.Context) ([]*target, error) {
 	}
 	disk.caches = true
 	b.nginx, b.edge = nginx, edge
-	targets := []*target{nginx, edge, disk, ceiling, b.originTarget()}
+	bound, err := b.startBound(ctx)
+	if err != nil {
+		return nil, err
+	}
+	targets := []*target{nginx, edge, disk, ceiling, bound, b.originTarget()}
 
 	paths := map[string]int{}
 	for _, s := range loadSizes {

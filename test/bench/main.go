@@ -198,6 +198,7 @@ func nginxPath() (string, error) {
 }
 
 func main() {
+	serveBoundIfAsked()
 	opt, err := parseFlags()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

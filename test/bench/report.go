@@ -77,7 +77,7 @@ func (b *bench) reportLoad(part, label string, targets []*target, runs map[strin
 			perRound = append(perRound, fmtRate(r))
 		}
 		origin := "-"
-		if t.name != nameOrigin {
+		if t.name != nameOrigin && t.name != nameBound {
 			origin = fmt.Sprint(s.origin)
 		}
 		notes := append(append([]string(nil), t.warnings...), s.problems...)
@@ -133,6 +133,9 @@ func (b *bench) reportLoad(part, label string, targets []*target, runs map[strin
 			fmt.Fprintln(w, line)
 		}
 	}
+	if bound, ok := sums[nameBound]; ok && bound.reqPerSec > 0 {
+		fmt.Fprintln(w, boundLine(part, edge, sums[nameEdgeDisk], bound, nginx, haveNginx))
+	}
 	if haveCeiling {
 		ratio := edge.reqPerSec / ceiling.reqPerSec
 		if part == "10k" {
@@ -146,6 +149,23 @@ func (b *bench) reportLoad(part, label string, targets []*target, runs map[strin
 		}
 		fmt.Fprintf(w, "- edgecache p99 %s vs ceiling p99 %s (goal: no worse): %s\n", fmtDur(edge.p99), fmtDur(ceiling.p99), met)
 	}
+}
+
+// boundLine compares edgecache with the bound (bound.go): how much of the
+// gap to nginx is net/http's, and how much is Caddy's and edgecache's.
+func boundLine(part string, edge, disk, bound, nginx summary, haveNginx bool) string {
+	line := fmt.Sprintf("- net/http bound: edgecache / bound req/s: %.2f×", edge.reqPerSec/bound.reqPerSec)
+	if disk.reqPerSec > 0 {
+		line += fmt.Sprintf(", disk zone %.2f×", disk.reqPerSec/bound.reqPerSec)
+	}
+	if haveNginx && nginx.reqPerSec > 0 {
+		line += fmt.Sprintf("; the bound itself / nginx: %.2f× req/s", bound.reqPerSec/nginx.reqPerSec)
+		if part == "10k" && nginx.p99 > 0 {
+			line += fmt.Sprintf(", p99 %.2f×", float64(bound.p99)/float64(nginx.p99))
+		}
+		line += " (no net/http server passes it)"
+	}
+	return line
 }
 
 // p99Line checks a p99 against issue 24's goal: at most 1.5× nginx's.
