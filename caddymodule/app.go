@@ -116,6 +116,12 @@ type ZoneConfig struct {
 	// on every read. Bit rot after the first read is found with "always"
 	// only (nginx never verifies); see docs/performance.md.
 	Verify string `json:"verify,omitempty"`
+	// OpenFiles is how many disk entry files, with their parsed headers,
+	// the zone keeps open for the next hits, as nginx's open_file_cache
+	// max=: a hit from one makes no open and reads no header. Each takes
+	// a file descriptor and a few KiB of heap (counted in the memory
+	// limit). Default (0): 512; negative: none.
+	OpenFiles int `json:"open_files,omitempty"`
 	// Shared false keeps the zone out of the fleet (shared off): its
 	// entries stay in this proxy. Default: the zone takes part when the
 	// app has a shared block.
@@ -177,9 +183,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err := zc.validate(name); err != nil {
 			return err
 		}
-		// Joining or leaving the fleet keeps the zone's entries.
+		// Joining or leaving the fleet keeps the zone's entries, and so
+		// do the settings the disk store follows across reloads.
 		local := *zc
-		local.Shared = nil
+		local.Shared, local.Verify, local.OpenFiles = nil, "", 0
 		def, err := json.Marshal(&local)
 		if err != nil {
 			return err
@@ -206,6 +213,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.zones[name] = val.(pooledZone).Zone
 		a.logger.Debug("zone ready", zap.String("zone", name), zap.Bool("reused", loaded))
 	}
+	a.checkOpenFiles()
 	if err := a.openFleet(); err != nil {
 		return err
 	}
@@ -296,6 +304,31 @@ func (a *App) sharedFor(zone *cache.Zone) cache.Shared {
 	return a.fleet
 }
 
+// checkOpenFiles warns when the zones' open-file caches may hold more
+// than half the process's file descriptors (RLIMIT_NOFILE): the rest are
+// the connections', and a process out of them refuses clients. A warning,
+// not an error: the limit is the machine's, not the config's.
+func (a *App) checkOpenFiles() {
+	limit := maxOpenFiles()
+	if limit <= 0 {
+		return
+	}
+	var total int64
+	for _, zc := range a.Zones {
+		switch {
+		case zc.Path == "" || zc.OpenFiles < 0:
+		case zc.OpenFiles == 0:
+			total += disk.DefaultOpenFiles
+		default:
+			total += int64(zc.OpenFiles)
+		}
+	}
+	if total > limit/2 {
+		a.logger.Warn("the zones' open_files may take more than half the process's file descriptors: raise its limit (LimitNOFILE=) or lower open_files",
+			zap.Int64("open_files", total), zap.Int64("max_open_files", limit))
+	}
+}
+
 func (zc *ZoneConfig) validate(name string) error {
 	if name == "" {
 		return fmt.Errorf("a zone needs a name")
@@ -311,6 +344,9 @@ func (zc *ZoneConfig) validate(name string) error {
 	}
 	if zc.Path == "" && zc.Verify != "" {
 		return fmt.Errorf("zone %s: verify needs a disk path", name)
+	}
+	if zc.Path == "" && zc.OpenFiles != 0 {
+		return fmt.Errorf("zone %s: open_files needs a disk path", name)
 	}
 	if zc.Verify != "" && zc.Verify != VerifyOnce && zc.Verify != VerifyAlways {
 		return fmt.Errorf("zone %s: verify must be %s or %s, not %q", name, VerifyOnce, VerifyAlways, zc.Verify)
@@ -358,6 +394,7 @@ func (a *App) diskStore(name string, zc *ZoneConfig) (*disk.Store, error) {
 			Inactive:     time.Duration(zc.Inactive),
 			Levels:       zc.Levels,
 			VerifyAlways: zc.Verify == VerifyAlways,
+			OpenFiles:    zc.OpenFiles,
 			Logger:       func(msg string, err error) { logger.Warn(msg, zap.Error(err)) },
 		})
 		if err != nil {
@@ -370,8 +407,10 @@ func (a *App) diskStore(name string, zc *ZoneConfig) (*disk.Store, error) {
 	}
 	a.diskKeys = append(a.diskKeys, dir)
 	store := val.(pooledDisk).Store
-	// The store outlives a reload; its verify setting follows the config.
+	// The store outlives a reload; its verify and open-file settings
+	// follow the config.
 	store.SetVerifyAlways(zc.Verify == VerifyAlways)
+	store.SetOpenFiles(zc.OpenFiles)
 	return store, nil
 }
 

@@ -42,6 +42,7 @@ func init() {
 //	            inactive         <dur>    # remove disk entries unread this long; default 10m
 //	            levels           <n>[:<n>[:<n>]]   # subfolder levels of 1 or 2 characters, as nginx's; default 1:2
 //	            verify           once|always       # check disk bodies' checksums on an open file's first read, then send with sendfile; or on every read; default once
+//	            open_files       <n>|off  # disk entry files kept open with their parsed headers, as nginx's open_file_cache max=; default 512
 //	            shared           on|off   # off: kept out of the fleet's shared tier; default on
 //	        }
 //	        shared {                      # join a fleet of proxies sharing one cache through Redis
@@ -59,7 +60,7 @@ func init() {
 //	}
 //
 // Sizes are as 512MiB or 40GiB, durations as 10m or 180d. max_size,
-// inactive and levels need a path. Entries get three quarters of memory;
+// inactive, levels, verify and open_files need a path. Entries get three quarters of memory;
 // the rest is the garbage collector's headroom (see memlimit.go).
 // Caddyfile blocks cannot be written on one line: `zone a { memory 1GiB }`
 // is a syntax error; use the shorthand or one option per line.
@@ -122,6 +123,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 					if err := oneArg(d, &zc.Verify); err != nil {
 						return nil, err
 					}
+				case "open_files":
+					var v string
+					if err := oneArg(d, &v); err != nil {
+						return nil, err
+					}
+					if v == "off" {
+						zc.OpenFiles = -1
+						break
+					}
+					n, err := strconv.Atoi(v)
+					if err != nil || n < 1 {
+						return nil, d.Errf("open_files: want a whole number of at least 1, or off, not %q", v)
+					}
+					zc.OpenFiles = n
 				case "shared":
 					on, err := onOffArg(d)
 					if err != nil {

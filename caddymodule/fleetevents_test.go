@@ -146,7 +146,7 @@ func TestFleetPurgePublishes(t *testing.T) {
 		}
 	}
 	expect(t, "fill", s.get(t, s.url("PUBLIC", "/t/1")), 200, "MISS", "body of /t/1")
-	testkit.Eventually(t, 2*time.Second, testkit.Holds("the fill to reach Redis", func() bool {
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the fill to reach Redis", func() bool {
 		out, _ := r.CLI("EXISTS", "edgecache:{thumbs:/t/1}")
 		return out == "1"
 	}))
@@ -179,7 +179,7 @@ func TestFleetPurgePublishes(t *testing.T) {
 		}
 	}
 	want := []string{"proxy-a purge_prefix  /t/", "proxy-a invalidate thumbs /t/moved", "proxy-a invalidate thumbs /t/5"}
-	testkit.Eventually(t, time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		if got := seen(); !slices.Equal(got, want) {
 			return fmt.Sprintf("the other member saw %q, want %q", got, want)
 		}
@@ -232,7 +232,7 @@ func TestFleetRefreshAnnounced(t *testing.T) {
 	r := testkit.StartRedis(t)
 	s, _, _, seen, _ := fleetSite(t, r)
 	expect(t, "refresh", s.get(t, s.url("REFRESH", "/t/7")), 200, "BYPASS", "body of /t/7")
-	testkit.Eventually(t, time.Second, func() string {
+	testkit.Eventually(t, 10*time.Second, func() string {
 		if got := seen(); !slices.Equal(got, []string{"proxy-a refresh thumbs /t/7"}) {
 			return fmt.Sprintf("the other member saw %q", got)
 		}

@@ -87,6 +87,8 @@ import (
 //	             outcome revalidated (304)                   the extended entry                    REVALIDATED
 //	             outcome stale (use_stale, stale-if-error)   the stale entry                       STALE
 //	             outcome failed, nothing written             the error (handle_errors' page)       the job's status
+//	             the answer cut short (the client gone, or   the connection broken                 the job's status
+//	             the backend broken mid-body)
 //
 // A waiter (here, or in the fleet step) from the expired step reports
 // EXPIRED where one from the miss step reports MISS. A fetch for a client relays the backend's answer as
@@ -494,8 +496,19 @@ func (h *Handler) startBackgroundUpdate(r *http.Request, next caddyhttp.Handler,
 }
 
 // fetchAndDeliver is the fetch step for a client, then the deliver step.
+// A fetch whose answer was cut short (the client gone before the whole
+// body, the backend broken mid-body) panics with http.ErrAbortHandler
+// past the deliver step: the request is counted with its status all the
+// same, as nginx logs it.
 func (h *Handler) fetchAndDeliver(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, job fetchJob) error {
+	fetched := false
+	defer func() {
+		if !fetched {
+			job.zone.CountRequest(job.status, job.key)
+		}
+	}()
 	result, entry, err := h.fetch(w, r, next, job)
+	fetched = true
 	return h.deliver(w, r, job, result, entry, err)
 }
 

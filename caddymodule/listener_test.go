@@ -64,6 +64,18 @@ func readFor(t *testing.T, c net.Conn, d time.Duration) string {
 	}
 }
 
+// readN reads n bytes from c, or what arrived before an error or a
+// deadline that only a stuck connection reaches: a positive check waits
+// for its bytes, however loaded the machine (readFor's window is for
+// checking that nothing arrives).
+func readN(t *testing.T, c net.Conn, n int) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, n)
+	m, _ := io.ReadFull(c, got)
+	return string(got[:m])
+}
+
 func countCoalesced(t *testing.T) *atomic.Int64 {
 	var n atomic.Int64
 	testHookCoalesced = func() { n.Add(1) }
@@ -84,7 +96,7 @@ func TestCoalescingConnHoldsOneWrite(t *testing.T) {
 
 	// Unmarked, writes go straight out.
 	server.Write([]byte(full))
-	if got := readFor(t, client, 100*time.Millisecond); got != full {
+	if got := readN(t, client, len(full)); got != full {
 		t.Fatalf("unmarked write: got %d bytes", len(got))
 	}
 
@@ -98,7 +110,7 @@ func TestCoalescingConnHoldsOneWrite(t *testing.T) {
 	if n, err := server.Write([]byte("body-rest")); n != 9 || err != nil {
 		t.Fatalf("second write returned %d, %v", n, err)
 	}
-	if got := readFor(t, client, 100*time.Millisecond); got != full+"body-rest" {
+	if got := readN(t, client, len(full)+9); got != full+"body-rest" {
 		t.Fatalf("coalesced writes: got %d bytes", len(got))
 	}
 	if coalesced.Load() != 1 {
@@ -119,7 +131,8 @@ func TestCoalescingConnHoldsOneWrite(t *testing.T) {
 		for _, w := range tt.writes {
 			server.Write([]byte(w))
 		}
-		if got := readFor(t, client, 100*time.Millisecond); got != strings.Join(tt.writes, "") {
+		want := strings.Join(tt.writes, "")
+		if got := readN(t, client, len(want)); got != want {
 			t.Fatalf("%s: got %d bytes", tt.name, len(got))
 		}
 		if coalesced.Load() != 1 {
@@ -156,7 +169,7 @@ func TestCoalescingConnSafetyNets(t *testing.T) {
 			if name == "read from" {
 				want += "+file"
 			}
-			if got := readFor(t, client, 200*time.Millisecond); got != want {
+			if got := readN(t, client, len(want)); got != want {
 				t.Errorf("got %d bytes, want %d", len(got), len(want))
 			}
 		})

@@ -26,7 +26,8 @@ import (
 // The disk tiers' indexes are in the heap too (a fixed record per entry,
 // see disk.Store): they are counted as they grow, so that a zone of
 // millions of entries on disk does not leave the collector running all the
-// time against a limit that ignores them.
+// time against a limit that ignores them. So are the parsed headers of
+// the files each disk tier keeps open (open_files), and the tag indexes.
 //
 // An operator's own GOMEMLIMIT is left alone, and the limit never rises
 // above the one the process started with (Caddy derives that from the
@@ -84,7 +85,7 @@ func applyMemoryLimit(total int64, logger *zap.Logger) {
 const memoryLimitUpdate = 5 * time.Second
 
 // zonesBytes is what the zones take: their memory tiers, their tag
-// indexes and the disk tiers' indexes.
+// indexes, the disk tiers' indexes and their open files.
 func (a *App) zonesBytes() int64 {
 	var total int64
 	for _, zc := range a.Zones {
@@ -95,7 +96,8 @@ func (a *App) zonesBytes() int64 {
 		total += tags
 	}
 	for _, d := range a.disks {
-		total += d.IndexBytes()
+		_, open := d.OpenFiles()
+		total += d.IndexBytes() + open
 	}
 	return total
 }

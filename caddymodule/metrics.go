@@ -59,6 +59,10 @@ var (
 		"Requests whose zone placeholder named no defined zone: proxied uncached (BYPASS).", nil, nil)
 	descIndexBytes = prometheus.NewDesc(metricsNamespace+"_disk_index_bytes",
 		"Heap taken by the disk tier's index (counted in the Go memory limit).", []string{"zone"}, nil)
+	descOpenFiles = prometheus.NewDesc(metricsNamespace+"_disk_open_files",
+		"Disk entry files kept open with their parsed headers for the next hits (open_files).", []string{"zone"}, nil)
+	descOpenFileBytes = prometheus.NewDesc(metricsNamespace+"_disk_open_file_bytes",
+		"Heap taken by the open files' parsed headers and records (counted in the Go memory limit).", []string{"zone"}, nil)
 	descFlushes = prometheus.NewDesc(metricsNamespace+"_disk_flushes_total",
 		"Times the zone folder was found emptied from outside (rm -rf zone/*) and the zone flushed.", []string{"zone"}, nil)
 	descFetch = prometheus.NewDesc(metricsNamespace+"_backend_fetch_seconds",
@@ -98,7 +102,7 @@ var (
 func (c metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descServedBytes, descStored, descNotStored, descBackendErrors,
 		descBypassed, descEntries, descBytes, descEvictions, descMemoryEvictions, descDiskWriteErrors, descDiskLoading, descLockWaits, descLockTimeouts,
-		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descFlushes, descSoftPurged, descTagIndexBytes,
+		descBackground, descPurged, descFetch, descMemoryLimit, descUndefinedZone, descIndexBytes, descOpenFiles, descOpenFileBytes, descFlushes, descSoftPurged, descTagIndexBytes,
 		descSharedUp, descSharedLookups, descSharedErrors, descSharedCorrupt, descSharedSkipped, descSharedStores,
 		descSharedDropped, descSharedUndone, descSharedLockWaits, descSharedLockTimeouts, descSharedCalls, descSharedWakeUps,
 		descSharedReleaseRetries, descCollapsedErrors} {
@@ -178,6 +182,8 @@ func (c metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descEntries, d.Entries, name, "disk")
 			gauge(descBytes, d.Bytes, name, "disk")
 			gauge(descIndexBytes, d.IndexBytes, name)
+			gauge(descOpenFiles, d.OpenFiles, name)
+			gauge(descOpenFileBytes, d.OpenFileBytes, name)
 			counter(descFlushes, d.Flushes, name)
 			counter(descEvictions, d.Evictions, name, "max_size")
 			counter(descEvictions, d.InactiveRemovals, name, "inactive")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -191,11 +192,19 @@ http://127.0.0.1:$PUBLIC {
 		expect(t, path+" after the break", s.get(t, u), 200, "MISS", body)
 		expect(t, path+" then", s.get(t, u), 200, "HIT", body)
 	}
+	// The broken answers count as the MISSes they were: one per backend
+	// request (the client's transport retries a GET cut before any byte
+	// of its answer).
+	zone := activeApp(t).Zone("default")
+	if hits, misses := zone.Stats.Requests[cache.StatusHit].Load(), zone.Stats.Requests[cache.StatusMiss].Load(); hits != 2 || misses != int64(be.Requests()) || misses < 4 {
+		t.Errorf("%d HIT, %d MISS counted for %d backend requests; want 2 HIT, a MISS each", hits, misses, be.Requests())
+	}
 }
 
 // A client that goes away mid-body does not end the fill: the backend's
 // answer is stored all the same, for the next requests (the backend is
-// asked once).
+// asked once). The request is counted as the MISS it was, though its cut
+// answer panics past the deliver step that counts.
 func TestClientDisconnectFillGoesOn(t *testing.T) {
 	const size = 1 << 20
 	body := strings.Repeat("z", size)
@@ -235,9 +244,15 @@ http://127.0.0.1:$PUBLIC {
 		_, ok := zone.Get("/abandoned")
 		return ok
 	}))
+	testkit.Eventually(t, 10*time.Second, testkit.Holds("the MISS to be counted", func() bool {
+		return zone.Stats.Requests[cache.StatusMiss].Load() == 1
+	}))
 	expect(t, "after the disconnect", s.get(t, u), 200, "HIT", body)
 	if be.Requests() != 1 {
 		t.Errorf("%d backend requests, want 1", be.Requests())
+	}
+	if hits, misses := zone.Stats.Requests[cache.StatusHit].Load(), zone.Stats.Requests[cache.StatusMiss].Load(); hits != 1 || misses != 1 {
+		t.Errorf("%d HIT, %d MISS counted; want 1 each", hits, misses)
 	}
 }
 

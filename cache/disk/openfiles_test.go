@@ -3,7 +3,10 @@ package disk
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -140,5 +143,123 @@ func TestVerifyOnce(t *testing.T) {
 			// through the checksums again while it stays open.
 			t.Fatalf("verify once: trusted read: %v", err)
 		}
+	}
+}
+
+// archiveMeta is an entry with the headers of an image server's answer.
+func archiveMeta(key string) Meta {
+	m := testMeta(key, -1)
+	m.Header = http.Header{
+		"Content-Type":                {"image/jpeg"},
+		"Cache-Control":               {"public, max-age=86400, stale-while-revalidate=60"},
+		"Etag":                        {`"5f3c0a7e-2a1b4c"`},
+		"Last-Modified":               {"Mon, 07 Dec 2026 12:00:00 GMT"},
+		"Vary":                        {"Accept-Encoding"},
+		"Access-Control-Allow-Origin": {"*"},
+		"X-Omero-Image":               {strings.Repeat("9", 9)},
+		"Set-Cookie-Free":             {"a", "b", "c"},
+		"Link":                        {`<https://idr.openmicroscopy.org/webclient/?show=image-9836839>; rel="canonical"`},
+	}
+	m.Tags = []string{"image:9836839", "dataset:1234"}
+	m.Date = "Mon, 07 Dec 2026 12:00:00 GMT"
+	return m
+}
+
+// zoneEntry and ageString stand for cache.Entry and its Age record, which
+// the zone keeps in an open file's Entry.Memo.
+type zoneEntry struct {
+	Entry
+	body []byte
+	age  *ageString
+}
+
+type ageString struct {
+	sec   int64
+	value string
+}
+
+// TestOpenFileBytes fills the open-file cache and checks what it counts
+// against the live heap it added.
+func TestOpenFileBytes(t *testing.T) {
+	const files = 300
+	d := openStore(t, t.TempDir(), Options{OpenFiles: files})
+	keys := make([]string, files)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("idr.openmicroscopy.org/webgateway/render_thumbnail/%d/96/", 9836839+i)
+		put(t, d, archiveMeta(keys[i]), randomBody(uint64(i), 100))
+	}
+	waitLoaded(t, d)
+	before := liveHeap()
+	for _, k := range keys {
+		e, err := d.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What the zone keeps with the file (cache.fromDisk).
+		e.Memo().Store(&zoneEntry{Entry: *e, age: new(ageString)})
+	}
+	heap := int64(liveHeap() - before)
+	n, counted := d.OpenFiles()
+	if n != files {
+		t.Fatalf("%d open files, want %d", n, files)
+	}
+	t.Logf("%d open files: heap %d B (%d per file), counted %d B (%d per file)", n, heap, heap/n, counted, counted/n)
+	if counted < heap*9/10 || counted > heap*11/10 {
+		t.Errorf("counted %d B for a heap of %d B: more than 10%% apart", counted, heap)
+	}
+	if st := d.Stats(); st.OpenFiles != n || st.OpenFileBytes != counted {
+		t.Errorf("Stats: %d open files, %d B; OpenFiles: %d, %d B", st.OpenFiles, st.OpenFileBytes, n, counted)
+	}
+
+	// Every way out of the cache gives its bytes back.
+	put(t, d, archiveMeta(keys[0]), randomBody(1, 100)) // an overwrite
+	if _, err := d.Delete(keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := d.OpenFiles(); n != files-2 || b != counted/files*(files-2) {
+		t.Errorf("after an overwrite and a delete: %d files, %d B; want %d, %d", n, b, files-2, counted/files*(files-2))
+	}
+	if _, err := d.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := d.OpenFiles(); n != 0 || b != 0 {
+		t.Errorf("after Clear: %d files, %d B", n, b)
+	}
+}
+
+// TestSetOpenFiles: a reload's new size applies to the store in use: a
+// smaller one drops files at once, off drops them all and keeps none,
+// and 0 is the default.
+func TestSetOpenFiles(t *testing.T) {
+	d := openStore(t, t.TempDir(), Options{OpenFiles: 4})
+	getAll := func() {
+		t.Helper()
+		for i := range 6 {
+			if _, err := d.Get(fmt.Sprint("k", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 6 {
+		put(t, d, testMeta(fmt.Sprint("k", i), -1), randomBody(uint64(i), 10))
+	}
+	getAll()
+	n, b4 := d.OpenFiles()
+	if n != 4 || openCount(d) != 4 {
+		t.Fatalf("%d open files (%d in the map), want 4", n, openCount(d))
+	}
+	d.SetOpenFiles(2)
+	if n, b := d.OpenFiles(); n != 2 || openCount(d) != 2 || b != b4/2 {
+		t.Fatalf("after SetOpenFiles(2): %d files (%d in the map), %d B; want 2, %d B", n, openCount(d), b, b4/2)
+	}
+	d.SetOpenFiles(-1)
+	getAll()
+	if n, b := d.OpenFiles(); n != 0 || openCount(d) != 0 || b != 0 {
+		t.Fatalf("off: %d files (%d in the map), %d B", n, openCount(d), b)
+	}
+	d.SetOpenFiles(0)
+	getAll()
+	if n, _ := d.OpenFiles(); n != 6 {
+		t.Fatalf("default: %d open files, want all 6", n)
 	}
 }

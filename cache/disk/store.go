@@ -57,8 +57,8 @@ type Options struct {
 	// (see watchFlush). Default 1s.
 	FlushCheck time.Duration
 	// OpenFiles is how many entry files, with their parsed headers, are
-	// kept open for the next hits (see openfiles.go): default 512, -1 for
-	// none.
+	// kept open for the next hits (see openfiles.go): default 512,
+	// negative for none. SetOpenFiles changes it.
 	OpenFiles int
 	// VerifyAlways makes every read of a body verify its block checksums.
 	// By default an entry file kept open whose blocks were all verified
@@ -108,7 +108,7 @@ func (o *Options) setDefaults() error {
 	setDefault(&o.LoaderSleep, 50*time.Millisecond)
 	setDefault(&o.FlushCheck, defaultFlushCheck)
 	if o.OpenFiles == 0 {
-		o.OpenFiles = defaultOpenFiles
+		o.OpenFiles = DefaultOpenFiles
 	}
 	return nil
 }
@@ -151,6 +151,12 @@ type Store struct {
 	// the store is closed and keeps nothing open.
 	open        map[[md5.Size]byte]*openFile
 	closedFiles bool
+	// openMax is Options.OpenFiles, changed by SetOpenFiles (under mu);
+	// openCount and openBytes are the cache's files and their heap
+	// (openFileBytes), changed under mu and read without it.
+	openMax   atomic.Int64
+	openCount atomic.Int64
+	openBytes atomic.Int64
 	// verifyAlways is Options.VerifyAlways, changed by SetVerifyAlways.
 	verifyAlways atomic.Bool
 	// tags maps a tag to the MD5s of the entries that carry it (tags.go).
@@ -189,9 +195,13 @@ type Store struct {
 
 // Stats are the counters of a Store.
 type Stats struct {
-	Entries          int64
-	Bytes            int64 // file sizes rounded up to 4 KiB blocks
-	IndexBytes       int64 // heap taken by the index
+	Entries    int64
+	Bytes      int64 // file sizes rounded up to 4 KiB blocks
+	IndexBytes int64 // heap taken by the index
+	// OpenFiles are the entry files the open-file cache holds, and
+	// OpenFileBytes the heap they take (their parsed headers).
+	OpenFiles        int64
+	OpenFileBytes    int64
 	Evictions        int64 // removed to stay under MaxSize
 	InactiveRemovals int64 // removed for not being read within Inactive
 	CorruptRemovals  int64 // damaged files found and removed
@@ -259,6 +269,7 @@ func New(dir string, opts Options) (*Store, error) {
 		loaded:  make(chan struct{}),
 	}
 	d.verifyAlways.Store(opts.VerifyAlways)
+	d.openMax.Store(int64(opts.OpenFiles))
 	d.tags = tagindex.New(compareHash, md5.Size, d.indexed)
 	return d, nil
 }
@@ -771,6 +782,8 @@ func (d *Store) Stats() Stats {
 		Entries:          d.entries.Load(),
 		Bytes:            d.bytes.Load(),
 		IndexBytes:       d.IndexBytes(),
+		OpenFiles:        d.openCount.Load(),
+		OpenFileBytes:    d.openBytes.Load(),
 		Flushes:          d.flushes.Load(),
 		Evictions:        d.evicted.Load(),
 		InactiveRemovals: d.expired.Load(),
