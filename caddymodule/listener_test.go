@@ -197,39 +197,7 @@ func TestListenerWrapperLeavesTLS(t *testing.T) {
 func TestListenerWrapperHits(t *testing.T) {
 	coalesced := countCoalesced(t)
 	sendfiles := countSendfile(t)
-	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
-		w.Header().Set("Content-Length", strconv.Itoa(size))
-		w.Write(sizedBody(size))
-	})
-	s := startCaddy(t, `{
-	admin off
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	log {
-		output discard
-	}
-	servers {
-		listener_wrappers {
-			edge_cache
-		}
-	}
-	edge_cache {
-		zone default {
-			memory 64MiB
-			memory_entry_max 64KiB
-			path `+t.TempDir()+`
-		}
-	}
-}
-:$PUBLIC {
-	edge_cache {
-		valid 200 1h
-	}
-	reverse_proxy $BACKEND
-}
-`, be, "PUBLIC")
+	s := wrappedSite(t, "", "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 64KiB\n\t\t\tpath "+t.TempDir()+"\n\t\t}")
 
 	conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.ports["PUBLIC"]))
 	if err != nil {
@@ -237,20 +205,7 @@ func TestListenerWrapperHits(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(conn)
-	roundTrip := func(method, path, extra string) (*http.Response, []byte) {
-		t.Helper()
-		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: edge\r\n%s\r\n", method, path, extra)
-		res, err := http.ReadResponse(br, &http.Request{Method: method})
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		body, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatalf("%s %s: body: %v", method, path, err)
-		}
-		return res, body
-	}
+	roundTrip := roundTripper(t, conn)
 
 	sizes := []int{100, 3000, 3900, 4096, 4200, 8191, 10240, 100 << 10, 1 << 20}
 	wantCoalesced, wantSendfile := int64(0), int64(0)
@@ -394,4 +349,63 @@ func TestDiskHitsOnceVerified(t *testing.T) {
 func setHook[F any](t *testing.T, hook *atomic.Pointer[F], f F) {
 	hook.Store(&f)
 	t.Cleanup(func() { hook.Store(nil) })
+}
+
+// roundTripper sends requests on conn, one at a time, and reads each
+// answer whole.
+func roundTripper(t *testing.T, conn net.Conn) func(method, path, extra string) (*http.Response, []byte) {
+	br := bufio.NewReader(conn)
+	return func(method, path, extra string) (*http.Response, []byte) {
+		t.Helper()
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: edge\r\n%s\r\n", method, path, extra)
+		res, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatalf("%s %s: body: %v", method, path, err)
+		}
+		return res, body
+	}
+}
+
+// wrappedSite is a site on $PUBLIC with the listener wrapper (and the
+// servers' timeouts given) and a memory zone holding bodies up to 16 MiB
+// (or the zone given), whose backend answers /<size> with size bytes.
+func wrappedSite(t *testing.T, timeouts string, zone ...string) *site {
+	z := "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 16MiB\n\t\t}"
+	if len(zone) > 0 {
+		z = zone[0]
+	}
+	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(sizedBody(size))
+	})
+	return startCaddy(t, `{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log {
+		output discard
+	}
+	servers {
+		listener_wrappers {
+			edge_cache
+		}
+		`+timeouts+`
+	}
+	edge_cache {
+		`+z+`
+	}
+}
+:$PUBLIC {
+	edge_cache {
+		valid 200 1h
+	}
+	reverse_proxy $BACKEND
+}
+`, be, "PUBLIC")
 }

@@ -3,7 +3,6 @@
 package caddymodule
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,46 +20,6 @@ import (
 	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
-
-// wholeWriteSite is a site with the listener wrapper and a memory zone
-// holding bodies up to 16 MiB (or the zone given), whose backend answers
-// /<size> with size bytes.
-func wholeWriteSite(t *testing.T, timeouts string, zone ...string) *site {
-	z := "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 16MiB\n\t\t}"
-	if len(zone) > 0 {
-		z = zone[0]
-	}
-	be := testkit.NewBackend(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		size, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
-		w.Header().Set("Content-Length", strconv.Itoa(size))
-		w.Write(sizedBody(size))
-	})
-	return startCaddy(t, `{
-	admin off
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	log {
-		output discard
-	}
-	servers {
-		listener_wrappers {
-			edge_cache
-		}
-		`+timeouts+`
-	}
-	edge_cache {
-		`+z+`
-	}
-}
-:$PUBLIC {
-	edge_cache {
-		valid 200 1h
-	}
-	reverse_proxy $BACKEND
-}
-`, be, "PUBLIC")
-}
 
 // slowClient dials s with a small receive buffer.
 func slowClient(t *testing.T, s *site) *net.TCPConn {
@@ -85,23 +43,10 @@ func TestWholeWriteHits(t *testing.T) {
 	var wholes, moves atomic.Int64
 	setHook(t, &testHookWholeStart, func() { wholes.Add(1) }) // before the client can have it all
 	setHook(t, &testHookWholeProgress, func() { moves.Add(1) })
-	s := wholeWriteSite(t, "")
+	s := wrappedSite(t, "")
 	conn := slowClient(t, s)
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(conn)
-	roundTrip := func(method, path, extra string) (*http.Response, []byte) {
-		t.Helper()
-		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: edge\r\n%s\r\n", method, path, extra)
-		res, err := http.ReadResponse(br, &http.Request{Method: method})
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		body, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatalf("%s %s: body: %v", method, path, err)
-		}
-		return res, body
-	}
+	roundTrip := roundTripper(t, conn)
 	for _, size := range []int{64 << 10, 64<<10 + 1, 1 << 20, 8 << 20} {
 		path := "/" + strconv.Itoa(size)
 		want := sizedBody(size)
@@ -157,7 +102,7 @@ func TestWholeWriteDiskHits(t *testing.T) {
 		sendfiles = append(sendfiles, n)
 		mu.Unlock()
 	})
-	s := wholeWriteSite(t, "", "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 1B\n\t\t\tpath "+t.TempDir()+"\n\t\t}")
+	s := wrappedSite(t, "", "zone default {\n\t\t\tmemory 64MiB\n\t\t\tmemory_entry_max 1B\n\t\t\tpath "+t.TempDir()+"\n\t\t}")
 	u := s.url("PUBLIC", "/"+strconv.Itoa(size))
 	want := sizedBody(size)
 	for i, status := range []string{"MISS", "HIT", "HIT"} { // the first hit verifies the file
@@ -220,7 +165,7 @@ func TestWholeWriteStalledClient(t *testing.T) {
 					end(fmt.Errorf("sendfile ended after %d bytes", n))
 				}
 			})
-			s := wholeWriteSite(t, "timeouts {\n\t\t\twrite_idle 300ms\n\t\t}", tc.zone)
+			s := wrappedSite(t, "timeouts {\n\t\t\twrite_idle 300ms\n\t\t}", tc.zone)
 			if r := s.get(t, s.url("PUBLIC", path)); r.cacheStatus() != "MISS" || len(r.Body) != size {
 				t.Fatalf("priming: %s, %d bytes", r.cacheStatus(), len(r.Body))
 			}
