@@ -15,7 +15,8 @@ import (
 // The bound is what net/http itself reaches: a plain Go net/http server,
 // in a process of its own, that answers /10k and /1m with the bytes from
 // memory, the headers of an edgecache hit, and each response in one
-// writev (the trick of edgecache's listener wrapper). No Caddy, no cache,
+// writev (the trick of edgecache's listener wrapper), and its collector
+// paced as edgecache's. No Caddy, no cache,
 // no lookup. Every Caddy handler is served by net/http, so this server's
 // ratio to nginx is the most a Caddy module's hits can reach, and
 // edgecache's ratio to it is the share of the gap that is edgecache's and
@@ -129,7 +130,11 @@ func (b *bench) startBound(ctx context.Context) (*target, error) {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := b.ps.start(nameBound, dir, filepath.Join(dir, "bound.log"), []string{boundEnv + "=" + addr}, self)
+	// Its collector is paced as edgecache's is (caddymodule/memlimit.go):
+	// a collection per few hundred MiB allocated, not one each time a
+	// heap of a few MiB doubles.
+	env := []string{boundEnv + "=" + addr, "GOGC=off", "GOMEMLIMIT=256MiB"}
+	p, err := b.ps.start(nameBound, dir, filepath.Join(dir, "bound.log"), env, self)
 	if err != nil {
 		return nil, err
 	}
