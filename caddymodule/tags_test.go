@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/edgecache/edgecache/cache"
 	"github.com/edgecache/edgecache/internal/testkit"
 )
 
@@ -174,6 +175,7 @@ func TestSoftPurgeFlow(t *testing.T) {
 		be := tagsBackend(t, &fail)
 		s := startCaddy(t, globalOptions("\t\tzone default 64MiB")+fmt.Sprintf(tagsSite, "use_stale error http_503"), be, "SITE")
 		s.get(t, s.url("SITE", "/img/1/a"))
+		untilStored(t, activeApp(t).Zone("default"), "/img/1/a")
 		activeApp(t).Zone("default").SoftPurge("/img/1/a")
 		fail.Store(true)
 		r := s.get(t, s.url("SITE", "/img/1/a"))
@@ -188,12 +190,23 @@ func TestSoftPurgeFlow(t *testing.T) {
 		be := tagsBackend(t, nil)
 		s := startCaddy(t, globalOptions("\t\tzone default 64MiB")+fmt.Sprintf(tagsSite, ""), be, "SITE")
 		s.get(t, s.url("SITE", "/img/1/a"))
+		untilStored(t, activeApp(t).Zone("default"), "/img/1/a")
 		if n, _ := activeApp(t).Zone("default").SoftPurgePrefix("/img/"); n != 1 {
 			t.Fatalf("SoftPurgePrefix marked %d, want 1", n)
 		}
 		expect(t, "soft-purged", s.get(t, s.url("SITE", "/img/1/a")), 200, "EXPIRED", "/img/1/a #2")
 		expect(t, "refreshed", s.get(t, s.url("SITE", "/img/1/a")), 200, "HIT", "/img/1/a #2")
 	})
+}
+
+// untilStored waits for a MISS's fill to commit key: the client has the
+// whole body a moment before the zone has the entry.
+func untilStored(t *testing.T, zone *cache.Zone, key string) {
+	t.Helper()
+	testkit.Eventually(t, 10*time.Second, testkit.Holds(key+" stored", func() bool {
+		_, ok := zone.Get(key)
+		return ok
+	}))
 }
 
 func indexOf(s []string, v string) int {
