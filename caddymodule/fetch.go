@@ -65,6 +65,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		// entry is dropped (its readers fail), waiters are released, and
 		// the panic goes on once the client's writer is ours again.
 		if !finished {
+			// A backend that broke mid-body is a backend failure; a
+			// backend request cancelled because its client left is not.
+			if cw.keep.Load() != keepCancelled {
+				job.zone.Stats.BackendErrors[cache.BackendFailed].Add(1)
+			}
 			cw.abort()
 			end := h.unstored(job, cw, false)
 			h.storeShared(job, nil, end)

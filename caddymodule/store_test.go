@@ -199,6 +199,10 @@ http://127.0.0.1:$PUBLIC {
 	if hits, misses := zone.Stats.Requests[cache.StatusHit].Load(), zone.Stats.Requests[cache.StatusMiss].Load(); hits != 2 || misses != int64(be.Requests()) || misses < 4 {
 		t.Errorf("%d HIT, %d MISS counted for %d backend requests; want 2 HIT, a MISS each", hits, misses, be.Requests())
 	}
+	// Each cut answer is a backend failure: all but the two whole ones.
+	if failed, want := zone.Stats.BackendErrors[cache.BackendFailed].Load(), int64(be.Requests()-2); failed != want {
+		t.Errorf("%d backend failures counted, want %d (one per cut answer)", failed, want)
+	}
 }
 
 // A client that goes away mid-body does not end the fill: the backend's
@@ -253,6 +257,12 @@ http://127.0.0.1:$PUBLIC {
 	}
 	if hits, misses := zone.Stats.Requests[cache.StatusHit].Load(), zone.Stats.Requests[cache.StatusMiss].Load(); hits != 1 || misses != 1 {
 		t.Errorf("%d HIT, %d MISS counted; want 1 each", hits, misses)
+	}
+	// The client left, the backend did not fail.
+	for kind := range zone.Stats.BackendErrors {
+		if n := zone.Stats.BackendErrors[kind].Load(); n != 0 {
+			t.Errorf("%d backend errors of kind %d counted for a client that left", n, kind)
+		}
 	}
 }
 
