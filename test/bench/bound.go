@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -133,7 +134,9 @@ func (b *bench) startBound(ctx context.Context) (*target, error) {
 	// Its collector is paced as edgecache's is (caddymodule/memlimit.go):
 	// a collection per few hundred MiB allocated, not one each time a
 	// heap of a few MiB doubles.
-	env := []string{boundEnv + "=" + addr, "GOGC=off", "GOMEMLIMIT=256MiB"}
+	// And it has a processor to spare, as edgecache's binary gives itself
+	// (cmd/edgecache/main.go).
+	env := []string{boundEnv + "=" + addr, "GOGC=off", "GOMEMLIMIT=256MiB", fmt.Sprintf("GOMAXPROCS=%d", runtime.NumCPU()+1)}
 	p, err := b.ps.start(nameBound, dir, filepath.Join(dir, "bound.log"), env, self)
 	if err != nil {
 		return nil, err
